@@ -1,0 +1,236 @@
+"""loam's data model: scalars, entities, write operations, LWW state and commit records.
+
+State per property is last-writer-wins by its `Stamp` (Lamport clock, node id):
+the higher stamp wins, ties are impossible because node ids differ. Deletes are
+tombstones and win over any update (a deleted entity never comes back), which keeps
+merge commutative, associative and idempotent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Union
+
+Scalar = Union[str, int, float, bool, None]
+SCALAR_TYPES = (str, int, float, bool, type(None))
+
+# A stamp orders writes: (lamport clock, writing node id).
+Stamp = tuple[int, str]
+
+RESERVED_FIELDS = frozenset({"id"})
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class IdGenerator:
+    """Entity ids: 26 chars of Crockford base32, 48-bit millisecond time + 80-bit tail.
+
+    Sortable by creation time, unique across nodes (random tail), and strictly
+    increasing within one generator (the tail is incremented inside a millisecond).
+    """
+
+    __slots__ = ("_last_ms", "_last_tail")
+
+    def __init__(self) -> None:
+        self._last_ms = -1
+        self._last_tail = 0
+
+    def new(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        if ms <= self._last_ms:
+            ms = self._last_ms
+            tail = self._last_tail + 1
+        else:
+            tail = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+        self._last_ms, self._last_tail = ms, tail
+        n = (ms << 80) | (tail & ((1 << 80) - 1))
+        out = []
+        for _ in range(26):
+            out.append(_CROCKFORD[n & 31])
+            n >>= 5
+        return "".join(reversed(out))
+
+
+def new_node_id() -> str:
+    """A random node id (16 hex chars); node ids break LWW ties, so they must differ."""
+    return os.urandom(8).hex()
+
+
+def check_scalar(name: str, value: object) -> Scalar:
+    """Validate one property value: JSON scalars only, finite numbers only."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value  # type: ignore[return-value]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise_validation(f"property {name!r}: {value!r} is not a finite number (JSON has no NaN/Infinity)")
+        return value
+    raise_validation(
+        f"property {name!r}: {type(value).__name__} is not allowed; use str, int, float, bool or null"
+    )
+    raise AssertionError  # unreachable
+
+
+def check_props(props: dict[str, object]) -> dict[str, Scalar]:
+    """Validate a property dict (names: non-empty str, not reserved; values: scalars)."""
+    if not isinstance(props, dict):
+        raise_validation(f"properties must be a dict, got {type(props).__name__}")
+    for k, v in props.items():
+        if not isinstance(k, str) or not k:
+            raise_validation(f"property names must be non-empty strings, got {k!r}")
+        if k in RESERVED_FIELDS:
+            raise_validation(f"property name {k!r} is reserved (the entity id is `id`)")
+        if v is not None and type(v) not in (str, int, bool):
+            check_scalar(k, v)
+    return props  # type: ignore[return-value]
+
+
+def raise_validation(message: str) -> None:
+    from loam.errors import ValidationError
+
+    raise ValidationError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A visible entity: its id and current property values."""
+
+    id: str
+    props: dict[str, Scalar]
+
+    def get(self, name: str) -> Scalar:
+        return self.id if name == "id" else self.props.get(name)
+
+
+# --- write operations -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    collection: str
+    id: str
+    props: dict[str, Scalar]
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Sets the given properties (a partial update); others keep their values."""
+
+    collection: str
+    id: str
+    props: dict[str, Scalar]
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    collection: str
+    id: str
+
+
+Op = Union[Create, Update, Delete]
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """Operations applied atomically, stamped by the node that originated them.
+
+    `commit_id` is unique (the originating node's id plus a sequence) so a durable
+    node can recognise a transaction re-sent after a reconnect.
+    """
+
+    commit_id: str
+    node_id: str
+    clock: int
+    ops: tuple[Op, ...]
+
+
+# --- LWW state --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class EntityState:
+    """Stored state of one entity.
+
+    `values` holds every property ever set (null included); `stamp` is the stamp of
+    the creating write; `stamps` only lists properties whose stamp differs from it
+    (so a freshly created entity stores one stamp); `deleted` is the tombstone stamp.
+    """
+
+    id: str
+    values: dict[str, Scalar]
+    stamp: Stamp
+    stamps: dict[str, Stamp] = field(default_factory=dict)
+    deleted: Stamp | None = None
+
+    def stamp_of(self, name: str) -> Stamp:
+        return self.stamps.get(name, self.stamp)
+
+    def visible(self) -> Entity | None:
+        return None if self.deleted is not None else Entity(self.id, self.values)
+
+    def merge_write(self, props: dict[str, Scalar], stamp: Stamp) -> dict[str, Scalar]:
+        """Apply a property write under LWW; return the properties that changed value."""
+        changed: dict[str, Scalar] = {}
+        for k, v in props.items():
+            if k in self.values and self.stamp_of(k) >= stamp:
+                continue
+            if k not in self.values or self.values[k] != v or type(self.values[k]) is not type(v):
+                changed[k] = v
+            self.values[k] = v
+            if stamp == self.stamp:
+                self.stamps.pop(k, None)
+            else:
+                self.stamps[k] = stamp
+        return changed
+
+    def merge_delete(self, stamp: Stamp) -> bool:
+        """Tombstone; the earliest tombstone stamp is kept so merge order never matters."""
+        if self.deleted is None or stamp < self.deleted:
+            first = self.deleted is None
+            self.deleted = stamp
+            return first
+        return False
+
+    def merge_state(self, other: "EntityState") -> None:
+        """Merge a whole state (used when syncing caches): commutative and idempotent."""
+        for k, v in other.values.items():
+            st = other.stamp_of(k)
+            if k not in self.values or self.stamp_of(k) < st:
+                self.values[k] = v
+                if st == self.stamp:
+                    self.stamps.pop(k, None)
+                else:
+                    self.stamps[k] = st
+        if other.deleted is not None:
+            self.merge_delete(other.deleted)
+
+
+# --- commits ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a commit did to one entity, as live queries need it."""
+
+    collection: str
+    id: str
+    kind: str  # "create" | "update" | "delete"
+    before: Entity | None  # visible state before the commit (None if absent/deleted)
+    after: Entity | None  # visible state after the commit (None if deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    """Returned by a commit: its id, stamp and the monotonic time it became durable.
+
+    `durable_ns` is `time.perf_counter_ns()` taken right after storage acknowledged
+    the write, so commit -> notification lag is measured on one clock.
+    """
+
+    commit_id: str
+    node_id: str
+    clock: int
+    durable_ns: int
+    changes: tuple[Change, ...] = ()

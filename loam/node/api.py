@@ -1,0 +1,98 @@
+"""The surface every loam node offers (durable or ephemeral), and the types it uses.
+
+Nodes are asyncio objects. Both roles implement `Node`; clients, the connectors and
+the sprout adapter only use this surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol, Sequence, Union
+
+from loam.model import CommitRecord, Entity, Op, Scalar
+from loam.query.ast import Query
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who is asking: passed to the policy agent on every read and write."""
+
+    user: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One change to a live query's result.
+
+    `added` entities entered the result, `updated` ones stayed but changed, `removed`
+    ids left it. `commit_ns` is the commit's `durable_ns` (perf_counter_ns on the
+    durable node's clock; same process => same clock) and `received_ns` is when this
+    node delivered it, so lag = received_ns - commit_ns. `kind` is "change" for
+    commits, "resubscribed" after a reconnect (the result was re-read), "closed" when
+    the live query ends (`reason` says why).
+    """
+
+    query_id: str
+    commit_id: str | None
+    commit_ns: int | None
+    received_ns: int
+    added: tuple[Entity, ...] = ()
+    updated: tuple[Entity, ...] = ()
+    removed: tuple[str, ...] = ()
+    kind: str = "change"
+    reason: str | None = None
+
+
+NotificationCallback = Callable[[Notification], Union[None, Awaitable[None]]]
+
+
+class LiveQuery(Protocol):
+    """A subscription: `results` is the current result (the window when LIMITed)."""
+
+    id: str
+    collection: str
+    query: Query
+    closed_reason: str | None
+
+    @property
+    def results(self) -> list[Entity]: ...
+
+    def add_listener(self, callback: NotificationCallback) -> None: ...
+
+    async def next(self, timeout: float | None = None) -> Notification:
+        """The next notification (raises TimeoutError / NodeClosedError)."""
+        ...
+
+    async def close(self) -> None:
+        """Unsubscribe; releases everything server-side."""
+        ...
+
+
+class Node(Protocol):
+    node_id: str
+    role: str  # "durable" | "ephemeral"
+
+    async def start(self) -> None: ...
+
+    async def close(self, reason: str = "node closed") -> None: ...
+
+    async def commit(self, ops: Sequence[Op], ctx: Context) -> CommitRecord:
+        """Apply ops atomically (on an ephemeral: forwarded to the durable node and acknowledged there)."""
+        ...
+
+    async def create(self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context) -> tuple[list[str], CommitRecord]:
+        """Batch create in one transaction; returns the new ids and the commit."""
+        ...
+
+    async def update(self, collection: str, id: str, props: dict[str, Scalar], ctx: Context) -> CommitRecord: ...
+
+    async def delete(self, collection: str, id: str, ctx: Context) -> CommitRecord: ...
+
+    async def get(self, collection: str, id: str, ctx: Context) -> Entity | None: ...
+
+    async def fetch(self, collection: str, query: str | Query, ctx: Context) -> list[Entity]: ...
+
+    async def subscribe(
+        self, collection: str, query: str | Query, ctx: Context, callback: NotificationCallback | None = None
+    ) -> LiveQuery: ...
