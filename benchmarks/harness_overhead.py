@@ -1,0 +1,77 @@
+"""asv benchmarks: what the harness's own measuring costs per recorded sample.
+
+asv runs ``setup`` before every timed call, so setups here only build a histogram/recorder
+(cheap: bucket layouts are cached per process) and reuse sample lists made once at import.
+Lower is better for every figure. ``time_record_1000`` / 1000 is the cost of one sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sprout_harness.metrics.histogram import Histogram
+from sprout_harness.metrics.recorder import PhaseRecorder
+
+_rng = np.random.default_rng(2026)
+_ARRAY = np.clip(_rng.lognormal(mean=np.log(200_000), sigma=1.5, size=100_000), 1_000, 10**9).astype(np.int64)
+_SAMPLES_1000 = [int(v) for v in _ARRAY[:1000]]
+_FULL = Histogram()  # read-only benchmarks share it; building it in setup would cost ~5 ms per call
+_FULL.record_many(_ARRAY)
+
+
+class RecordSample:
+    """Histogram.record: the inner loop of every latency measurement."""
+
+    def setup(self) -> None:
+        self.h = Histogram()
+        self.v = _SAMPLES_1000[0]
+
+    def time_record(self) -> None:
+        self.h.record(self.v)
+
+    def time_record_1000(self) -> None:
+        record = self.h.record
+        for v in _SAMPLES_1000:
+            record(v)
+
+    def time_record_many_100k(self) -> None:
+        self.h.record_many(_ARRAY)
+
+
+class RecorderSample:
+    """PhaseRecorder.record (histogram + timeline) and the timer context manager."""
+
+    def setup(self) -> None:
+        self.rec = PhaseRecorder("bench")
+        self.rec.start()
+
+    def time_record_1000(self) -> None:
+        record = self.rec.record
+        for v in _SAMPLES_1000:
+            record("op", v)
+
+    def time_timer_1000(self) -> None:
+        timer = self.rec.timer
+        for _ in range(1000):
+            with timer("op"):
+                pass
+
+
+class ReadFigures:
+    """Reading a full histogram: summary (9 figures) and the sparse encoding."""
+
+    def setup(self) -> None:
+        self.h = _FULL
+
+    def time_summary(self) -> None:
+        self.h.summary()
+
+    def time_to_dict(self) -> None:
+        self.h.to_dict()
+
+    def track_record_error_p99_relative(self) -> float:
+        """Relative error of p99 against numpy's exact 'lower' percentile (accuracy, lower is better)."""
+        exact = float(np.percentile(_ARRAY, 99, method="lower"))
+        return abs(self.h.percentile(99) - exact) / exact
+
+    track_record_error_p99_relative.unit = "ratio"  # type: ignore[attr-defined]

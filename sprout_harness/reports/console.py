@@ -1,0 +1,179 @@
+"""Terminal presentation: the final results table and a per-phase progress bar."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from sprout_harness.metrics.histogram import Histogram
+from sprout_harness.metrics.results import PhaseResult, RunResult
+
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "error": "bold red", "cancelled": "yellow",
+                "unsupported": "dim"}
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99.9", 99.9))
+
+
+def format_ms(ns: float) -> str:
+    """A nanosecond figure as milliseconds with about 3 significant digits; "-" when there is none."""
+    if ns is None or not math.isfinite(ns):
+        return "-"
+    ms = ns / 1e6
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    if ms >= 1:
+        return f"{ms:.2f}"
+    if ms >= 0.1:
+        return f"{ms:.3f}"
+    return f"{ms:.4f}"
+
+
+def format_rate(ops_per_s: float | None) -> str:
+    """Operations per second, thousands-separated; "-" when unknown."""
+    if ops_per_s is None or not math.isfinite(ops_per_s):
+        return "-"
+    return f"{ops_per_s:,.0f}" if ops_per_s >= 100 else f"{ops_per_s:.1f}"
+
+
+def histogram_row(h: Histogram) -> list[str]:
+    """The p50 .. p99.9 and max cells (ms) of one histogram, as the table shows them."""
+    values = h.percentiles(q for _, q in PERCENTILES) if h.count else [math.nan] * len(PERCENTILES)
+    return [format_ms(v) for v in values] + [format_ms(float(h.max) if h.count else math.nan)]
+
+
+def _metric_rows(phase: PhaseResult) -> Iterator[tuple[str, Histogram, float | None]]:
+    for op, h in phase.latencies.items():
+        yield op, h, phase.throughput.get(op)
+    if len(phase.latencies) > 1:
+        yield "(all ops)", phase.all_latencies(), (phase.ops / (phase.wall_ns / 1e9) if phase.wall_ns else None)
+    for name, h in phase.lags.items():
+        yield f"lag.{name}", h, None
+    for name, h in phase.connector_delays.items():
+        yield f"connector.{name}", h, None
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _header(run: RunResult) -> str:
+    m = run.metadata
+    parts = [f"run {m.run_id}"]
+    if m.suite:
+        parts.append(f"suite {m.suite}")
+    if m.config_name:
+        parts.append(f"config {m.config_name}")
+    if m.stack:
+        parts.append(f"stack {m.stack}")
+    if m.git_commit:
+        parts.append(f"commit {m.git_commit[:12]}{' (dirty)' if m.git_dirty else ''}")
+    if m.topology:
+        parts.append("topology " + ", ".join(f"{k}={v}" for k, v in m.topology.items() if not isinstance(v, (dict, list))))
+    return " | ".join(parts)
+
+
+def render(run: RunResult, console: Console | None = None, verbose: bool = False) -> None:
+    """Print the final results: per phase and op the count, ops/s and latency percentiles (ms),
+    lag and connector-delay rows, checks, errors and the phase and run status."""
+    console = console or Console()
+    console.print(_header(run))
+    table = Table(title="latency in ms (lower is better); ops/s higher is better", title_justify="left")
+    for col, justify in (("phase", "left"), ("metric", "left"), ("status", "left"), ("count", "right"),
+                         ("ops/s", "right"), ("p50", "right"), ("p90", "right"), ("p95", "right"),
+                         ("p99", "right"), ("p99.9", "right"), ("max", "right")):
+        table.add_column(col, justify=justify, no_wrap=col != "metric")
+    for phase in run.phases:
+        first = True
+        rows = list(_metric_rows(phase))
+        if not rows:
+            table.add_row(phase.name, "-", _status_text(phase.status), "0", "-", *["-"] * 6)
+        for name, h, rate in rows:
+            table.add_row(phase.name if first else "", name, _status_text(phase.status) if first else "",
+                          f"{h.count:,}", format_rate(rate), *histogram_row(h))
+            first = False
+        table.add_section()
+    console.print(table)
+
+    for phase in run.phases:
+        lines: list[Text] = []
+        wall = f"{phase.wall_ns / 1e9:.3f} s" if phase.wall_ns else "-"
+        head = Text(f"{phase.name}: ")
+        head.append(_status_text(phase.status))
+        head.append(f"  wall {wall}")
+        if phase.reason:
+            head.append(f"  ({phase.reason})")
+        lines.append(head)
+        for c in phase.checks:
+            mark = Text("  PASS " if c.ok else "  FAIL ", style="green" if c.ok else "bold red")
+            mark.append(c.name + (f": {c.detail}" if c.detail else ""))
+            lines.append(mark)
+        for cat, e in phase.errors.items():
+            line = Text(f"  error {cat}: {e.count:,}", style="red")
+            lines.append(line)
+            if verbose:
+                lines.extend(Text(f"      {s}", style="dim") for s in e.samples)
+        if phase.counters:
+            lines.append(Text("  counters: " + ", ".join(f"{k}={v:,}" for k, v in phase.counters.items())))
+        if verbose and phase.timeline:
+            lines.append(Text("  timeline (s: ops, p99 ms): " + "  ".join(
+                f"{p.second}: {p.ops:,}, {format_ms(p.p99_ns) if p.ops else '-'}" for p in phase.timeline)))
+        if verbose and phase.peak_rss_bytes:
+            lines.append(Text(f"  peak RSS {phase.peak_rss_bytes / 2**20:,.1f} MiB"))
+        for line in lines:
+            console.print(line)
+
+    summary = Text("run status: ")
+    summary.append(_status_text(run.status))
+    if run.reason:
+        summary.append(f" ({run.reason})")
+    console.print(summary)
+    if verbose and run.metadata.notes:
+        for note in run.metadata.notes:
+            console.print(f"note: {note}")
+
+
+class PhaseProgress:
+    """A rich progress bar for one phase: ``with PhaseProgress(console, phase, total) as p: p.advance(n)``.
+
+    ``total=None`` shows a spinner and a running count; ``quiet=True`` makes every call a no-op.
+    """
+
+    def __init__(self, console: Console | None, phase: str, total: int | None = None, quiet: bool = False) -> None:
+        self.phase = phase
+        self.completed = 0
+        self._progress: Progress | None = None
+        self._task = None
+        if not quiet:
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=console or Console(stderr=True), transient=True,
+            )
+            self._task = self._progress.add_task(phase, total=total)
+
+    def __enter__(self) -> "PhaseProgress":
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more units of work done."""
+        self.completed += n
+        if self._progress is not None:
+            self._progress.advance(self._task, n)  # type: ignore[arg-type]
+
+    def set_total(self, total: int | None) -> None:
+        """Change the expected amount of work (e.g. once it becomes known)."""
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)  # type: ignore[arg-type]
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()

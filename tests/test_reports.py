@@ -1,0 +1,223 @@
+"""Console table, JSON report round trip, github-action-benchmark file, progress bar."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from sprout_harness.metrics import (
+    PhaseRecorder,
+    RunMetadata,
+    RunResult,
+    git_info,
+    host_info,
+    load_run,
+    overall_status,
+    python_info,
+)
+from sprout_harness.reports import console as console_report
+from sprout_harness.reports import gab, json_report
+from sprout_harness.reports.console import PhaseProgress, format_ms
+
+
+def _raise_on_constant(name: str) -> None:
+    raise ValueError(f"non-finite constant {name} in JSON")
+
+
+def make_run(seed: int = 7, scale: float = 1.0, label: str = "leveldb-local") -> RunResult:
+    """A run built the way the runner builds one: real recorders fed with latency-shaped samples."""
+    rng = np.random.default_rng(seed)
+    phases = []
+
+    create = PhaseRecorder("create")
+    create.start()
+    for v in rng.lognormal(np.log(200_000 * scale), 0.5, 2000).astype(np.int64):
+        create.record("create_one", int(v))
+    create.latency("create_batch").record_many(rng.lognormal(np.log(3_000_000 * scale), 0.3, 200).astype(np.int64))
+    with create.timer("create_one"):
+        sum(range(1000))
+    create.count("entities_created", 2001 + 200 * 100)
+    create.check("every write landed", True, "22001 of 22001")
+    create.error("StackError", "transient: connection reset")
+    create.stop()
+    phases.append(create.result())
+
+    live = PhaseRecorder("live")
+    live.start()
+    for v in rng.lognormal(np.log(1_500_000 * scale), 0.4, 500).astype(np.int64):
+        live.lag("commit_to_notify", int(v))
+    for v in rng.lognormal(np.log(400_000 * scale), 0.4, 300).astype(np.int64):
+        live.connector_delay("changes", int(v))
+    live.record("subscribe", int(800_000 * scale))
+    live.stop()
+    phases.append(live.result())
+
+    unsupported = PhaseRecorder("fulltext")
+    unsupported.mark_unsupported("stack has no text index")
+    phases.append(unsupported.result())
+
+    commit, dirty = git_info(Path(__file__).parent)
+    meta = RunMetadata(
+        run_id=f"run-{seed}", suite="smoke", config_name=label, config={"password": "***", "n": 2000},
+        git_commit=commit, git_dirty=dirty, seed=seed, dataset_sizes={"entities": 22001},
+        topology={"durable": 1, "ephemeral": 2, "links": {"e1-d1": "websocket"}}, stack="loam",
+        storage={"engine": "leveldb"}, policy="lww", connector="websocket", started_at=1.0, ended_at=2.0,
+        host=host_info(), python=python_info(), sprout_version="0.1.0", notes=["fsync off"],
+    )
+    status, reason = overall_status(phases)
+    return RunResult(metadata=meta, phases=phases, status=status, reason=reason)
+
+
+def render_text(run: RunResult, verbose: bool = False) -> str:
+    buf = io.StringIO()
+    console_report.render(run, Console(file=buf, width=220, color_system=None), verbose=verbose)
+    return buf.getvalue()
+
+
+def test_console_shows_the_figures_statuses_and_checks() -> None:
+    run = make_run()
+    out = render_text(run, verbose=True)
+    create = run.phase("create")
+    h = create.latencies["create_one"]
+    row = next(line for line in out.splitlines() if "create_one" in line)
+    for q in (50, 90, 95, 99, 99.9):
+        assert format_ms(h.percentile(q)) in row
+    assert format_ms(h.max) in row
+    assert f"{h.count:,}" in row
+    assert f"{create.throughput['create_one']:,.0f}" in row
+    lag = run.phase("live").lags["commit_to_notify"]
+    lag_row = next(line for line in out.splitlines() if "lag.commit_to_notify" in line)
+    assert format_ms(lag.percentile(50)) in lag_row and format_ms(lag.percentile(99)) in lag_row
+    assert "connector.changes" in out
+    assert "(all ops)" in out
+    assert "PASS every write landed: 22001 of 22001" in out
+    assert "error StackError: 1" in out and "transient: connection reset" in out  # verbose shows samples
+    assert "unsupported" in out and "stack has no text index" in out
+    assert "entities_created=22,001" in out
+    assert "run status: ok" in out
+    assert "config leveldb-local" in out
+
+
+def test_console_shows_failed_run() -> None:
+    rec = PhaseRecorder("create")
+    rec.start()
+    rec.record("create_one", 1_000)
+    rec.check("every write landed", False, "998 of 1000")
+    phases = [rec.result()]
+    status, reason = overall_status(phases)
+    out = render_text(RunResult(RunMetadata(run_id="r"), phases, status, reason))
+    assert "FAIL every write landed: 998 of 1000" in out
+    assert "run status: failed" in out
+
+
+def test_format_ms() -> None:
+    assert format_ms(114_000) == "0.114"
+    assert format_ms(1_234_567) == "1.23"
+    assert format_ms(12_345_678) == "12.3"
+    assert format_ms(1_234_567_890) == "1,235"
+    assert format_ms(12_345) == "0.0123"
+    assert format_ms(math.nan) == "-"
+
+
+def test_json_report_round_trips_through_load_run(tmp_path: Path) -> None:
+    run = make_run()
+    path = json_report.write(run, tmp_path / "out" / "report.json")
+    data = json.loads(path.read_text(), parse_constant=_raise_on_constant)
+    assert data["schema_version"] == 1
+    s = data["phases"][0]["latencies"]["create_one"]["summary"]
+    assert set(s) == {"count", "min", "mean", "p50", "p90", "p95", "p99", "p999", "max"}
+    assert s["count"] == run.phase("create").latencies["create_one"].count
+    back = load_run(path)
+    assert back == run
+    assert json_report.to_json_bytes(back) == json_report.to_json_bytes(run)
+    assert not list((tmp_path / "out").glob(".*"))  # no temp file left behind
+
+
+def test_json_report_has_no_nan_for_empty_histograms(tmp_path: Path) -> None:
+    rec = PhaseRecorder("empty")
+    rec.latency("never")
+    run = RunResult(RunMetadata(run_id="r", config={"path": Path("/tmp/x"), "tags": {"b", "a"}}), [rec.result()])
+    raw = json_report.to_json_bytes(run).decode()
+    data = json.loads(raw, parse_constant=_raise_on_constant)
+    assert data["phases"][0]["latencies"]["never"]["summary"]["p50"] is None
+    assert data["metadata"]["config"] == {"path": "/tmp/x", "tags": ["a", "b"]}
+
+
+def test_load_run_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_run(tmp_path / "nope.json")
+    gab_file = gab.write(make_run(), tmp_path / "gab.json")
+    with pytest.raises(ValueError, match="github-action-benchmark"):
+        load_run(gab_file)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"schema_version": 99, "metadata": {"run_id": "x"}}))
+    with pytest.raises(ValueError, match="schema_version 99"):
+        load_run(old)
+
+
+def test_gab_file_is_valid_custom_smaller_is_better(tmp_path: Path) -> None:
+    run = make_run()
+    path = gab.write(run, tmp_path / "gab.json")
+    data = json.loads(path.read_text(), parse_constant=_raise_on_constant)
+    assert isinstance(data, list) and data
+    names = [e["name"] for e in data]
+    assert len(names) == len(set(names))
+    for e in data:
+        assert set(e) <= {"name", "unit", "value", "range", "extra"}
+        assert e["unit"] in gab.ALLOWED_UNITS
+        assert isinstance(e["value"], (int, float)) and not isinstance(e["value"], bool)
+        assert math.isfinite(e["value"]) and e["value"] >= 0
+        assert isinstance(e.get("extra", ""), str)
+    by_name = {e["name"]: e for e in data}
+    h = run.phase("create").latencies["create_one"]
+    assert by_name["leveldb-local/create/create_one p50"]["value"] == pytest.approx(h.percentile(50) / 1e6, abs=1e-6)
+    assert by_name["leveldb-local/create/create_one p99"]["value"] == pytest.approx(h.percentile(99) / 1e6, abs=1e-6)
+    assert "leveldb-local/live/lag.commit_to_notify p99" in by_name
+    assert "leveldb-local/live/connector.changes p50" in by_name
+    assert "leveldb-local/create wall" in by_name
+    assert "durable=1" in by_name["leveldb-local/create/create_one p50"]["extra"]
+    assert not any("/fulltext" in n for n in names)  # unsupported phase: no entries
+
+
+def test_gab_skips_empty_and_non_ok_phases_and_dedupes_names() -> None:
+    a = PhaseRecorder("create")
+    a.start()
+    a.latency("empty_op")
+    a.record("op", 1000)
+    a.stop()
+    b = PhaseRecorder("create")  # same phase name twice (a repeated phase)
+    b.start()
+    b.record("op", 2000)
+    b.stop()
+    bad = PhaseRecorder("broken")
+    bad.start()
+    bad.record("op", 5)
+    bad.check("landed", False)
+    run = RunResult(RunMetadata(run_id="r", stack="loam"), [a.result(), b.result(), bad.result()])
+    names = [e["name"] for e in gab.entries(run)]
+    assert "loam/create/op p50" in names and "loam/create/op p50 #2" in names
+    assert not any("empty_op" in n or "broken" in n for n in names)
+    assert len(names) == len(set(names))
+
+
+def test_phase_progress_draws_and_quiet_is_silent() -> None:
+    buf = io.StringIO()
+    con = Console(file=buf, width=120, force_terminal=True)
+    with PhaseProgress(con, "create", total=10) as p:
+        p.advance(4)
+        p.advance(6)
+    assert p.completed == 10
+    quiet_buf = io.StringIO()
+    with PhaseProgress(Console(file=quiet_buf), "create", quiet=True) as q:
+        q.advance(3)
+        q.set_total(5)
+    assert q.completed == 3 and quiet_buf.getvalue() == ""
+    with PhaseProgress(con, "unknown total") as u:
+        u.advance(2)
+    assert "create" in buf.getvalue()
