@@ -2,12 +2,12 @@
 
 A field name refers to an entity property; the reserved name `id` is the entity id.
 A missing property compares as null. Values of different types compare by the one
-total order documented in docs/loam.md (null < booleans < numbers < strings).
+total order documented in docs/query-language.md (null < booleans < numbers < strings).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Union
 
 from loam.model import Scalar
@@ -60,4 +60,5 @@ class Query:
     where: Expr | None = None
     order_by: tuple[OrderKey, ...] = ()
     limit: int | None = None
-    text: str | None = None  # the source text when parsed, for messages and reports
+    # the source text when parsed, for messages and reports; not part of equality
+    text: str | None = field(default=None, compare=False)
