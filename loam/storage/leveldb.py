@@ -1,0 +1,522 @@
+"""LevelDB storage engine (plyvel): one key space, states + declared indexes + commit log.
+
+Key layout (all keys UTF-8, `\\x00`-separated; docs/storage.md has the full story):
+
+    s\\x00<coll>\\x00<id>                        -> encoded state (codec.encode_state)
+    i\\x00<coll>\\x00<field>\\x00<value>\\x00<id>  -> b''   (declared indexes, visible entities only)
+    c\\x00<20-digit clock>\\x00<commit id>       -> orjson commit entry (one per transaction)
+    m\\x00coll\\x00<coll>                        -> orjson list of the index fields built for it
+    m\\x00count\\x00<coll>                       -> visible entity count (ASCII int)
+
+A query is planned from the top-level AND conjuncts of its WHERE: id equality -> point gets;
+equality/IN on an indexed field -> index prefix scans; a range on an indexed field (or
+ORDER BY an indexed field with a LIMIT) -> an ordered index walk that stops early; else a
+full scan of the collection. The full predicate is always re-checked on fetched states, then
+`run_query` sorts, applies the keyset `after` and the limit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+import orjson
+import plyvel
+
+from loam.errors import StorageError, StorageLockedError, ValidationError
+from loam.model import Entity, EntityState
+from loam.query.ast import Query
+from loam.storage.base import WriteBatch
+from loam.storage.codec import SEP, decode_state, decode_visible, encode_state, encode_value
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+# Entity is a frozen slots dataclass: its __init__ goes through object.__setattr__ per field.
+# Filling the slots directly builds the identical object in about half the time (read hot path).
+_new_entity = Entity.__new__
+_set_id = Entity.__dict__["id"].__set__
+_set_props = Entity.__dict__["props"].__set__
+
+
+def _entity(id: str, props: dict[str, Any]) -> Entity:
+    e = _new_entity(Entity)
+    _set_id(e, id)
+    _set_props(e, props)
+    return e
+
+
+_S = b"s\x00"
+_I = b"i\x00"
+_C = b"c\x00"
+_M_COLL = b"m\x00coll\x00"
+_M_COUNT = b"m\x00count\x00"
+
+
+def _check_name(kind: str, name: str) -> bytes:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValidationError(f"{kind} {name!r}: must be a non-empty string without NUL characters")
+    return name.encode()
+
+
+class _Coll:
+    """Per-collection cached key prefixes, index fields and visible count."""
+
+    __slots__ = ("name", "sp", "bases", "count", "delta", "registered")
+
+    def __init__(self, name: str, fields: Sequence[str], count: int, registered: bool) -> None:
+        nb = _check_name("collection name", name)
+        self.name = name
+        self.sp = _S + nb + SEP
+        self.bases = [(f, _I + nb + SEP + _check_name("index field", f) + SEP) for f in fields]
+        self.count = count
+        self.delta = 0
+        self.registered = registered
+
+
+@dataclass(slots=True)
+class _Plan:
+    """How `fetch` reads candidates; `describe` is what `explain` returns."""
+
+    kind: str  # "ids" | "prefixes" | "walk" | "scan"
+    describe: str
+    ids: list[str] = field(default_factory=list)
+    prefixes: list[bytes] = field(default_factory=list)
+    index_field: str | None = None  # None: the walk is over state keys (ordered by id)
+    base: bytes = b""  # key prefix of the walked index / state keys
+    start: bytes | None = None
+    stop: bytes | None = None
+    reverse: bool = False
+    early_stop: bool = False
+
+
+class LevelDBEngine:
+    """Embedded, single-process engine. `sync=True` fsyncs every `apply` (durable on power loss)."""
+
+    name: ClassVar[str] = "leveldb"
+    blocking: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        create_if_missing: bool = True,
+        sync: bool = False,
+        indexes: dict[str, list[str]] | None = None,
+        write_buffer_size: int = 16 << 20,
+        lru_cache_size: int = 32 << 20,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.create_if_missing = create_if_missing
+        self.sync = sync
+        self.indexes = {c: list(dict.fromkeys(f)) for c, f in (indexes or {}).items()}
+        for c, fs in self.indexes.items():
+            _check_name("collection name", c)  # "*": every collection
+            for f in fs:
+                _check_name("index field", f)
+                if f == "id":
+                    raise ValidationError(f"index on {c}.id: ids are the primary key already, do not declare them")
+        self.write_buffer_size = write_buffer_size
+        self.lru_cache_size = lru_cache_size
+        self._db: plyvel.DB | None = None
+        self._get: Callable[[bytes], bytes | None] = self._lazy_get
+        self._sp: dict[str, bytes] = {}  # collection -> state key prefix (read fast path)
+        self._colls: dict[str, _Coll] = {}
+        self._last_clock = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            db = plyvel.DB(
+                self.path,
+                create_if_missing=self.create_if_missing,
+                write_buffer_size=self.write_buffer_size,
+                lru_cache_size=self.lru_cache_size,
+            )
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise StorageLockedError(
+                    f"LevelDB directory {self.path} is locked: another process (or another open engine "
+                    "in this process) holds it; close that one or use another directory"
+                ) from None
+            raise StorageError(f"cannot open LevelDB directory {self.path}: {exc}") from None
+        except plyvel.Error as exc:
+            raise StorageError(f"cannot open LevelDB directory {self.path}: {exc}") from None
+        self._db = db
+        self._get = db.get
+        self._colls = {}
+        for key, raw in db.iterator(prefix=_M_COLL):
+            name = key[len(_M_COLL):].decode()
+            cnt = db.get(_M_COUNT + key[len(_M_COLL):])
+            c = self._colls[name] = _Coll(name, _loads(raw), int(cnt) if cnt else 0, True)
+            self._sp[name] = c.sp
+        self._last_clock = 0
+        for key in db.iterator(prefix=_C, reverse=True, include_value=False):
+            self._last_clock = int(key[2:22])
+            break
+        self._sync_indexes()
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        self._get = self._lazy_get
+        if db is not None:
+            db.close()
+
+    def _handle(self) -> plyvel.DB:
+        db = self._db
+        if db is None:
+            self.open()
+            db = self._db
+        return db  # type: ignore[return-value]
+
+    def _sync_indexes(self) -> None:
+        """Build indexes declared since the last open and drop undeclared ones (one batch)."""
+        db = self._db
+        assert db is not None
+        for name, c in list(self._colls.items()):
+            built = [f for f, _ in c.bases]
+            wanted = self._wanted(name)
+            if built == wanted:
+                continue
+            with db.write_batch(sync=self.sync) as wb:
+                for f, base in c.bases:
+                    if f not in wanted:
+                        for k in db.iterator(prefix=base, include_value=False):
+                            wb.delete(k)
+                new = _Coll(name, wanted, c.count, True)
+                add = [(f, b) for f, b in new.bases if f not in built]
+                if add:
+                    for key, raw in db.iterator(prefix=c.sp):
+                        values = decode_visible(raw)
+                        if values is None:
+                            continue
+                        idb = key[len(c.sp):]
+                        for f, base in add:
+                            wb.put(base + encode_value(values.get(f)) + SEP + idb, b"")
+                wb.put(_M_COLL + name.encode(), _dumps(wanted))
+            self._colls[name] = new
+
+    def _wanted(self, name: str) -> list[str]:
+        """Declared index fields of a collection (`"*"` declares them for every collection)."""
+        return self.indexes.get(name, self.indexes.get("*", []))
+
+    def _coll(self, name: str) -> _Coll:
+        c = self._colls.get(name)
+        if c is None:
+            c = _Coll(name, self._wanted(name), 0, False)
+            self._colls[name] = c
+            self._sp[name] = c.sp
+        return c
+
+    # --- writes --------------------------------------------------------------------------
+
+    def apply(self, batch: WriteBatch) -> None:
+        db = self._handle()
+        new_ids = batch.new_ids
+        touched: dict[str, _Coll] = {}
+        pending: dict[bytes, EntityState] = {}
+        colls = self._colls
+        wb = db.write_batch(sync=self.sync)
+        put = wb.put
+        try:
+            for cname, st in batch.states:
+                c = colls.get(cname) or self._coll(cname)
+                if cname not in touched:
+                    touched[cname] = c
+                sid = st.id
+                if "\x00" in sid:
+                    _check_name("entity id", sid)
+                idb = sid.encode()
+                key = c.sp + idb
+                if sid in new_ids and not c.bases:
+                    # Hot path: blind insert, no read-before-write, no index work.
+                    put(key, encode_state(st))
+                    if st.deleted is None:
+                        c.delta += 1
+                    continue
+                if sid in new_ids:
+                    old = None
+                else:
+                    old = pending.get(key)
+                    if old is None:
+                        raw = db.get(key)
+                        old = decode_state(sid, raw) if raw is not None else None
+                    pending[key] = st
+                put(key, encode_state(st))
+                vis_old = old is not None and old.deleted is None
+                vis_new = st.deleted is None
+                c.delta += vis_new - vis_old
+                for f, base in c.bases:
+                    ok = base + encode_value(old.values.get(f)) + SEP + idb if vis_old else None  # type: ignore[union-attr]
+                    nk = base + encode_value(st.values.get(f)) + SEP + idb if vis_new else None
+                    if ok != nk:
+                        if ok is not None:
+                            wb.delete(ok)
+                        if nk is not None:
+                            put(nk, b"")
+            for c in touched.values():
+                nb = c.name.encode()
+                if not c.registered:
+                    put(_M_COLL + nb, _dumps([f for f, _ in c.bases]))
+                if c.delta:
+                    put(_M_COUNT + nb, str(c.count + c.delta).encode())
+            commit = batch.commit
+            clock = self._last_clock
+            if commit is not None:
+                clock = max(clock, int(commit["clock"]))
+                ck = _C + b"%020d" % int(commit["clock"]) + SEP + str(commit["commit_id"]).encode()
+                put(ck, _dumps(commit))
+            wb.write()
+        except BaseException:
+            for c in touched.values():
+                c.delta = 0
+            wb.clear()
+            raise
+        for c in touched.values():
+            c.count += c.delta
+            c.delta = 0
+            c.registered = True
+        self._last_clock = clock
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def read_states(self, collection: str, ids: Sequence[str]) -> dict[str, EntityState]:
+        db = self._handle()
+        sp = self._coll_prefix(collection)
+        out: dict[str, EntityState] = {}
+        get = db.get
+        for i in ids:
+            raw = get(sp + i.encode())
+            if raw is not None:
+                out[i] = decode_state(i, raw)
+        return out
+
+    def _coll_prefix(self, collection: str) -> bytes:
+        c = self._colls.get(collection)
+        return c.sp if c is not None else _S + collection.encode() + SEP
+
+    def get(self, collection: str, id: str) -> Entity | None:
+        # Hot path: one dict lookup, one LevelDB get, one decode (see README figures).
+        sp = self._sp.get(collection)
+        if sp is None:
+            sp = _S + collection.encode() + SEP
+        raw = self._get(sp + id.encode())
+        if raw is None:
+            return None
+        d = _loads(raw)
+        if len(d) == 3 or d[3] is None:
+            e = _new_entity(Entity)
+            _set_id(e, id)
+            _set_props(e, d[0])
+            return e
+        return None
+
+    def _lazy_get(self, key: bytes) -> bytes | None:
+        self.open()  # first use (or use after close) opens the database
+        return self._get(key)
+
+    def count(self, collection: str) -> int:
+        self._handle()
+        c = self._colls.get(collection)
+        return c.count if c is not None else 0
+
+    def collections(self) -> list[str]:
+        self._handle()
+        return sorted(n for n, c in self._colls.items() if c.registered)
+
+    def last_clock(self) -> int:
+        self._handle()
+        return self._last_clock
+
+    def commits_since(self, clock: int) -> list[dict[str, Any]]:
+        db = self._handle()
+        start = _C + b"%020d" % (clock + 1) if clock >= 0 else _C
+        return [_loads(v) for v in db.iterator(start=start, stop=b"c\x01", include_key=False)]
+
+    # --- queries -------------------------------------------------------------------------
+
+    def plan(self, collection: str, query: Query, *, after: Entity | None = None, limit: int | None = None) -> _Plan:
+        """Choose how to read candidates for `query` (see module doc)."""
+        from loam.query.evaluate import index_candidates
+
+        c = self._colls.get(collection)
+        sp = c.sp if c is not None else _S + collection.encode() + SEP
+        bases = dict(c.bases) if c is not None else {}
+        cands = index_candidates(query.where)
+
+        # 1. id equality / IN -> point gets
+        for cand in cands:
+            if cand.kind == "eq" and cand.field == "id":
+                ids = [v for v in cand.values if isinstance(v, str)]
+                return _Plan("ids", f"point get of {len(ids)} id(s) in {collection!r}", ids=ids)
+        # 2. equality / IN on an indexed field -> prefix scans of that index
+        for cand in cands:
+            if cand.kind == "eq" and cand.field in bases:
+                base = bases[cand.field]
+                ps = list(dict.fromkeys(base + encode_value(v) + SEP for v in cand.values))
+                return _Plan("prefixes", f"index scan {collection}.{cand.field} IN ({len(ps)} value(s))",
+                             prefixes=ps, index_field=cand.field)
+        # 3. ranges on an indexed field / id, or ORDER BY one with a LIMIT -> ordered walk
+        bounds: dict[str, tuple[bytes | None, bytes | None]] = {}
+        for cand in cands:
+            if cand.kind != "range" or not (cand.field in bases or cand.field == "id"):
+                continue
+            lo = hi = None
+            if cand.field == "id":  # ids are strings: only string bounds narrow the key range
+                lo = cand.low.encode() if isinstance(cand.low, str) else None
+                hi = cand.high.encode() + b"\x01" if isinstance(cand.high, str) else None
+            else:  # inclusive bounds: over-select, never miss (the predicate is re-checked)
+                lo = encode_value(cand.low) if cand.low is not None else None
+                hi = encode_value(cand.high) + b"\x01" if cand.high is not None else None
+            if lo is not None or hi is not None:
+                bounds[cand.field] = (lo, hi)
+        eff_limit = limit if limit is not None else query.limit
+        order = query.order_by
+        first = order[0] if order else None
+        walk_field: str | None = None
+        if first is not None and (first.field in bases or first.field == "id") and eff_limit is not None:
+            walk_field = first.field
+        elif first is None and "id" in bounds and eff_limit is not None:
+            walk_field = "id"  # query order is id ascending
+        elif bounds:
+            walk_field = "id" if "id" in bounds else next(iter(bounds))
+        if walk_field is not None:
+            base = sp if walk_field == "id" else bases[walk_field]
+            lo, hi = bounds.get(walk_field, (None, None))
+            ordered = eff_limit is not None and (
+                (first is not None and first.field == walk_field) or (first is None and walk_field == "id")
+            )
+            reverse = bool(ordered and first is not None and first.descending)
+            if ordered and after is not None:
+                av = after.get(walk_field)
+                if walk_field == "id":
+                    aenc = av.encode() if isinstance(av, str) else None
+                else:
+                    aenc = encode_value(av)
+                if aenc is not None:
+                    if reverse:
+                        cap = aenc + b"\x01"
+                        hi = cap if hi is None or cap < hi else hi
+                    else:
+                        lo = aenc if lo is None or aenc > lo else lo
+            what = "state keys (id order)" if walk_field == "id" else f"index {collection}.{walk_field}"
+            how = "ordered walk with early stop" if ordered else "range scan"
+            rng = f" [{'lo' if lo else '-'}, {'hi' if hi else '-'}]"
+            return _Plan(
+                "walk",
+                f"{how} of {what}{rng if (lo or hi) else ''}" + (" descending" if reverse else ""),
+                index_field=None if walk_field == "id" else walk_field,
+                base=base,
+                start=base + lo if lo is not None else base,
+                stop=base + hi if hi is not None else base[:-1] + b"\x01",
+                reverse=reverse,
+                early_stop=ordered,
+            )
+        return _Plan("scan", f"full scan of {collection!r}", start=sp, stop=sp[:-1] + b"\x01")
+
+    def explain(self, collection: str, query: Query) -> str:
+        self._handle()
+        p = self.plan(collection, query)
+        recheck = ", re-check predicate" if query.where is not None and p.kind != "scan" else (
+            ", filter by predicate" if query.where is not None else "")
+        return f"leveldb: {p.describe}{recheck}, then sort/keyset/limit in Python"
+
+    def fetch(
+        self, collection: str, query: Query, *, after: Entity | None = None, limit: int | None = None
+    ) -> list[Entity]:
+        from loam.query.evaluate import compile_predicate, run_query
+
+        db = self._handle()
+        eff_limit = limit if limit is not None else query.limit
+        pred = compile_predicate(query.where) if query.where is not None else None
+        plan = self.plan(collection, query, after=after, limit=eff_limit)
+        sp = self._coll_prefix(collection)
+        snap = db.snapshot()
+        try:
+            matches = list(self._candidates(snap, sp, plan, pred, after, eff_limit))
+        finally:
+            snap.close()
+        rest = Query(where=None, order_by=query.order_by, limit=eff_limit, text=query.text)
+        return run_query(rest, matches, after=after, limit=eff_limit)
+
+    def _candidates(
+        self, snap: Any, sp: bytes, plan: _Plan, pred: Callable[[Entity], bool] | None,
+        after: Entity | None, limit: int | None,
+    ) -> Iterable[Entity]:
+        get = snap.get
+        if plan.kind == "ids":
+            for i in plan.ids:
+                raw = get(sp + i.encode())
+                if raw is not None:
+                    vals = decode_visible(raw)
+                    if vals is not None:
+                        e = _entity(i, vals)
+                        if pred is None or pred(e):
+                            yield e
+            return
+        if plan.kind == "prefixes":
+            seen: set[bytes] = set()
+            for p in plan.prefixes:
+                for k in snap.iterator(prefix=p, include_value=False):
+                    idb = k[k.rindex(SEP) + 1:]
+                    if idb in seen:
+                        continue
+                    seen.add(idb)
+                    raw = get(sp + idb)
+                    vals = decode_visible(raw) if raw is not None else None
+                    if vals is not None:
+                        e = _entity(idb.decode(), vals)
+                        if pred is None or pred(e):
+                            yield e
+            return
+        # ordered walk / range scan / full scan
+        on_states = plan.index_field is None
+        n_beyond = 0
+        last_group: bytes | None = None
+        after_group: bytes | None = None
+        if plan.early_stop and after is not None:
+            av = after.get(plan.index_field) if plan.index_field else after.id
+            after_group = encode_value(av) if plan.index_field else (av.encode() if isinstance(av, str) else None)
+        blen = len(plan.base)
+        it = snap.iterator(start=plan.start, stop=plan.stop, reverse=plan.reverse, include_value=on_states)
+        for item in it:
+            if on_states:
+                k, raw = item
+                idb = k[len(sp):]
+                group = idb
+            else:
+                k = item
+                cut = k.rindex(SEP)
+                idb = k[cut + 1:]
+                group = k[blen:cut]
+                raw = get(sp + idb)
+                if raw is None:
+                    continue
+            if plan.early_stop and limit is not None and n_beyond >= limit and group != last_group:
+                break
+            vals = decode_visible(raw)
+            if vals is None:
+                continue
+            e = _entity(idb.decode(), vals)
+            if pred is None or pred(e):
+                last_group = group
+                if group != after_group:
+                    n_beyond += 1
+                yield e
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "path": self.path,
+            "sync": self.sync,
+            "durability": "fsync on every commit" if self.sync else "OS page cache (survives a process crash, not power loss)",
+            "write_buffer_size": self.write_buffer_size,
+            "indexes": self.indexes,
+            "plyvel": plyvel.__version__,
+        }
+
+
+__all__ = ["LevelDBEngine"]
