@@ -53,6 +53,42 @@ class IdGenerator:
             n >>= 5
         return "".join(reversed(out))
 
+    def new_many(self, n: int) -> list[str]:
+        """`n` ids at once: same format and guarantees as `new`, a fraction of the cost.
+
+        Consecutive tails only differ in their low characters: the time prefix and the
+        tail's upper 70 bits are encoded once per 1024 ids, the low 10 bits by table.
+        """
+        if n <= 0:
+            return []
+        ms = time.time_ns() // 1_000_000
+        if ms <= self._last_ms:
+            ms = self._last_ms
+            tail = self._last_tail + 1
+        else:
+            tail = int.from_bytes(os.urandom(10), "big") >> 1
+        self._last_ms, self._last_tail = ms, tail + n - 1
+        mask = (1 << 80) - 1
+        prefix = _encode(ms, 10)
+        low = _LOW10
+        out: list[str] = []
+        hi_of = -1
+        head = ""
+        for i in range(n):
+            t = (tail + i) & mask
+            hi = t >> 10
+            if hi != hi_of:
+                hi_of, head = hi, prefix + _encode(hi, 14)
+            out.append(head + low[t & 1023])
+        return out
+
+
+def _encode(v: int, chars: int) -> str:
+    return "".join(_CROCKFORD[(v >> (5 * k)) & 31] for k in range(chars - 1, -1, -1))
+
+
+_LOW10 = [_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024)]
+
 
 def new_node_id() -> str:
     """A random node id (16 hex chars); node ids break LWW ties, so they must differ."""

@@ -30,7 +30,8 @@ class Notification:
     durable node's clock; same process => same clock) and `received_ns` is when this
     node delivered it, so lag = received_ns - commit_ns. `kind` is "change" for
     commits, "resubscribed" after a reconnect (the result was re-read), "closed" when
-    the live query ends (`reason` says why).
+    the live query ends (`reason` says why). `gap_filled` counts the `added` entities
+    that were read from storage to refill a LIMIT window that had lost members.
     """
 
     query_id: str
@@ -42,6 +43,7 @@ class Notification:
     removed: tuple[str, ...] = ()
     kind: str = "change"
     reason: str | None = None
+    gap_filled: int = 0
 
 
 NotificationCallback = Callable[[Notification], Union[None, Awaitable[None]]]
