@@ -24,3 +24,26 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) html/index.html .asv
+
+# --- asv (see docs/asv.md): run + publish, PR gate, publish only, preview ---
+RANGE ?=
+QUICK ?=
+BASE ?= main
+FACTOR ?= 1.2
+_truthy = $(filter 1 y yes true on,$(1))
+
+.PHONY: bench-asv continuous publish preview
+
+bench-asv: $(STAMP)
+	$(PY) -m sprout_harness.asvtools.bench $(if $(RANGE),--range '$(RANGE)') $(if $(call _truthy,$(QUICK)),--quick)
+
+continuous: $(STAMP)
+	$(PY) -m sprout_harness.asvtools.continuous '$(BASE)' HEAD --factor $(FACTOR) $(if $(call _truthy,$(QUICK)),--quick)
+
+publish: $(STAMP)
+	$(PY) -m asv publish
+	$(PY) -m sprout_harness.asvtools.offline --html html
+
+preview: $(STAMP)
+	@echo "serving html/ on http://127.0.0.1:8080/ (Ctrl+C stops)"
+	$(PY) -m http.server -d html -b 127.0.0.1 8080

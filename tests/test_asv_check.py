@@ -1,0 +1,125 @@
+"""The asv suite is valid (`asv check`), configured as the project needs, and its anchors and
+offline-page helpers work on real libraries (fast; the end-to-end runs are in the slow tests)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from asv_support import REPO_ROOT, asv, explain, load_conf
+
+sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a package at the repo root, as asv imports it
+
+from benchmarks import _common, anchors  # noqa: E402
+from sprout_harness.asvtools import offline  # noqa: E402
+
+
+def test_asv_check_passes() -> None:
+    proc = asv(REPO_ROOT, "check", "--python=same", timeout=300)
+    assert proc.returncode == 0 and "No problems found" in proc.stdout, explain(proc)
+
+
+def _dep_name(spec: str) -> str:
+    return re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_conf_matches_the_project() -> None:
+    import tomllib
+
+    conf = load_conf(REPO_ROOT)
+    expected = {
+        "repo": ".", "environment_type": "virtualenv", "benchmark_dir": "benchmarks", "html_dir": "html",
+        "results_dir": ".asv/results", "env_dir": ".asv/env", "branches": ["main"],
+    }
+    assert {k: conf.get(k) for k in expected} == expected
+    assert "--no-build-isolation" in " ".join(conf["build_command"])
+    req = {k.lower() for k in conf["matrix"]["req"]}
+    deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    missing = {_dep_name(d) for d in deps} - req
+    assert not missing, f"asv.conf.json matrix lacks project dependencies {missing}"
+    # asv drops extras, and the no-isolation build needs the build backend in the env.
+    assert {"psycopg-binary", "setuptools", "wheel"} <= req
+
+
+def test_album_payloads_are_deterministic_100_byte_json() -> None:
+    pairs = _common.album_payloads(300, seed=7)
+    assert pairs == _common.album_payloads(300, seed=7)
+    assert pairs != _common.album_payloads(300, seed=8)
+    assert {len(v) for _, v in pairs} == {_common.PAYLOAD_BYTES}
+    assert len({k for k, _ in pairs}) == 300
+    docs = _common.album_docs(300, seed=7)
+    assert [orjson.loads(v) for _, v in pairs] == list(docs)
+    assert docs[5]["id"] == _common.album_id(5)
+
+
+def test_scale_follows_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_common.ENV_SCALE, "tiny")
+    assert _common.scale().name == "tiny"
+    monkeypatch.delenv(_common.ENV_SCALE)
+    assert _common.scale().name == "full"
+    monkeypatch.setenv(_common.ENV_SCALE, "huge")
+    with pytest.raises(ValueError, match="SPROUT_BENCH_SCALE"):
+        _common.scale()
+
+
+def test_postgres_anchor_is_na_without_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(_common.ENV_PG_DSN, raising=False)
+    with pytest.raises(NotImplementedError, match="SPROUT_PG_DSN"):
+        _common.postgres_dsn_or_skip()
+    bench = anchors.AnchorPostgres()
+    cache = bench.setup_cache()
+    assert isinstance(cache, _common.Skipped) and cache is not None  # None would drop the cache arg
+    with pytest.raises(NotImplementedError):
+        bench.setup(cache)
+
+
+def _check_figures(cache: dict, names: set[str]) -> None:
+    assert set(cache) == names
+    assert all(isinstance(v, float) and 0 < v < 1e6 for v in cache.values()), cache
+
+
+def test_anchors_measure_real_libraries(monkeypatch: pytest.MonkeyPatch, pg_dsn: str) -> None:
+    monkeypatch.setenv(_common.ENV_SCALE, "tiny")
+    monkeypatch.setenv(_common.ENV_PG_DSN, pg_dsn)
+    for cls, names in [
+        (anchors.AnchorLevelDB, {"put_write_batch", "get_random"}),
+        (anchors.AnchorPostgres, {"executemany_one_tx", "copy"}),
+        (anchors.AnchorWebsockets, {"round_trip_p50", "round_trip_p99", "one_way"}),
+        (anchors.AnchorAsyncioQueue, {"hop", "burst"}),
+    ]:
+        bench = cls()
+        cache = bench.setup_cache()
+        bench.setup(cache)
+        _check_figures(cache, names)
+        tracked = [m for m in dir(cls) if m.startswith("track_")]
+        assert len(tracked) == len(names)
+        assert all(getattr(bench, m)(cache) > 0 for m in tracked)
+        assert cls.unit == "us"
+
+
+def test_offline_rewrite_covers_asvs_page() -> None:
+    import asv
+
+    page = (Path(asv.__file__).parent / "www" / "index.html").read_text(encoding="utf-8")
+    new, n = offline.rewrite_html(page, "index.html")
+    assert n == len(offline.ASSETS)
+    assert "integrity=" not in new and "cdn" not in new.lower()
+    for a in offline.ASSETS:
+        assert a.local in new
+
+
+def test_offline_rewrite_rejects_unknown_cdn() -> None:
+    page = '<script src="https://cdn.example.org/lib.js"></script>'
+    with pytest.raises(offline.OfflineAssetsError, match="cdn.example.org/lib.js"):
+        offline.rewrite_html(page, "x.html")
+
+
+def test_offline_package_json_lists_every_asset_package() -> None:
+    import json
+
+    deps = json.loads((REPO_ROOT / offline.PACKAGE_DIR / "package.json").read_text())["dependencies"]
+    assert {a.package for a in offline.ASSETS} == set(deps)
