@@ -10,8 +10,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
-$(STAMP): $(PY) pyproject.toml
+$(STAMP): $(PY) pyproject.toml stacks/pgnotify/pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e stacks/pgnotify --no-deps
 	touch $(STAMP)
 
 venv: $(STAMP)
