@@ -1,0 +1,87 @@
+"""`python -m loam serve`: run a durable node over WebSocket until SIGINT/SIGTERM.
+
+Prints `loam serving on ws://HOST:PORT` (flushed) once bound, so a parent process can
+read the port when `--port 0` picks a free one. On SIGINT/SIGTERM it closes every
+connection, the node and its storage, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from loam.errors import LoamError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loam serve", description="Serve a durable loam node over WebSocket.")
+    p.add_argument("--storage", choices=["leveldb", "postgres", "memory"], required=True,
+                   help="storage engine of the durable node")
+    p.add_argument("--path", help="LevelDB directory (with --storage leveldb)")
+    p.add_argument("--sync", action="store_true", help="LevelDB: fsync every commit")
+    p.add_argument("--dsn", help="PostgreSQL DSN (with --storage postgres)")
+    p.add_argument("--pool-size", type=int, default=4, help="PostgreSQL connection pool size (default 4)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
+    p.add_argument("--token", default=None, help="clients must present this token in their hello")
+    p.add_argument("--policy", default=None, help="policy agent name (default: permissive)")
+    p.add_argument("--node-id", default=None, help="node id (default: random)")
+    p.add_argument("--max-message-size", type=int, default=None, help="protocol message size limit in bytes")
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+def engine_params(args: argparse.Namespace) -> dict[str, Any]:
+    if args.storage == "leveldb":
+        if not args.path:
+            raise SystemExit("--storage leveldb needs --path DIR (the LevelDB directory)")
+        return {"path": args.path, "sync": args.sync}
+    if args.storage == "postgres":
+        if not args.dsn:
+            raise SystemExit("--storage postgres needs --dsn DSN (e.g. postgresql://user@127.0.0.1:5432/db)")
+        return {"dsn": args.dsn, "pool_size": args.pool_size}
+    return {}
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from loam.node.durable import DurableNode
+    from loam.policy import create_policy
+    from loam.protocol.codec import DEFAULT_MAX_SIZE
+    from loam.storage import create_engine
+    from loam.transport.websocket import NodeServer
+
+    storage = create_engine(args.storage, **engine_params(args))
+    policy = create_policy(args.policy) if args.policy else None
+    node = DurableNode(storage, policy=policy, node_id=args.node_id)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = NodeServer(node, args.host, args.port, token=args.token,
+                        max_size=args.max_message_size or DEFAULT_MAX_SIZE)
+    try:
+        await server.start()
+        print(f"loam serving on {server.url}", flush=True)
+        await stop.wait()
+    finally:
+        await server.close()
+        await node.close("server shutting down")  # closes storage
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(serve(args))
+    except LoamError as exc:
+        print(f"loam serve: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # port in use, permission
+        print(f"loam serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

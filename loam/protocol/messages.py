@@ -1,0 +1,235 @@
+"""Every message of loam's wire protocol, as plain dataclasses (no I/O here).
+
+Requests carry a request id `rid` chosen by the sender; the reply echoes it. Every
+message carries `sent_ns` (`time.perf_counter_ns()` when it was sent) so the receiver
+can record a one-way connector delay per message type (meaningful when both ends share
+a clock, i.e. one process). `TYPE` is the value of the wire field `t`.
+See docs/protocol.md for the wire form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Union
+
+from loam.model import CommitRecord, Entity, Transaction
+from loam.node.api import Context
+from loam.query.ast import Query
+
+PROTOCOL_VERSION = 1
+
+
+@dataclass(slots=True)
+class Hello:
+    """Client -> server, first message: authenticate and introduce the client node."""
+
+    TYPE: ClassVar[str] = "hello"
+    rid: int
+    token: str | None
+    node_id: str
+    version: int = PROTOCOL_VERSION
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Welcome:
+    """Server -> client: handshake accepted. `clock` is the durable node's Lamport clock."""
+
+    TYPE: ClassVar[str] = "welcome"
+    rid: int
+    node_id: str
+    clock: int
+    version: int = PROTOCOL_VERSION
+    max_size: int = 0
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Commit:
+    """Client -> server: apply a transaction stamped by the client node."""
+
+    TYPE: ClassVar[str] = "commit"
+    rid: int
+    tx: Transaction
+    ctx: Context = field(default_factory=Context)
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Ack:
+    """Server -> client: the durable node's commit record for a `commit`."""
+
+    TYPE: ClassVar[str] = "ack"
+    rid: int
+    record: CommitRecord
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Get:
+    TYPE: ClassVar[str] = "get"
+    rid: int
+    collection: str
+    id: str
+    ctx: Context = field(default_factory=Context)
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class GetResult:
+    TYPE: ClassVar[str] = "get_result"
+    rid: int
+    entity: Entity | None
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Fetch:
+    """`query` is query text, or a parsed Query (sent as its AST) when it has no text."""
+
+    TYPE: ClassVar[str] = "fetch"
+    rid: int
+    collection: str
+    query: str | Query
+    ctx: Context = field(default_factory=Context)
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class FetchResult:
+    TYPE: ClassVar[str] = "fetch_result"
+    rid: int
+    entities: list[Entity]
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Subscribe:
+    TYPE: ClassVar[str] = "subscribe"
+    rid: int
+    collection: str
+    query: str | Query
+    ctx: Context = field(default_factory=Context)
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Subscribed:
+    """Server -> client: the live query's id (server side) and its current result, in order."""
+
+    TYPE: ClassVar[str] = "subscribed"
+    rid: int
+    query_id: str
+    results: list[Entity]
+    clock: int = 0
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Unsubscribe:
+    TYPE: ClassVar[str] = "unsubscribe"
+    rid: int
+    query_id: str
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Unsubscribed:
+    TYPE: ClassVar[str] = "unsubscribed"
+    rid: int
+    query_id: str
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Notify:
+    """Server -> client, unsolicited: one change to a remote live query's result.
+
+    `kind` is "change" or "closed" (the server ended the live query; `reason` says why).
+    `gap_filled` counts the entities the durable node read to refill a LIMIT window in
+    this change (0: no refill).
+    `clock` is the commit's Lamport clock (lets the client's clock observe it).
+    """
+
+    TYPE: ClassVar[str] = "notify"
+    query_id: str
+    commit_id: str | None
+    commit_ns: int | None
+    added: list[Entity] = field(default_factory=list)
+    updated: list[Entity] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    gap_filled: int = 0
+    clock: int = 0
+    kind: str = "change"
+    reason: str | None = None
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Error:
+    """A failed request (`rid` set) or a connection-level error (`rid` None, then closed).
+
+    `code` is one of ERROR_CODES; `message` is for humans and names the fix.
+    """
+
+    TYPE: ClassVar[str] = "error"
+    rid: int | None
+    code: str
+    message: str
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Ping:
+    TYPE: ClassVar[str] = "ping"
+    rid: int
+    sent_ns: int = 0
+
+
+@dataclass(slots=True)
+class Pong:
+    TYPE: ClassVar[str] = "pong"
+    rid: int
+    sent_ns: int = 0
+
+
+ERROR_CODES = frozenset(
+    {
+        "malformed",  # not decodable / wrong shape (connection closed)
+        "too_large",  # message over the size limit
+        "auth",  # wrong token (connection closed)
+        "version",  # unsupported protocol version (connection closed)
+        "unexpected",  # message not valid in this state (e.g. a request before hello)
+        "query",  # loam.errors.QueryError
+        "validation",  # loam.errors.ValidationError
+        "denied",  # loam.errors.PolicyDenied
+        "storage",  # loam.errors.StorageError
+        "closed",  # the node is closed
+        "unknown_query",  # unsubscribe of a query id this peer does not hold
+        "internal",  # anything else (a bug; the message has the exception)
+    }
+)
+
+Message = Union[
+    Hello, Welcome, Commit, Ack, Get, GetResult, Fetch, FetchResult, Subscribe, Subscribed,
+    Unsubscribe, Unsubscribed, Notify, Error, Ping, Pong,
+]
+
+MESSAGE_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        Hello, Welcome, Commit, Ack, Get, GetResult, Fetch, FetchResult, Subscribe, Subscribed,
+        Unsubscribe, Unsubscribed, Notify, Error, Ping, Pong,
+    )
+}
+
+# Requests a client may send after the handshake, and the reply type of each.
+REPLY_OF: dict[str, str] = {
+    "hello": "welcome",
+    "commit": "ack",
+    "get": "get_result",
+    "fetch": "fetch_result",
+    "subscribe": "subscribed",
+    "unsubscribe": "unsubscribed",
+    "ping": "pong",
+}

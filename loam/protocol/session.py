@@ -1,0 +1,89 @@
+"""Sans-I/O server-side session: handshake, auth and which live queries the peer holds.
+
+The session turns received bytes into either a message to act on or a `Reject` (send
+this error, then close the connection). It never performs I/O, so every transport
+(in-process, WebSocket) shares it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from loam.errors import ProtocolError
+from loam.protocol import codec
+from loam.protocol import messages as m
+
+# Messages a client may send once the handshake is done.
+_CLIENT_REQUESTS = frozenset({"commit", "get", "fetch", "subscribe", "unsubscribe", "ping"})
+
+
+@dataclass(slots=True)
+class Reject:
+    """Protocol violation: send `error`, then close the connection with `reason`."""
+
+    error: m.Error
+    reason: str
+
+
+class ServerSession:
+    """State of one client connection on the server: "handshake" -> "open" -> "closed"."""
+
+    def __init__(self, server_node_id: str, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE):
+        self.server_node_id = server_node_id
+        self.token = token
+        self.max_size = max_size
+        self.state = "handshake"
+        self.peer_node_id: str | None = None
+        self.queries: set[str] = set()  # server-side live query ids this peer holds
+
+    def receive(self, data: bytes | str) -> m.Message | Reject:
+        """Decode and check one incoming message against the session state."""
+        if self.state == "closed":
+            return self._reject(None, "unexpected", "connection is closed")
+        try:
+            msg = codec.decode(data, self.max_size)
+        except ProtocolError as exc:
+            code = "too_large" if "limit" in str(exc) and len(data) > self.max_size else "malformed"
+            return self._reject(None, code, str(exc))
+        rid = getattr(msg, "rid", None)
+        if self.state == "handshake":
+            if not isinstance(msg, m.Hello):
+                return self._reject(rid, "unexpected", f"expected hello as the first message, got {msg.TYPE}")
+            if msg.version != m.PROTOCOL_VERSION:
+                return self._reject(rid, "version", f"protocol version {msg.version} is not supported; "
+                                    f"this server speaks version {m.PROTOCOL_VERSION} (upgrade loam on one side)")
+            if self.token is not None and not (
+                msg.token is not None and hmac.compare_digest(msg.token.encode(), self.token.encode())
+            ):
+                return self._reject(rid, "auth", "wrong or missing token; pass the token the server was "
+                                    "started with (--token)")
+            self.state = "open"
+            self.peer_node_id = msg.node_id
+            return msg
+        if msg.TYPE not in _CLIENT_REQUESTS:
+            return self._reject(rid, "unexpected", f"a client may not send {msg.TYPE} messages "
+                                f"(allowed: {', '.join(sorted(_CLIENT_REQUESTS))})")
+        return msg
+
+    def welcome(self, hello: m.Hello, clock: int) -> m.Welcome:
+        return m.Welcome(hello.rid, self.server_node_id, clock, m.PROTOCOL_VERSION, self.max_size)
+
+    def _reject(self, rid: int | None, code: str, message: str) -> Reject:
+        self.state = "closed"
+        return Reject(m.Error(rid, code, message), f"{code}: {message}"[:120])
+
+    def add_query(self, query_id: str) -> None:
+        self.queries.add(query_id)
+
+    def remove_query(self, query_id: str) -> bool:
+        if query_id in self.queries:
+            self.queries.discard(query_id)
+            return True
+        return False
+
+    def close(self) -> set[str]:
+        """Mark closed; returns the live query ids to release."""
+        self.state = "closed"
+        held, self.queries = self.queries, set()
+        return held

@@ -1,0 +1,57 @@
+"""What both transports share: the byte channel, per-message-type delay statistics."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Protocol
+
+from loam.errors import NodeClosedError
+
+
+class ChannelClosed(NodeClosedError):
+    """The channel is closed; `code` is the WebSocket close code when there is one."""
+
+    def __init__(self, reason: str, code: int | None = None):
+        self.code = code
+        super().__init__(reason)
+
+
+class Channel(Protocol):
+    """A message-oriented, ordered, reliable byte pipe (one end of a connection)."""
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def recv(self) -> bytes:
+        """The next message; raises ChannelClosed when the connection is gone."""
+        ...
+
+    async def close(self, reason: str = "closed", code: int = 1000) -> None: ...
+
+
+class DelayStats:
+    """One-way connector delays per message type (receive perf_counter_ns - sent_ns).
+
+    Keeps the count of every message and the last `keep` delays of each type; the
+    harness does the statistics. Delays are only meaningful when sender and receiver
+    share a clock (same process); across processes use ping round trips instead.
+    """
+
+    def __init__(self, keep: int = 100_000):
+        self.keep = keep
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.delays: dict[str, collections.deque[int]] = {}
+
+    def record(self, msg_type: str, delay_ns: int) -> None:
+        self.counts[msg_type] += 1
+        d = self.delays.get(msg_type)
+        if d is None:
+            d = self.delays[msg_type] = collections.deque(maxlen=self.keep)
+        d.append(delay_ns)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """{type: {"count": n, "delays_ns": [..]}} (a copy)."""
+        return {t: {"count": self.counts[t], "delays_ns": list(self.delays.get(t, ()))} for t in self.counts}
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.delays.clear()

@@ -1,0 +1,144 @@
+"""In-process connector: asyncio queues between two ends in one event loop.
+
+Every message is encoded to bytes by the sender and decoded by the receiver with the
+same codec as the WebSocket transport, so this is an honest lower bound on connector
+cost (no socket, same serialisation). `delay_s` adds a fixed one-way delay to every
+message (order preserved) for latency experiments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loam.protocol import codec
+from loam.transport.base import ChannelClosed
+from loam.transport.client import Connector
+from loam.transport.service import NodeService
+
+
+class _Closed:
+    __slots__ = ("reason", "code")
+
+    def __init__(self, reason: str, code: int):
+        self.reason, self.code = reason, code
+
+
+class InProcessChannel:
+    """One end of an in-process connection (see `pipe`)."""
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.peer: InProcessChannel | None = None
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.closed: _Closed | None = None
+        self._delayed: asyncio.Queue[tuple[float, Any]] | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    def _deliver(self, item: Any) -> None:
+        assert self.peer is not None
+        if self.delay_s <= 0:
+            self.peer.inbox.put_nowait(item)
+            return
+        if self._delayed is None:
+            self._delayed = asyncio.Queue()
+            self._pump = asyncio.create_task(self._run_pump())
+        self._delayed.put_nowait((asyncio.get_running_loop().time() + self.delay_s, item))
+
+    async def _run_pump(self) -> None:
+        # One pump per direction keeps messages in order whatever their timing.
+        assert self._delayed is not None and self.peer is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            due, item = await self._delayed.get()
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.peer.inbox.put_nowait(item)
+            if isinstance(item, _Closed):
+                return
+
+    async def send(self, data: bytes) -> None:
+        if self.closed is not None:
+            raise ChannelClosed(self.closed.reason, self.closed.code)
+        self._deliver(data)
+
+    async def recv(self) -> bytes:
+        item = await self.inbox.get()
+        if isinstance(item, _Closed):
+            self.inbox.put_nowait(item)  # every later recv fails the same way
+            if self.closed is None:
+                self.closed = item
+                self._deliver(_Closed(item.reason, item.code))  # echo the close, like a WebSocket
+            raise ChannelClosed(item.reason, item.code)
+        return item
+
+    async def close(self, reason: str = "closed", code: int = 1000) -> None:
+        if self.closed is not None:
+            return
+        self.closed = _Closed(reason, code)
+        self._deliver(_Closed(reason, code))
+        self.inbox.put_nowait(_Closed(reason, code))
+
+
+def pipe(delay_s: float = 0.0) -> tuple[InProcessChannel, InProcessChannel]:
+    """Two connected ends (client, server), each direction delayed by `delay_s`."""
+    a, b = InProcessChannel(delay_s), InProcessChannel(delay_s)
+    a.peer, b.peer = b, a
+    return a, b
+
+
+class InProcessServer:
+    """Serves a durable node to in-process connectors (same protocol as `NodeServer`)."""
+
+    def __init__(self, node: Any, token: str | None = None, delay_s: float = 0.0,
+                 max_size: int = codec.DEFAULT_MAX_SIZE):
+        self.node = node
+        self.delay_s = delay_s
+        self.service = NodeService(node, token, max_size)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server_ends: set[InProcessChannel] = set()
+        self.accepting = True
+
+    async def accept(self) -> InProcessChannel:
+        """A new connection: returns the client end and serves the other."""
+        if not self.accepting:
+            raise ConnectionRefusedError("in-process server is not accepting connections")
+        client, server = pipe(self.delay_s)
+        self._server_ends.add(server)
+        task = asyncio.create_task(self.service.serve(server, label="inprocess"))
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: (self._tasks.discard(t), self._server_ends.discard(server)))
+        return client
+
+    def connector(self, **kwargs: Any) -> "InProcessConnector":
+        return InProcessConnector(self, **kwargs)
+
+    async def drop_connections(self, reason: str = "dropped") -> None:
+        """Close every connection from the server side (clients then reconnect)."""
+        for end in list(self._server_ends):
+            await end.close(reason, 1001)
+        await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        self.accepting = False
+        await self.drop_connections("server closing")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {"received": self.service.stats.snapshot(), "peers": len(self.service.peers)}
+
+
+class InProcessConnector(Connector):
+    """Connector to an `InProcessServer` in the same event loop."""
+
+    transport = "inprocess"
+
+    def __init__(self, server: InProcessServer, **kwargs: Any):
+        kwargs.setdefault("max_size", server.service.max_size)
+        super().__init__(**kwargs)
+        self.server = server
+
+    async def _open_channel(self) -> InProcessChannel:
+        return await self.server.accept()

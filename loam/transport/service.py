@@ -1,0 +1,249 @@
+"""Server side of a connection, shared by every transport: serves one node to many peers.
+
+`NodeService.serve(channel)` runs one peer: the sans-I/O `ServerSession` checks each
+message, requests run as their own tasks against the durable node, and one writer task
+sends replies and notifications in order. Each remote subscription is a durable-node
+LiveQuery whose listener queues a `notify`; unsubscribe and disconnect close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from loam.errors import LoamError, NodeClosedError, PolicyDenied, ProtocolError, QueryError, StorageError, \
+    ValidationError
+from loam.node.api import Notification
+from loam.protocol import codec
+from loam.protocol import messages as m
+from loam.protocol.session import Reject, ServerSession
+from loam.transport.base import Channel, ChannelClosed, DelayStats
+
+log = logging.getLogger("loam.transport")
+
+_perf_ns = time.perf_counter_ns
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, QueryError):
+        return "query"
+    if isinstance(exc, ValidationError):
+        return "validation"
+    if isinstance(exc, PolicyDenied):
+        return "denied"
+    if isinstance(exc, StorageError):
+        return "storage"
+    if isinstance(exc, NodeClosedError):
+        return "closed"
+    if isinstance(exc, ProtocolError):
+        return "malformed"
+    return "internal"
+
+
+class NodeService:
+    """Serves `node` (a durable node) over any number of channels."""
+
+    def __init__(self, node: Any, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE):
+        self.node = node
+        self.token = token
+        self.max_size = max_size
+        self.stats = DelayStats()  # delays of messages received from clients
+        self.peers: set[_Peer] = set()
+        self._clock = 0
+        add = getattr(node, "add_commit_listener", None)
+        if add is not None:
+            add(self._on_commit)
+
+    def _on_commit(self, record: Any) -> None:
+        if record.clock > self._clock:
+            self._clock = record.clock
+
+    @property
+    def clock(self) -> int:
+        """The durable node's Lamport clock as far as this service knows."""
+        c = getattr(self.node, "clock", None)
+        v = getattr(c, "value", c)
+        if isinstance(v, int) and v > self._clock:
+            self._clock = v
+        return self._clock
+
+    async def serve(self, channel: Channel, *, label: str = "peer") -> None:
+        """Run one connection until it closes; releases the peer's live queries."""
+        peer = _Peer(self, channel, label)
+        self.peers.add(peer)
+        try:
+            await peer.run()
+        finally:
+            self.peers.discard(peer)
+
+    async def close_all(self, reason: str = "server closing") -> None:
+        for p in list(self.peers):
+            await p.channel.close(reason, 1001)
+
+
+class _Peer:
+    def __init__(self, service: NodeService, channel: Channel, label: str):
+        self.service = service
+        self.node = service.node
+        self.channel = channel
+        self.label = label
+        self.session = ServerSession(getattr(service.node, "node_id", "?"), service.token, service.max_size)
+        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        self.live: dict[str, Any] = {}  # query id -> durable LiveQuery
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._writer())
+        try:
+            while True:
+                try:
+                    data = await self.channel.recv()
+                except ChannelClosed:
+                    break
+                now = _perf_ns()
+                res = self.session.receive(data)
+                if isinstance(res, Reject):
+                    log.info("%s rejected: %s", self.label, res.reason)
+                    await self._send_now(res.error)
+                    await self.channel.close(res.reason, 1009 if res.error.code == "too_large" else 1008)
+                    break
+                self.service.stats.record(res.TYPE, now - res.sent_ns)
+                if isinstance(res, m.Hello):
+                    self.out.put_nowait(self.session.welcome(res, self.service.clock))
+                elif isinstance(res, m.Ping):
+                    self.out.put_nowait(m.Pong(res.rid))
+                else:
+                    t = asyncio.create_task(self._handle(res))
+                    self.tasks.add(t)
+                    t.add_done_callback(self.tasks.discard)
+        finally:
+            # Requests still running are left to finish (cancelling a commit half-way could
+            # leave it stored but not fanned out); their replies have nowhere to go.
+            writer.cancel()
+            await self._release_all()
+            await self.channel.close("connection finished")
+
+    async def _send_now(self, msg: m.Message) -> None:
+        msg.sent_ns = _perf_ns()
+        try:
+            await self.channel.send(codec.encode(msg, self.service.max_size))
+        except (ChannelClosed, ProtocolError):
+            pass
+
+    async def _writer(self) -> None:
+        max_size = self.service.max_size
+        while True:
+            msg = await self.out.get()
+            msg.sent_ns = _perf_ns()
+            try:
+                data = codec.encode(msg, max_size)
+            except ProtocolError as exc:
+                data = self._too_large(msg, exc)
+                if data is None:
+                    continue
+            try:
+                await self.channel.send(data)
+            except ChannelClosed:
+                return
+
+    def _too_large(self, msg: m.Message, exc: ProtocolError) -> bytes | None:
+        # A reply over the limit becomes an error for its request; a notification over the
+        # limit ends that live query (the client cannot stay consistent without it).
+        if isinstance(msg, m.Notify):
+            asyncio.create_task(self._release(msg.query_id))
+            out: m.Message = m.Notify(msg.query_id, msg.commit_id, msg.commit_ns, kind="closed", reason=str(exc))
+        else:
+            out = m.Error(getattr(msg, "rid", None), "too_large", str(exc))
+        out.sent_ns = _perf_ns()
+        try:
+            return codec.encode(out, self.service.max_size)
+        except ProtocolError:
+            return None
+
+    async def _handle(self, msg: m.Message) -> None:
+        rid = msg.rid  # type: ignore[union-attr]
+        try:
+            reply = await self._dispatch(msg)
+        except asyncio.CancelledError:
+            raise
+        except LoamError as exc:
+            reply = m.Error(rid, error_code(exc), str(exc))
+        except Exception as exc:  # a bug on the server; the client still gets an answer
+            log.exception("%s: %s request failed", self.label, msg.TYPE)
+            reply = m.Error(rid, "internal", f"{type(exc).__name__}: {exc}")
+        if reply is not None:
+            self.out.put_nowait(reply)
+
+    async def _dispatch(self, msg: m.Message) -> m.Message | None:
+        node = self.node
+        if isinstance(msg, m.Commit):
+            return m.Ack(msg.rid, await node.apply_transaction(msg.tx, msg.ctx))
+        if isinstance(msg, m.Get):
+            return m.GetResult(msg.rid, await node.get(msg.collection, msg.id, msg.ctx))
+        if isinstance(msg, m.Fetch):
+            return m.FetchResult(msg.rid, list(await node.fetch(msg.collection, msg.query, msg.ctx)))
+        if isinstance(msg, m.Subscribe):
+            return await self._subscribe(msg)
+        if isinstance(msg, m.Unsubscribe):
+            if not self.session.remove_query(msg.query_id):
+                return m.Error(msg.rid, "unknown_query", f"this connection holds no live query {msg.query_id!r}")
+            lq = self.live.pop(msg.query_id, None)
+            if lq is not None:
+                await lq.close()
+            return m.Unsubscribed(msg.rid, msg.query_id)
+        raise ProtocolError(f"unexpected {msg.TYPE} request")
+
+    async def _subscribe(self, msg: m.Subscribe) -> None:
+        # Notifications that fire before `subscribed` is queued wait in `early`, so the
+        # client always sees the initial result first and then every change in order.
+        early: list[Notification] | None = []
+        qid_box: list[str] = []
+
+        def listener(n: Notification) -> None:
+            if early is not None:
+                early.append(n)
+            else:
+                self._queue_notify(qid_box[0], n)
+
+        lq = await self.node.subscribe(msg.collection, msg.query, msg.ctx, listener)
+        if self.session.state == "closed":  # the peer left while the initial result was read
+            await lq.close()
+            return None
+        qid_box.append(lq.id)
+        self.live[lq.id] = lq
+        self.session.add_query(lq.id)
+        self.out.put_nowait(m.Subscribed(msg.rid, lq.id, list(lq.results), self.service.clock))
+        pending, early = early, None
+        for n in pending:
+            self._queue_notify(lq.id, n)
+        return None
+
+    def _queue_notify(self, qid: str, n: Notification) -> None:
+        if qid not in self.live:
+            return
+        if n.kind == "closed":
+            self.live.pop(qid, None)
+            self.session.remove_query(qid)
+            self.out.put_nowait(m.Notify(qid, n.commit_id, n.commit_ns, kind="closed", reason=n.reason))
+            return
+        self.out.put_nowait(m.Notify(
+            qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
+            int(getattr(n, "gap_filled", 0) or 0), self.service.clock,
+        ))
+
+    async def _release(self, qid: str) -> None:
+        self.session.remove_query(qid)
+        lq = self.live.pop(qid, None)
+        if lq is not None:
+            await lq.close()
+
+    async def _release_all(self) -> None:
+        self.session.close()
+        live, self.live = self.live, {}
+        for lq in live.values():
+            try:
+                await lq.close()
+            except Exception:  # closing on a closed node must not stop the others
+                log.debug("%s: closing live query failed", self.label, exc_info=True)

@@ -1,0 +1,122 @@
+"""WebSocket connector and server (the `websockets` asyncio API), one binary frame per message.
+
+Compression is off (faster on loopback, and messages are small) and `max_size` is the
+protocol's message limit: a larger frame makes `websockets` close the connection with
+code 1009 ("message too big"), which the client reports as a ProtocolError. Malformed
+messages and wrong tokens get an `error` message, then a close with code 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from loam.protocol import codec
+from loam.transport.base import ChannelClosed
+from loam.transport.client import Connector
+from loam.transport.service import NodeService
+
+log = logging.getLogger("loam.transport")
+
+
+def _closed(exc: ConnectionClosed) -> ChannelClosed:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return ChannelClosed("connection dropped without a close frame", 1006)
+    return ChannelClosed(frame.reason or f"closed with code {frame.code}", frame.code)
+
+
+class WebSocketChannel:
+    """A `Channel` over one websockets connection (client or server side)."""
+
+    def __init__(self, ws: ClientConnection | ServerConnection):
+        self.ws = ws
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.ws.send(data)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def recv(self) -> bytes:
+        try:
+            data = await self.ws.recv()
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+        return data if isinstance(data, bytes) else data.encode()
+
+    async def close(self, reason: str = "closed", code: int = 1000) -> None:
+        await self.ws.close(code, reason[:120])
+
+
+class NodeServer:
+    """Serves a durable node over WebSocket on `host:port` (port 0 picks a free port).
+
+    `await server.start()` (or `async with`) binds; `port` is then the bound port and
+    `url` the address to give to `WebSocketConnector`.
+    """
+
+    def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 max_size: int = codec.DEFAULT_MAX_SIZE):
+        self.node = node
+        self.host = host
+        self.requested_port = port
+        self.service = NodeService(node, token, max_size)
+        self._server: Server | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    async def start(self) -> "NodeServer":
+        self._server = await serve(
+            self._handler, self.host, self.requested_port, compression=None,
+            max_size=self.service.max_size, logger=log,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        await self.service.serve(WebSocketChannel(ws), label=f"ws {ws.remote_address}")
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection (clients see 1001 and reconnect) and wait."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> "NodeServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"received": self.service.stats.snapshot(), "peers": len(self.service.peers)}
+
+
+class WebSocketConnector(Connector):
+    """Connector to a `NodeServer` (or `python -m loam serve`) at `url` (ws://host:port)."""
+
+    transport = "websocket"
+
+    def __init__(self, url: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.url = url
+
+    async def _open_channel(self) -> WebSocketChannel:
+        try:
+            ws = await connect(self.url, compression=None, max_size=self.max_size, proxy=None,
+                               open_timeout=self.request_timeout)
+        except (OSError, asyncio.TimeoutError, TimeoutError):
+            raise
+        except Exception as exc:  # handshake refused (e.g. not a WebSocket server)
+            raise OSError(f"cannot open a WebSocket to {self.url}: {exc}") from exc
+        return WebSocketChannel(ws)

@@ -1,0 +1,196 @@
+"""Wire codec: every message round-trips; malformed, mistyped and oversized input is rejected."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loam.errors import ProtocolError
+from loam.model import Change, CommitRecord, Create, Delete, Entity, Transaction, Update
+from loam.node.api import Context
+from loam.protocol import codec
+from loam.protocol import messages as m
+from loam.query.ast import And, Compare, In, Not, Or, OrderKey, Query
+
+# --- strategies ---------------------------------------------------------------
+
+names = st.text(min_size=1, max_size=8).filter(lambda s: s != "id")
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10),
+)
+props = st.dictionaries(names, scalars, max_size=4)
+ids = st.text(min_size=1, max_size=12)
+entities = st.builds(Entity, ids, props)
+ints = st.integers(min_value=0, max_value=2**63 - 1)
+rids = st.integers(min_value=1, max_value=2**31)
+ctxs = st.builds(Context, st.none() | st.text(max_size=8),
+                 st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5), max_size=3))
+ops = st.one_of(
+    st.builds(Create, ids, ids, props), st.builds(Update, ids, ids, props), st.builds(Delete, ids, ids),
+)
+txs = st.builds(Transaction, st.text(max_size=20), st.text(max_size=16), ints, st.lists(ops, min_size=1, max_size=4).map(tuple))
+changes = st.builds(Change, ids, ids, st.sampled_from(["create", "update", "delete"]), st.none() | entities,
+                    st.none() | entities)
+records = st.builds(CommitRecord, st.text(max_size=20), st.text(max_size=16), ints, st.integers(0, 2**62),
+                    st.lists(changes, max_size=3).map(tuple))
+fields = st.sampled_from(["id", "a", "b", "name"])
+exprs = st.recursive(
+    st.one_of(
+        st.builds(Compare, fields, st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), scalars),
+        st.builds(In, fields, st.lists(scalars, max_size=3).map(tuple), st.booleans()),
+    ),
+    lambda inner: st.one_of(
+        st.builds(And, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+        st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+        st.builds(Not, inner),
+    ),
+    max_leaves=6,
+)
+queries = st.one_of(
+    st.text(max_size=30),
+    st.builds(Query, st.none() | exprs, st.lists(st.builds(OrderKey, fields, st.booleans()), max_size=2).map(tuple),
+              st.none() | st.integers(0, 1000), st.none() | st.text(max_size=20)),
+)
+ent_lists = st.lists(entities, max_size=4)
+
+messages = st.one_of(
+    st.builds(m.Hello, rids, st.none() | st.text(max_size=10), st.text(max_size=10), st.just(m.PROTOCOL_VERSION)),
+    st.builds(m.Welcome, rids, st.text(max_size=10), ints, st.integers(1, 5), st.integers(0, 2**30)),
+    st.builds(m.Commit, rids, txs, ctxs),
+    st.builds(m.Ack, rids, records),
+    st.builds(m.Get, rids, ids, ids, ctxs),
+    st.builds(m.GetResult, rids, st.none() | entities),
+    st.builds(m.Fetch, rids, ids, queries, ctxs),
+    st.builds(m.FetchResult, rids, ent_lists),
+    st.builds(m.Subscribe, rids, ids, queries, ctxs),
+    st.builds(m.Subscribed, rids, ids, ent_lists, ints),
+    st.builds(m.Unsubscribe, rids, ids),
+    st.builds(m.Unsubscribed, rids, ids),
+    st.builds(m.Notify, ids, st.none() | ids, st.none() | st.integers(0, 2**62), ent_lists, ent_lists,
+              st.lists(ids, max_size=3), st.integers(0, 10), ints, st.sampled_from(["change", "closed"]),
+              st.none() | st.text(max_size=10)),
+    st.builds(m.Error, st.none() | rids, st.sampled_from(sorted(m.ERROR_CODES)), st.text(max_size=30)),
+    st.builds(m.Ping, rids),
+    st.builds(m.Pong, rids),
+)
+
+
+@given(messages, st.integers(min_value=-(2**62), max_value=2**62))
+def test_every_message_round_trips(msg: m.Message, sent_ns: int) -> None:
+    msg.sent_ns = sent_ns
+    data = codec.encode(msg)
+    assert isinstance(data, bytes)
+    back = codec.decode(data)
+    assert back == msg
+    assert type(back) is type(msg)
+    # types survive: bool stays bool, float stays float
+    assert codec.encode(back) == data
+
+
+def test_all_message_types_are_covered() -> None:
+    assert set(m.MESSAGE_TYPES) == set(codec._FIELDS) == set(codec._DECODERS)
+
+
+# --- rejections -----------------------------------------------------------------
+
+
+def _wire(msg: m.Message) -> dict:
+    return orjson.loads(codec.encode(msg))
+
+
+def _reject(obj: object, match: str) -> None:
+    data = obj if isinstance(obj, bytes) else orjson.dumps(obj)
+    with pytest.raises(ProtocolError, match=match):
+        codec.decode(data)
+
+
+def test_rejects_non_json_and_non_objects() -> None:
+    _reject(b"\x00\x01garbage", "not JSON")
+    _reject(b"[1, 2]", "expected a JSON object")
+    _reject({"t": "nope", "sent_ns": 0}, "unknown message type 'nope'")
+    _reject({"rid": 1, "sent_ns": 0}, "unknown message type None")
+
+
+def test_rejects_missing_and_extra_fields() -> None:
+    d = _wire(m.Ping(1))
+    del d["sent_ns"]
+    _reject(d, "sent_ns")
+    d = _wire(m.Get(1, "c", "x"))
+    del d["id"]
+    _reject(d, r"missing fields \['id'\]")
+    d = _wire(m.Get(1, "c", "x"))
+    d["extra"] = 1
+    _reject(d, r"unexpected fields \['extra'\]")
+
+
+def test_rejects_wrong_types() -> None:
+    d = _wire(m.Get(1, "c", "x"))
+    d["rid"] = "1"
+    _reject(d, "'rid' must be an integer, got str")
+    d["rid"] = True  # bool is not an int on the wire
+    _reject(d, "'rid' must be an integer, got bool")
+    d = _wire(m.Get(1, "c", "x"))
+    d["ctx"] = {"user": 3, "data": {}}
+    _reject(d, "ctx.user")
+    d = _wire(m.FetchResult(1, [Entity("a", {"x": 1})]))
+    d["entities"][0] = ["a", {"x": [1, 2]}]
+    _reject(d, "list is not a scalar")
+    d["entities"][0] = ["a", {"id": 1}]
+    _reject(d, "reserved")
+    d["entities"][0] = {"id": "a"}
+    _reject(d, "entity must be")
+    d = _wire(m.Notify("q", None, None, kind="change"))
+    d["kind"] = "weird"
+    _reject(d, "kind")
+    d = _wire(m.Error(None, "auth", "x"))
+    d["code"] = "nope"
+    _reject(d, "unknown error code")
+
+
+def test_rejects_bad_ops_and_queries() -> None:
+    tx = Transaction("c1", "n", 1, (Create("c", "a", {"x": 1}),))
+    d = _wire(m.Commit(1, tx))
+    d["tx"]["ops"] = []
+    _reject(d, "must not be empty")
+    d["tx"]["ops"] = [["x", "c", "a"]]
+    _reject(d, "an op must be")
+    d["tx"]["ops"] = [["d", "", "a"]]
+    _reject(d, "non-empty strings")
+    d["tx"]["ops"] = [["c", "c", "a", {"v": {"nested": 1}}]]
+    _reject(d, "dict is not a scalar")
+    d["tx"]["clock"] = -1
+    _reject(d, "must be >= 0")
+    q = Query(Compare("a", "=", 1), (OrderKey("a"),), 3, None)
+    d = _wire(m.Fetch(1, "c", q))
+    d["query"]["where"] = ["cmp", "a", "~", 1]
+    _reject(d, "bad query expression")
+    d["query"]["where"] = None
+    d["query"]["limit"] = -1
+    _reject(d, "limit must be >= 0")
+    d["query"]["limit"] = None
+    d["query"]["order_by"] = [["a", "asc"]]
+    _reject(d, "order_by")
+    deep: list = ["cmp", "a", "=", 1]
+    for _ in range(100):
+        deep = ["not", deep]
+    d["query"] = {"where": deep, "order_by": [], "limit": None, "text": None}
+    _reject(d, "nested deeper")
+
+
+def test_size_limit_on_both_sides() -> None:
+    big = m.FetchResult(1, [Entity("a", {"x": "y" * 2000})])
+    with pytest.raises(ProtocolError, match="over the 1000-byte limit"):
+        codec.encode(big, max_size=1000)
+    data = codec.encode(big)
+    with pytest.raises(ProtocolError, match="over the 1000-byte limit"):
+        codec.decode(data, max_size=1000)
+    assert codec.decode(data, max_size=len(data)) == big
+    assert codec.DEFAULT_MAX_SIZE == 1 << 20
+
+
+def test_unencodable_values_are_protocol_errors() -> None:
+    with pytest.raises(ProtocolError, match="64 bits"):
+        codec.encode(m.GetResult(1, Entity("a", {"x": 2**70})))
