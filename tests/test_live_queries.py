@@ -401,3 +401,35 @@ async def test_concurrent_commits_keep_windows_exact(kind, request, tmp_path):
         await lq.settle()
         await check_invariant(node, lq)
     await node.close()
+
+
+async def test_unsubscribe_while_a_commit_settles_does_not_cancel_the_commit():
+    """A blocking source refills off the loop; closing the live query meanwhile must not
+    turn the committing caller's await into a CancelledError."""
+    import threading
+
+    gate = threading.Event()
+
+    class SlowBlocking(MemoryEngine):
+        blocking = True
+
+        def fetch(self, collection, query, *, after=None, limit=None):
+            if after is not None:  # only the gap fill waits, the initial load does not
+                gate.wait(5)
+            return super().fetch(collection, query, after=after, limit=limit)
+
+    node = await started(SlowBlocking())
+    ids, _ = await node.create("albums", [{"year": y} for y in range(6)], CTX)
+    lq = await node.subscribe("albums", parse("ORDER BY year LIMIT 3"), CTX)
+    commit = asyncio.create_task(node.delete("albums", ids[0], CTX))
+    for _ in range(200):  # wait until the refill is parked in its thread
+        await asyncio.sleep(0.005)
+        if lq._worker is not None:
+            break
+    await lq.close()
+    gate.set()
+    record = await asyncio.wait_for(commit, 5)
+    assert record.changes and record.changes[0].kind == "delete"
+    assert lq.closed_reason is not None
+    assert [e.props["year"] for e in await node.fetch("albums", parse("ORDER BY year LIMIT 3"), CTX)] == [1, 2, 3]
+    await node.close()

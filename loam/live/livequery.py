@@ -187,7 +187,15 @@ class WindowedLiveQuery:
     async def settle(self) -> None:
         """Wait until every commit handed to this query so far is processed (blocking sources)."""
         while self._worker is not None:
-            await asyncio.shield(self._worker)
+            worker = self._worker
+            try:
+                await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                # shutdown() cancels the worker (e.g. an unsubscribe while a commit settles);
+                # that ends the query, not the committing caller. Our own cancellation propagates.
+                task = asyncio.current_task()
+                if not worker.cancelled() or (task is not None and task.cancelling()):
+                    raise
 
     def _apply(self, changes: list[Change]) -> None:
         w = self._window
