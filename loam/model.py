@@ -110,7 +110,27 @@ def check_scalar(name: str, value: object) -> Scalar:
 
 
 def check_props(props: dict[str, object]) -> dict[str, Scalar]:
-    """Validate a property dict (names: non-empty str, not reserved; values: scalars)."""
+    """Validate a property dict (names: non-empty str, not reserved; values: scalars).
+
+    This runs once per created entity, on the hot path of batched creates: the common
+    case is one pass of identity checks; anything unusual takes the exact per-item
+    path, which also builds the error message.
+    """
+    if type(props) is dict and "" not in props and "id" not in props:
+        isfinite = math.isfinite
+        for k, v in props.items():
+            t = type(v)
+            if type(k) is not str:
+                break
+            if t is str or t is int or t is bool or v is None or (t is float and isfinite(v)):
+                continue
+            break
+        else:
+            return props  # type: ignore[return-value]
+    return _check_props_slow(props)
+
+
+def _check_props_slow(props: dict[str, object]) -> dict[str, Scalar]:
     if not isinstance(props, dict):
         raise_validation(f"properties must be a dict, got {type(props).__name__}")
     for k, v in props.items():
