@@ -1,0 +1,257 @@
+"""The `sprout` command line: run, validate, list, compare.
+
+Every error a user can cause (bad config, unreachable server, a stack that cannot be
+loaded, unreadable report) prints one line `error: ...` and exits non-zero; set
+SPROUT_DEBUG=1 to see tracebacks. Exit codes: 0 ok, 1 failed checks / run error /
+regression, 2 bad usage or config, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from sprout_harness.contracts.errors import ConfigError, SproutError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _version() -> str:
+    from sprout_harness.topology.runner import sprout_version
+
+    return sprout_version()
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One clear line instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        except SproutError as exc:
+            _fail(str(exc), EXIT_FAILED)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("SPROUT_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _fail(f"{type(exc).__name__}: {first} (set SPROUT_DEBUG=1 for the traceback)", EXIT_FAILED)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=_version(), prog_name="sprout", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Sprout: benchmark a reactive, local-first document store on a configured topology."""
+
+
+set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+                          help="override a config field, e.g. --set topology.ephemeral=2 (repeatable)")
+
+
+@cli.command()
+@click.argument("config")
+@set_option
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the full JSON report here")
+@click.option("--gab", "gab_path", type=click.Path(dir_okay=False), help="write github-action-benchmark JSON here")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars and no table: one summary line")
+@click.option("--verbose", "-v", is_flag=True, help="per-op details, checks and what the runner does")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="write the self-contained HTML report (charts, works offline) here")
+@click.option("--monitor", is_flag=True, help="serve a live dashboard, JSON API and Prometheus /metrics during the run")
+@click.option("--monitor-addr", default="127.0.0.1:9090", show_default=True, metavar="HOST:PORT",
+              help="where the monitor listens; port 0 picks a free port")
+@click.option("--monitor-public", is_flag=True, help="allow a non-loopback --monitor-addr (needs --monitor-token)")
+@click.option("--monitor-token", metavar="TOKEN", help="token every monitor request must carry")
+@click.option("--monitor-linger", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="seconds the monitor keeps serving after the run so dashboards see the end")
+@friendly_errors
+def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str | None, quiet: bool, verbose: bool,
+        html_path: str | None = None, monitor: bool = False, monitor_addr: str = "127.0.0.1:9090",
+        monitor_public: bool = False, monitor_token: str | None = None, monitor_linger: float = 2.0) -> None:
+    """Run the phases of CONFIG (a YAML file or a reference config name) and report."""
+    from rich.console import Console
+
+    from sprout_harness.config import load_config
+    from sprout_harness.reports import console as console_report
+    from sprout_harness.topology.runner import run_sync
+
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
+    cfg = load_config(config, sets, check_stack=True)
+    out = Console()
+    err = Console(stderr=True)
+
+    def progress(title: str) -> Any:
+        return console_report.PhaseProgress(err, title, None, quiet=quiet)
+
+    def log(message: str) -> None:
+        if verbose:
+            err.print(f"[dim]{message}[/dim]")
+
+    for p in (json_path, gab_path):
+        if p:
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+    if monitor:
+        from sprout_harness.monitor import MonitorConfigError, check_exposure, parse_addr, run_monitored_sync
+
+        try:
+            host, port = parse_addr(monitor_addr)
+            check_exposure(host, monitor_public, monitor_token)
+        except MonitorConfigError as exc:
+            raise ConfigError(str(exc), "--monitor-addr") from None
+        try:
+            result = run_monitored_sync(
+                cfg, host=host, port=port, public=monitor_public, token=monitor_token, linger_s=monitor_linger,
+                on_ready=lambda url: click.echo(f"monitor: {url}", err=True),
+                progress=progress, log=log, json_path=json_path, gab_path=gab_path)
+        except MonitorConfigError as exc:
+            raise ConfigError(str(exc), "--monitor-addr") from None
+    else:
+        result = run_sync(cfg, progress=progress, log=log, json_path=json_path, gab_path=gab_path)
+    if html_path:
+        from sprout_harness.reports import html as html_report
+
+        html_report.write_html(result, html_path)
+        if not quiet:
+            err.print(f"html report: {html_path}")
+    if quiet:
+        click.echo(f"{cfg.name}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+    else:
+        console_report.render(result, console=out, verbose=verbose)
+    for label, p in (("json report", json_path), ("gab report", gab_path)):
+        if p and not quiet:
+            err.print(f"{label}: {p}")
+    if result.status == "ok":
+        sys.exit(EXIT_OK)
+    if result.status == "cancelled":
+        click.echo("error: interrupted; partial results" + (f" written to {json_path}" if json_path else ""), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    click.echo(f"error: run {result.status}: {result.reason}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("config")
+@set_option
+@friendly_errors
+def validate(config: str, sets: tuple[str, ...]) -> None:
+    """Check CONFIG without running anything (the dry run)."""
+    from sprout_harness.config import load_config
+    from sprout_harness.topology.runner import topology_summary
+
+    cfg = load_config(config, sets, check_stack=True)
+    topo = topology_summary(cfg)
+    links = ", ".join(f"e{l['ephemeral']}->d{l['durable']} {l['connector']}" for l in topo["links"]) or "no links"
+    click.echo(f"{cfg.name}: ok")
+    click.echo(f"  stack {cfg.stack.name}, storage {cfg.storage.engine}, policy {cfg.policy.id}, seed {cfg.seed}")
+    click.echo(f"  topology: {topo['durable']} durable, {topo['ephemeral']} ephemeral ({links})")
+    click.echo(f"  datasets: {', '.join(f'{k}={v}' for k, v in cfg.datasets.items()) or 'none'}")
+    click.echo(f"  phases: {', '.join(p.title for p in cfg.phases)}")
+
+
+@cli.command(name="list")
+@friendly_errors
+def list_() -> None:
+    """List installed stacks, the workload catalog (phases, suites) and reference configs."""
+    from sprout_harness import plugins
+    from sprout_harness.config.load import CONFIG_DIR
+    from sprout_harness.workloads import catalog, datasets
+
+    click.echo("stacks (entry point group sprout_harness.stacks):")
+    for e in plugins.stack_entries():
+        click.echo(f"  {e.name:<22} {e.target}")
+    click.echo("phases:")
+    for name, spec in sorted(catalog.phases().items()):
+        click.echo(f"  {name:<22} {spec.summary}")
+        knobs = ", ".join(f"{k}={v!r}" for k, v, _ in catalog.knob_docs(spec))
+        click.echo(f"  {'':<22} knobs: {knobs}")
+    click.echo("suites:")
+    for name, suite in sorted(catalog.suites().items()):
+        click.echo(f"  {name:<22} {' -> '.join(s.name for s in suite.phases)}")
+    click.echo(f"datasets: {', '.join(datasets.kinds())}")
+    click.echo(f"configs ({CONFIG_DIR}):")
+    for p in sorted(CONFIG_DIR.glob("*.yaml")):
+        click.echo(f"  {p.stem}")
+
+
+@cli.command()
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--threshold", default="10%", show_default=True, help="regression threshold, e.g. 10% or 0.1")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="also write a self-contained comparison page (side-by-side charts) here")
+@friendly_errors
+def compare(base: str, new: str, threshold: str, html_path: str | None = None) -> None:
+    """Compare two JSON reports; exit 1 when a metric regressed past the threshold."""
+    from rich.console import Console
+
+    from sprout_harness.metrics.results import load_run
+    from sprout_harness.reports import compare as cmp
+
+    try:
+        limit = cmp.parse_threshold(threshold)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--threshold") from None
+    try:
+        a, b = load_run(base), load_run(new)
+    except (OSError, ValueError) as exc:
+        raise SproutError(str(exc)) from None
+    comparison = cmp.compare_runs(a, b, limit)
+    cmp.render(comparison, Console())
+    if html_path:
+        from sprout_harness.reports import html as html_report
+
+        html_report.write_compare_html(comparison, a, b, html_path)
+        click.echo(f"html comparison: {html_path}", err=True)
+    sys.exit(EXIT_FAILED if comparison.regressed else EXIT_OK)
+
+
+@cli.command()
+@click.argument("run_json", type=click.Path(dir_okay=False))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="write the self-contained HTML report (charts, works offline) here")
+@click.option("--verbose", "-v", is_flag=True, help="errors' samples, timelines and notes too")
+@friendly_errors
+def report(run_json: str, html_path: str | None, verbose: bool) -> None:
+    """Show the results table of a JSON report (written by `sprout run --json`); --html writes the HTML report."""
+    from rich.console import Console
+
+    from sprout_harness.metrics.results import load_run
+    from sprout_harness.reports import console as console_report
+
+    try:
+        result = load_run(run_json)
+    except (OSError, ValueError) as exc:
+        raise SproutError(str(exc)) from None
+    console_report.render(result, console=Console(), verbose=verbose)
+    if html_path:
+        from sprout_harness.reports import html as html_report
+
+        html_report.write_html(result, html_path)
+        click.echo(f"html report: {html_path}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="sprout")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Configuration: dataclasses (schema), YAML loading with overrides (load), validation (validate)."""
+
+from sprout_harness.config.load import apply_overrides, config_from_dict, find_config, load_config, load_yaml
+from sprout_harness.config.schema import (
+    LinkConfig,
+    PhaseConfig,
+    PolicyConfig,
+    RunnerConfig,
+    SproutConfig,
+    StackConfig,
+    StorageConfig,
+    TopologyConfig,
+)
+
+__all__ = [
+    "LinkConfig", "PhaseConfig", "PolicyConfig", "RunnerConfig", "SproutConfig", "StackConfig", "StorageConfig",
+    "TopologyConfig", "apply_overrides", "config_from_dict", "find_config", "load_config", "load_yaml",
+]

@@ -1,0 +1,129 @@
+"""The configuration, as dataclasses: the same structure as the YAML files in configs/.
+
+Every field is documented in docs/configuration.md. Build one from a dict with
+`sprout_harness.config.load.config_from_dict` (which validates), or from YAML with
+`load_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ROLES = ("durable", "ephemeral")
+
+
+@dataclass
+class StackConfig:
+    """`name`: an entry point name in `sprout_harness.stacks` or `package.module:attr`."""
+
+    name: str = "loam"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StorageConfig:
+    """Storage of the durable nodes. `path` / `dsn` default to throwaway resources."""
+
+    engine: str = "leveldb"
+    path: str | None = None
+    dsn: str | None = None
+    pool_size: int = 4
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def as_settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"engine": self.engine, "pool_size": self.pool_size}
+        if self.path is not None:
+            out["path"] = self.path
+        if self.dsn is not None:
+            out["dsn"] = self.dsn
+        out.update(self.params)
+        return out
+
+
+@dataclass
+class PolicyConfig:
+    id: str = "permissive"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LinkConfig:
+    """Override for one ephemeral's link: which durable it connects to and over what."""
+
+    ephemeral: int = 0
+    durable: int | None = None
+    connector: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TopologyConfig:
+    """`durable` >= 1 durable nodes, `ephemeral` >= 0 ephemeral nodes.
+
+    Ephemeral i links to durable i % durable over `connector` unless `links` says otherwise.
+    """
+
+    durable: int = 1
+    ephemeral: int = 0
+    connector: str = "inprocess"
+    connector_params: dict[str, Any] = field(default_factory=dict)
+    links: list[LinkConfig] = field(default_factory=list)
+
+    def resolved_links(self) -> list[dict[str, Any]]:
+        """One entry per ephemeral: {ephemeral, durable, connector, params}."""
+        overrides = {link.ephemeral: link for link in self.links}
+        out = []
+        for i in range(self.ephemeral):
+            o = overrides.get(i)
+            out.append(
+                {
+                    "ephemeral": i,
+                    "durable": o.durable if o is not None and o.durable is not None else i % self.durable,
+                    "connector": (o.connector if o is not None and o.connector else self.connector),
+                    "params": {**self.connector_params, **(o.params if o is not None else {})},
+                }
+            )
+        return out
+
+
+@dataclass
+class PhaseConfig:
+    """One phase to run: a catalog entry `name`, the role it targets, its knob overrides."""
+
+    name: str = ""
+    target: str = "durable"
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # report name when the same phase runs twice (default: name/target)
+
+    @property
+    def title(self) -> str:
+        return self.label or f"{self.name}@{self.target}"
+
+
+@dataclass
+class RunnerConfig:
+    """Bounds on the runner's waits (they are checks with a deadline, not sleeps)."""
+
+    sync_timeout_s: float = 60.0
+    check_timeout_s: float = 15.0
+    seed_batch_size: int = 500
+
+
+@dataclass
+class SproutConfig:
+    name: str = "unnamed"
+    description: str = ""
+    seed: int = 42
+    suite: str = "sprout"
+    stack: StackConfig = field(default_factory=StackConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    datasets: dict[str, int] = field(default_factory=lambda: {"albums": 1000, "pets": 1000})
+    workload: dict[str, Any] = field(default_factory=dict)
+    phases: list[PhaseConfig] = field(default_factory=list)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,5 @@
+"""The topology runner: build nodes, wire links, seed, sync, run phases, always tear down."""
+
+from sprout_harness.topology.runner import Runner, run, run_sync, stack_settings
+
+__all__ = ["Runner", "run", "run_sync", "stack_settings"]

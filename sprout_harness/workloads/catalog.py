@@ -1,0 +1,145 @@
+"""The workload catalog: phases and suites, registered by name.
+
+A phase module calls `register_phase(PhaseSpec(...))` at import; a suite is a named,
+ordered list of phase steps (`register_suite`). Built-in modules are listed in
+`BUILTIN_MODULES`; other packages add theirs through the entry point group
+`sprout_harness.workloads` (each entry point names a module to import). See docs/suites.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Awaitable, Callable
+
+from sprout_harness.contracts.errors import ConfigError
+
+ENTRY_POINT_GROUP = "sprout_harness.workloads"
+BUILTIN_MODULES = (
+    "sprout_harness.workloads.create",
+    "sprout_harness.workloads.fetch",
+    "sprout_harness.workloads.live_limit",
+    "sprout_harness.workloads.writers",
+    "sprout_harness.workloads.churn",
+    "sprout_harness.workloads.suites",
+)
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """A catalog entry.
+
+    `run(ctx, knobs)` does the work and validates it through `ctx` (see workloads/context.py);
+    `knobs` is its knob dataclass; `needs` lists Capabilities fields it requires (missing ->
+    the phase reports "unsupported"); `targets` the roles it may run on.
+    """
+
+    name: str
+    summary: str
+    run: Callable[[Any, Any], Awaitable[None]]
+    knobs: type
+    needs: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ("durable", "ephemeral")
+    needs_ephemeral_capability: bool = False
+
+
+@dataclass(frozen=True)
+class SuiteStep:
+    name: str
+    target: str = "durable"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    summary: str
+    phases: tuple[SuiteStep, ...]
+
+
+_PHASES: dict[str, PhaseSpec] = {}
+_SUITES: dict[str, SuiteSpec] = {}
+_LOADED = False
+
+
+def register_phase(spec: PhaseSpec) -> PhaseSpec:
+    if not dataclasses.is_dataclass(spec.knobs):
+        raise TypeError(f"phase {spec.name!r}: knobs must be a dataclass")
+    _PHASES[spec.name] = spec
+    return spec
+
+
+def register_suite(spec: SuiteSpec) -> SuiteSpec:
+    _SUITES[spec.name] = spec
+    return spec
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for mod in BUILTIN_MODULES:
+        importlib.import_module(mod)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(ep.value.partition(":")[0])
+
+
+def phases() -> dict[str, PhaseSpec]:
+    _load()
+    return dict(_PHASES)
+
+
+def suites() -> dict[str, SuiteSpec]:
+    _load()
+    return dict(_SUITES)
+
+
+def get_phase(name: str) -> PhaseSpec:
+    all_ = phases()
+    if name not in all_:
+        raise ConfigError(f"unknown phase {name!r}; known phases: {', '.join(sorted(all_))}")
+    return all_[name]
+
+
+def knob_names(spec: PhaseSpec) -> set[str]:
+    return {f.name for f in dataclasses.fields(spec.knobs)}
+
+
+def knob_docs(spec: PhaseSpec) -> list[tuple[str, Any, str]]:
+    """(name, default, help) for each knob, for `sprout list` and docs."""
+    out = []
+    for f in dataclasses.fields(spec.knobs):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append((f.name, default, f.metadata.get("help", "")))
+    return out
+
+
+def build_knobs(spec: PhaseSpec, values: dict[str, Any], path: str) -> Any:
+    """The phase's knob dataclass from `values`, type- and range-checked (errors name `path.knob`)."""
+    from sprout_harness.config.validate import coerce
+
+    hints = typing.get_type_hints(spec.knobs)
+    names = knob_names(spec)
+    kwargs = {}
+    for key, value in values.items():
+        p = f"{path}.{key}"
+        if key not in names:
+            raise ConfigError(f"phase {spec.name!r} has no such knob; its knobs: {', '.join(sorted(names))}", p)
+        v = coerce(value, hints[key], p)
+        meta = next(f.metadata for f in dataclasses.fields(spec.knobs) if f.name == key)
+        if meta.get("choices") and v not in meta["choices"]:
+            raise ConfigError(f"got {v!r}; allowed: {', '.join(map(str, meta['choices']))}", p)
+        if meta.get("min") is not None and isinstance(v, (int, float)) and v < meta["min"]:
+            raise ConfigError(f"got {v!r}; must be >= {meta['min']}", p)
+        if meta.get("max") is not None and isinstance(v, (int, float)) and v > meta["max"]:
+            raise ConfigError(f"got {v!r}; must be <= {meta['max']}", p)
+        kwargs[key] = v
+    knobs = spec.knobs(**kwargs)
+    check = getattr(knobs, "validate", None)
+    if callable(check):
+        check(path)
+    return knobs

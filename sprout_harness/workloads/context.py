@@ -1,0 +1,202 @@
+"""What a phase gets from the runner: the nodes, the expected state, the recorder, helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Mapping
+
+from sprout_harness.contracts.client import Capabilities, Client, Doc, WriteAck
+from sprout_harness.contracts.errors import CheckFailed, Unsupported
+from sprout_harness.contracts.query import Value
+
+
+class StackBug(RuntimeError):
+    """The stack misbehaved in a way no caller can cause (e.g. a stray CancelledError)."""
+
+
+@dataclass
+class NodeRef:
+    """One built node: its role, index, the durable group it belongs to, and its client."""
+
+    role: str
+    index: int
+    group: int
+    client: Client
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+
+class Model:
+    """The expected state of one durable group: collection -> id -> props.
+
+    Every write a workload makes through a node of the group is mirrored here, so checks
+    can compute expected answers with the reference evaluator.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, dict[str, Value]]] = {}
+
+    def put(self, collection: str, id: str, props: Mapping[str, Value]) -> None:
+        self.data.setdefault(collection, {})[id] = dict(props)
+
+    def update(self, collection: str, id: str, props: Mapping[str, Value]) -> None:
+        self.data[collection][id].update(props)
+
+    def delete(self, collection: str, id: str) -> None:
+        self.data.get(collection, {}).pop(id, None)
+
+    def get(self, collection: str, id: str) -> dict[str, Value] | None:
+        return self.data.get(collection, {}).get(id)
+
+    def ids(self, collection: str) -> list[str]:
+        return list(self.data.get(collection, {}))
+
+    def docs(self, collection: str) -> list[Doc]:
+        return [Doc(i, p) for i, p in self.data.get(collection, {}).items()]
+
+    def size(self, collection: str) -> int:
+        return len(self.data.get(collection, {}))
+
+
+@dataclass
+class PhaseContext:
+    """Handed to `PhaseSpec.run(ctx, knobs)`.
+
+    `targets` are the nodes of the phase's target role; `durables` / `ephemerals` all nodes;
+    `models[group]` the expected state of durable group `group`; `recorder` the phase's
+    PhaseRecorder; `advance(n)` moves the progress bar.
+    """
+
+    title: str
+    target: str
+    recorder: Any
+    capabilities: Capabilities
+    durables: list[NodeRef]
+    ephemerals: list[NodeRef]
+    models: dict[int, Model]
+    datasets: dict[str, int]
+    seed: int
+    check_timeout_s: float
+    advance: Callable[[int], None] = lambda n: None
+    sequences: dict[str, int] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+    stop_requested: bool = False
+    """Set (from any thread) by `Runner.request_stop`: `timed` then ends the phase as cancelled.
+    Task cancellation alone cannot stop a phase whose stack calls never suspend (LevelDB)."""
+
+    @property
+    def targets(self) -> list[NodeRef]:
+        return self.durables if self.target == "durable" else self.ephemerals
+
+    def durable_of(self, node: NodeRef) -> NodeRef:
+        return self.durables[node.group]
+
+    def group_nodes(self, group: int) -> list[NodeRef]:
+        return [self.durables[group], *[e for e in self.ephemerals if e.group == group]]
+
+    def model(self, node: NodeRef) -> Model:
+        return self.models[node.group]
+
+    def allocate(self, kind: str, count: int) -> int:
+        """Reserve `count` new row numbers of dataset `kind`; returns the first."""
+        start = self.sequences.get(kind, self.datasets.get(kind, 0))
+        self.sequences[kind] = start + count
+        return start
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        """Record a validation; `detail` (what differs) is kept only when it failed."""
+        self.recorder.check(name, ok, "" if ok else detail)
+        return ok
+
+    def require(self, name: str, ok: bool, detail: str = "") -> None:
+        """A check that also stops the phase when it fails."""
+        self.recorder.check(name, ok, "" if ok else detail)
+        if not ok:
+            raise CheckFailed(f"{name}: {detail}")
+
+    async def timed(self, op: str, awaitable: Awaitable[Any]) -> Any:
+        """Await a stack call, recording its latency under `op` (errors counted by category)."""
+        t0 = time.perf_counter_ns()
+        try:
+            out = await awaitable
+        except (Unsupported, NotImplementedError) as exc:
+            raise Unsupported(f"{op}: {exc}") from None
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # Nobody cancelled us: the stack let a CancelledError escape (a stack bug); say where.
+            frames = traceback.extract_tb(exc.__traceback__)[-3:]
+            where = "; ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames)
+            self.recorder.error(f"{op}:CancelledError", where)
+            raise StackBug(f"{op} raised CancelledError although nothing cancelled it (at {where})") from None
+        except CheckFailed:
+            raise
+        except Exception as exc:
+            self.recorder.error(f"{op}:{type(exc).__name__}", str(exc)[:200])
+            raise
+        self.recorder.record(op, time.perf_counter_ns() - t0)
+        if self.stop_requested:
+            raise asyncio.CancelledError("stop requested")
+        return out
+
+    async def retry(self, probe: Callable[[], Awaitable[bool]], timeout: float | None = None) -> bool:
+        """Re-run an async probe until it passes or the deadline ends (caches and replicas may lag)."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.check_timeout_s)
+        delay = 0.001
+        while True:
+            if await probe():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None,
+                       event: asyncio.Event | None = None) -> bool:
+        """Wait until `predicate()` holds (re-checked on `event` or every few ms); False on deadline."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.check_timeout_s)
+        delay = 0.0005
+        while True:
+            if predicate():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if event is not None:
+                event.clear()
+                if predicate():
+                    return True
+                try:
+                    await asyncio.wait_for(event.wait(), min(left, 0.25))
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 0.02)
+
+
+def ack_ns(ack: WriteAck | None, fallback: int) -> int:
+    """The commit timestamp of an ack, or `fallback` (the time the call returned)."""
+    if ack is not None and isinstance(ack, WriteAck) and ack.commit_ns is not None:
+        return ack.commit_ns
+    return fallback
+
+
+async def maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,321 @@
+"""The loam stack for sprout: the only module that knows both the harness and loam.
+
+Registered as entry point `sprout_harness.stacks: loam = "sprout_loam.adapter:stack"`.
+Settings it understands (see docs/configuration.md):
+
+- storage.engine: memory | leveldb | postgres (any engine registered with loam.storage);
+  leveldb: `path` (default: a temp dir removed at teardown; one sub-dir per durable node),
+  postgres: `dsn` (default: SPROUT_PG_DSN, else a throwaway cluster), `pool_size`,
+  one schema per durable node; other keys in storage.params go to the engine.
+- policy.id: a loam policy agent (permissive, deny-all, owner) plus its params.
+- topology connectors: `inprocess` (params: delay_s, token) and `websocket` (params:
+  token, host); one server per durable node and connector kind.
+- stack.params: `user` (the context user; default "sprout-<role>-<index>"),
+  `request_timeout` (seconds, connector requests).
+"""
+
+from __future__ import annotations
+
+
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from loam.node.api import Context
+from loam.node.api import Notification as LoamNotification
+from loam.query.ast import And, Compare, In, Not, OrderKey, Or, Query
+
+from sprout_harness.contracts import (
+    AllOf, AnyOf, Capabilities, Cond, ConfigError, Doc, InList, Link, Notification, QuerySpec, StackError,
+    StackSettings, WriteAck,
+)
+from sprout_harness.contracts import Not as HNot
+
+CONNECTORS = ("inprocess", "websocket")
+_CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
+                     "websocket": {"token", "host", "request_timeout"}}
+_STACK_PARAMS = {"user", "request_timeout"}
+
+
+# --- translation between the harness's types and loam's ------------------------------------
+
+
+def to_loam_query(q: QuerySpec) -> Query:
+    def pred(p: Any) -> Any:
+        if isinstance(p, Cond):
+            return Compare(p.field, p.op, p.value)
+        if isinstance(p, InList):
+            return In(p.field, tuple(p.values), p.negated)
+        if isinstance(p, AllOf):
+            return And(tuple(pred(i) for i in p.items))
+        if isinstance(p, AnyOf):
+            return Or(tuple(pred(i) for i in p.items))
+        if isinstance(p, HNot):
+            return Not(pred(p.item))
+        raise TypeError(f"unknown predicate {p!r}")
+
+    return Query(
+        where=pred(q.where) if q.where is not None else None,
+        order_by=tuple(OrderKey(o.field, o.descending) for o in q.order_by),
+        limit=q.limit,
+        text=None,  # no text: loam sends the AST over connectors (the harness's text syntax is not loam's)
+    )
+
+
+def _doc(e: Any) -> Doc:
+    return Doc(e.id, e.props)
+
+
+def _ack(rec: Any, ids: Sequence[str] = ()) -> WriteAck:
+    return WriteAck(commit_ns=rec.durable_ns, ids=tuple(ids), commit_id=rec.commit_id)
+
+
+class LoamSubscription:
+    def __init__(self, lq: Any) -> None:
+        self.lq = lq
+
+    @property
+    def results(self) -> list[Doc]:
+        return [Doc(e.id, e.props) for e in self.lq.results]
+
+    async def close(self) -> None:
+        await self.lq.close()
+
+
+class LoamClient:
+    """One loam node (durable or ephemeral) behind the harness's Client surface."""
+
+    def __init__(self, node: Any, ctx: Context, on_close: Any = None) -> None:
+        self.node = node
+        self.ctx = ctx
+        self._on_close = on_close
+
+    async def create(self, collection: str, props: Sequence[Mapping[str, Any]]) -> WriteAck:
+        ids, rec = await self.node.create(collection, [dict(p) for p in props], self.ctx)
+        return _ack(rec, ids)
+
+    async def get(self, collection: str, id: str) -> Doc | None:
+        e = await self.node.get(collection, id, self.ctx)
+        return None if e is None else _doc(e)
+
+    async def fetch(self, collection: str, query: QuerySpec) -> list[Doc]:
+        return [_doc(e) for e in await self.node.fetch(collection, to_loam_query(query), self.ctx)]
+
+    async def update(self, collection: str, id: str, props: Mapping[str, Any]) -> WriteAck:
+        return _ack(await self.node.update(collection, id, dict(props), self.ctx))
+
+    async def delete(self, collection: str, id: str) -> WriteAck:
+        return _ack(await self.node.delete(collection, id, self.ctx))
+
+    async def subscribe(self, collection: str, query: QuerySpec, callback: Any) -> LoamSubscription:
+        def relay(n: LoamNotification) -> Any:
+            return callback(Notification(
+                commit_ns=n.commit_ns,
+                added=tuple(_doc(e) for e in n.added),
+                updated=tuple(_doc(e) for e in n.updated),
+                removed=tuple(n.removed),
+                kind=n.kind,
+                commit_id=n.commit_id,
+                received_ns=n.received_ns,
+            ))
+
+        lq = await self.node.subscribe(collection, to_loam_query(query), self.ctx, callback=relay)
+        return LoamSubscription(lq)
+
+    async def close(self) -> None:
+        if self._on_close is not None:
+            await self._on_close()
+        await self.node.close("sprout run finished")
+
+
+# --- the stack -------------------------------------------------------------------------------
+
+
+class LoamStack:
+    """loam as a sprout stack: DurableNode on a storage engine, EphemeralNode over a connector."""
+
+    name = "loam"
+    connector_names: tuple[str, ...] = CONNECTORS  # subclasses adding a transport extend this
+
+    @classmethod
+    def validate(cls, settings: StackSettings) -> None:
+        from loam.policy import policy_names
+        from loam.storage import engine_names
+
+        engine = settings.storage.get("engine")
+        if engine not in engine_names():
+            raise ConfigError(f"got {engine!r}; loam's storage engines: {', '.join(engine_names())}", "storage.engine")
+        if settings.policy.get("id") not in policy_names():
+            raise ConfigError(f"got {settings.policy.get('id')!r}; loam's policy agents: {', '.join(policy_names())}",
+                              "policy.id")
+        for key in settings.params:
+            if key not in _STACK_PARAMS:
+                raise ConfigError(f"unknown loam stack parameter; allowed: {', '.join(sorted(_STACK_PARAMS))}",
+                                  f"stack.params.{key}")
+        for link in settings.topology.get("links", []):
+            where = f"topology.links[{link['ephemeral']}]"
+            if link["connector"] not in cls.connector_names:
+                raise ConfigError(f"connector {link['connector']!r} for ephemeral {link['ephemeral']} is not a loam "
+                                  f"connector; allowed: {', '.join(cls.connector_names)}", f"{where}.connector")
+            if link["connector"] not in _CONNECTOR_PARAMS:
+                continue  # a subclass's transport checks its own parameters
+            for key in link["params"]:
+                if key not in _CONNECTOR_PARAMS[link["connector"]]:
+                    raise ConfigError(f"unknown {link['connector']} connector parameter; allowed: "
+                                      f"{', '.join(sorted(_CONNECTOR_PARAMS[link['connector']]))}", f"{where}.params.{key}")
+        path = settings.storage.get("path")
+        if engine == "leveldb" and path and Path(path).exists() and any(Path(path).iterdir()):
+            raise ConfigError(f"{path!r} already holds data; a run needs a fresh store: give a new or empty "
+                              "directory, or leave storage.path unset for a temp dir", "storage.path")
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.storage = dict(settings.storage)
+        self.engine_name = self.storage.pop("engine")
+        self.pg: Any = None
+        self.engines: dict[int, Any] = {}
+        self.nodes: dict[int, Any] = {}
+        self.servers: dict[tuple[int, str], Any] = {}
+        self.sink: Any = None
+        self.run_tag = uuid.uuid4().hex[:8]
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(subscribe=True, live_limit=True, order_by=True, ephemeral=True, connectors=self.connector_names,
+                            connector_delays=True)
+
+    def set_delay_sink(self, sink: Any) -> None:
+        self.sink = sink
+
+    async def start(self) -> None:
+        if self.engine_name == "postgres" and not self.storage.get("dsn"):
+            import asyncio
+
+            from sprout_harness.services.postgres import PostgresUnavailable, ensure_postgres
+
+            try:
+                self.pg = await asyncio.to_thread(ensure_postgres)
+            except PostgresUnavailable as exc:
+                raise StackError(str(exc)) from None
+            self.settings.add_cleanup(self.pg.stop)
+            self.storage["dsn"] = self.pg.dsn
+
+    def context(self, role: str, index: int) -> Context:
+        return Context(user=self.settings.params.get("user") or f"sprout-{role}-{index}")
+
+    def _engine_params(self, index: int) -> dict[str, Any]:
+        params = dict(self.storage)
+        if self.engine_name == "leveldb":
+            base = Path(params.pop("path", None) or self.settings.workdir() / "leveldb")
+            base.mkdir(parents=True, exist_ok=True)  # LevelDB creates the leaf directory only
+            params["path"] = str(base / f"durable-{index}")
+            params.pop("pool_size", None)
+        elif self.engine_name == "postgres":
+            if self.pg is not None and self.pg.origin == "throwaway":
+                params.setdefault("schema", f"loam_d{index}")
+            else:  # a shared server: a schema of our own, dropped at teardown
+                schema = params.get("schema") or f"sprout_{self.run_tag}_d{index}"
+                params["schema"] = schema
+                self.settings.add_cleanup(lambda dsn=params["dsn"], s=schema: _drop_schema(dsn, s))
+        else:
+            params.pop("pool_size", None)
+            params.pop("path", None)
+            params.pop("dsn", None)
+        return params
+
+    async def durable(self, index: int, context: Context) -> LoamClient:
+        from loam.node.durable import DurableNode
+        from loam.policy import create_policy
+        from loam.storage import create_engine
+
+        policy_cfg = dict(self.settings.policy)
+        policy = create_policy(policy_cfg.pop("id"), **policy_cfg)
+        engine = create_engine(self.engine_name, **self._engine_params(index))
+        node = DurableNode(engine, policy)
+        await node.start()
+        self.engines[index] = engine
+        self.nodes[index] = node
+        return LoamClient(node, context, on_close=lambda i=index: self._close_servers(i))
+
+    async def _close_servers(self, index: int) -> None:
+        for key in [k for k in self.servers if k[0] == index]:
+            await self.servers.pop(key).close()
+
+    def _wire_delays(self, stats: Any, prefix: str) -> None:
+        original = stats.record
+
+        def record(msg_type: str, delay_ns: int) -> None:
+            original(msg_type, delay_ns)
+            if self.sink is not None:
+                self.sink(f"{prefix}.{msg_type}", delay_ns)
+
+        stats.record = record
+
+    async def connector(self, link: Link, durable: LoamClient) -> Any:
+        params = dict(link.params)
+        token = params.get("token")
+        timeout = float(params.get("request_timeout", self.settings.params.get("request_timeout", 30.0)))
+        key = (link.durable, link.connector)
+        if link.connector == "inprocess":
+            from loam.transport.inprocess import InProcessServer
+
+            if key not in self.servers:
+                self.servers[key] = InProcessServer(durable.node, token=token, delay_s=float(params.get("delay_s", 0.0)))
+                self._wire_delays(self.servers[key].service.stats, "to_durable")
+            conn = self.servers[key].connector(token=token, request_timeout=timeout)
+        elif link.connector == "websocket":
+            from loam.transport.websocket import NodeServer, WebSocketConnector
+
+            if key not in self.servers:
+                server = NodeServer(durable.node, host=params.get("host", "127.0.0.1"), port=0, token=token)
+                try:
+                    await server.start()
+                except OSError as exc:
+                    raise StackError(f"cannot start a WebSocket server for durable-{link.durable}: {exc}") from None
+                self.servers[key] = server
+                self._wire_delays(server.service.stats, "to_durable")
+            conn = WebSocketConnector(self.servers[key].url, token=token, request_timeout=timeout)
+        else:
+            raise StackError(f"loam has no connector {link.connector!r} (it has: {', '.join(CONNECTORS)})")
+        self._wire_delays(conn.stats, "to_ephemeral")
+        return conn
+
+    async def ephemeral(self, index: int, connector: Any, context: Context) -> LoamClient:
+        from loam.node.ephemeral import EphemeralNode
+
+        node = EphemeralNode(connector)
+        await node.start()
+        return LoamClient(node, context)
+
+    async def close(self) -> None:
+        for key in list(self.servers):
+            await self.servers.pop(key).close()
+
+    def storage_details(self) -> dict[str, Any]:
+        return {f"durable-{i}": e.describe() for i, e in self.engines.items()}
+
+    def describe(self) -> dict[str, Any]:
+        import loam
+
+        storage: dict[str, Any] = {"engine": self.engine_name}
+        if self.engines:
+            storage.update(self.engines[min(self.engines)].describe())
+            if len(self.engines) > 1:
+                storage["nodes"] = self.storage_details()
+        if self.pg is not None:
+            storage["server"] = self.pg.describe()
+        return {"stack": "loam", "version": getattr(loam, "__version__", "?"), "storage": storage,
+                "policy": dict(self.settings.policy), "connectors": sorted({k[1] for k in self.servers})}
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+stack = LoamStack
+"""The entry point object: a StackFactory (class taking StackSettings)."""
+
+__all__ = ["LoamClient", "LoamStack", "stack", "to_loam_query"]
+

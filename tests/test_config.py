@@ -1,0 +1,155 @@
+"""Configuration: YAML + --set overrides -> validated dataclasses; errors name path, value, allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sprout_harness.config import (
+    LinkConfig, PhaseConfig, SproutConfig, TopologyConfig, apply_overrides, config_from_dict, load_config, load_yaml,
+)
+from sprout_harness.config.validate import validate_config
+from sprout_harness.contracts import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ["leveldb-local", "leveldb-ephemeral", "postgres-pool", "postgres-ephemeral-ws"]
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_reference_configs_validate_with_their_stack(name):
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml", check_stack=True)
+    assert cfg.name == name
+    assert [p.name for p in cfg.phases] == ["create", "fetch", "live-limit", "writers", "churn"]
+    assert cfg.topology.durable == 1
+
+
+def test_reference_config_found_by_name():
+    assert load_config("leveldb-local").storage.engine == "leveldb"
+    assert load_config("postgres-pool.yaml").storage.pool_size == 4
+
+
+def test_overrides_scalars_nested_and_phases_by_name_or_index():
+    raw = load_yaml(ROOT / "configs" / "leveldb-ephemeral.yaml")
+    out = apply_overrides(raw, [
+        "topology.ephemeral=5", "seed=7", "storage.params.sync=true", "phases.fetch.params.get_ops=3",
+        "phases.0.target=durable", "workload.live_limit=4", "topology.connector_params={delay_s: 0.001}",
+        "description=a b c",
+    ])
+    assert out["topology"]["ephemeral"] == 5 and out["seed"] == 7 and out["storage"]["params"]["sync"] is True
+    assert out["phases"][1]["params"]["get_ops"] == 3 and out["phases"][0]["target"] == "durable"
+    assert out["topology"]["connector_params"] == {"delay_s": 0.001}
+    assert out["description"] == "a b c"
+    assert raw["topology"]["ephemeral"] == 3  # the input is not modified
+    cfg = config_from_dict(out)
+    assert cfg.workload["live_limit"] == 4 and cfg.phases[0].target == "durable"
+
+
+def test_bare_phase_names_expand():
+    cfg = config_from_dict({"phases": ["create", "fetch"]}, ["phases.fetch.params.fetch_ops=1"])
+    assert [(p.name, p.target, p.params) for p in cfg.phases] == [("create", "durable", {}), ("fetch", "durable", {"fetch_ops": 1})]
+
+
+def test_missing_phases_default_to_the_suite():
+    cfg = config_from_dict({})
+    assert [p.title for p in cfg.phases] == ["create@durable", "fetch@durable", "live-limit@durable",
+                                             "writers@durable", "churn@durable"]
+
+
+@pytest.mark.parametrize("sets, path, words", [
+    (["topology.durable=0"], "topology.durable", ["got 0", "at least 1"]),
+    (["topology.ephemeral=-1"], "topology.ephemeral", ["got -1", ">= 0"]),
+    (["topology.ephemeral=two"], "topology.ephemeral", ["'two'", "an integer"]),
+    (["bogus=1"], "bogus", ["unknown field", "allowed fields here", "topology"]),
+    (["storage.colour=red"], "storage.colour", ["unknown field", "engine"]),
+    (["storage.pool_size=0"], "storage.pool_size", ["got 0", ">= 1"]),
+    (["datasets.cars=10"], "datasets.cars", ["unknown dataset kind", "albums, pets"]),
+    (["datasets.albums=-5"], "datasets.albums", ["-5", ">= 0"]),
+    (["suite=nope"], "suite", ["'nope'", "sprout"]),
+    (["phases.0.name=teleport"], "phases[0].name", ["'teleport'", "churn", "create"]),
+    (["phases.0.target=cloud"], "phases[0].target", ["'cloud'", "durable, ephemeral"]),
+    (["phases.0.target=ephemeral"], "phases[0].target", ["topology.ephemeral is 0"]),
+    (["phases.0.params.batch_size=0"], "phases[0].params.batch_size", ["got 0", ">= 1"]),
+    (["phases.0.params.speed=9"], "phases[0].params.speed", ["no such knob", "batch_size"]),
+    (["phases.0.params.collection=cars"], "phases[0].params.collection", ["'cars'", "albums, pets"]),
+    (["workload.warp=1"], "workload.warp", ["unknown knob", "live_limit"]),
+    (["workload.live_limit=0"], "workload.live_limit", ["got 0", ">= 1"]),
+    (["phases.1.params.predicate_mix={magic: 1}"], "phases[1].params.predicate_mix.magic", ["equality"]),
+    (["phases.1.params.predicate_mix={in: 0}"], "phases[1].params.predicate_mix", ["at least one weight"]),
+    (["runner.sync_timeout_s=0"], "runner.sync_timeout_s", ["> 0"]),
+    (["topology.links=[{ephemeral: 0}]"], "topology.links[0].ephemeral", ["topology.ephemeral is 0"]),
+])
+def test_errors_name_the_path_the_value_and_what_is_allowed(sets, path, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "leveldb-local.yaml", sets)
+    msg = str(info.value)
+    assert msg.startswith(path + ":"), msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_stack_level_errors_need_the_stack():
+    base = ROOT / "configs" / "leveldb-ephemeral.yaml"
+    for sets, expected in [
+        (["stack.name=nonexistent"], "stack.name: stack 'nonexistent' is not registered"),
+        (["stack.name=no.such.module:thing"], "cannot import module 'no.such.module'"),
+        (["storage.engine=rocks"], "storage.engine: got 'rocks'; loam's storage engines: leveldb, memory, postgres"),
+        (["policy.id=nobody"], "policy.id: got 'nobody'"),
+        (["topology.connector=pigeon"], "connector 'pigeon' for ephemeral 0 is not a loam connector"),
+        (["stack.params.colour=1"], "stack.params.colour: unknown loam stack parameter"),
+    ]:
+        load_config(base, sets)  # structurally fine
+        with pytest.raises(ConfigError) as info:
+            load_config(base, sets, check_stack=True)
+        assert expected in str(info.value), str(info.value)
+
+
+def test_bad_override_syntax_and_missing_items():
+    for sets, expected in [(["topology.ephemeral"], "expected path=value"),
+                           (["phases.teleport.params.x=1"], "no item named 'teleport'"),
+                           (["phases.9.target=durable"], "index 9 out of range"),
+                           (["seed.x=1"], "seed is a int")]:
+        with pytest.raises(ConfigError) as info:
+            load_config(ROOT / "configs" / "leveldb-local.yaml", sets)
+        assert expected in str(info.value)
+
+
+def test_yaml_problems_are_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("topology: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_the_same_structure_from_python():
+    cfg = SproutConfig(
+        name="py", topology=TopologyConfig(durable=2, ephemeral=3, connector="inprocess",
+                                           links=[LinkConfig(ephemeral=2, durable=0, connector="websocket")]),
+        phases=[PhaseConfig("fetch", "ephemeral"), PhaseConfig("fetch", "durable", label="fetch-d")],
+    )
+    validate_config(cfg, check_stack=True)
+    assert cfg.topology.resolved_links() == [
+        {"ephemeral": 0, "durable": 0, "connector": "inprocess", "params": {}},
+        {"ephemeral": 1, "durable": 1, "connector": "inprocess", "params": {}},
+        {"ephemeral": 2, "durable": 0, "connector": "websocket", "params": {}},
+    ]
+    cfg.phases.append(PhaseConfig("fetch", "durable", label="fetch-d"))
+    with pytest.raises(ConfigError, match=r"phases\[2\].label: 'fetch-d' appears twice"):
+        validate_config(cfg)
+
+
+def test_every_config_field_is_documented():
+    import dataclasses
+
+    from sprout_harness.config import schema
+
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    for cls in (schema.SproutConfig, schema.StackConfig, schema.StorageConfig, schema.PolicyConfig,
+                schema.TopologyConfig, schema.LinkConfig, schema.PhaseConfig, schema.RunnerConfig):
+        for f in dataclasses.fields(cls):
+            assert f"`{f.name}`" in doc, f"docs/configuration.md does not describe {cls.__name__}.{f.name}"
