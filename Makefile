@@ -17,14 +17,22 @@ $(STAMP): $(PY) pyproject.toml stacks/pgnotify/pyproject.toml
 
 venv: $(STAMP)
 
+# The main job: the harness on the embedded LevelDB default (console table + JSON, gab and
+# HTML reports in reports/), then the asv suite for this commit (RANGE= for a commit range,
+# QUICK=1 for one sample each) published into html/ with the targets table.
+REPORTS := reports
+
 bench: $(STAMP)
-	$(PY) -m sprout_harness.bench_main
+	mkdir -p $(REPORTS)
+	$(VENV)/bin/sprout run configs/leveldb-local.yaml --json $(REPORTS)/leveldb-local.json \
+		--gab $(REPORTS)/leveldb-local.gab.json --html $(REPORTS)/leveldb-local.html
+	$(MAKE) --no-print-directory bench-asv
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) html/index.html .asv
+	rm -rf $(VENV) .asv $(REPORTS)
 
 # --- asv (see docs/asv.md): run + publish, PR gate, publish only, preview ---
 RANGE ?=
