@@ -1,0 +1,138 @@
+"""HTML report and comparison pages written from real runs of the loam stack (LevelDB)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sprout_harness.metrics import ErrorStat, RunResult
+from sprout_harness.reports import json_report
+from sprout_harness.reports.compare import compare_runs
+from sprout_harness.reports.html import percentile_curve, write_compare_html, write_html
+from sprout_harness.topology.runner import run_sync
+
+from monitor_support import PHASES, REPO, SPROUT, parse, slower, tiny_config
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory) -> tuple[RunResult, Path]:
+    out = tmp_path_factory.mktemp("runs") / "base.json"
+    result = run_sync(tiny_config(writer_ops=1500), json_path=out)
+    assert result.status == "ok", result.reason
+    return result, out
+
+
+def test_run_report_is_self_contained_and_holds_the_data(base_run, tmp_path):
+    run, _ = base_run
+    path = write_html(run, tmp_path / "report.html")
+    page, data, text = parse(path)
+
+    assert page.refs == [], f"the report must not load anything: {page.refs}"
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", text, re.I)
+    assert len(text) > 1_000_000 and "Plotly" in text  # plotly.js itself is inlined
+
+    assert data["kind"] == "sprout-run-report"
+    assert RunResult.from_dict(data["run"]).to_dict() == run.to_dict()
+    # Summary table: one row per phase metric, with the run's counts and percentiles.
+    rows = {(r["phase"], r["metric"]): r for r in data["summary"]}
+    for phase in run.phases:
+        for op, h in phase.latencies.items():
+            r = rows[(phase.name, op)]
+            assert r["count"] == h.count and r["p99"] == pytest.approx(h.percentile(99.0))
+            assert r["ops_per_s"] == pytest.approx(phase.throughput[op])
+        assert f"dist-latency-{run.phases.index(phase)}" in data["figures"]
+    # Percentile curves come from the histograms.
+    i = PHASES.index("writers@durable")
+    fig = data["figures"][f"dist-latency-{i}"]
+    trace = next(t for t in fig["data"] if t["name"].startswith("update "))
+    h = run.phase("writers@durable").latencies["update"]
+    assert trace["y"] == percentile_curve(h)["ms"]
+    assert trace["y"][0] == pytest.approx(h.min / 1e6) and max(trace["y"]) <= h.max / 1e6
+    # Throughput timeline: every phase's per-second points; lag timeline and distributions.
+    tl = data["figures"]["timeline-throughput"]["data"]
+    bars = {t["name"]: t for t in tl if t["type"] == "bar"}
+    writers = run.phase("writers@durable")
+    assert len(bars["writers@durable ops/s"]["y"]) == len(writers.timeline)
+    lag_fig = data["figures"]["timeline-lag"]
+    assert {t["name"] for t in lag_fig["data"]} >= {f"lag.{n} p99" for n in run.phase("live-limit@durable").lags}
+    assert f"dist-lag-{PHASES.index('live-limit@durable')}" in data["figures"]
+    # Every figure has an element to be drawn in; the metadata and error sections are there.
+    assert set(data["figures"]) <= page.ids
+    assert {"summary", "run-status"} <= page.ids and ("errors" in page.ids or "errors-none" in page.ids)
+    assert run.metadata.run_id in text and "leveldb" in text
+
+
+def test_error_breakdown_and_escaping(base_run, tmp_path):
+    run, _ = base_run
+    run = RunResult.from_dict(run.to_dict())
+    run.metadata.config_name = "</script><script>alert(1)</script>"
+    run.phase("fetch@durable").errors["Timeout"] = ErrorStat(count=3, samples=["get: timed out <after 5 s>"])
+    path = write_html(run, tmp_path / "errors.html")
+    page, data, text = parse(path)
+    assert "<script>alert(1)" not in text
+    assert data["run"]["metadata"]["config_name"] == "</script><script>alert(1)</script>"
+    assert "errors" in page.ids and "errors-chart" in data["figures"]
+    bars = data["figures"]["errors-chart"]["data"][0]
+    assert dict(zip(bars["y"], bars["x"]))["fetch@durable: Timeout"] == 3
+    assert "get: timed out &lt;after 5 s&gt;" in text
+
+
+def test_compare_page_highlights_regressions_with_the_console_rule(base_run, tmp_path):
+    base, _ = base_run
+    new = slower(base, "fetch@durable", "get", 3)
+    comparison = compare_runs(base, new, 0.10)
+    path = write_compare_html(comparison, base, new, tmp_path / "diff.html")
+    page, data, text = parse(path)
+
+    assert page.refs == []
+    assert data["kind"] == "sprout-compare" and data["regressed"] is True and data["threshold"] == 0.10
+    regressed = {d["name"] for d in data["deltas"] if d["regressed"]}
+    assert regressed == {d.name for d in comparison.regressions} == {"fetch@durable/get p50", "fetch@durable/get p99"}
+    assert data["status_changes"] == comparison.status_changes and "churn@durable: ok -> failed" in data["status_changes"][0]
+    # Table rows carry the verdict as a class; unchanged metrics are "same".
+    by_metric = {r["data-metric"]: r["class"] for r in page.rows if "data-metric" in r}
+    assert by_metric["fetch@durable/get p99"] == "regressed"
+    assert {c for m, c in by_metric.items() if m not in regressed} == {"same"}
+    assert "verdict" in page.ids and "REGRESSED" in text and "status-changes" in page.ids
+    # Side-by-side charts: base and new bars for every compared metric, regressed ones in red.
+    p99 = data["figures"]["cmp-p99"]["data"]
+    names = p99[1]["y"]
+    assert p99[0]["y"] == names and len(names) == len([d for d in comparison.deltas if d.name.endswith(" p99")])
+    k = names.index("fetch@durable/get")
+    assert p99[1]["marker"]["color"][k] == "#c0392b"
+    assert p99[1]["x"][k] == pytest.approx(3 * p99[0]["x"][k], rel=0.03)
+    first_curve = data["figures"]["cmp-curve-0"]
+    assert first_curve["layout"]["title"]["text"] == "REGRESSED: fetch@durable/get"
+    assert set(data["figures"]) <= page.ids
+
+    # The same runs with a looser threshold: nothing regressed beyond it except the broken phase.
+    loose = compare_runs(base, new, 3.5)
+    page2, data2, _ = parse(write_compare_html(loose, base, new, tmp_path / "loose.html"))
+    assert not any(d["regressed"] for d in data2["deltas"]) and data2["regressed"] is True  # churn broke
+
+
+def test_cli_report_and_compare_write_html(base_run, tmp_path):
+    base, base_json = base_run
+    new_json = json_report.write(slower(base, "fetch@durable", "get", 3), tmp_path / "new.json")
+    report = tmp_path / "out" / "report.html"
+    done = subprocess.run([*SPROUT, "report", str(base_json), "--html", str(report)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "writers@durable" in done.stdout and f"html report: {report}" in done.stderr
+    _, data, _ = parse(report)
+    assert data["run"]["metadata"]["run_id"] == base.metadata.run_id
+
+    diff = tmp_path / "diff.html"
+    done = subprocess.run([*SPROUT, "compare", str(base_json), str(new_json), "--html", str(diff)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr  # regressed
+    _, data, _ = parse(diff)
+    assert data["regressed"] and {d["name"] for d in data["deltas"] if d["regressed"]} == {
+        "fetch@durable/get p50", "fetch@durable/get p99"}
+
+    done = subprocess.run([*SPROUT, "report", str(tmp_path / "missing.json"), "--html", str(tmp_path / "x.html")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "does not exist" in done.stderr and not (tmp_path / "x.html").exists()
