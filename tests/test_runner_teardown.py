@@ -201,7 +201,7 @@ def _processes_mentioning(text: str) -> list[str]:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("config", ["leveldb-local", "postgres-pool"])
-def test_ctrl_c_on_the_cli_stops_everything_and_writes_the_partial_report(own_tmp, tmp_path, config):
+def test_ctrl_c_on_the_cli_stops_everything_and_writes_the_partial_report(tmp_path, own_tmp, config):
     if config == "postgres-pool" and shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.fail("PostgreSQL server binaries are needed: apt-get install postgresql (or set SPROUT_PG_DSN)")
     env = {**os.environ, "TMPDIR": str(own_tmp)}
@@ -236,7 +236,7 @@ def test_ctrl_c_on_the_cli_stops_everything_and_writes_the_partial_report(own_tm
     assert _processes_mentioning(str(own_tmp)) == [], "processes left behind"
 
 
-def test_sigterm_on_the_cli_is_a_graceful_stop(own_tmp, tmp_path):
+def test_sigterm_on_the_cli_is_a_graceful_stop(tmp_path, own_tmp):
     report = tmp_path / "partial.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sprout_harness", "run", "leveldb-local", "--verbose", "--json", str(report),
