@@ -12,6 +12,12 @@ Settings it understands (see docs/configuration.md):
   token, host); one server per durable node and connector kind.
 - stack.params: `user` (the context user; default "sprout-<role>-<index>"),
   `request_timeout` (seconds, connector requests).
+
+Optional hooks (sprout_harness/contracts/hooks.py): extra connections (`open_connection`,
+`connection_address` + `connect_address` for worker processes, `server_stats`), triggers
+on a durable node (`add_trigger`, ... through loam.triggers.TriggerManager) and databases
+(`database_client`: a loam.databases.DatabaseHost per durable slot, its storage next to
+the durable node's: LevelDB sub-directories, PostgreSQL schemas, memory engines).
 """
 
 from __future__ import annotations
@@ -83,12 +89,15 @@ class LoamSubscription:
 
 
 class LoamClient:
-    """One loam node (durable or ephemeral) behind the harness's Client surface."""
+    """One loam node (durable or ephemeral) behind the harness's Client surface.
 
-    def __init__(self, node: Any, ctx: Context, on_close: Any = None) -> None:
+    `close_node=False`: close() leaves the node open (a database node its host owns)."""
+
+    def __init__(self, node: Any, ctx: Context, on_close: Any = None, close_node: bool = True) -> None:
         self.node = node
         self.ctx = ctx
         self._on_close = on_close
+        self._close_node = close_node
 
     async def create(self, collection: str, props: Sequence[Mapping[str, Any]]) -> WriteAck:
         ids, rec = await self.node.create(collection, [dict(p) for p in props], self.ctx)
@@ -125,7 +134,8 @@ class LoamClient:
     async def close(self) -> None:
         if self._on_close is not None:
             await self._on_close()
-        await self.node.close("sprout run finished")
+        if self._close_node:
+            await self.node.close("sprout run finished")
 
 
 # --- the stack -------------------------------------------------------------------------------
@@ -178,6 +188,12 @@ class LoamStack:
         self.servers: dict[tuple[int, str], Any] = {}
         self.sink: Any = None
         self.run_tag = uuid.uuid4().hex[:8]
+        self.extra_clients: set[LoamClient] = set()  # open_connection / database_client clients
+        self.triggers: dict[int, Any] = {}  # durable index -> TriggerManager
+        self.hosts: dict[int, Any] = {}  # durable index -> DatabaseHost
+        self.host_servers: dict[tuple[int, str], Any] = {}
+        self._host_names: dict[int, list[str]] = {}  # databases to drop at teardown (shared PostgreSQL)
+        self._server_lock: Any = None
 
     def capabilities(self) -> Capabilities:
         return Capabilities(subscribe=True, live_limit=True, order_by=True, ephemeral=True, connectors=self.connector_names,
@@ -237,8 +253,22 @@ class LoamStack:
         return LoamClient(node, context, on_close=lambda i=index: self._close_servers(i))
 
     async def _close_servers(self, index: int) -> None:
+        for c in list(self.extra_clients):  # connections a phase left open
+            self.extra_clients.discard(c)
+            try:
+                await c.close()
+            except Exception:
+                pass
+        mgr = self.triggers.pop(index, None)
+        if mgr is not None:
+            await mgr.close(drain=False)
         for key in [k for k in self.servers if k[0] == index]:
             await self.servers.pop(key).close()
+        for key in [k for k in self.host_servers if k[0] == index]:
+            await self.host_servers.pop(key).close()
+        host = self.hosts.pop(index, None)
+        if host is not None:
+            await host.close("sprout run finished")
 
     def _wire_delays(self, stats: Any, prefix: str) -> None:
         original = stats.record
@@ -252,32 +282,207 @@ class LoamStack:
 
     async def connector(self, link: Link, durable: LoamClient) -> Any:
         params = dict(link.params)
-        token = params.get("token")
-        timeout = float(params.get("request_timeout", self.settings.params.get("request_timeout", 30.0)))
-        key = (link.durable, link.connector)
-        if link.connector == "inprocess":
-            from loam.transport.inprocess import InProcessServer
-
-            if key not in self.servers:
-                self.servers[key] = InProcessServer(durable.node, token=token, delay_s=float(params.get("delay_s", 0.0)))
-                self._wire_delays(self.servers[key].service.stats, "to_durable")
-            conn = self.servers[key].connector(token=token, request_timeout=timeout)
-        elif link.connector == "websocket":
-            from loam.transport.websocket import NodeServer, WebSocketConnector
-
-            if key not in self.servers:
-                server = NodeServer(durable.node, host=params.get("host", "127.0.0.1"), port=0, token=token)
-                try:
-                    await server.start()
-                except OSError as exc:
-                    raise StackError(f"cannot start a WebSocket server for durable-{link.durable}: {exc}") from None
-                self.servers[key] = server
-                self._wire_delays(server.service.stats, "to_durable")
-            conn = WebSocketConnector(self.servers[key].url, token=token, request_timeout=timeout)
-        else:
-            raise StackError(f"loam has no connector {link.connector!r} (it has: {', '.join(CONNECTORS)})")
+        server = await self._server(self.servers, (link.durable, link.connector), durable.node, params)
+        conn = self._new_connector(server, link.connector, params)
         self._wire_delays(conn.stats, "to_ephemeral")
         return conn
+
+    async def _server(self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any,
+                      params: Mapping[str, Any]) -> Any:
+        """The server of `key` (durable index, connector) serving `target` (a node or a DatabaseHost)."""
+        if key in servers:
+            return servers[key]
+        if self._server_lock is None:
+            import asyncio
+
+            self._server_lock = asyncio.Lock()
+        async with self._server_lock:  # concurrent open_connection calls must share one server
+            if key in servers:
+                return servers[key]
+            return await self._start_server(servers, key, target, params)
+
+    async def _start_server(self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any,
+                            params: Mapping[str, Any]) -> Any:
+        token = params.get("token")
+        if key[1] == "inprocess":
+            from loam.transport.inprocess import InProcessServer
+
+            server: Any = InProcessServer(target, token=token, delay_s=float(params.get("delay_s", 0.0)))
+        elif key[1] == "websocket":
+            from loam.transport.websocket import NodeServer
+
+            server = NodeServer(target, host=params.get("host", "127.0.0.1"), port=0, token=token)
+            try:
+                await server.start()
+            except OSError as exc:
+                raise StackError(f"cannot start a WebSocket server for durable-{key[0]}: {exc}") from None
+        else:
+            raise StackError(f"loam has no connector {key[1]!r} (it has: {', '.join(CONNECTORS)})")
+        servers[key] = server
+        self._wire_delays(server.service.stats, "to_durable")
+        return server
+
+    def _new_connector(self, server: Any, kind: str, params: Mapping[str, Any], database: str | None = None) -> Any:
+        token = params.get("token")
+        timeout = float(params.get("request_timeout", self.settings.params.get("request_timeout", 30.0)))
+        if kind == "inprocess":
+            return server.connector(token=token, request_timeout=timeout, database=database)
+        from loam.transport.websocket import WebSocketConnector
+
+        return WebSocketConnector(server.url, token=token, request_timeout=timeout, database=database)
+
+    def _link_params(self, durable: int, connector: str) -> dict[str, Any]:
+        """Connector parameters of the first configured link of that kind to `durable` (token, host...)."""
+        for link in self.settings.topology.get("links", []):
+            if link["durable"] == durable and link["connector"] == connector:
+                return dict(link["params"])
+        return {}
+
+    def _durable_node(self, durable: int) -> Any:
+        try:
+            return self.nodes[durable]
+        except KeyError:
+            raise StackError(f"durable-{durable} does not exist (this run has {len(self.nodes)} durable nodes)") from None
+
+    # --- optional hooks: extra connections ----------------------------------------------
+
+    async def open_connection(self, durable: int, connector: str = "websocket") -> LoamClient:
+        """A new ephemeral node with its own connection to durable node `durable`."""
+        from loam.node.ephemeral import EphemeralNode
+
+        if connector not in CONNECTORS:
+            raise StackError(f"loam has no connector {connector!r} (it has: {', '.join(CONNECTORS)})")
+        params = self._link_params(durable, connector)
+        server = await self._server(self.servers, (durable, connector), self._durable_node(durable), params)
+        node = EphemeralNode(self._new_connector(server, connector, params))
+        await node.start()
+        client = LoamClient(node, self.context("ephemeral", 1000 + len(self.extra_clients)),
+                            on_close=None)
+        self.extra_clients.add(client)
+        client._on_close = lambda c=client: self._forget(c)
+        return client
+
+    async def _forget(self, client: LoamClient) -> None:
+        self.extra_clients.discard(client)
+
+    async def connection_address(self, durable: int, connector: str = "websocket") -> dict[str, Any]:
+        """Where a client in another process connects to durable node `durable` (WebSocket only)."""
+        if connector != "websocket":
+            raise StackError(f"clients in other processes need the websocket connector, not {connector!r}")
+        params = self._link_params(durable, connector)
+        server = await self._server(self.servers, (durable, connector), self._durable_node(durable), params)
+        return {"url": server.url, "token": params.get("token"),
+                "request_timeout": float(params.get("request_timeout",
+                                                    self.settings.params.get("request_timeout", 30.0)))}
+
+    @staticmethod
+    async def connect_address(address: Mapping[str, Any], index: int) -> LoamClient:
+        """A client of `address` (from connection_address) in this process: an ephemeral over WebSocket."""
+        from loam.node.ephemeral import EphemeralNode
+        from loam.transport.websocket import WebSocketConnector
+
+        node = EphemeralNode(WebSocketConnector(address["url"], token=address.get("token"),
+                                                request_timeout=float(address.get("request_timeout", 30.0)),
+                                                database=address.get("database")))
+        await node.start()
+        return LoamClient(node, Context(user=f"sprout-worker-{index}"))
+
+    def server_stats(self, durable: int) -> dict[str, Any]:
+        node = self._durable_node(durable)
+        st = node.stats()
+        peers = sum(len(s.service.peers) for k, s in self.servers.items() if k[0] == durable)
+        return {"connections": peers, "live_queries": st["live_queries"],
+                "live_query_memory_bytes": sum(st["live_query_memory"].values()),
+                "registry_entries": st["registry_entries"], "commits": st["commits"]}
+
+    # --- optional hooks: triggers -------------------------------------------------------
+
+    async def add_trigger(self, durable: int, spec: Any) -> None:
+        from loam.triggers import TriggerManager
+
+        mgr = self.triggers.get(durable)
+        if mgr is None:
+            mgr = self.triggers[durable] = TriggerManager(self._durable_node(durable))
+        where = to_loam_query(QuerySpec(spec.where)) if spec.where is not None else ""
+        mgr.add_trigger(spec.name, spec.collection, where, spec.url, timeout_s=spec.timeout_s,
+                        retries=spec.retries, backoff_s=spec.backoff_s)
+
+    @staticmethod
+    def webhook_event(body: Mapping[str, Any]) -> Any:
+        from sprout_harness.contracts.hooks import WebhookEvent
+
+        ch = body["change"]
+        return WebhookEvent(delivery_id=str(body["delivery_id"]), entity_id=ch["id"], kind=ch["kind"],
+                            commit_id=body.get("commit_id"), commit_ns=body.get("commit_ns"),
+                            evaluated_ns=body.get("evaluated_ns"),
+                            props=ch["after"] if ch.get("after") is not None else ch.get("before"))
+
+    def trigger_stats(self, durable: int) -> dict[str, Any]:
+        mgr = self.triggers.get(durable)
+        if mgr is None:
+            return {}
+        st = mgr.stats()
+        return {**st["total"], "pending": st["pending"], "in_flight": st["in_flight"]}
+
+    async def drain_triggers(self, durable: int, timeout_s: float) -> bool:
+        mgr = self.triggers.get(durable)
+        return True if mgr is None else await mgr.drain(timeout_s)
+
+    async def remove_trigger(self, durable: int, name: str) -> None:
+        mgr = self.triggers.get(durable)
+        if mgr is not None:
+            mgr.remove_trigger(name)
+
+    # --- optional hooks: databases ------------------------------------------------------
+
+    def _host(self, durable: int) -> Any:
+        host = self.hosts.get(durable)
+        if host is not None:
+            return host
+        from loam.databases import DatabaseHost, storage_factory
+        from loam.policy import create_policy
+
+        self._durable_node(durable)
+        params = self._engine_params(durable)
+        if self.engine_name == "leveldb":
+            params["path"] = str(Path(params["path"]).parent / f"databases-{durable}")
+        elif self.engine_name == "postgres":
+            params.pop("schema", None)
+            shared = not (self.pg is not None and self.pg.origin == "throwaway")
+            prefix = f"s{self.run_tag}d{durable}_" if shared else f"db{durable}_"
+            params["schema_prefix"] = prefix
+            if shared:  # drop every schema this host created, at teardown
+                names = self._host_names[durable] = []
+                self.settings.add_cleanup(lambda dsn=params["dsn"], p=prefix, n=names:
+                                          [_drop_schema(dsn, p + x) for x in n])
+        policy_cfg = dict(self.settings.policy)
+        policy = create_policy(policy_cfg.pop("id"), **policy_cfg)
+        host = self.hosts[durable] = DatabaseHost(storage_factory(self.engine_name, **params), policy)
+        return host
+
+    async def database_client(self, durable: int, database: str, connector: str | None = None) -> LoamClient:
+        """A client of database `database` next to durable node `durable` (see the module docstring)."""
+        from loam.node.ephemeral import EphemeralNode
+
+        host = self._host(durable)
+        node = await host.open_database(database)
+        names = self._host_names.get(durable)
+        if names is not None and database not in names:
+            names.append(database)
+        ctx = self.context("ephemeral" if connector else "durable", durable)
+        if connector is None:
+            client = LoamClient(node, ctx, close_node=False)
+        else:
+            if connector not in CONNECTORS:
+                raise StackError(f"loam has no connector {connector!r} (it has: {', '.join(CONNECTORS)})")
+            params = self._link_params(durable, connector)
+            server = await self._server(self.host_servers, (durable, connector), host, params)
+            e = EphemeralNode(self._new_connector(server, connector, params, database=database))
+            await e.start()
+            client = LoamClient(e, ctx)
+        self.extra_clients.add(client)
+        client._on_close = lambda c=client: self._forget(c)
+        return client
 
     async def ephemeral(self, index: int, connector: Any, context: Context) -> LoamClient:
         from loam.node.ephemeral import EphemeralNode
@@ -287,8 +492,9 @@ class LoamStack:
         return LoamClient(node, context)
 
     async def close(self) -> None:
-        for key in list(self.servers):
-            await self.servers.pop(key).close()
+        for index in list({*self.triggers, *self.hosts, *(k[0] for k in self.servers),
+                           *(k[0] for k in self.host_servers)}):
+            await self._close_servers(index)
 
     def storage_details(self) -> dict[str, Any]:
         return {f"durable-{i}": e.describe() for i, e in self.engines.items()}

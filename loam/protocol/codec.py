@@ -119,7 +119,10 @@ def _fields(msg: Any) -> dict[str, Any]:
     if t is m.Unsubscribe or t is m.Unsubscribed:
         return {"rid": msg.rid, "query_id": msg.query_id}
     if t is m.Hello:
-        return {"rid": msg.rid, "token": msg.token, "node_id": msg.node_id, "version": msg.version}
+        d = {"rid": msg.rid, "token": msg.token, "node_id": msg.node_id, "version": msg.version}
+        if msg.database is not None:  # omitted when unset: servers without databases accept it as before
+            d["database"] = msg.database
+        return d
     if t is m.Welcome:
         return {"rid": msg.rid, "node_id": msg.node_id, "clock": msg.clock, "version": msg.version,
                 "max_size": msg.max_size}
@@ -365,7 +368,8 @@ def _str_list(r: _Reader, key: str) -> list[str]:
 
 
 _DECODERS: dict[str, Callable[[_Reader], Any]] = {
-    "hello": lambda r: m.Hello(r.int("rid"), r.opt_str("token"), r.str("node_id"), r.int("version")),
+    "hello": lambda r: m.Hello(r.int("rid"), r.opt_str("token"), r.str("node_id"), r.int("version"),
+                               database=r.opt_str("database") if "database" in r.d else None),
     "welcome": lambda r: m.Welcome(r.int("rid"), r.str("node_id"), _nonneg(r, "clock"), r.int("version"),
                                    r.int("max_size")),
     "commit": lambda r: m.Commit(r.int("rid"), _d_tx(r), _d_ctx(r)),
@@ -409,6 +413,9 @@ _FIELDS: dict[str, frozenset[str]] = {
     "pong": frozenset({"rid"}),
 }
 
+# Fields a message may omit (older peers do not send them).
+_OPTIONAL: dict[str, frozenset[str]] = {"hello": frozenset({"database"})}
+
 
 def _kind(r: _Reader) -> str:
     k = r.str("kind")
@@ -442,8 +449,8 @@ def decode(data: bytes | str, max_size: int = DEFAULT_MAX_SIZE) -> m.Message:
     sent = d.pop("sent_ns", None)
     if type(sent) is not int:
         raise ProtocolError(f"malformed {t} message: field 'sent_ns' must be an integer, got {_tn(sent)}")
-    if d.keys() != _FIELDS[t]:
-        extra = sorted(set(d) - _FIELDS[t])
+    if d.keys() != _FIELDS[t] and not (t in _OPTIONAL and d.keys() - _OPTIONAL[t] == _FIELDS[t]):
+        extra = sorted(set(d) - _FIELDS[t] - _OPTIONAL.get(t, frozenset()))
         missing = sorted(_FIELDS[t] - set(d))
         raise ProtocolError(f"malformed {t} message: unexpected fields {extra}, missing fields {missing}")
     msg = dec(_Reader(t, d))

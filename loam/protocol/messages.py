@@ -21,7 +21,10 @@ PROTOCOL_VERSION = 1
 
 @dataclass(slots=True)
 class Hello:
-    """Client -> server, first message: authenticate and introduce the client node."""
+    """Client -> server, first message: authenticate and introduce the client node.
+
+    `database` names the database to use on a server hosting several (a `DatabaseHost`);
+    None means "default" there, and is the only value a single-node server accepts."""
 
     TYPE: ClassVar[str] = "hello"
     rid: int
@@ -29,6 +32,7 @@ class Hello:
     node_id: str
     version: int = PROTOCOL_VERSION
     sent_ns: int = 0
+    database: str | None = None
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-from loam.errors import AuthError, NodeClosedError, ProtocolError
+from loam.errors import AuthError, NodeClosedError, ProtocolError, ValidationError
 from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.protocol.matching import ConnectionLost, PendingRequests, RemoteError
@@ -27,7 +27,9 @@ class Connector:
     """Base connector; use `InProcessConnector` or `WebSocketConnector`.
 
     `request_timeout` bounds every request (and the wait for a reconnection);
-    `backoff_initial`/`backoff_max` shape the reconnect delays (doubling, capped).
+    `backoff_initial`/`backoff_max` shape the reconnect delays (doubling, capped);
+    `database` names the database on a server hosting several (None: its default;
+    a single-node server refuses any name).
     """
 
     transport = "abstract"
@@ -41,8 +43,10 @@ class Connector:
         reconnect: bool = True,
         backoff_initial: float = 0.05,
         backoff_max: float = 2.0,
+        database: str | None = None,
     ):
         self.token = token
+        self.database = database
         self.request_timeout = request_timeout
         self.max_size = max_size
         self.reconnect = reconnect
@@ -88,7 +92,7 @@ class Connector:
         self._channel = channel
         self._reader = asyncio.create_task(self._read(channel))
         try:
-            welcome = await self._request(channel, m.Hello(0, self.token, self.node_id))
+            welcome = await self._request(channel, m.Hello(0, self.token, self.node_id, database=self.database))
         except RemoteError as exc:
             await channel.close("handshake refused")
             if exc.code == "auth":
@@ -219,7 +223,7 @@ class Connector:
             await asyncio.sleep(delay)
             try:
                 await self._connect_once()
-            except AuthError as exc:
+            except (AuthError, ValidationError) as exc:  # wrong token / database refused: retrying cannot help
                 self._fatal = exc
                 log.error("reconnect refused: %s", exc)
                 return

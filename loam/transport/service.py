@@ -4,6 +4,12 @@
 message, requests run as their own tasks against the durable node, and one writer task
 sends replies and notifications in order. Each remote subscription is a durable-node
 LiveQuery whose listener queues a `notify`; unsubscribe and disconnect close it.
+
+The service serves one durable node, or a `loam.databases.DatabaseHost`: then each
+peer's `hello` names its database (`database`, default "default"), which is opened
+before the `welcome`, and every request of that peer goes to that database's node
+only. A bad database name is answered with `error{code: "validation"}` and a close
+with code 1008.
 """
 
 from __future__ import annotations
@@ -42,23 +48,40 @@ def error_code(exc: BaseException) -> str:
     return "internal"
 
 
+DEFAULT_DATABASE = "default"
+
+
+def _is_host(target: Any) -> bool:
+    return callable(getattr(target, "open_database", None))
+
+
 class NodeService:
-    """Serves `node` (a durable node) over any number of channels."""
+    """Serves `node` (a durable node, or a DatabaseHost of several) over any number of channels."""
 
     def __init__(self, node: Any, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE):
-        self.node = node
+        self.host: Any = node if _is_host(node) else None
+        self.node = None if self.host is not None else node
         self.token = token
         self.max_size = max_size
         self.stats = DelayStats()  # delays of messages received from clients
         self.peers: set[_Peer] = set()
         self._clock = 0
         add = getattr(node, "add_commit_listener", None)
-        if add is not None:
+        if add is not None and self.host is None:
             add(self._on_commit)
 
     def _on_commit(self, record: Any) -> None:
         if record.clock > self._clock:
             self._clock = record.clock
+
+    async def resolve(self, database: str | None) -> Any:
+        """The node a peer's requests go to: the served node, or the host's database `database`."""
+        if self.host is None:
+            if database is not None:
+                raise ValidationError(f"this server serves a single database; connect without database= "
+                                      f"(got {database!r}), or serve a DatabaseHost")
+            return self.node
+        return await self.host.open_database(database or DEFAULT_DATABASE)
 
     @property
     def clock(self) -> int:
@@ -86,10 +109,11 @@ class NodeService:
 class _Peer:
     def __init__(self, service: NodeService, channel: Channel, label: str):
         self.service = service
-        self.node = service.node
+        self.node = service.node  # with a DatabaseHost: set from the hello's database
         self.channel = channel
         self.label = label
-        self.session = ServerSession(getattr(service.node, "node_id", "?"), service.token, service.max_size)
+        server_id = getattr(service.node if service.host is None else service.host, "node_id", "?")
+        self.session = ServerSession(server_id, service.token, service.max_size)
         self.out: asyncio.Queue[Any] = asyncio.Queue()
         self.live: dict[str, Any] = {}  # query id -> durable LiveQuery
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -111,7 +135,18 @@ class _Peer:
                     break
                 self.service.stats.record(res.TYPE, now - res.sent_ns)
                 if isinstance(res, m.Hello):
-                    self.out.put_nowait(self.session.welcome(res, self.service.clock))
+                    try:
+                        # Inline (not a task): no request of this peer may run before its node is known.
+                        self.node = await self.service.resolve(res.database)
+                    except LoamError as exc:
+                        log.info("%s refused: %s", self.label, exc)
+                        self.session.state = "closed"
+                        await self._send_now(m.Error(res.rid, error_code(exc), str(exc)))
+                        await self.channel.close(f"{error_code(exc)}: {exc}"[:120], 1008)
+                        break
+                    welcome = self.session.welcome(res, self._clock())
+                    welcome.node_id = getattr(self.node, "node_id", welcome.node_id)
+                    self.out.put_nowait(welcome)
                 elif isinstance(res, m.Ping):
                     self.out.put_nowait(m.Pong(res.rid))
                 else:
@@ -124,6 +159,13 @@ class _Peer:
             writer.cancel()
             await self._release_all()
             await self.channel.close("connection finished")
+
+    def _clock(self) -> int:
+        if self.service.host is None:
+            return self.service.clock
+        c = getattr(self.node, "clock", None)
+        v = getattr(c, "value", c)
+        return v if isinstance(v, int) else 0
 
     async def _send_now(self, msg: m.Message) -> None:
         msg.sent_ns = _perf_ns()
@@ -214,7 +256,7 @@ class _Peer:
         qid_box.append(lq.id)
         self.live[lq.id] = lq
         self.session.add_query(lq.id)
-        self.out.put_nowait(m.Subscribed(msg.rid, lq.id, list(lq.results), self.service.clock))
+        self.out.put_nowait(m.Subscribed(msg.rid, lq.id, list(lq.results), self._clock()))
         pending, early = early, None
         for n in pending:
             self._queue_notify(lq.id, n)
@@ -230,7 +272,7 @@ class _Peer:
             return
         self.out.put_nowait(m.Notify(
             qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
-            int(getattr(n, "gap_filled", 0) or 0), self.service.clock,
+            int(getattr(n, "gap_filled", 0) or 0), self._clock(),
         ))
 
     async def _release(self, qid: str) -> None:

@@ -57,6 +57,9 @@ class WebSocketChannel:
 class NodeServer:
     """Serves a durable node over WebSocket on `host:port` (port 0 picks a free port).
 
+    `node` may also be a `loam.databases.DatabaseHost`: each client then names its
+    database in the handshake (`WebSocketConnector(url, database="shop")`).
+
     `await server.start()` (or `async with`) binds; `port` is then the bound port and
     `url` the address to give to `WebSocketConnector`.
     """

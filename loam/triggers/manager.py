@@ -35,6 +35,7 @@ import orjson
 
 from loam.errors import QueryError, ValidationError
 from loam.model import Change, CommitRecord, Entity
+from loam.query.ast import Query
 from loam.query.evaluate import Predicate, compile_predicate
 from loam.query.parser import parse
 
@@ -145,7 +146,7 @@ class TriggerManager:
         self,
         name: str,
         collection: str,
-        predicate_text: str,
+        predicate_text: str | Query,
         url: str,
         *,
         timeout_s: float = 5,
@@ -155,7 +156,8 @@ class TriggerManager:
         """Register a trigger: POST every change of `collection` matching `predicate_text` to `url`.
 
         `predicate_text` is a loam query's where part (`status = 'paid' AND total > 100`;
-        empty matches every change); ORDER BY and LIMIT are refused."""
+        empty matches every change), or an already parsed `Query` (its where part); ORDER BY
+        and LIMIT are refused."""
         if self._closed:
             raise ValidationError(f"trigger {name!r}: the trigger manager is closed; create a new one")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -166,10 +168,14 @@ class TriggerManager:
             raise ValidationError(f"trigger {name!r} already exists; remove_trigger({name!r}) first or pick another name")
         if not isinstance(collection, str) or not collection:
             raise ValidationError(f"trigger {name!r}: the collection must be a non-empty string, got {collection!r}")
-        try:
-            q = parse(predicate_text)
-        except QueryError as exc:
-            raise QueryError(f"trigger {name!r}: bad predicate: {exc}") from None
+        if isinstance(predicate_text, Query):
+            q = predicate_text
+            predicate_text = q.text if q.text is not None else repr(q.where)
+        else:
+            try:
+                q = parse(predicate_text)
+            except QueryError as exc:
+                raise QueryError(f"trigger {name!r}: bad predicate: {exc}") from None
         if q.order_by or q.limit is not None:
             raise ValidationError(
                 f"trigger {name!r}: a predicate has no ORDER BY or LIMIT (it is checked per change): {predicate_text!r}"

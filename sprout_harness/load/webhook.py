@@ -71,12 +71,12 @@ class WebhookReceiver:
 
     async def close(self) -> None:
         if self._server is not None:
-            self._server.close()
+            server, self._server = self._server, None
+            server.close()
             for t in list(self._conns):
                 t.cancel()
             await asyncio.gather(*self._conns, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
+            await server.wait_closed()
 
     async def __aenter__(self) -> "WebhookReceiver":
         await self.start()
@@ -122,6 +122,11 @@ class WebhookReceiver:
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            if self._server is not None:
+                raise
+            # close() cancelled an idle keep-alive connection: end quietly (a cancelled
+            # connection task makes asyncio's stream callback log a spurious traceback)
         finally:
             self._conns.discard(task)
             writer.close()

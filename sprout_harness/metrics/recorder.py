@@ -145,6 +145,13 @@ class PhaseRecorder:
             h = self._lags[name] = Histogram()
         h.record(value_ns)
 
+    def merge_lag(self, name: str, hist: Histogram) -> None:
+        """Merge lag samples measured elsewhere (another process, a per-step histogram) into ``lag.<name>``."""
+        h = self._lags.get(name)
+        if h is None:
+            h = self._lags[name] = Histogram()
+        h.merge(hist)
+
     def connector_delay(self, message_type: str, value_ns: int) -> None:
         """Time a message of ``message_type`` spent in a connector between nodes."""
         h = self._delays.get(message_type)

@@ -416,6 +416,7 @@ class Runner:
             check_timeout_s=self.cfg.runner.check_timeout_s,
             sequences=self.sequences,
             rng=random.Random(f"{self.cfg.seed}:{ph.title}"),
+            stack=self.stack,
         )
         self.recorder = rec
         self._ctx = ctx

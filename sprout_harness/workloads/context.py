@@ -91,6 +91,9 @@ class PhaseContext:
     stop_requested: bool = False
     """Set (from any thread) by `Runner.request_stop`: `timed` then ends the phase as cancelled.
     Task cancellation alone cannot stop a phase whose stack calls never suspend (LevelDB)."""
+    stack: Any = None
+    """The stack object itself, for optional hooks (sprout_harness/contracts/hooks.py); phases look
+    hooks up with `hooks.require(ctx, name)`, which reports "unsupported" when one is absent."""
 
     @property
     def targets(self) -> list[NodeRef]:

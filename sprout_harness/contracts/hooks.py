@@ -1,0 +1,97 @@
+"""Optional stack hooks for the server-side scenarios: extra connections, triggers, databases.
+
+None of these is part of the `Stack` protocol: a stack implements the ones it can, and a
+phase looks them up with `require(ctx, name)`, which raises `Unsupported` (the phase
+reports "unsupported") when the stack lacks one. All are methods of the stack object
+unless noted. `durable` is the index of a durable node the runner built.
+
+Connections (connection-scaling, subscription-scaling, event-throughput, filtered-subscriptions):
+
+- `async open_connection(durable, connector) -> Client`: a new client node with its own
+  connection to durable node `durable` over `connector` (e.g. "websocket"); its `close()`
+  ends the connection. Many may be open at once.
+- `connection_address(durable, connector) -> dict`: a JSON-serialisable address of that
+  durable node for clients in *other processes*; a worker process rebuilds the stack's
+  factory by name (the plugin mechanism) and calls the factory's
+  `async connect_address(address, index) -> Client` (a classmethod/staticmethod, it
+  must not need the stack's start()).
+- `server_stats(durable) -> dict`: server-side figures, any of `connections`,
+  `live_queries`, `live_query_memory_bytes` (total), `subscriptions` ...
+
+Triggers (trigger):
+
+- `async add_trigger(durable, spec: TriggerSpec) -> None`: POST every change of
+  `spec.collection` matching `spec.where` to `spec.url`, with JSON bodies;
+- `webhook_event(body: dict) -> WebhookEvent`: what one POSTed body says (ids and times);
+- `trigger_stats(durable) -> dict`: at least `evaluated`, `matched`, `delivered`, `failed`;
+- `async drain_triggers(durable, timeout_s) -> bool`: wait until queued deliveries settled;
+- `async remove_trigger(durable, name) -> None`.
+
+Databases (isolation):
+
+- `async database_client(durable, database, connector) -> Client`: a client of database
+  `database` (created on first use) hosted next to durable node `durable`; `connector`
+  None = in-process access to the database's node, else a connection over that
+  connector naming the database. Databases of one durable slot share one server process
+  but nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sprout_harness.contracts.errors import Unsupported
+from sprout_harness.contracts.query import Pred
+
+CONNECTION_HOOKS = ("open_connection",)
+TRIGGER_HOOKS = ("add_trigger", "webhook_event", "trigger_stats", "drain_triggers", "remove_trigger")
+DATABASE_HOOKS = ("database_client",)
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """A server-side trigger: POST each change of `collection` matching `where` (None: all) to `url`."""
+
+    name: str
+    collection: str
+    where: Pred | None
+    url: str
+    timeout_s: float = 5.0
+    retries: int = 3
+    backoff_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One delivered change as the harness needs it. Times are perf_counter_ns of the stack's
+    process (comparable with the harness's when it runs the stack in-process)."""
+
+    delivery_id: str
+    entity_id: str
+    kind: str  # create | update | delete
+    commit_id: str | None = None
+    commit_ns: int | None = None
+    evaluated_ns: int | None = None
+    props: dict[str, Any] | None = None  # the entity after the change (before, for a delete)
+
+
+def find(stack: Any, name: str) -> Any:
+    """The stack's hook `name` (a bound method), or None."""
+    fn = getattr(stack, name, None)
+    return fn if callable(fn) else None
+
+
+def require(ctx: Any, *names: str) -> list[Any]:
+    """The hooks `names` of the phase's stack; Unsupported naming the missing ones otherwise."""
+    stack = getattr(ctx, "stack", None)
+    found = [find(stack, n) for n in names]
+    missing = [n for n, f in zip(names, found) if f is None]
+    if missing:
+        label = getattr(stack, "name", type(stack).__name__)
+        raise Unsupported(f"stack {label!r} has no {', '.join(missing)} hook"
+                          f"{'s' if len(missing) > 1 else ''} (sprout_harness/contracts/hooks.py)")
+    return found
+
+
+__all__ = ["CONNECTION_HOOKS", "DATABASE_HOOKS", "TRIGGER_HOOKS", "TriggerSpec", "WebhookEvent", "find", "require"]

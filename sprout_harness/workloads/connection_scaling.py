@@ -1,0 +1,160 @@
+"""connection-scaling — open C client connections in steps, each holding a live query.
+
+Connections are ephemeral clients over `connector` (WebSocket by default) to the target
+durable node, opened by the stack's `open_connection` hook in this process, or by
+`processes` worker processes (the stack's `connection_address` / `connect_address`
+hooks). Each step opens `connections / steps` more (`connect_concurrency` at a time);
+each new connection subscribes one live query `seq in (beacon, w1..w_watch)`: a beacon
+entity the phase creates plus `watch` seeded rows of its own. Then `commits_per_step`
+commits update the beacon, so every connection observes every commit.
+
+Figures: `connect` (per connection: open + handshake), `subscribe` (time to initial
+result), `update` (beacon commits), `lag.notify` (commit -> notification, all
+connections) and `lag.notify@<C>` per step; counters `connections`,
+`connect_failures`, `rss_per_connection_bytes` (this process's RSS growth per
+connection: the server and, with processes=0, the clients too),
+`client_rss_per_connection_bytes` (worker processes), `server_live_query_bytes_per_connection`
+(the stack's own estimate, `server_stats`); `extra.steps` has each step's figures.
+Checks: every connection opened, every initial result is exactly the watched rows,
+every connection received every commit made after it subscribed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sprout_harness.workloads import realtime as rt
+from sprout_harness.workloads.catalog import PhaseSpec, register_phase
+from sprout_harness.workloads.context import PhaseContext
+from sprout_harness.workloads.knobs import knob
+
+
+@dataclass
+class ConnectionScalingKnobs:
+    connections: int = knob(100, "connections open at the end (C)", min=1)
+    steps: int = knob(4, "steps to reach C (each opens C/steps more, then measures)", min=1)
+    processes: int = rt.fleet_knob_processes()
+    connector: str = rt.fleet_knob_connector()
+    connect_concurrency: int = rt.fleet_knob_concurrency()
+    collection: str = rt.fleet_knob_collection()
+    watch: int = knob(2, "seeded rows each connection's live query holds besides the beacon", min=0)
+    commits_per_step: int = knob(20, "beacon commits after each step (observed by every connection)", min=1)
+    commit_interval_ms: float = knob(20.0, "pause between two beacon commits", min=0)
+
+    def validate(self, path: str) -> None:
+        from sprout_harness.contracts.errors import ConfigError
+
+        if self.steps > self.connections:
+            raise ConfigError(f"steps={self.steps} is more than connections={self.connections}; "
+                              "lower steps", f"{path}.steps")
+
+
+async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
+    node = ctx.targets[0]
+    coll = k.collection
+    seeded = ctx.datasets.get(coll, 0)
+    ctx.require("dataset present", k.watch == 0 or seeded > 0,
+                f"watch={k.watch} needs seeded {coll}: raise datasets.{coll} (or set watch: 0)")
+    seqs = rt.seq_index(ctx, node, coll)
+    beacon = await rt.create_hot(ctx, node, coll, 1)
+    ids = {**seqs, beacon.seqs[0]: beacon.ids[0]}
+    stream = rt.CommitStream(ctx, node, coll)
+    fleet = await rt.make_fleet(ctx, k.processes, k.connector, coll)
+    rec = ctx.recorder
+    rec.extra["mode"] = f"{k.processes} worker processes" if k.processes else "in this process"
+    subs_since: list[int] = []  # per subscription: index of the first commit it must see
+    wrong_initial: list[str] = []
+    failures, errors = 0, []
+    steps = []
+    base_rss, base_client = rt.rss(), await fleet.client_rss()
+    base_server = rt.server_stats(ctx, node).get("live_query_memory_bytes")
+    try:
+        opened = 0
+        for step in range(k.steps):
+            target = round(k.connections * (step + 1) / k.steps)
+            rss0, client0 = rt.rss(), await fleet.client_rss()
+            st0 = rt.server_stats(ctx, node)
+            t0 = time.perf_counter_ns()
+            res = await fleet.open(target - opened, k.connect_concurrency)
+            rec.latency("connect").merge(res["connect"])
+            failures += res["failures"]
+            errors += res["errors"]
+            new = list(range(opened, res["open"]))
+            specs = [(c, coll, rt.watch_query([beacon.seqs[0], *rt.dataset_seqs(seqs, seeded, k.watch, c)]))
+                     for c in new]
+            sres = await fleet.subscribe(specs, k.connect_concurrency)
+            connect_wall = time.perf_counter_ns() - t0
+            rec.latency("subscribe").merge(sres["initial"])
+            failures += sres["failures"]
+            errors += sres["errors"]
+            expected = [{ids[v] for v in q.where.values} for _, _, q in specs]  # type: ignore[union-attr]
+            wrong_initial += rt.initial_mismatches(sres["results"], expected)
+            subs_since += [len(stream.commits)] * len(specs)
+            opened = res["open"]
+            rss1, client1 = rt.rss(), await fleet.client_rss()
+            st1 = rt.server_stats(ctx, node)
+
+            await stream.run(beacon.ids, k.commits_per_step, k.commit_interval_ms)
+            want = [len(stream.commits) - s for s in subs_since]
+            await rt.wait_counts(ctx, fleet, want)
+            col = await fleet.collect()
+            rec.merge_lag("notify", col["lag"])
+            rec.merge_lag(f"notify@{opened}", col["lag"])
+            added = max(1, len(new))
+            row = {
+                "connections": opened, "opened": len(new), "failures": res["failures"] + sres["failures"],
+                "connect_wall_s": round(connect_wall / 1e9, 3),
+                "connect_p50_ms": rt.lag_summary(res["connect"])["p50_ms"],
+                "connect_p99_ms": rt.lag_summary(res["connect"])["p99_ms"],
+                "subscribe_p50_ms": rt.lag_summary(sres["initial"])["p50_ms"],
+                "rss_per_connection_bytes": (rss1 - rss0) // added,
+                "client_rss_per_connection_bytes": (client1 - client0) // added if k.processes else None,
+                "server_connections": st1.get("connections"),
+                "server_live_queries": st1.get("live_queries"),
+                "notifications": col["notifications"],
+                "lag": rt.lag_summary(col["lag"]),
+            }
+            if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
+                row["server_live_query_bytes_per_connection"] = (
+                    (st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]) // added)
+            steps.append(row)
+            ctx.advance(len(new))
+
+        final = await fleet.collect()  # late arrivals, if any
+        rec.merge_lag("notify", final["lag"])
+        seen = final["seen"]
+        lost = []
+        for s, since in enumerate(subs_since):
+            expect = [c.value for c in stream.commits[since:]]
+            missing, _ = rt.missing_and_extra(seen[s], expect)
+            if missing:
+                lost.append(f"subscription {s} missed {len(missing)} of {len(expect)} commits "
+                            f"(first: value {missing[0]})")
+        rec.count("connections", opened)
+        rec.count("connect_failures", failures)
+        rec.count("subscriptions", len(subs_since))
+        if opened:
+            rec.count("rss_per_connection_bytes", max(0, (rt.rss() - base_rss) // opened))
+            if k.processes:
+                rec.count("client_rss_per_connection_bytes", max(0, (await fleet.client_rss() - base_client) // opened))
+            top = rt.server_stats(ctx, node).get("live_query_memory_bytes")
+            if top is not None and base_server is not None:
+                rec.count("server_live_query_bytes_per_connection", max(0, (top - base_server) // opened))
+        rec.extra["steps"] = steps
+        ctx.check("every connection opened", failures == 0, f"{failures} failed: {'; '.join(errors[:2])}")
+        ctx.check("initial results are the watched rows", not wrong_initial, "; ".join(wrong_initial[:2]))
+        ctx.check("every connection received every commit", not lost,
+                  f"{len(lost)} subscriptions: " + "; ".join(lost[:2]))
+    finally:
+        await fleet.close()
+
+
+register_phase(PhaseSpec(
+    name="connection-scaling",
+    summary="open C connections in steps, each with a live query; connect time, memory per connection, lag",
+    run=run,
+    knobs=ConnectionScalingKnobs,
+    needs=("subscribe", "update"),
+    targets=("durable",),
+))

@@ -1,0 +1,133 @@
+"""event-throughput — sustained commits fanned out to a growing number of subscribers.
+
+`connections` connections (this process or `processes` workers) hold the subscribers.
+Each step raises the subscriber count to `subscribers * (step+1) / steps`; every
+subscriber watches the `hot` entities the phase creates (`seq in (...)`, plus one seeded
+row of its own so no two queries are identical). Then `commits_per_step` commits update
+the hot entities in turn, back to back or paced by `rate` (commits/s), and each reaches
+every subscriber.
+
+Figures per step k (subscribers): `lag.notify@<k>`, counter
+`notifications_per_s@<k>` (notifications delivered / time from the step's first commit
+to its last delivery) and `extra.steps`; overall `lag.notify`, `update` latency,
+counters `notifications`, `commits`.
+Check: every notification arrived — each subscriber received every commit made after it
+subscribed, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from sprout_harness.workloads import realtime as rt
+from sprout_harness.workloads.catalog import PhaseSpec, register_phase
+from sprout_harness.workloads.context import PhaseContext
+from sprout_harness.workloads.knobs import knob
+
+
+@dataclass
+class EventThroughputKnobs:
+    subscribers: int = knob(100, "subscribers at the last step (the largest fan-out)", min=1)
+    steps: int = knob(3, "fan-out steps", min=1)
+    connections: int = knob(10, "connections the subscribers are spread over", min=1)
+    processes: int = rt.fleet_knob_processes()
+    connector: str = rt.fleet_knob_connector()
+    concurrency: int = rt.fleet_knob_concurrency()
+    collection: str = rt.fleet_knob_collection()
+    hot: int = knob(4, "entities the commits update (every subscriber watches all of them)", min=1)
+    commits_per_step: int = knob(200, "commits per step", min=1)
+    rate: float = knob(0.0, "commits per second (0: each commit as soon as the previous one is acked)", min=0)
+
+    def validate(self, path: str) -> None:
+        from sprout_harness.contracts.errors import ConfigError
+
+        if self.steps > self.subscribers:
+            raise ConfigError(f"steps={self.steps} is more than subscribers={self.subscribers}", f"{path}.steps")
+
+
+async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
+    node = ctx.targets[0]
+    coll = k.collection
+    seeded = ctx.datasets.get(coll, 0)
+    seqs = rt.seq_index(ctx, node, coll)
+    hot = await rt.create_hot(ctx, node, coll, k.hot)
+    ids = {**seqs, **dict(zip(hot.seqs, hot.ids))}
+    stream = rt.CommitStream(ctx, node, coll)
+    rec = ctx.recorder
+    fleet = await rt.make_fleet(ctx, k.processes, k.connector, coll)
+    subs_since: list[int] = []
+    wrong_initial: list[str] = []
+    failures, errors, steps = 0, [], []
+    try:
+        res = await fleet.open(k.connections, k.concurrency)
+        rec.latency("connect").merge(res["connect"])
+        ctx.require("every connection opened", res["failures"] == 0 and res["open"] > 0,
+                    f"{res['failures']} failed: {'; '.join(res['errors'][:2])}")
+        conns = res["open"]
+        total = 0
+        for step in range(k.steps):
+            target = round(k.subscribers * (step + 1) / k.steps)
+            specs = [(s % conns, coll, rt.watch_query([*hot.seqs, *rt.dataset_seqs(seqs, seeded, 1, s)]))
+                     for s in range(total, target)]
+            sres = await fleet.subscribe(specs, k.concurrency)
+            rec.latency("subscribe").merge(sres["initial"])
+            failures += sres["failures"]
+            errors += sres["errors"]
+            wrong_initial += rt.initial_mismatches(
+                sres["results"], [{ids[v] for v in q.where.values} for _, _, q in specs])  # type: ignore[union-attr]
+            subs_since += [len(stream.commits)] * len(specs)
+            total = target
+            await fleet.collect()  # start the step's counts from zero
+
+            t0 = time.perf_counter_ns()
+            gap_s = 1.0 / k.rate if k.rate > 0 else 0.0
+            for i in range(k.commits_per_step):
+                await stream.commit(hot.ids[i % len(hot.ids)])
+                if gap_s:  # paced on a fixed timeline: a slow commit is not followed by a pause
+                    due = t0 + int((i + 1) * gap_s * 1e9)
+                    await asyncio.sleep(max(0.0, (due - time.perf_counter_ns()) / 1e9))
+                elif i % 16 == 15:
+                    await asyncio.sleep(0)
+            commit_wall = time.perf_counter_ns() - t0
+            await rt.wait_counts(ctx, fleet, [len(stream.commits) - s for s in subs_since])
+            col = await fleet.collect()
+            rec.merge_lag("notify", col["lag"])
+            rec.merge_lag(f"notify@{target}", col["lag"])
+            span = (col["last_ns"] - t0) if col["last_ns"] is not None else 0
+            rate = round(col["notifications"] / (span / 1e9)) if span > 0 else 0
+            rec.count(f"notifications_per_s@{target}", rate)
+            rec.count("notifications", col["notifications"])
+            steps.append({"subscribers": target, "commits": k.commits_per_step,
+                          "commits_per_s": round(k.commits_per_step / (commit_wall / 1e9), 1) if commit_wall else None,
+                          "notifications": col["notifications"], "notifications_per_s": rate,
+                          "delivery_span_s": round(span / 1e9, 3), "lag": rt.lag_summary(col["lag"])})
+            ctx.advance(1)
+
+        final = await fleet.collect()
+        rec.merge_lag("notify", final["lag"])
+        bad = []
+        for s, since in enumerate(subs_since):
+            expect = [c.value for c in stream.commits[since:]]
+            missing, extra = rt.missing_and_extra(final["seen"][s], expect)
+            if missing or extra:
+                bad.append(f"subscriber {s}: {len(missing)} of {len(expect)} missing, {len(extra)} unexpected/duplicate")
+        rec.count("commits", len(stream.commits))
+        rec.count("subscribers", total)
+        rec.extra["steps"] = steps
+        ctx.check("every subscription started", failures == 0, f"{failures} failed: {'; '.join(errors[:2])}")
+        ctx.check("initial results are the watched rows", not wrong_initial, "; ".join(wrong_initial[:2]))
+        ctx.check("every notification arrived, once", not bad, f"{len(bad)} subscribers: " + "; ".join(bad[:2]))
+    finally:
+        await fleet.close()
+
+
+register_phase(PhaseSpec(
+    name="event-throughput",
+    summary="sustained commits fanned out to a growing number of subscribers; notifications/s and lag per fan-out",
+    run=run,
+    knobs=EventThroughputKnobs,
+    needs=("subscribe", "update"),
+    targets=("durable",),
+))

@@ -1,0 +1,218 @@
+"""Shared parts of the realtime scenarios (connection-scaling, subscription-scaling,
+event-throughput, filtered-subscriptions): the fleet of connections, hot entities, the
+commit stream and the delivery checks.
+
+Every live query these scenarios open is `seq in (...)` over a dataset collection: an
+equality-indexable predicate whose initial result the harness knows exactly (the `seq`
+values it chose) and which a store can route without scanning (loam files it under
+(seq, value); LevelDB answers it from a `seq` index when one is declared). Commits set a
+counter field of a watched entity to a fresh value (`mood` of pets, `tracks` of albums),
+so each notification says which commit it carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sprout_harness.contracts import hooks
+from sprout_harness.contracts.query import AllOf, Cond, InList, QuerySpec
+from sprout_harness.load.fleet import LocalFleet, WorkerFleet, measured_rss_bytes, stack_import_path
+from sprout_harness.metrics.histogram import Histogram
+from sprout_harness.workloads import datasets
+from sprout_harness.workloads.context import NodeRef, PhaseContext, ack_ns
+from sprout_harness.workloads.knobs import knob
+
+COUNTER_FIELD = {"pets": "mood", "albums": "tracks"}
+COUNTER_BASE = 50_000_000  # above dataset values and other phases' counters
+
+
+def fleet_knob_processes() -> Any:
+    return knob(0, "worker processes holding the connections (0: all in this process)", min=0, max=64)
+
+
+def fleet_knob_connector() -> Any:
+    return knob("websocket", "connector of each connection (the stack's name for it)")
+
+
+def fleet_knob_collection() -> Any:
+    return knob("pets", "dataset kind the live queries watch", choices=("pets", "albums"))
+
+
+def fleet_knob_concurrency() -> Any:
+    return knob(50, "connections opened / subscriptions made at once", min=1)
+
+
+async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collection: str) -> Any:
+    """A started fleet of connections to the target durable node (in-process or worker processes)."""
+    node = ctx.targets[0]
+    field = COUNTER_FIELD[collection]
+    if processes == 0:
+        (open_connection,) = hooks.require(ctx, "open_connection")
+        fleet: Any = LocalFleet(lambda i: open_connection(node.index, connector), field)
+    else:
+        (address_of,) = hooks.require(ctx, "connection_address")
+        connect = getattr(type(ctx.stack), "connect_address", None)
+        if not callable(connect):
+            hooks.require(ctx, "connect_address")
+        address = await address_of(node.index, connector)
+        fleet = WorkerFleet(processes, stack_import_path(ctx.stack), address, field,
+                            timeout_s=max(120.0, ctx.check_timeout_s * 4))
+    await fleet.start()
+    return fleet
+
+
+def server_stats(ctx: PhaseContext, node: NodeRef) -> dict[str, Any]:
+    fn = hooks.find(ctx.stack, "server_stats")
+    if fn is None:
+        return {}
+    try:
+        return dict(fn(node.index) or {})
+    except Exception as exc:  # figures only: never break the phase for them
+        ctx.recorder.error("server_stats", str(exc)[:200])
+        return {}
+
+
+def rss() -> int:
+    return measured_rss_bytes()
+
+
+@dataclass
+class Hot:
+    """Entities the phase created to commit on: `ids[i]` has `seq` `seqs[i]`."""
+
+    collection: str
+    ids: list[str]
+    seqs: list[int]
+
+
+async def create_hot(ctx: PhaseContext, node: NodeRef, collection: str, n: int) -> Hot:
+    start = ctx.allocate(collection, n)
+    rows = datasets.build(collection, n, ctx.seed, start)
+    ack = await ctx.timed("create_hot", node.client.create(collection, rows))
+    ctx.require("hot entities created", len(ack.ids) == n, f"{len(ack.ids)} ids for {n} rows")
+    model = ctx.model(node)
+    for id_, row in zip(ack.ids, rows):
+        model.put(collection, id_, row)
+    return Hot(collection, list(ack.ids), [int(r["seq"]) for r in rows])  # type: ignore[arg-type]
+
+
+def seq_index(ctx: PhaseContext, node: NodeRef, collection: str) -> dict[int, str]:
+    """seq -> id of the group's current entities of `collection`."""
+    return {int(p["seq"]): i for i, p in ctx.model(node).data.get(collection, {}).items()}  # type: ignore[arg-type]
+
+
+def watch_query(seqs: list[int]) -> QuerySpec:
+    return QuerySpec(InList("seq", tuple(sorted(set(seqs)))), kind="in")
+
+
+def range_query(lo: int, hi: int) -> QuerySpec:
+    """`seq >= lo and seq < hi`: not routable by an equality index (every commit is checked)."""
+    return QuerySpec(AllOf((Cond("seq", ">=", lo), Cond("seq", "<", hi))), kind="range")
+
+
+def dataset_seqs(seqs: dict[int, str], seeded: int, count: int, offset: int) -> list[int]:
+    """`count` seeded seq values (0 <= seq < seeded, still present) for live query number `offset`:
+    deterministic and spread out, so neighbouring queries watch rows far apart."""
+    if seeded <= 0 or count <= 0 or not seqs:
+        return []
+    out: list[int] = []
+    stride = 7919  # a prime
+    for j in range(count):
+        s = (offset * count + j) * stride % seeded
+        for _ in range(seeded):  # a row an earlier phase deleted: take the next one
+            if s in seqs and s not in out:
+                break
+            s = (s + 1) % seeded
+        else:
+            return out
+        out.append(s)
+    return out
+
+
+@dataclass
+class Commit:
+    value: int
+    entity: str
+    commit_ns: int
+
+
+@dataclass
+class CommitStream:
+    """Updates of the counter field through one node, each with a fresh value."""
+
+    ctx: PhaseContext
+    writer: NodeRef
+    collection: str
+    commits: list[Commit] = field(default_factory=list)
+    next_value: int = COUNTER_BASE
+
+    @property
+    def field(self) -> str:
+        return COUNTER_FIELD[self.collection]
+
+    async def commit(self, entity: str, op: str = "update") -> Commit:
+        self.next_value += 1
+        v = self.next_value
+        props = {self.field: v}
+        self.ctx.model(self.writer).update(self.collection, entity, props)
+        ack = await self.ctx.timed(op, self.writer.client.update(self.collection, entity, props))
+        c = Commit(v, entity, ack_ns(ack, time.perf_counter_ns()))
+        self.commits.append(c)
+        return c
+
+    async def run(self, entities: list[str], n: int, interval_ms: float, op: str = "update") -> list[Commit]:
+        out = []
+        for i in range(n):
+            out.append(await self.commit(entities[i % len(entities)], op))
+            await asyncio.sleep(interval_ms / 1000)  # also lets deliveries run between commits
+        return out
+
+
+async def wait_counts(ctx: PhaseContext, fleet: Any, expected: list[int], timeout: float | None = None) -> bool:
+    """Poll until every subscription has seen at least its expected number of values."""
+    deadline = time.monotonic() + (timeout if timeout is not None else ctx.check_timeout_s)
+    delay = 0.005
+    while True:
+        counts = await fleet.counts()
+        if all(c >= e for c, e in zip(counts, expected)):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def missing_and_extra(seen: list[int], expected: list[int]) -> tuple[list[int], list[int]]:
+    """Values expected but not seen, and values seen that were not expected (or seen twice)."""
+    exp = set(expected)
+    missing = [v for v in expected if v not in set(seen)]
+    extra, once = [], set()
+    for v in seen:
+        if v not in exp or v in once:
+            extra.append(v)
+        once.add(v)
+    return missing, extra
+
+
+def lag_summary(h: Histogram) -> dict[str, float | None]:
+    if not h.count:
+        return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    p50, p99 = h.percentiles((50.0, 99.0))
+    return {"count": h.count, "p50_ms": round(p50 / 1e6, 3), "p99_ms": round(p99 / 1e6, 3),
+            "max_ms": round(h.max / 1e6, 3)}
+
+
+def initial_mismatches(results: list[list[str] | None], expected: list[set[str]], limit: int = 3) -> list[str]:
+    out = []
+    for s, (got, exp) in enumerate(zip(results, expected)):
+        if got is None:
+            continue  # a failed subscription is counted as a failure
+        if set(got) != exp:
+            out.append(f"subscription {s}: {len(got)} results, expected {len(exp)} "
+                       f"(missing {len(exp - set(got))}, unexpected {len(set(got) - exp)})")
+            if len(out) >= limit:
+                break
+    return out

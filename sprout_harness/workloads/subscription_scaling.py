@@ -1,0 +1,135 @@
+"""subscription-scaling — S live queries spread over a fixed set of connections, added in steps.
+
+`connections` connections are opened first (as in connection-scaling: this process or
+`processes` worker processes). Each step adds `subscriptions / steps` live queries,
+round-robin over the connections; live query s is `seq in (beacon, result_size seeded
+rows)`. After each step `commits_per_step` beacon commits reach every live query.
+
+Figures: `subscribe` (time to initial result, all steps) and `subscribe@<S>` per step,
+`connect`, `update`, `lag.notify` and `lag.notify@<S>`; counters `subscriptions`,
+`subscribe_failures`, `server_live_query_bytes_per_subscription` (the stack's
+`server_stats` estimate), `rss_per_subscription_bytes` (this process: the server, and
+the clients too when processes=0); `extra.steps` per step.
+Checks: every subscription started, every initial result is exactly its rows, every live
+query received every commit made after it started.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sprout_harness.workloads import realtime as rt
+from sprout_harness.workloads.catalog import PhaseSpec, register_phase
+from sprout_harness.workloads.context import PhaseContext
+from sprout_harness.workloads.knobs import knob
+
+
+@dataclass
+class SubscriptionScalingKnobs:
+    subscriptions: int = knob(200, "live queries open at the end (S)", min=1)
+    connections: int = knob(10, "connections the live queries are spread over", min=1)
+    steps: int = knob(4, "steps to reach S", min=1)
+    processes: int = rt.fleet_knob_processes()
+    connector: str = rt.fleet_knob_connector()
+    concurrency: int = rt.fleet_knob_concurrency()
+    collection: str = rt.fleet_knob_collection()
+    result_size: int = knob(4, "seeded rows in each live query's result (plus the beacon)", min=0)
+    commits_per_step: int = knob(10, "beacon commits after each step (every live query sees each)", min=1)
+    commit_interval_ms: float = knob(10.0, "pause between two beacon commits", min=0)
+
+    def validate(self, path: str) -> None:
+        from sprout_harness.contracts.errors import ConfigError
+
+        if self.steps > self.subscriptions:
+            raise ConfigError(f"steps={self.steps} is more than subscriptions={self.subscriptions}", f"{path}.steps")
+
+
+async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
+    node = ctx.targets[0]
+    coll = k.collection
+    seeded = ctx.datasets.get(coll, 0)
+    ctx.require("dataset present", k.result_size == 0 or seeded > 0,
+                f"result_size={k.result_size} needs seeded {coll}: raise datasets.{coll}")
+    seqs = rt.seq_index(ctx, node, coll)
+    beacon = await rt.create_hot(ctx, node, coll, 1)
+    ids = {**seqs, beacon.seqs[0]: beacon.ids[0]}
+    stream = rt.CommitStream(ctx, node, coll)
+    rec = ctx.recorder
+    fleet = await rt.make_fleet(ctx, k.processes, k.connector, coll)
+    subs_since: list[int] = []
+    wrong_initial: list[str] = []
+    failures, errors, steps = 0, [], []
+    try:
+        res = await fleet.open(k.connections, k.concurrency)
+        rec.latency("connect").merge(res["connect"])
+        ctx.require("every connection opened", res["failures"] == 0 and res["open"] > 0,
+                    f"{res['failures']} failed: {'; '.join(res['errors'][:2])}")
+        conns = res["open"]
+        base_server = rt.server_stats(ctx, node).get("live_query_memory_bytes")
+        base_rss = rt.rss()
+        total = 0
+        for step in range(k.steps):
+            target = round(k.subscriptions * (step + 1) / k.steps)
+            specs = [(s % conns, coll, rt.watch_query([beacon.seqs[0], *rt.dataset_seqs(seqs, seeded, k.result_size, s)]))
+                     for s in range(total, target)]
+            rss0, st0 = rt.rss(), rt.server_stats(ctx, node)
+            t0 = time.perf_counter_ns()
+            sres = await fleet.subscribe(specs, k.concurrency)
+            wall = time.perf_counter_ns() - t0
+            rec.latency("subscribe").merge(sres["initial"])
+            rec.latency(f"subscribe@{target}").merge(sres["initial"])
+            failures += sres["failures"]
+            errors += sres["errors"]
+            expected = [{ids[v] for v in q.where.values} for _, _, q in specs]  # type: ignore[union-attr]
+            wrong_initial += rt.initial_mismatches(sres["results"], expected)
+            subs_since += [len(stream.commits)] * len(specs)
+            rss1, st1 = rt.rss(), rt.server_stats(ctx, node)
+            total = target
+
+            await stream.run(beacon.ids, k.commits_per_step, k.commit_interval_ms)
+            await rt.wait_counts(ctx, fleet, [len(stream.commits) - s for s in subs_since])
+            col = await fleet.collect()
+            rec.merge_lag("notify", col["lag"])
+            rec.merge_lag(f"notify@{target}", col["lag"])
+            added = max(1, len(specs))
+            row = {"subscriptions": target, "added": len(specs), "subscribe_wall_s": round(wall / 1e9, 3),
+                   "initial_result": rt.lag_summary(sres["initial"]),
+                   "rss_per_subscription_bytes": (rss1 - rss0) // added,
+                   "server_live_queries": st1.get("live_queries"), "lag": rt.lag_summary(col["lag"])}
+            if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
+                row["server_live_query_bytes_per_subscription"] = (
+                    (st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]) // added)
+            steps.append(row)
+            ctx.advance(len(specs))
+
+        final = await fleet.collect()
+        rec.merge_lag("notify", final["lag"])
+        lost = []
+        for s, since in enumerate(subs_since):
+            expect = [c.value for c in stream.commits[since:]]
+            missing, _ = rt.missing_and_extra(final["seen"][s], expect)
+            if missing:
+                lost.append(f"subscription {s} missed {len(missing)} of {len(expect)} commits")
+        rec.count("subscriptions", total)
+        rec.count("subscribe_failures", failures)
+        rec.count("rss_per_subscription_bytes", max(0, (rt.rss() - base_rss) // max(1, total)))
+        top = rt.server_stats(ctx, node).get("live_query_memory_bytes")
+        if top is not None and base_server is not None:
+            rec.count("server_live_query_bytes_per_subscription", max(0, (top - base_server) // max(1, total)))
+        rec.extra["steps"] = steps
+        ctx.check("every subscription started", failures == 0, f"{failures} failed: {'; '.join(errors[:2])}")
+        ctx.check("initial results are the watched rows", not wrong_initial, "; ".join(wrong_initial[:2]))
+        ctx.check("every live query received every commit", not lost, f"{len(lost)}: " + "; ".join(lost[:2]))
+    finally:
+        await fleet.close()
+
+
+register_phase(PhaseSpec(
+    name="subscription-scaling",
+    summary="S live queries over the connections in steps; time to initial result, server memory per subscription",
+    run=run,
+    knobs=SubscriptionScalingKnobs,
+    needs=("subscribe", "update"),
+    targets=("durable",),
+))

@@ -1,0 +1,61 @@
+"""Helpers shared by the scenario tests (test_scenarios_mixes.py, test_scenarios_queries.py):
+render one run in every report format, and a DictStack wrapper that gets answers wrong."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from sprout_harness.metrics.results import RunResult
+from sprout_harness.reports import console, gab, json_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def all_reports(result: RunResult, tmp_path: Path) -> dict[str, Any]:
+    """{"console": text, "json": dict, "gab": [entries] (as written), "html": text or None}."""
+    buf = io.StringIO()
+    console.render(result, Console(file=buf, width=300, color_system=None), verbose=True)
+    out: dict[str, Any] = {"console": buf.getvalue(), "label": result.metadata.label}
+    out["json"] = json.loads(json_report.write(result, tmp_path / "report.json").read_text())
+    out["gab"] = json.loads(gab.write(result, tmp_path / "gab.json").read_text())
+    out["html"] = None
+    if importlib.util.find_spec("sprout_harness.reports.html") is not None:
+        from sprout_harness.reports.html import write_html
+
+        out["html"] = write_html(result, tmp_path / "report.html").read_text()
+    return out
+
+
+def assert_ok(result: RunResult) -> None:
+    assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
+    for p in result.phases:
+        assert p.checks and all(c.ok for c in p.checks), (p.name, [c for c in p.checks if not c.ok])
+
+
+def assert_phase_figures(reports: dict[str, Any], phase: str, ops: list[str], counters: list[str]) -> None:
+    """Every op's latency and every counter of `phase` appears in every report format."""
+    text, data, entries, page = reports["console"], reports["json"], reports["gab"], reports["html"]
+    pd = next(p for p in data["phases"] if p["name"] == phase)
+    label = reports["label"]
+    names = {e["name"] for e in entries}
+    for op in ops:
+        assert pd["latencies"][op]["summary"]["count"] > 0, (phase, op)
+        assert op in text, (phase, op)
+        assert f"{label}/{phase}/{op} p50" in names and f"{label}/{phase}/{op} p99" in names, (phase, op, sorted(names)[:8])
+        if page is not None:
+            assert op in page, (phase, op)
+    for c in counters:
+        assert c in pd["counters"], (phase, c)
+        assert f"{c}=" in text, (phase, c)
+        if page is not None:
+            assert f"{c}=" in page, (phase, c)
+    for c in pd["checks"]:
+        assert c["name"] in text
+        if page is not None:
+            assert c["name"].split(":")[0].replace("'", "&#x27;") in page

@@ -1,0 +1,193 @@
+"""Realtime scenarios (connection-scaling, subscription-scaling, event-throughput,
+filtered-subscriptions) at small sizes against loam over real WebSockets: checks pass,
+figures reach every report format, stacks without the hooks report "unsupported", and the
+checks catch a stack that loses or misroutes notifications."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from sprout_harness.config import load_config
+from sprout_harness.config.load import config_from_dict
+from sprout_harness.contracts.errors import ConfigError
+from sprout_harness.metrics.results import load_run
+from sprout_harness.reports import console, gab
+from sprout_harness.topology.runner import run
+from sprout_loam.adapter import LoamStack
+from test_harness_contracts import DictStack
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = [
+    "datasets.pets=600",
+    "phases.connection-scaling.params.connections=12", "phases.connection-scaling.params.steps=2",
+    "phases.connection-scaling.params.commits_per_step=4", "phases.connection-scaling.params.commit_interval_ms=2",
+    "phases.subscription-scaling.params.subscriptions=24", "phases.subscription-scaling.params.connections=4",
+    "phases.subscription-scaling.params.steps=2", "phases.subscription-scaling.params.commits_per_step=4",
+    "phases.subscription-scaling.params.commit_interval_ms=2",
+    "phases.event-throughput.params.subscribers=16", "phases.event-throughput.params.connections=4",
+    "phases.event-throughput.params.steps=2", "phases.event-throughput.params.commits_per_step=30",
+    *(f"phases.filtered-{p}.params.{k}" for p in ("equality", "range")
+      for k in ("subscriptions=20", "connections=4", "commits=20", "baseline_commits=20")),
+]
+
+
+def assert_in_every_report(result, tmp_path: Path, phase: str, lag: str, counter: str) -> None:
+    """The phase's lag and counter figures appear in the console, JSON, gab and HTML reports."""
+    json_path, gab_path = tmp_path / "r.json", tmp_path / "g.json"
+    from sprout_harness.reports import json_report
+
+    json_report.write(result, json_path)
+    gab.write(result, gab_path)
+    back = load_run(json_path).phase(phase)
+    assert back.lags[lag].count > 0 and counter in back.counters
+    names = [e["name"] for e in json.loads(gab_path.read_text())]
+    assert any(f"/{phase}/lag.{lag} p99" in n for n in names), names[:10]
+    buf = io.StringIO()
+    console.render(result, Console(file=buf, width=250), verbose=True)
+    text = buf.getvalue()
+    assert f"lag.{lag}" in text and counter in text
+    try:
+        from sprout_harness.reports.html import write_html
+    except ImportError:
+        return
+    html = write_html(result, tmp_path / "r.html").read_text()
+    assert counter in html and phase in html
+
+
+def _ok(result) -> None:
+    assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
+    for p in result.phases:
+        assert p.checks and all(c.ok for c in p.checks), (p.name, [c for c in p.checks if not c.ok])
+
+
+async def test_realtime_suite_on_leveldb_over_websocket(tmp_path):
+    cfg = load_config(ROOT / "configs" / "realtime-leveldb.yaml", SMALL, check_stack=True)
+    result = await run(cfg)
+    _ok(result)
+    by = {p.name: p for p in result.phases}
+    cs = by["connection-scaling@durable"]
+    assert cs.counters["connections"] == 12 and cs.counters["connect_failures"] == 0
+    assert cs.latencies["connect"].count == 12 and cs.latencies["subscribe"].count == 12
+    assert cs.lags["notify@6"].count == 6 * 4 and cs.lags["notify@12"].count == 12 * 4
+    assert [s["connections"] for s in cs.extra["steps"]] == [6, 12]
+    assert cs.counters["server_live_query_bytes_per_connection"] > 0
+    ss = by["subscription-scaling@durable"]
+    assert ss.latencies["subscribe@24"].count == 12 and ss.counters["server_live_query_bytes_per_subscription"] > 0
+    et = by["event-throughput@durable"]
+    assert et.counters["notifications"] == 8 * 30 + 16 * 30
+    assert et.counters["notifications_per_s@16"] > 0 and et.lags["notify@16"].count == 16 * 30
+    for name in ("filtered-equality", "filtered-range"):
+        fs = by[name]
+        assert fs.counters["groups"] == 20  # match_fraction 0.05 in the config
+        assert fs.latencies["commit@0_subs"].count == 20 and fs.latencies["commit@nonmatching"].count == 20
+        assert fs.counters["matching_notifications"] == 20  # one subscription per group here
+        assert "nonmatching_overhead_p50_ms" in fs.extra
+    assert_in_every_report(result, tmp_path, "event-throughput@durable", "notify@16", "notifications_per_s@16")
+    assert_in_every_report(result, tmp_path, "connection-scaling@durable", "notify@12", "rss_per_connection_bytes")
+
+
+async def test_connections_in_worker_processes(tmp_path):
+    cfg = config_from_dict({
+        "name": "rt-workers", "stack": {"name": "loam"}, "storage": {"engine": "leveldb"},
+        "datasets": {"pets": 300, "albums": 0},
+        "phases": [
+            {"name": "connection-scaling", "params": {"connections": 10, "steps": 2, "processes": 2,
+                                                      "commits_per_step": 3, "commit_interval_ms": 2}},
+            {"name": "filtered-subscriptions", "params": {"subscriptions": 12, "connections": 4, "processes": 2,
+                                                          "match_fraction": 0.25, "commits": 12,
+                                                          "baseline_commits": 5}},
+        ],
+    })
+    result = await run(cfg)
+    _ok(result)
+    cs = result.phases[0]
+    assert cs.extra["mode"] == "2 worker processes"
+    assert cs.counters["connections"] == 10 and cs.lags["notify"].count == 5 * 3 + 10 * 3
+    assert "client_rss_per_connection_bytes" in cs.counters
+    assert result.phases[1].counters["groups"] == 4
+
+
+@pytest.mark.postgres
+async def test_realtime_on_postgres(pg_database):
+    cfg = config_from_dict({
+        "name": "rt-pg", "stack": {"name": "loam"},
+        "storage": {"engine": "postgres", "dsn": pg_database, "pool_size": 2},
+        "datasets": {"pets": 200, "albums": 0},
+        "phases": [
+            {"name": "connection-scaling", "params": {"connections": 6, "steps": 2, "commits_per_step": 3,
+                                                      "commit_interval_ms": 1}},
+            {"name": "event-throughput", "params": {"subscribers": 6, "connections": 3, "steps": 2,
+                                                    "commits_per_step": 10}},
+        ],
+    })
+    result = await run(cfg)
+    _ok(result)
+    assert result.metadata.storage["engine"] == "postgres"
+
+
+async def test_stack_without_connection_hooks_reports_unsupported():
+    cfg = config_from_dict({
+        "name": "dict-rt", "stack": {"name": "dict"}, "storage": {"engine": "dict"},
+        "datasets": {"pets": 50, "albums": 0},
+        "phases": [{"name": n} for n in ("connection-scaling", "subscription-scaling", "event-throughput",
+                                         "filtered-subscriptions")]
+                  + [{"name": "connection-scaling", "label": "cs-workers", "params": {"processes": 1}}],
+    })
+    result = await run(cfg, factory=DictStack)
+    assert [p.status for p in result.phases] == ["unsupported"] * 5, [(p.name, p.reason) for p in result.phases]
+    assert "open_connection" in result.phases[0].reason
+    assert "connection_address" in result.phases[4].reason
+    assert result.status == "ok"
+
+
+class LossyStack(LoamStack):
+    """Connections whose subscriptions silently drop every 3rd notification."""
+
+    async def open_connection(self, durable, connector="websocket"):  # type: ignore[no-untyped-def]
+        client = await super().open_connection(durable, connector)
+        subscribe = client.subscribe
+
+        async def lossy(collection, query, callback):  # type: ignore[no-untyped-def]
+            n = {"i": 0}
+
+            def cb(note):  # type: ignore[no-untyped-def]
+                n["i"] += 1
+                if n["i"] % 3:
+                    return callback(note)
+
+            return await subscribe(collection, query, cb)
+
+        client.subscribe = lossy  # type: ignore[method-assign]
+        return client
+
+
+async def test_a_lost_notification_fails_the_delivery_checks():
+    cfg = config_from_dict({
+        "name": "lossy", "stack": {"name": "loam"}, "storage": {"engine": "memory"},
+        "datasets": {"pets": 100, "albums": 0},
+        "phases": [
+            {"name": "connection-scaling", "params": {"connections": 4, "steps": 1, "commits_per_step": 6,
+                                                      "commit_interval_ms": 1}},
+            {"name": "event-throughput", "params": {"subscribers": 4, "connections": 2, "steps": 1,
+                                                    "commits_per_step": 6}},
+        ],
+        "runner": {"check_timeout_s": 1},
+    })
+    result = await run(cfg, factory=LossyStack)
+    assert [p.status for p in result.phases] == ["failed", "failed"]
+    assert "every connection received every commit" in result.phases[0].reason
+    assert "every notification arrived" in result.phases[1].reason
+
+
+def test_knobs_are_validated_and_the_1k_target_config_loads():
+    cfg = load_config(ROOT / "configs" / "realtime-1k.yaml", check_stack=True)
+    assert cfg.datasets["pets"] == 1_000_000 and cfg.phases[0].params["connections"] == 1000
+    with pytest.raises(ConfigError, match=r"phases\[0\]\.params\.steps: steps=2000 is more than connections=1000"):
+        load_config(ROOT / "configs" / "realtime-1k.yaml", ["phases.connection-scaling.params.steps=2000"])
+    with pytest.raises(ConfigError, match="allowed: equality, range"):
+        load_config(ROOT / "configs" / "realtime-leveldb.yaml", ["phases.filtered-range.params.predicate=fuzzy"])
