@@ -147,7 +147,8 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     suites = catalog.suites()
     _require(cfg.suite in suites, "suite", f"got {cfg.suite!r}; known suites: {', '.join(sorted(suites))}")
     if not cfg.phases:
-        cfg.phases = [PhaseConfig(name=p.name, target=p.target, params=dict(p.params)) for p in suites[cfg.suite].phases]
+        cfg.phases = [PhaseConfig(name=p.name, target=p.target, params=dict(p.params), label=p.label)
+                      for p in suites[cfg.suite].phases]
     phases = catalog.phases()
     all_knobs: set[str] = set()
     for spec in phases.values():

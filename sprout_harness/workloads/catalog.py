@@ -24,6 +24,19 @@ BUILTIN_MODULES = (
     "sprout_harness.workloads.live_limit",
     "sprout_harness.workloads.writers",
     "sprout_harness.workloads.churn",
+    "sprout_harness.workloads.crud",
+    "sprout_harness.workloads.ycsb",
+    "sprout_harness.workloads.query_simple",
+    "sprout_harness.workloads.query_complex",
+    "sprout_harness.workloads.query_sorted",
+    "sprout_harness.workloads.query_paginated",
+    "sprout_harness.workloads.query_large",
+    "sprout_harness.workloads.connection_scaling",
+    "sprout_harness.workloads.subscription_scaling",
+    "sprout_harness.workloads.event_throughput",
+    "sprout_harness.workloads.filtered_subscriptions",
+    "sprout_harness.workloads.trigger",
+    "sprout_harness.workloads.isolation",
     "sprout_harness.workloads.suites",
 )
 
@@ -51,6 +64,7 @@ class SuiteStep:
     name: str
     target: str = "durable"
     params: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # report name, needed when a suite runs one phase twice on one role
 
 
 @dataclass(frozen=True)

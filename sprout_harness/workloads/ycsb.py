@@ -1,0 +1,262 @@
+"""ycsb-a … ycsb-f — the six YCSB core workloads, from `load/ycsb.py`'s published definitions.
+
+Each phase first loads `record_count` records (`key` plus `field0..N`) into `collection`
+unless an earlier YCSB phase of the run already did (then it continues on that table, as
+YCSB runs workloads over one loaded table); the load is not measured. The load driver then
+runs the workload's operation stream on the group's durable node, closed loop or open
+loop at `rate`. Keys map to the ids the stack assigned at insert. Latency per op kind:
+`read`, `update`, `insert`, `scan`, `readmodifywrite` (the read and the write together).
+
+Operations: read = get by id (all fields); update = partial update of one field; insert =
+create (its key becomes readable once acknowledged: YCSB's AcknowledgedCounterGenerator);
+scan (E) = `where id >= <start id> order by id limit <scan length>` — YCSB's scan from
+the start key, in the stack's key (id) order; read-modify-write (F) = read, then update.
+
+Checks: every read returned an acknowledged (or concurrent) value (`loadphase.History`);
+every scan returned a correct ordered slice — ids ascending from the start key, no
+acknowledged record missing inside the slice (or after it, when short), nothing whose
+insert had not begun, values as written; the final state equals every acknowledged
+write; no operation failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sprout_harness.contracts.errors import ConfigError
+from sprout_harness.contracts.query import Cond, Order, QuerySpec
+from sprout_harness.load.ycsb import WORKLOADS, YcsbOperation, YcsbWorkload, workload_spec
+from sprout_harness.workloads import datasets
+from sprout_harness.workloads.catalog import PhaseSpec, register_phase
+from sprout_harness.workloads.context import PhaseContext, chunks
+from sprout_harness.workloads.knobs import knob
+from sprout_harness.workloads.loadphase import History, LoadKnobs, ReadStats, defer, drive, verify_final_state
+
+KEY_FIELD = "key"
+
+
+@dataclass
+class YcsbKnobs(LoadKnobs):
+    collection: str = knob("usertable", "collection holding the YCSB table (not a dataset kind)")
+    record_count: int = knob(1000, "records loaded before the first YCSB phase of the run", min=1)
+    field_count: int = knob(10, "fields per record", min=1)
+    field_length: int = knob(100, "characters per field value", min=1)
+    max_scan_length: int = knob(100, "ycsb-e: scan lengths are uniform in 1..max_scan_length", min=1)
+    request_distribution: str = knob("default", "override the workload's request distribution",
+                                     choices=("default", "zipfian", "uniform", "latest"))
+    load_batch_size: int = knob(500, "records per create call while loading (not measured)", min=1)
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        if self.collection in datasets.kinds():
+            raise ConfigError(f"got {self.collection!r}, a dataset kind; the YCSB table needs its own collection "
+                              "(e.g. usertable)", f"{path}.collection")
+
+
+class _Table:
+    """The YCSB table as the phase knows it: key -> id, and every id's insert interval (for scans)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+        self.inserted: dict[str, tuple[int, int]] = {}  # id -> (start, end) of its acknowledged insert
+        self.sorted_ids: list[str] = []
+
+    def add(self, key: str, id_: str, start: int, end: int) -> None:
+        self.ids[key] = id_
+        self.inserted[id_] = (start, end)
+        bisect.insort(self.sorted_ids, id_)
+
+
+async def _load(ctx: PhaseContext, k: YcsbKnobs, client: Any, workload: YcsbWorkload) -> int:
+    """Load the records into an empty table (unmeasured); returns how many."""
+    model = ctx.model(ctx.targets[0])
+    n = 0
+    t0 = time.perf_counter()
+    for batch in chunks(list(workload.records()), k.load_batch_size):
+        rows = [{KEY_FIELD: key, **fields} for key, fields in batch]
+        ack = await client.create(k.collection, rows)
+        if len(ack.ids) != len(rows):
+            ctx.require("every record load acknowledged", False, f"{len(ack.ids)} ids for {len(rows)} records")
+        for id_, row in zip(ack.ids, rows):
+            model.put(k.collection, id_, row)
+        n += len(rows)
+    ctx.recorder.extra["ycsb_load_s"] = round(time.perf_counter() - t0, 3)
+    return n
+
+
+async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
+    node = ctx.targets[0]  # group 0's durable node
+    client = node.client
+    coll = k.collection
+    model = ctx.model(node)
+    existing = model.docs(coll)
+    record_count = len(existing) or k.record_count
+    opts: dict[str, Any] = dict(record_count=record_count, field_count=k.field_count, field_length=k.field_length,
+                                max_scan_length=k.max_scan_length,
+                                operation_count=k.operations or max(1000, int(k.duration_s * 2000)))
+    if k.request_distribution != "default":
+        opts["request_distribution"] = k.request_distribution
+    spec = workload_spec(letter, **opts)
+    workload = YcsbWorkload(spec, seed=f"{ctx.seed}:{ctx.title}", acknowledge_mode="on-ack")  # type: ignore[arg-type]
+
+    table = _Table()
+    if existing:
+        by_key = {d.props.get(KEY_FIELD): d.id for d in existing}
+        missing = [workload.key_name(i) for i in range(record_count) if workload.key_name(i) not in by_key]
+        ctx.require("the YCSB table left by earlier phases is intact", not missing and len(by_key) == len(existing),
+                    f"{len(missing)} of keys user(0..{record_count - 1}) missing, e.g. {missing[:2]}; "
+                    f"{len(existing) - len(by_key)} duplicate keys")
+        loaded = 0
+    else:
+        loaded = await _load(ctx, k, client, workload)
+        by_key = {row[KEY_FIELD]: id_ for id_, row in model.data[coll].items()}
+    for key, id_ in by_key.items():
+        table.add(key, id_, -1, -1)
+    ctx.recorder.count("records_loaded", loaded)
+    ctx.recorder.extra["ycsb"] = {"workload": spec.name, "proportions": spec.proportions,
+                                  "request_distribution": spec.request_distribution, "record_count": record_count,
+                                  "field_count": spec.field_count, "field_length": spec.field_length,
+                                  "collection": coll}
+    initial_ids = list(model.data.get(coll, {}))
+    history = History(lambda id_: model.get(coll, id_))
+    clock = history.clock
+    reads, scans = ReadStats(), ReadStats()
+    late_scans: list[tuple[Any, ...]] = []
+    rows_scanned = [0]
+
+    def judge_read(token: int, id_: str, props: Any, rs: int, re: int) -> None:
+        reads.add(*history.judge(id_, props, rs, re))
+        history.forget(token)
+
+    def judge_scan(token: int, start_id: str, limit: int, docs: list[Any], rs: int, re: int, final: bool = False) -> None:
+        ids = [d.id for d in docs]
+        unknown = [i for i in ids if i not in table.inserted]
+        if unknown and not final:  # an insert still unacknowledged when the scan returned: judge at the end
+            late_scans.append((token, start_id, limit, docs, rs, re))
+            return
+        history.forget(token)
+        problem = ""
+        if len(ids) > limit:
+            problem = f"{len(ids)} rows for limit {limit}"
+        elif (ids and ids[0] < start_id) or any(b <= a for a, b in zip(ids, ids[1:])):
+            problem = f"ids not ascending from the start key {start_id}: {ids[:4]}"
+        elif unknown:
+            problem = f"ids no insert ever returned: {unknown[:2]}"
+        else:
+            begun_late = [i for i in ids if table.inserted[i][0] >= re]
+            if begun_late:
+                problem = f"rows whose insert began after the scan returned: {begun_late[:2]}"
+        if not problem:
+            got = set(ids)
+            last = ids[-1] if len(ids) == limit else None
+            j = bisect.bisect_left(table.sorted_ids, start_id)
+            while j < len(table.sorted_ids):
+                i = table.sorted_ids[j]
+                if last is not None and i > last:
+                    break
+                if i not in got and table.inserted[i][1] < rs:
+                    problem = f"scan from {start_id} limit {limit} skipped {i}, acknowledged before the scan began"
+                    break
+                j += 1
+        ambiguous = False
+        if not problem:
+            for d in docs:
+                ok, amb, detail = history.judge(d.id, d.props, rs, re)
+                ambiguous |= amb
+                if not ok:
+                    problem = detail
+                    break
+        scans.add(not problem, ambiguous, problem)
+
+    async def read(op: YcsbOperation) -> None:
+        id_ = table.ids[op.key]
+        token, rs = history.begin_read()
+        try:
+            doc = await client.get(coll, id_)
+        except BaseException:
+            history.forget(token)
+            raise
+        defer(judge_read, token, id_, None if doc is None else doc.props, rs, clock())
+
+    async def update(op: YcsbOperation) -> None:
+        assert op.fields is not None
+        id_ = table.ids[op.key]
+        h = history.begin_write(id_, op.fields)
+        await client.update(coll, id_, op.fields)
+        history.end_write(h)
+
+    async def execute(op: YcsbOperation) -> None:
+        kind = op.op
+        if kind == "read":
+            await read(op)
+        elif kind == "update":
+            await update(op)
+        elif kind == "readmodifywrite":
+            await read(op)
+            await update(op)
+        elif kind == "insert":
+            row = {KEY_FIELD: op.key, **(op.fields or {})}
+            start = clock()
+            ack = await client.create(coll, [row])
+            end = clock()
+            (id_,) = ack.ids
+            history.record_create(id_, row, start, end)
+            table.add(op.key, id_, start, end)
+            workload.acknowledge(op)
+        elif kind == "scan":
+            start_id = table.ids[op.key]
+            q = QuerySpec(Cond("id", ">=", start_id), order_by=(Order("id"),), limit=op.scan_length, kind="scan")
+            token, rs = history.begin_read()
+            try:
+                docs = await client.fetch(coll, q)
+            except BaseException:
+                history.forget(token)
+                raise
+            rows_scanned[0] += len(docs)
+            defer(judge_scan, token, start_id, op.scan_length, docs, rs, clock())
+        else:
+            raise ValueError(f"unknown YCSB operation {kind!r}")
+
+    await drive(ctx, k, execute, workload.next_operation, ctx.seed)
+    await asyncio.sleep(0)  # let deferred verdicts run
+    for args in late_scans:
+        judge_scan(*args, final=True)
+    if "read" in spec.proportions or "readmodifywrite" in spec.proportions:
+        reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
+    if "scan" in spec.proportions:
+        ctx.recorder.count("rows_scanned", rows_scanned[0])
+        scans.record(ctx, "scans", "every scan returned the ordered slice from its start key")
+    state = await verify_final_state(ctx, node, coll, history, initial_ids)
+    model.data[coll] = state
+
+
+def _phase(letter: str) -> PhaseSpec:
+    spec = WORKLOADS[letter]
+    ops = " / ".join(f"{op} {p:.0%}" for op, p in spec.proportions.items())
+
+    async def run(ctx: PhaseContext, k: YcsbKnobs) -> None:
+        await run_ycsb(ctx, k, letter)
+
+    needs = ["create", "get", "fetch"]
+    if "update" in spec.proportions or "readmodifywrite" in spec.proportions:
+        needs.append("update")
+    if "scan" in spec.proportions:
+        needs.append("order_by")
+    return register_phase(PhaseSpec(
+        name=spec.name,
+        summary=f"YCSB workload {letter.upper()} ({spec.description}): {ops}, {spec.request_distribution}; "
+                f"{'scans' if 'scan' in spec.proportions else 'reads'} and final state checked",
+        run=run,
+        knobs=YcsbKnobs,
+        needs=tuple(needs),
+        targets=("durable",),
+    ))
+
+
+PHASES = {letter: _phase(letter) for letter in "abcdef"}
+
+__all__ = ["PHASES", "YcsbKnobs", "run_ycsb"]
