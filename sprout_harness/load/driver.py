@@ -260,11 +260,16 @@ class LoadDriver:
             except TimeoutError:
                 pass
         while True:
-            now = self._clock()
-            measured = self._claim_closed(now)
+            # Yield between operations: with a stack whose calls never suspend, W workers
+            # would otherwise collapse into one running its whole share back to back.
+            await asyncio.sleep(0)
+            measured = self._claim_closed(self._clock())
             if measured is None:
                 return
-            await self._run_one(self.next_op(), now, measured)
+            op = self.next_op()
+            # Closed loop: latency is service time, from the moment the operation is issued
+            # (generating it is the driver's cost, not the stack's).
+            await self._run_one(op, self._clock(), measured)
 
     # --- open loop --------------------------------------------------------------------
 

@@ -78,12 +78,10 @@ async def drive(ctx: PhaseContext, k: LoadKnobs, execute: Callable[[Any], Awaita
                 next_op: Callable[[], Any], seed: int) -> LoadResult:
     """Run the load driver over `execute`; records the load figures and checks its accounting.
 
-    Closed loop: each operation first yields the event loop once. A stack whose calls never
-    suspend (loam on LevelDB runs inline) would otherwise let one worker run every operation
-    while the others wait; with the yield the W workers take turns, so a closed-loop latency
-    includes the wait behind the other workers' operations (W clients queueing at one
-    single-threaded node) — the time a client would see. Open loop needs no yield: latency
-    runs from the intended start time whatever the interleaving.
+    Closed loop: the driver yields the event loop between operations so W workers take
+    turns even on a stack whose calls never suspend, and a latency is the service time from
+    issue to completion. Open loop: latency runs from the intended start time, whatever the
+    interleaving (no coordinated omission).
     """
     cfg = k.load_config(seed)
     closed = cfg.rate is None
@@ -93,8 +91,6 @@ async def drive(ctx: PhaseContext, k: LoadKnobs, execute: Callable[[Any], Awaita
     async def run_op(op: Any) -> None:
         if ctx.stop_requested and driver is not None:
             driver.stop()
-        if closed:
-            await asyncio.sleep(0)
         await execute(op)
         done[0] += 1
         if done[0] % _ADVANCE_EVERY == 0:
