@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 

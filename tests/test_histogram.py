@@ -9,7 +9,6 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from sprout_harness.metrics.histogram import SUMMARY_KEYS, Histogram, measure_record_cost_ns
 
