@@ -171,12 +171,18 @@ async def _ws_workload() -> dict[str, float]:
     sink_target = 0
     sink_count = 0
     sink_done = asyncio.Event()
+    arrived = asyncio.Event()
+    arrived_ns = 0
 
     async def handler(ws: Any) -> None:
-        nonlocal sink_count
+        nonlocal sink_count, arrived_ns
         if ws.request.path == "/echo":
             async for msg in ws:
                 await ws.send(msg)
+        elif ws.request.path == "/latency":
+            async for _ in ws:
+                arrived_ns = time.perf_counter_ns()
+                arrived.set()
         else:
             async for _ in ws:
                 sink_count += 1
@@ -199,6 +205,18 @@ async def _ws_workload() -> dict[str, float]:
                 await ws.recv()
                 rtts.append((time.perf_counter() - t0) * 1e6)
 
+        # One message at a time, each awaited at the server: send -> server has read it, on
+        # one clock (same process), the analogue of a commit -> notification lag.
+        latencies = []
+        async with ws_client.connect(f"ws://127.0.0.1:{port}/latency", **opts) as ws:
+            for i in range(50 + sc.samples):
+                arrived.clear()
+                t0 = time.perf_counter_ns()
+                await ws.send(payloads[i % len(payloads)])
+                await arrived.wait()
+                if i >= 50:  # after a warm-up
+                    latencies.append((arrived_ns - t0) / 1e3)
+
         one_way = []
         async with ws_client.connect(f"ws://127.0.0.1:{port}/sink", **opts) as ws:
             for _ in range(sc.repeats):
@@ -214,12 +232,15 @@ async def _ws_workload() -> dict[str, float]:
         "round_trip_p50": percentile(rtts, 50),
         "round_trip_p99": percentile(rtts, 99),
         "one_way": statistics.median(one_way),
+        "one_way_latency_p50": percentile(latencies, 50),
+        "one_way_latency_p99": percentile(latencies, 99),
     }
 
 
 class AnchorWebsockets:
     """Raw websockets on 127.0.0.1 in one process (asyncio, compression off): request/reply
-    round trips one at a time, and one-way messages streamed to a counting sink."""
+    round trips one at a time, one-way messages one at a time (send -> the server has read
+    it), and one-way messages streamed to a counting sink."""
 
     unit = UNIT_US
     timeout = CACHE_TIMEOUT
@@ -243,6 +264,14 @@ class AnchorWebsockets:
     def track_one_way(self, cache: dict[str, float]) -> float:
         """us per message, streamed one way until the server has read them all."""
         return cache["one_way"]
+
+    def track_one_way_latency_p50(self, cache: dict[str, float]) -> float:
+        """us, median send -> the server has read it, one message at a time."""
+        return cache["one_way_latency_p50"]
+
+    def track_one_way_latency_p99(self, cache: dict[str, float]) -> float:
+        """us, 99th percentile send -> the server has read it, one message at a time."""
+        return cache["one_way_latency_p99"]
 
 
 # --- asyncio queue -----------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def test_anchors_measure_real_libraries(monkeypatch: pytest.MonkeyPatch, pg_dsn:
     for cls, names in [
         (anchors.AnchorLevelDB, {"put_write_batch", "get_random"}),
         (anchors.AnchorPostgres, {"executemany_one_tx", "copy"}),
-        (anchors.AnchorWebsockets, {"round_trip_p50", "round_trip_p99", "one_way"}),
+        (anchors.AnchorWebsockets, {"round_trip_p50", "round_trip_p99", "one_way", "one_way_latency_p50",
+                                     "one_way_latency_p99"}),
         (anchors.AnchorAsyncioQueue, {"hop", "burst"}),
     ]:
         bench = cls()

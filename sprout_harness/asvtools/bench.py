@@ -3,8 +3,9 @@
 Steps: `asv machine --yes`; PostgreSQL for the run (SPROUT_PG_DSN if set, else a throwaway
 cluster that is always stopped afterwards; without either the PostgreSQL benchmarks show
 n/a); `asv run` for HEAD (or `--range`, e.g. `HEAD~5..HEAD`, which excludes HEAD~5);
-`asv publish`; local copies of the page's scripts (`offline.make_offline`); then how to
-view it. Exits non-zero when asv or a benchmark failed (after still publishing what ran).
+`asv publish`; local copies of the page's scripts (`offline.make_offline`); how to
+view it; the performance targets table (`targets`, from benchmarks/targets.py). Exits
+non-zero when asv or a benchmark failed (after still publishing what ran).
 
 Harness-level: must not import loam. CLI: `python -m sprout_harness.asvtools.bench --help`.
 """
@@ -20,8 +21,10 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from sprout_harness.asvtools import offline
+from sprout_harness.asvtools import offline, targets
 from sprout_harness.services.postgres import ENV_DSN, PostgresUnavailable, check_dsn, mask_dsn, throwaway_postgres
+
+ENV_SCALE = "SPROUT_BENCH_SCALE"  # benchmarks/_common.scale(): tiny | quick | full (default)
 
 
 def _say(msg: str) -> None:
@@ -84,10 +87,22 @@ def _dirty_project_files() -> list[str]:
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
+def print_targets(commit: str) -> None:
+    """The performance targets table (benchmarks/targets.py) for `commit`; a missed target
+    is reported, not hidden, and never changes the exit status."""
+    if not targets.DEFAULT_SPEC.exists():
+        return
+    try:
+        print("\n" + targets.report(targets.DEFAULT_SPEC, commit), flush=True)
+    except targets.TargetsError as exc:
+        _say(f"no targets table: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run the asv suite and publish an offline-capable html/.")
     ap.add_argument("--range", default="", help="commit range for `asv run` (e.g. HEAD~5..HEAD; A..B excludes A)")
-    ap.add_argument("--quick", action="store_true", help="pass --quick (one sample per benchmark)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"pass --quick (one sample per benchmark) and, unless set, {ENV_SCALE}=quick")
     ap.add_argument("--bench", default="", help="regex selecting benchmarks (asv --bench)")
     ap.add_argument("--require-postgres", action="store_true", help="fail instead of showing n/a without PostgreSQL")
     ap.add_argument("--no-postgres", action="store_true", help="run without PostgreSQL (its benchmarks show n/a)")
@@ -113,12 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bench:
         run_args += ["--bench", args.bench]
 
+    try:  # the commit whose targets to print, fixed now: HEAD may move during a long run
+        tip = targets.resolve_commit(targets.range_tip(spec))
+    except targets.TargetsError:
+        tip = "HEAD"
     t0 = time.perf_counter()
     try:
         with postgres_for_run(args.require_postgres, enabled=not args.no_postgres) as dsn:
             env = {k: v for k, v in os.environ.items() if k != ENV_DSN}
             if dsn:
                 env[ENV_DSN] = dsn
+            if args.quick and not env.get(ENV_SCALE):
+                env[ENV_SCALE] = "quick"  # --quick: one sample each, and the quick workload sizes
+            _say(f"workload size: {ENV_SCALE}={env.get(ENV_SCALE) or 'full'}")
             run_rc = run(asv_cmd(*run_args), env=env)
     except PostgresUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -140,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"    {Path(sys.executable).parent}/asv preview            # serves html/ on http://127.0.0.1:8080")
     print(f"    python -m http.server -d {args.html} -b 127.0.0.1 8080   # then open http://127.0.0.1:8080/")
     print("  (the page cannot load from file://; it needs a local http server)")
+    print_targets(tip)
     if run_rc != 0:
         meaning = "some benchmarks failed" if run_rc == 2 else "asv run failed"
         print(f"error: {meaning} (asv run exit {run_rc}); see the output above or `asv show`", file=sys.stderr)

@@ -1,0 +1,176 @@
+"""The workload benchmark modules run for real at SPROUT_BENCH_SCALE=tiny, in-process, the
+way asv calls them (setup_cache, then setup and the track_ methods per parameter
+combination), against real LevelDB, the session's PostgreSQL and real loopback WebSockets;
+plus the targets table over a results file and the `time_` benchmark on a prepared node."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from asv_support import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a package at the repo root, as asv imports it
+
+from benchmarks import _common, _topology  # noqa: E402
+from sprout_harness.asvtools import targets  # noqa: E402
+
+MODULES = ("bench_create", "bench_fetch", "bench_live_limit", "bench_writers", "bench_churn")
+# A bug found by these benchmarks, reported to the lead: updates through ephemeral nodes
+# (several writers at once) are acknowledged but lost, so the writers phase's convergence
+# check fails. The benchmark fails loudly for those combinations, as it must; the test
+# accepts exactly that failure until loam is fixed (non-strict xfail).
+KNOWN_FAILURES = {"bench_writers": ("converged", "loam: concurrent updates through ephemerals are acked but lost")}
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch, pg_dsn: str) -> None:
+    monkeypatch.setenv(_common.ENV_SCALE, "tiny")
+    monkeypatch.setenv(_common.ENV_PG_DSN, pg_dsn)
+    monkeypatch.setenv("SPROUT_BENCH_CHECK_TIMEOUT", "1")
+
+
+def _classes(module) -> list[type]:
+    return [c for _, c in inspect.getmembers(module, inspect.isclass)
+            if c.__module__ == module.__name__ and any(m.startswith("track_") for m in dir(c))]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_runs_every_combination(name: str, tiny: None) -> None:
+    module = importlib.import_module(f"benchmarks.{name}")
+    classes = _classes(module)
+    assert classes, f"{name} defines no benchmark class"
+    # One workload run for the module: classes share one setup_cache function (asv's cache key).
+    keys = {(inspect.getsourcefile(c.setup_cache), inspect.getsourcelines(c.setup_cache)[1]) for c in classes}
+    assert len(keys) == 1, f"{name}: classes must share one setup_cache, got {keys}"
+    cache = classes[0]().setup_cache()
+    assert not isinstance(cache, _common.Skipped), cache
+    assert set(cache) == set(_topology.combinations()), "every sensible combination runs once"
+    errors, figures = [], 0
+    for cls in classes:
+        assert cls.param_names == ["stack", "connector", "ephemerals"]
+        bench = cls()
+        for combo in itertools.product(*cls.params):
+            try:
+                bench.setup(cache, *combo)
+            except NotImplementedError as exc:
+                assert _topology.not_applicable(*combo) or combo[0] not in cls.stacks, f"{combo}: n/a ({exc})"
+                continue
+            except RuntimeError as exc:
+                errors.append(f"{cls.__name__}{combo}: {exc}")
+                continue
+            for m in (m for m in dir(cls) if m.startswith("track_")):
+                value = getattr(bench, m)(cache, *combo)
+                assert isinstance(value, float) and math.isfinite(value) and value > 0, (cls.__name__, m, combo, value)
+                figures += 1
+    if errors and name in KNOWN_FAILURES and all(KNOWN_FAILURES[name][0] in e for e in errors):
+        pytest.xfail(f"{KNOWN_FAILURES[name][1]}: {len(errors)} combinations, e.g. {errors[0][:300]}")
+    assert not errors, "\n".join(errors)
+    assert figures > 0
+
+
+def test_pruned_combinations_are_na() -> None:
+    assert _topology.not_applicable("pgnotify", "inprocess", 1)
+    assert _topology.not_applicable("loam-leveldb", "websocket", 0)
+    assert _topology.not_applicable("loam-postgres", "inprocess", 4) is None
+    assert len(_topology.combinations()) == 11
+    bench = importlib.import_module("benchmarks.bench_churn").SubscriptionChurn()
+    with pytest.raises(NotImplementedError, match="durable only"):
+        bench.setup({}, "pgnotify", "inprocess", 4)
+
+
+def test_a_failed_check_fails_the_combination_loudly() -> None:
+    bench = importlib.import_module("benchmarks.bench_churn").SubscriptionChurn()
+    key = ("loam-leveldb", "inprocess", 0)
+    with pytest.raises(RuntimeError, match="missed a notification"):
+        bench.setup({key: {"status": "error", "reason": "phase churn failed: no live subscriber missed a notification"}}, *key)
+
+
+def test_postgres_combinations_are_na_without_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(_common.ENV_PG_DSN, raising=False)
+    got = _topology.entry(("loam-postgres", "inprocess", 0), {"albums": 0, "pets": 0}, [])
+    assert got["status"] == "na" and "SPROUT_PG_DSN" in got["reason"]
+
+
+def test_time_get_by_id_on_a_prepared_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_common.ENV_SCALE, "tiny")
+    bench_fetch = importlib.import_module("benchmarks.bench_fetch")
+    bench = bench_fetch.GetByIdLevelDB()
+    bench.setup()
+    bench.time_get_by_id_x100()
+    again = bench_fetch.GetByIdLevelDB()
+    again.setup()
+    assert again.prepared is bench.prepared  # setup stays cheap: the node is built once per process
+
+
+def _results_file(tmp_path: Path) -> Path:
+    machine = tmp_path / "results" / "m1"
+    machine.mkdir(parents=True)
+    axes = [repr(v) for v in _topology.STACKS], [repr(v) for v in _topology.CONNECTORS], [repr(v) for v in _topology.EPHEMERALS]
+    n = len(list(itertools.product(*axes)))
+    flat = [float("nan")] * n
+    combos = list(itertools.product(*axes))
+    flat[combos.index(("'loam-leveldb'", "'inprocess'", "0"))] = 3.0
+    flat[combos.index(("'loam-postgres'", "'inprocess'", "0"))] = None  # failed
+    results = {
+        "bench_create.CreateBatched.track_album_us_per_entity": [flat, list(axes)],
+        "anchors.AnchorLevelDB.track_put_write_batch": [[1.0], []],
+        "anchors.AnchorPostgres.track_executemany_one_tx": [[0.5], []],
+        "bench_live_limit.LiveLimitGapFill.track_refill_p50": [[0.25 if i == 0 else float("nan") for i in range(n)], list(axes)],
+        "anchors.AnchorWebsockets.track_round_trip_p50": [[100.0], []],
+    }
+    data = {"commit_hash": "ab" * 20, "result_columns": ["result", "params"], "results": results}
+    (machine / "abababab-env-x.json").write_text(json.dumps(data))
+    units = {k: {"unit": "ms" if "refill" in k else "us"} for k in results}
+    (tmp_path / "results" / "benchmarks.json").write_text(json.dumps(units))
+    return machine / "abababab-env-x.json"
+
+
+def test_targets_table_reads_asv_results(tmp_path: Path) -> None:
+    path = _results_file(tmp_path)
+    spec = [
+        {"name": "create", "loam": "bench_create.CreateBatched.track_album_us_per_entity",
+         "params": ["loam-leveldb", "inprocess", 0], "anchor": "anchors.AnchorLevelDB.track_put_write_batch", "max_ratio": 4},
+        {"name": "pg", "loam": "bench_create.CreateBatched.track_album_us_per_entity",
+         "params": ["loam-postgres", "inprocess", 0], "anchor": "anchors.AnchorPostgres.track_executemany_one_tx", "max_ratio": 2},
+        {"name": "refill ms vs us", "loam": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
+         "params": ["loam-leveldb", "inprocess", 0], "anchor": "anchors.AnchorWebsockets.track_round_trip_p50", "max_ratio": 3},
+        {"name": "n/a", "loam": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
+         "params": ["loam-leveldb", "websocket", 1], "anchor": "anchors.AnchorWebsockets.track_round_trip_p50", "max_ratio": 3},
+        {"name": "report", "loam": "anchors.AnchorLevelDB.track_put_write_batch", "anchor": None},
+    ]
+    rows = targets.evaluate(spec, json.loads(path.read_text()), targets._units(tmp_path / "results"))
+    verdicts = [r.verdict for r in rows]
+    assert verdicts[0] == "met" and rows[0].ratio == pytest.approx(3.0)
+    assert verdicts[1] == "n/a: figure failed"
+    assert rows[2].ratio == pytest.approx(2.5) and verdicts[2] == "met"  # 0.25 ms / 100 us
+    assert verdicts[3] == "n/a: figure n/a"
+    assert verdicts[4] == "report"
+    spec[0]["max_ratio"] = 2
+    row = targets.evaluate(spec[:1], json.loads(path.read_text()), {})[0]
+    assert row.verdict == "MISSED by 50%"
+    table = targets.format_table(rows)
+    assert "MISSED" not in table and "1 met" not in table and "2 met, 0 missed" in table
+
+
+def test_targets_spec_names_real_benchmarks() -> None:
+    spec = targets.load_spec(REPO_ROOT / "benchmarks" / "targets.py")
+    assert len(spec) >= 7
+    for t in spec:
+        for name in filter(None, (t["loam"], t.get("anchor"))):
+            module, cls, method = name.split(".")
+            assert hasattr(getattr(importlib.import_module(f"benchmarks.{module}"), cls), method), name
+        if t.get("params") is not None:
+            assert len(t["params"]) == 3 and _topology.not_applicable(*t["params"]) is None, t
+
+
+def test_targets_tool_does_not_import_a_stack() -> None:
+    source = (REPO_ROOT / "sprout_harness" / "asvtools" / "targets.py").read_text()
+    assert "import loam" not in source and "from loam" not in source and "pgnotify" not in source
