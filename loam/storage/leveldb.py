@@ -9,9 +9,11 @@ Key layout (all keys UTF-8, `\\x00`-separated; docs/storage.md has the full stor
     m\\x00count\\x00<coll>                       -> visible entity count (ASCII int)
 
 A query is planned from the top-level AND conjuncts of its WHERE: id equality -> point gets;
-equality/IN on an indexed field -> index prefix scans; a range on an indexed field (or
-ORDER BY an indexed field with a LIMIT) -> an ordered index walk that stops early; else a
-full scan of the collection. The full predicate is always re-checked on fetched states, then
+equality/IN on an indexed field -> index prefix scans (unless ORDER BY another indexed
+field with a LIMIT and the equality matches more than sqrt(limit x count) entities: then
+the ordered walk below stops sooner); a range on an indexed field (or ORDER BY an indexed
+field with a LIMIT) -> an ordered index walk that stops early; else a full scan of the
+collection. The full predicate is always re-checked on fetched states, then
 `run_query` sorts, applies the keyset `after` and the limit.
 """
 
@@ -352,11 +354,20 @@ class LevelDBEngine:
             if cand.kind == "eq" and cand.field == "id":
                 ids = [v for v in cand.values if isinstance(v, str)]
                 return _Plan("ids", f"point get of {len(ids)} id(s) in {collection!r}", ids=ids)
-        # 2. equality / IN on an indexed field -> prefix scans of that index
+        eff_limit = limit if limit is not None else query.limit
+        order = query.order_by
+        first = order[0] if order else None
+        # 2. equality / IN on an indexed field -> prefix scans of that index, unless the
+        #    query is ORDER BY another indexed field with a LIMIT and the equality matches
+        #    so many entities that the ordered walk (step 3) stops sooner (see _walk_wins)
         for cand in cands:
             if cand.kind == "eq" and cand.field in bases:
                 base = bases[cand.field]
                 ps = list(dict.fromkeys(base + encode_value(v) + SEP for v in cand.values))
+                if (first is not None and eff_limit is not None and first.field in bases
+                        and first.field != cand.field and c is not None
+                        and self._walk_wins(ps, c.count, eff_limit)):
+                    break
                 return _Plan("prefixes", f"index scan {collection}.{cand.field} IN ({len(ps)} value(s))",
                              prefixes=ps, index_field=cand.field)
         # 3. ranges on an indexed field / id, or ORDER BY one with a LIMIT -> ordered walk
@@ -373,9 +384,6 @@ class LevelDBEngine:
                 hi = encode_value(cand.high) + b"\x01" if cand.high is not None else None
             if lo is not None or hi is not None:
                 bounds[cand.field] = (lo, hi)
-        eff_limit = limit if limit is not None else query.limit
-        order = query.order_by
-        first = order[0] if order else None
         walk_field: str | None = None
         if first is not None and (first.field in bases or first.field == "id") and eff_limit is not None:
             walk_field = first.field
@@ -416,6 +424,27 @@ class LevelDBEngine:
                 early_stop=ordered,
             )
         return _Plan("scan", f"full scan of {collection!r}", start=sp, stop=sp[:-1] + b"\x01")
+
+    def _walk_wins(self, prefixes: list[bytes], total: int, limit: int) -> bool:
+        """Cost choice between an equality prefix scan and an ordered walk of the ORDER BY
+        index (predicate re-checked, early stop after `limit` matches).
+
+        With n entities matching the equality among `total`, the prefix scan reads n
+        entities and the walk about limit * total / n (matches spread along the order), so
+        the walk wins when n * n > limit * total. n is counted on index keys only (no
+        state read, no decode) and the count stops at that threshold: the choice costs at
+        most sqrt(limit * total) key steps, a fraction of either plan."""
+        if total <= 0:
+            return False
+        need = limit * total
+        db = self._handle()
+        n = 0
+        for p in prefixes:
+            for _ in db.iterator(prefix=p, include_value=False):
+                n += 1
+                if n * n > need:
+                    return True
+        return False
 
     def explain(self, collection: str, query: Query) -> str:
         self._handle()
