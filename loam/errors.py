@@ -58,3 +58,15 @@ class ProtocolError(LoamError):
 
 class AuthError(LoamError):
     """A connector handshake with a wrong token."""
+
+
+class StaleClockError(LoamError):
+    """A forwarded commit was stamped below a stamp the durable node already holds.
+
+    Nothing was written. `clock` is the durable node's Lamport clock: re-stamp the
+    same transaction above it and send it again (an `EphemeralNode` does this itself).
+    """
+
+    def __init__(self, message: str, clock: int):
+        self.clock = clock
+        super().__init__(message)

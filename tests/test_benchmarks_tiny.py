@@ -23,11 +23,6 @@ from benchmarks import _common, _topology  # noqa: E402
 from sprout_harness.asvtools import targets  # noqa: E402
 
 MODULES = ("bench_create", "bench_fetch", "bench_live_limit", "bench_writers", "bench_churn")
-# A bug found by these benchmarks, reported to the lead: updates through ephemeral nodes
-# (several writers at once) are acknowledged but lost, so the writers phase's convergence
-# check fails. The benchmark fails loudly for those combinations, as it must; the test
-# accepts exactly that failure until loam is fixed (non-strict xfail).
-KNOWN_FAILURES = {"bench_writers": ("converged", "loam: concurrent updates through ephemerals are acked but lost")}
 
 
 @pytest.fixture
@@ -70,8 +65,6 @@ def test_module_runs_every_combination(name: str, tiny: None) -> None:
                 value = getattr(bench, m)(cache, *combo)
                 assert isinstance(value, float) and math.isfinite(value) and value > 0, (cls.__name__, m, combo, value)
                 figures += 1
-    if errors and name in KNOWN_FAILURES and all(KNOWN_FAILURES[name][0] in e for e in errors):
-        pytest.xfail(f"{KNOWN_FAILURES[name][1]}: {len(errors)} combinations, e.g. {errors[0][:300]}")
     assert not errors, "\n".join(errors)
     assert figures > 0
 

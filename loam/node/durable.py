@@ -6,6 +6,9 @@ read the current states of ids not known to be new -> per op, in order: policy
 check against the visible entity, LWW merge -> `storage.apply(WriteBatch)` ->
 `durable_ns` -> Change records -> fan-out to live queries and commit listeners.
 Any error before `storage.apply` leaves storage untouched (all-or-nothing).
+With `require_fresh=True` (client commits forwarded by ephemeral nodes through the
+service) a transaction any of whose writes would lose LWW against a stamp already
+stored is refused with `StaleClockError` instead of being acked as a silent no-op.
 
 `create()` is the batched-create fast path: its ids come from this node's
 IdGenerator, so they are known to be new — no read, no merge, all in
@@ -35,7 +38,7 @@ from contextlib import contextmanager
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, Sequence
 
-from loam.errors import NodeClosedError, ValidationError
+from loam.errors import NodeClosedError, StaleClockError, ValidationError
 from loam.live.feed import CommitFeed, CommitListener
 from loam.live.livequery import WindowedLiveQuery
 from loam.live.registry import SubscriptionRegistry
@@ -121,6 +124,7 @@ class DurableNode:
         self._lq_seq = itertools.count(1)
         self._live: dict[str, WindowedLiveQuery] = {}
         self.commits = 0
+        self.stale_rejections = 0  # forwarded commits refused with StaleClockError
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -169,17 +173,24 @@ class DurableNode:
         return Transaction(f"{self.node_id}-{clock}", self.node_id, clock, tuple(ops))
 
     async def apply_transaction(
-        self, tx: Transaction, ctx: Context, *, require_existing: bool | None = None
+        self, tx: Transaction, ctx: Context, *, require_existing: bool | None = None, require_fresh: bool = False
     ) -> CommitRecord:
         """Apply a transaction stamped by any node (ephemeral nodes forward theirs here).
 
         `require_existing` (default: True when this node stamped `tx`) makes an update
         or delete of a missing id a ValidationError; otherwise such ops are merged
-        (LWW: an update arriving before its create, a delete of an absent id)."""
+        (LWW: an update arriving before its create, a delete of an absent id).
+
+        `require_fresh` is for a client's commit, whose ack promises the write is in
+        the state: if any create/update would lose LWW to a stamp already stored (a
+        property's stamp or the entity's creation stamp), nothing is written and
+        `StaleClockError` carries this node's clock so the sender can re-stamp above it
+        and re-send. Refused transactions are not remembered for dedupe, so the re-sent
+        copy may keep its commit_id. Replication leaves it off: plain LWW, any order."""
         self._check_open()
         if require_existing is None:
             require_existing = tx.node_id == self.node_id
-        return await self._apply(tx, ctx, require_existing)
+        return await self._apply(tx, ctx, require_existing, require_fresh)
 
     async def create(
         self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context
@@ -243,7 +254,9 @@ class DurableNode:
     async def delete(self, collection: str, id: str, ctx: Context) -> CommitRecord:
         return await self.commit((Delete(collection, id),), ctx)
 
-    async def _apply(self, tx: Transaction, ctx: Context, require_existing: bool) -> CommitRecord:
+    async def _apply(
+        self, tx: Transaction, ctx: Context, require_existing: bool, require_fresh: bool = False
+    ) -> CommitRecord:
         self.clock.observe(tx.clock)
         rec = self._recent.get(tx.commit_id)
         if rec is not None:
@@ -253,14 +266,14 @@ class DurableNode:
             return await asyncio.shield(fut)
         _validate(tx)
         if not self._blocking:
-            return self._apply_sync(tx, ctx, require_existing)
+            return self._apply_sync(tx, ctx, require_existing, require_fresh)
         keys = {(op.collection, op.id) for op in tx.ops}
         loop = asyncio.get_running_loop()
         fut = self._inflight[tx.commit_id] = loop.create_future()
         await self._locks.acquire(keys)
         try:
             states = await asyncio.to_thread(_read_all, self.storage, _group_reads(tx.ops))
-            batch, pending = self._merge(tx, ctx, require_existing, states)
+            batch, pending = self._merge(tx, ctx, require_existing, states, require_fresh)
             await asyncio.to_thread(self.storage.apply, batch)
             rec = self._finish(tx, pending)
             for lq in self._live_for(rec):
@@ -280,9 +293,11 @@ class DurableNode:
             return []
         return [lq for lq in self.registry.route(rec.changes) if lq._worker is not None]
 
-    def _apply_sync(self, tx: Transaction, ctx: Context, require_existing: bool) -> CommitRecord:
+    def _apply_sync(
+        self, tx: Transaction, ctx: Context, require_existing: bool, require_fresh: bool = False
+    ) -> CommitRecord:
         states = _read_all(self.storage, _group_reads(tx.ops))
-        batch, pending = self._merge(tx, ctx, require_existing, states)
+        batch, pending = self._merge(tx, ctx, require_existing, states, require_fresh)
         self.storage.apply(batch)
         return self._finish(tx, pending)
 
@@ -292,8 +307,12 @@ class DurableNode:
         ctx: Context,
         require_existing: bool,
         states: dict[tuple[str, str], EntityState],
+        require_fresh: bool = False,
     ) -> tuple[WriteBatch, list[tuple[str, EntityState, Entity | None]]]:
-        """LWW-merge every op into working states, policy-checking each; touches no storage."""
+        """LWW-merge every op into working states, policy-checking each; touches no storage.
+
+        `require_fresh`: raise StaleClockError (before anything is written) when a
+        create/update would lose LWW against a stored stamp (see apply_transaction)."""
         stamp = (tx.clock, tx.node_id)
         check = self.policy.check_write if getattr(self.policy, "checks_writes", True) else None
         working: dict[tuple[str, str], EntityState] = {}
@@ -308,6 +327,10 @@ class DurableNode:
                 befores[key] = cur
             if check is not None:
                 check(ctx, op, cur)
+            if require_fresh and st is not None and st.deleted is None and not isinstance(op, Delete):
+                newer = _newer_stamp(st, op.props, stamp)
+                if newer is not None:
+                    self._refuse_stale(tx, op, newer)
             if isinstance(op, Create):
                 if require_existing and st is not None:
                     what = "exists" if st.deleted is None else "was deleted (ids are never reused)"
@@ -339,6 +362,16 @@ class DurableNode:
         )
         pending = [(c, st, befores[(c, i)]) for (c, i), st in working.items()]
         return batch, pending
+
+    def _refuse_stale(self, tx: Transaction, op: Op, newer: tuple[int, str]) -> None:
+        self.stale_rejections += 1
+        clock = max(self.clock.value, newer[0])
+        raise StaleClockError(
+            f"commit {tx.commit_id} is stamped ({tx.clock}, {tx.node_id!r}) but {op.collection}/{op.id} already "
+            f"holds a write stamped {newer}: under LWW it would be dropped, so nothing was written. Re-stamp the "
+            f"transaction above clock {clock} and send it again (an EphemeralNode does this itself)",
+            clock,
+        )
 
     def _finish(self, tx: Transaction, pending: list[tuple[str, EntityState, Entity | None]]) -> CommitRecord:
         durable_ns = time.perf_counter_ns()
@@ -486,6 +519,7 @@ class DurableNode:
             "role": self.role,
             "clock": self.clock.value,
             "commits": self.commits,
+            "stale_rejections": self.stale_rejections,
             "live_queries": len(self._live),
             "subscriptions": self.registry.counts(),
             "registry_entries": self.registry.entries(),
@@ -556,6 +590,21 @@ def _write(st: EntityState, props: dict[str, Scalar], stamp: tuple[int, str]) ->
             st.values[k] = props[k]
         props = {k: v for k, v in props.items() if k not in same}
     st.merge_write(props, stamp)
+
+
+def _newer_stamp(st: EntityState, props: dict[str, Scalar], stamp: tuple[int, str]) -> tuple[int, str] | None:
+    """The highest stamp a write of `props` at `stamp` would be compared with, if it beats `stamp`.
+
+    The creation stamp always counts: a write stamped before the entity was created is
+    stale even for a property the entity does not have yet."""
+    best = st.stamp
+    stamps = st.stamps
+    if stamps:
+        for k in props:
+            s = stamps.get(k)
+            if s is not None and s > best:
+                best = s
+    return best if best > stamp else None
 
 
 def _not_found(op: Op, known: set[str]) -> str:

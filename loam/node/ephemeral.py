@@ -3,7 +3,9 @@
 It is not the authority. Commits are stamped here (own Lamport clock, which observes
 every clock seen from the durable node, and own node id), sent as a `Transaction`
 through the connector and acknowledged by the durable node: the returned CommitRecord
-is the durable node's. Reads go to the durable node unless a live query held here
+is the durable node's, and an ack means the write is in its state. A commit stamped
+below a write the durable node already holds (this clock was behind) is refused with
+`stale_clock`; it is re-stamped above the durable clock and re-sent (`stale_retries`). Reads go to the durable node unless a live query held here
 already has the complete, current answer (see `_covering`).
 
 A live query here is backed by a subscription on the durable node. This node keeps
@@ -24,7 +26,7 @@ import time
 from bisect import bisect_left
 from typing import Any, Callable, Sequence
 
-from loam.errors import NodeClosedError, ValidationError
+from loam.errors import NodeClosedError, StaleClockError, ValidationError
 from loam.model import (CommitRecord, Create, Delete, Entity, EntityState, IdGenerator, Op, Scalar, Transaction,
                         Update, check_props, new_node_id)
 from loam.node.api import Context, Notification, NotificationCallback
@@ -192,7 +194,7 @@ class EphemeralNode:
     role = "ephemeral"
 
     def __init__(self, connector: Connector, cache: StorageEngine | None = None, node_id: str | None = None,
-                 *, commit_retries: int = 3):
+                 *, commit_retries: int = 3, stale_retries: int = 16):
         if cache is None:
             from loam.storage import create_engine
 
@@ -201,6 +203,8 @@ class EphemeralNode:
         self.cache = cache
         self.node_id = node_id or new_node_id()
         self.commit_retries = commit_retries
+        self.stale_retries = stale_retries
+        self.stale_clock_retries = 0  # commits re-stamped after a stale_clock refusal (all commits)
         self.clock = LamportClock()
         self.remote_node_id: str | None = None
         self._ids = IdGenerator()
@@ -262,7 +266,12 @@ class EphemeralNode:
         """Stamp locally, forward to the durable node, return its CommitRecord.
 
         A commit whose connection drops is re-sent (same commit_id, so the durable node
-        applies it once) after the reconnect, up to `commit_retries` times.
+        applies it once) after the reconnect, up to `commit_retries` times. A commit
+        refused as stale (its stamp would lose LWW to a write already stored) is
+        re-stamped above the durable clock and re-sent, up to `stale_retries` times (the
+        k-th re-stamp is 2**(k-1) above it, so racing writers cannot starve one another);
+        after that StaleClockError is raised (the write was not applied). The refused
+        copy was not recorded, so the re-stamped one keeps the commit_id.
         """
         self._check_open()
         ops = tuple(ops)
@@ -275,7 +284,7 @@ class EphemeralNode:
                 raise ValidationError(f"unknown operation {type(op).__name__}; use Create, Update or Delete")
         self.clock.observe(self.connector.remote_clock)
         tx = Transaction(f"{self.node_id}:{next(self._seq)}", self.node_id, self.clock.tick(), ops)
-        attempt = 0
+        attempt = stale = 0
         while True:
             try:
                 ack = await self.connector.request(m.Commit(0, tx, ctx))
@@ -284,7 +293,16 @@ class EphemeralNode:
                 attempt += 1
                 if attempt > self.commit_retries or not self.connector.reconnect:
                     raise
-        self.clock.observe(ack.record.clock)
+            except StaleClockError as exc:
+                stale += 1
+                if stale > self.stale_retries:
+                    raise
+                self.stale_clock_retries += 1
+                # Writers racing on one entity all aim at durable clock + 1 and the lowest
+                # node id keeps losing the tie: each further refusal doubles the lead.
+                self.clock.observe(max(exc.clock, self.connector.remote_clock) + (1 << (stale - 1)) - 1)
+                tx = Transaction(tx.commit_id, self.node_id, self.clock.tick(), ops)
+        self.clock.observe(max(ack.record.clock, ack.clock))
         return ack.record
 
     async def create(self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context
@@ -496,8 +514,10 @@ class EphemeralNode:
         s = self.connector.connector_stats()
         s["reads_local"] = self.reads_local
         s["reads_remote"] = self.reads_remote
+        s["stale_clock_retries"] = self.stale_clock_retries
         return s
 
     def stats(self) -> dict[str, Any]:
         return {"role": self.role, "node_id": self.node_id, "live_queries": len(self._live),
-                "cached_entities": len(self._refs), "clock": self.clock.value}
+                "cached_entities": len(self._refs), "clock": self.clock.value,
+                "stale_clock_retries": self.stale_clock_retries}

@@ -105,15 +105,15 @@ def _fields(msg: Any) -> dict[str, Any]:
     if t is m.Commit:
         return {"rid": msg.rid, "tx": _tx(msg.tx), "ctx": _ctx(msg.ctx)}
     if t is m.Ack:
-        return {"rid": msg.rid, "record": _record(msg.record)}
+        return {"rid": msg.rid, "record": _record(msg.record), "clock": msg.clock}
     if t is m.Get:
         return {"rid": msg.rid, "collection": msg.collection, "id": msg.id, "ctx": _ctx(msg.ctx)}
     if t is m.GetResult:
-        return {"rid": msg.rid, "entity": None if msg.entity is None else _ent(msg.entity)}
+        return {"rid": msg.rid, "entity": None if msg.entity is None else _ent(msg.entity), "clock": msg.clock}
     if t is m.Fetch or t is m.Subscribe:
         return {"rid": msg.rid, "collection": msg.collection, "query": _query(msg.query), "ctx": _ctx(msg.ctx)}
     if t is m.FetchResult:
-        return {"rid": msg.rid, "entities": _ents(msg.entities)}
+        return {"rid": msg.rid, "entities": _ents(msg.entities), "clock": msg.clock}
     if t is m.Subscribed:
         return {"rid": msg.rid, "query_id": msg.query_id, "results": _ents(msg.results), "clock": msg.clock}
     if t is m.Unsubscribe or t is m.Unsubscribed:
@@ -127,7 +127,10 @@ def _fields(msg: Any) -> dict[str, Any]:
         return {"rid": msg.rid, "node_id": msg.node_id, "clock": msg.clock, "version": msg.version,
                 "max_size": msg.max_size}
     if t is m.Error:
-        return {"rid": msg.rid, "code": msg.code, "message": msg.message}
+        d = {"rid": msg.rid, "code": msg.code, "message": msg.message}
+        if msg.clock is not None:  # only stale_clock errors carry it
+            d["clock"] = msg.clock
+        return d
     if t is m.Ping or t is m.Pong:
         return {"rid": msg.rid}
     raise ProtocolError(f"cannot encode {t.__name__}: not a loam protocol message")
@@ -373,12 +376,12 @@ _DECODERS: dict[str, Callable[[_Reader], Any]] = {
     "welcome": lambda r: m.Welcome(r.int("rid"), r.str("node_id"), _nonneg(r, "clock"), r.int("version"),
                                    r.int("max_size")),
     "commit": lambda r: m.Commit(r.int("rid"), _d_tx(r), _d_ctx(r)),
-    "ack": lambda r: m.Ack(r.int("rid"), _d_record(r)),
+    "ack": lambda r: m.Ack(r.int("rid"), _d_record(r), _opt_clock(r)),
     "get": lambda r: m.Get(r.int("rid"), r.str("collection"), r.str("id"), _d_ctx(r)),
     "get_result": lambda r: m.GetResult(
-        r.int("rid"), None if r.get("entity") is None else _d_ent(r, "entity", r.get("entity"))),
+        r.int("rid"), None if r.get("entity") is None else _d_ent(r, "entity", r.get("entity")), _opt_clock(r)),
     "fetch": lambda r: m.Fetch(r.int("rid"), r.str("collection"), _d_query(r), _d_ctx(r)),
-    "fetch_result": lambda r: m.FetchResult(r.int("rid"), _d_ents(r, "entities")),
+    "fetch_result": lambda r: m.FetchResult(r.int("rid"), _d_ents(r, "entities"), _opt_clock(r)),
     "subscribe": lambda r: m.Subscribe(r.int("rid"), r.str("collection"), _d_query(r), _d_ctx(r)),
     "subscribed": lambda r: m.Subscribed(r.int("rid"), r.str("query_id"), _d_ents(r, "results"),
                                          _nonneg(r, "clock")),
@@ -388,7 +391,8 @@ _DECODERS: dict[str, Callable[[_Reader], Any]] = {
         r.str("query_id"), r.opt_str("commit_id"), r.opt_int("commit_ns"), _d_ents(r, "added"),
         _d_ents(r, "updated"), _str_list(r, "removed"), _nonneg(r, "gap_filled"), _nonneg(r, "clock"),
         _kind(r), r.opt_str("reason")),
-    "error": lambda r: m.Error(r.opt_int("rid"), _code(r), r.str("message")),
+    "error": lambda r: m.Error(r.opt_int("rid"), _code(r), r.str("message"),
+                               _nonneg(r, "clock") if "clock" in r.d else None),
     "ping": lambda r: m.Ping(r.int("rid")),
     "pong": lambda r: m.Pong(r.int("rid")),
 }
@@ -414,7 +418,18 @@ _FIELDS: dict[str, frozenset[str]] = {
 }
 
 # Fields a message may omit (older peers do not send them).
-_OPTIONAL: dict[str, frozenset[str]] = {"hello": frozenset({"database"})}
+_OPTIONAL: dict[str, frozenset[str]] = {
+    "hello": frozenset({"database"}),
+    "ack": frozenset({"clock"}),
+    "get_result": frozenset({"clock"}),
+    "fetch_result": frozenset({"clock"}),
+    "error": frozenset({"clock"}),
+}
+
+
+def _opt_clock(r: _Reader) -> int:
+    """The durable node's clock on a reply; 0 (observes nothing) from a peer that omits it."""
+    return _nonneg(r, "clock") if "clock" in r.d else 0
 
 
 def _kind(r: _Reader) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loam.errors import LoamError, NodeClosedError, PolicyDenied, ProtocolError, QueryError, StorageError, \
-    ValidationError
+from loam.errors import LoamError, NodeClosedError, PolicyDenied, ProtocolError, QueryError, StaleClockError, \
+    StorageError, ValidationError
 from loam.protocol import messages as m
 
 
@@ -39,6 +39,8 @@ def error_from_message(err: m.Error) -> LoamError:
         return QueryError(err.message)
     if err.code == "closed":
         return NodeClosedError(err.message)
+    if err.code == "stale_clock":
+        return StaleClockError(err.message, err.clock or 0)
     cls = _ERROR_TYPES.get(err.code)
     if cls is not None:
         return cls(err.message)

@@ -4,6 +4,9 @@ Requests carry a request id `rid` chosen by the sender; the reply echoes it. Eve
 message carries `sent_ns` (`time.perf_counter_ns()` when it was sent) so the receiver
 can record a one-way connector delay per message type (meaningful when both ends share
 a clock, i.e. one process). `TYPE` is the value of the wire field `t`.
+Every reply to a request that reads or writes (`ack`, `get_result`, `fetch_result`,
+`subscribed`) and every `notify` carries `clock`, the durable node's Lamport clock,
+so the client's clock never falls far behind it.
 See docs/protocol.md for the wire form.
 """
 
@@ -61,11 +64,12 @@ class Commit:
 
 @dataclass(slots=True)
 class Ack:
-    """Server -> client: the durable node's commit record for a `commit`."""
+    """Server -> client: the durable node's commit record for a `commit`; `clock` is its Lamport clock."""
 
     TYPE: ClassVar[str] = "ack"
     rid: int
     record: CommitRecord
+    clock: int = 0
     sent_ns: int = 0
 
 
@@ -84,6 +88,7 @@ class GetResult:
     TYPE: ClassVar[str] = "get_result"
     rid: int
     entity: Entity | None
+    clock: int = 0
     sent_ns: int = 0
 
 
@@ -104,6 +109,7 @@ class FetchResult:
     TYPE: ClassVar[str] = "fetch_result"
     rid: int
     entities: list[Entity]
+    clock: int = 0
     sent_ns: int = 0
 
 
@@ -173,13 +179,15 @@ class Notify:
 class Error:
     """A failed request (`rid` set) or a connection-level error (`rid` None, then closed).
 
-    `code` is one of ERROR_CODES; `message` is for humans and names the fix.
+    `code` is one of ERROR_CODES; `message` is for humans and names the fix. `clock`
+    (the durable node's Lamport clock) is set for `stale_clock` only, else None (omitted).
     """
 
     TYPE: ClassVar[str] = "error"
     rid: int | None
     code: str
     message: str
+    clock: int | None = None
     sent_ns: int = 0
 
 
@@ -210,6 +218,7 @@ ERROR_CODES = frozenset(
         "storage",  # loam.errors.StorageError
         "closed",  # the node is closed
         "unknown_query",  # unsubscribe of a query id this peer does not hold
+        "stale_clock",  # loam.errors.StaleClockError: commit stamped below a stored write; re-stamp above `clock`
         "internal",  # anything else (a bug; the message has the exception)
     }
 )

@@ -201,6 +201,11 @@ class Connector:
                     self.last_error = msg
                     reason = f"server error [{msg.code}]: {msg.message}"
                 else:
+                    # Replies carry the durable clock (ack, get/fetch results, subscribed,
+                    # stale_clock errors): observing it keeps the client's stamps fresh.
+                    c = getattr(msg, "clock", None)
+                    if c is not None and c > self.remote_clock:
+                        self.remote_clock = c
                     if type(msg) is m.Ack and msg.record.clock > self.remote_clock:
                         self.remote_clock = msg.record.clock
                     self._pending.resolve(msg)

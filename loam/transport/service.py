@@ -19,8 +19,8 @@ import logging
 import time
 from typing import Any
 
-from loam.errors import LoamError, NodeClosedError, PolicyDenied, ProtocolError, QueryError, StorageError, \
-    ValidationError
+from loam.errors import LoamError, NodeClosedError, PolicyDenied, ProtocolError, QueryError, StaleClockError, \
+    StorageError, ValidationError
 from loam.node.api import Notification
 from loam.protocol import codec
 from loam.protocol import messages as m
@@ -33,6 +33,8 @@ _perf_ns = time.perf_counter_ns
 
 
 def error_code(exc: BaseException) -> str:
+    if isinstance(exc, StaleClockError):
+        return "stale_clock"
     if isinstance(exc, QueryError):
         return "query"
     if isinstance(exc, ValidationError):
@@ -211,7 +213,7 @@ class _Peer:
         except asyncio.CancelledError:
             raise
         except LoamError as exc:
-            reply = m.Error(rid, error_code(exc), str(exc))
+            reply = m.Error(rid, error_code(exc), str(exc), exc.clock if isinstance(exc, StaleClockError) else None)
         except Exception as exc:  # a bug on the server; the client still gets an answer
             log.exception("%s: %s request failed", self.label, msg.TYPE)
             reply = m.Error(rid, "internal", f"{type(exc).__name__}: {exc}")
@@ -221,11 +223,13 @@ class _Peer:
     async def _dispatch(self, msg: m.Message) -> m.Message | None:
         node = self.node
         if isinstance(msg, m.Commit):
-            return m.Ack(msg.rid, await node.apply_transaction(msg.tx, msg.ctx))
+            # A client's commit must land if acked: a stale stamp is refused (stale_clock), not merged away.
+            rec = await node.apply_transaction(msg.tx, msg.ctx, require_fresh=True)
+            return m.Ack(msg.rid, rec, self._clock())
         if isinstance(msg, m.Get):
-            return m.GetResult(msg.rid, await node.get(msg.collection, msg.id, msg.ctx))
+            return m.GetResult(msg.rid, await node.get(msg.collection, msg.id, msg.ctx), self._clock())
         if isinstance(msg, m.Fetch):
-            return m.FetchResult(msg.rid, list(await node.fetch(msg.collection, msg.query, msg.ctx)))
+            return m.FetchResult(msg.rid, list(await node.fetch(msg.collection, msg.query, msg.ctx)), self._clock())
         if isinstance(msg, m.Subscribe):
             return await self._subscribe(msg)
         if isinstance(msg, m.Unsubscribe):
