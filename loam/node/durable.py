@@ -116,6 +116,7 @@ class DurableNode:
         self.closed_reason: str | None = None
         self._started = False
         self._blocking = bool(getattr(storage, "blocking", False))
+        self._filters_reads = bool(getattr(self.policy, "filters_reads", True))
         self._collections: set[str] = set()
         self._recent: OrderedDict[str, CommitRecord] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[CommitRecord]] = {}
@@ -429,12 +430,19 @@ class DurableNode:
 
     async def get(self, collection: str, id: str, ctx: Context) -> Entity | None:
         """The visible entity, or None if absent, deleted or not readable by `ctx`."""
-        self._check_open()
-        if not self._check_collection(collection):
+        # The hot read path: the common case (open, known collection, inline engine) makes
+        # no extra calls beyond the policy's and the storage's.
+        if self.closed_reason is not None or not self._started:
+            self._check_open()
+        if (type(collection) is not str or collection not in self._collections) and not self._check_collection(collection):
             return None
-        self.policy.check_read(ctx, collection)
-        e = await self._io(self.storage.get, collection, id)
-        if e is not None and getattr(self.policy, "filters_reads", True) and not self.policy.can_read(ctx, collection, e):
+        policy = self.policy
+        policy.check_read(ctx, collection)
+        if self._blocking:
+            e = await asyncio.to_thread(self.storage.get, collection, id)
+        else:
+            e = self.storage.get(collection, id)
+        if e is not None and self._filters_reads and not policy.can_read(ctx, collection, e):
             return None
         return e
 
