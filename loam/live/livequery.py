@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Protocol
 
-from loam.errors import NodeClosedError
+from loam.live.stream import NotificationStream
 from loam.live.window import Window
 from loam.model import Change, CommitRecord, Entity
 from loam.node.api import Notification, NotificationCallback
@@ -51,7 +51,7 @@ class Source(Protocol):
     ) -> list[Entity]: ...
 
 
-class WindowedLiveQuery:
+class WindowedLiveQuery(NotificationStream):
     """Implements `loam.node.api.LiveQuery`; see the module docstring."""
 
     def __init__(
@@ -110,27 +110,6 @@ class WindowedLiveQuery:
             self._async_listeners.append(callback)
         else:
             self._sync_listeners.append(callback)
-
-    async def next(self, timeout: float | None = None) -> Notification:
-        """The next notification; TimeoutError after `timeout`; NodeClosedError once closed and drained."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-        q = self._queue
-        if q.empty() and self.closed_reason is not None:
-            raise NodeClosedError(f"live query {self.id} is closed: {self.closed_reason}")
-        if timeout is None:
-            return await q.get()
-        return await asyncio.wait_for(q.get(), timeout)
-
-    def __aiter__(self) -> "WindowedLiveQuery":
-        return self
-
-    async def __anext__(self) -> Notification:
-        """Yields notifications, the final kind="closed" one included, then stops."""
-        try:
-            return await self.next()
-        except NodeClosedError:
-            raise StopAsyncIteration from None
 
     async def close(self) -> None:
         """Unsubscribe: leaves the registry, delivers kind="closed" (reason "unsubscribed")."""

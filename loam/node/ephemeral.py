@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 from loam.errors import NodeClosedError, StaleClockError, ValidationError
 from loam.model import (CommitRecord, Create, Delete, Entity, EntityState, IdGenerator, Op, Scalar, Transaction,
                         Update, check_props, new_node_id)
+from loam.live.stream import NotificationStream
 from loam.node.api import Context, Notification, NotificationCallback
 from loam.node.client import coerce_query
 from loam.node.clock import LamportClock
@@ -49,7 +50,7 @@ def _key_func(query: Query) -> Callable[[Entity], Any]:
     return sort_key_func(query.order_by)
 
 
-class EphemeralLiveQuery:
+class EphemeralLiveQuery(NotificationStream):
     """A live query mirrored from the durable node (implements loam.node.api.LiveQuery).
 
     `id` is local and stays the same across reconnects; `remote_id` is the durable
@@ -82,26 +83,6 @@ class EphemeralLiveQuery:
 
     def add_listener(self, callback: NotificationCallback) -> None:
         self._listeners.append(callback)
-
-    async def next(self, timeout: float | None = None) -> Notification:
-        """The next notification; TimeoutError after `timeout`; NodeClosedError once closed and drained."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-        q = self._queue
-        if q.empty() and self.closed_reason is not None:
-            raise NodeClosedError(f"live query {self.id} is closed: {self.closed_reason}")
-        if timeout is None:
-            return await q.get()
-        return await asyncio.wait_for(q.get(), timeout)
-
-    def __aiter__(self) -> "EphemeralLiveQuery":
-        return self
-
-    async def __anext__(self) -> Notification:
-        try:
-            return await self.next()
-        except NodeClosedError:
-            raise StopAsyncIteration from None
 
     async def close(self) -> None:
         """Unsubscribe on the durable node (if connected) and end this query locally."""
