@@ -304,12 +304,37 @@ queries = st.builds(
 )
 
 
+# Compound indexes in the randomized comparison: ORDER BY b / c with equality on their
+# leading fields plans ordered walks of them (see compound_queries).
+THREE_INDEXES = {"*": ["a", "b", ["a", "b"], ["b", "c"], ["a", "b", "c"]]}
+
+
+def _lead(field: str) -> st.SearchStrategy:
+    return st.one_of(
+        st.builds(Compare, st.just(field), st.just("="), values),
+        st.builds(In, st.just(field), st.lists(values, min_size=1, max_size=3).map(tuple), st.just(False)),
+    )
+
+
+@st.composite
+def compound_queries(draw: st.DrawFn) -> Query:
+    """Queries shaped for a compound index: equality / IN on the leading field(s), ORDER BY
+    the last one (either direction, maybe a second key), a LIMIT, maybe an extra conjunct."""
+    fs = draw(st.sampled_from([("a", "b"), ("b", "c"), ("a", "b", "c")]))
+    items = [draw(_lead(f)) for f in fs[:-1]]
+    items += draw(st.lists(st.one_of(_leaf(), st.builds(Compare, st.just(fs[-1]), st.sampled_from(["<", "<=", ">", ">="]), values)), max_size=2))
+    order = [OrderKey(fs[-1], draw(st.booleans()))]
+    if draw(st.booleans()):
+        order.append(OrderKey(draw(st.sampled_from([f for f in FIELDS + ["id"] if f != fs[-1]])), draw(st.booleans())))
+    return Query(where=And(tuple(items)) if len(items) > 1 else items[0], order_by=tuple(order), limit=draw(st.integers(1, 5)))
+
+
 @pytest.fixture
 def three(tmp_path: Path, pg_database: str) -> Iterator[list[StorageEngine]]:
     engines = [
         create_engine("memory"),
-        create_engine("leveldb", path=str(tmp_path / "x"), indexes={"*": ["a", "b"]}),
-        create_engine("postgres", dsn=pg_database, pool_size=2, indexes={"*": ["a", "b"]}),
+        create_engine("leveldb", path=str(tmp_path / "x"), indexes=THREE_INDEXES),
+        create_engine("postgres", dsn=pg_database, pool_size=2, indexes=THREE_INDEXES),
     ]
     for e in engines:
         e.open()
@@ -318,11 +343,11 @@ def three(tmp_path: Path, pg_database: str) -> Iterator[list[StorageEngine]]:
         e.close()
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     data=st.lists(props, min_size=0, max_size=12),
     updates=st.lists(st.tuples(st.integers(0, 11), props, st.booleans()), max_size=4),
-    qs=st.lists(queries, min_size=1, max_size=4),
+    qs=st.lists(queries | compound_queries(), min_size=1, max_size=4),
     after_pick=st.integers(0, 20),
 )
 def test_engines_agree(three: list[StorageEngine], data: list, updates: list, qs: list[Query], after_pick: int) -> None:
@@ -416,4 +441,154 @@ def test_leveldb_nul_strings_scan_correctly(tmp_leveldb_path: Path) -> None:
             for q in (Query(where=Compare("s", op, v)),
                       Query(where=Compare("s", op, v), order_by=(OrderKey("s", descending=True),), limit=3)):
                 assert ids(ldb.fetch("items", q)) == ids(mem.fetch("items", q)), q
+    for desc in (False, True):  # keyset positions on NUL-extended strings (ordered walk)
+        q = Query(order_by=(OrderKey("s", descending=desc),), limit=3)
+        for after in mem.fetch("items", Query(order_by=q.order_by)):
+            assert ids(ldb.fetch("items", q, after=after)) == ids(mem.fetch("items", q, after=after)), (q, after)
     ldb.close()
+
+
+# --- compound indexes ------------------------------------------------------------------------
+
+WINDOW_DATA = [S(f"w{i:03d}", genre=("rock", "jazz", "pop", None)[i % 4], rating=(i * 7) % 11, year=1990 + i % 5)
+               for i in range(160)] + [S("w900", genre="rock"), S("w901", genre="rock", rating="x"),
+                                       S("w902", genre="rock", rating=2.5), S("w903", rating=3)]
+
+
+def _compound_ldb(path: Path, indexes: dict | None = None) -> StorageEngine:
+    e = create_engine("leveldb", path=str(path),
+                      indexes=indexes if indexes is not None else {"albums": ["genre", ["genre", "rating"]]})
+    e.open()
+    return e
+
+
+def _index_keys(e: StorageEngine, name: str) -> list[bytes]:
+    return list(e._handle().iterator(prefix=b"i\x00albums\x00" + name.encode() + b"\x00", include_value=False))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        Query(where=Compare("genre", "=", "rock"), order_by=(OrderKey("rating", descending=True),), limit=3),
+        Query(where=Compare("genre", "=", "rock"), order_by=(OrderKey("rating"),), limit=4),
+        Query(where=In("genre", ("jazz", "rock", None)), order_by=(OrderKey("rating", descending=True),), limit=5),
+        Query(where=And((Compare("genre", "=", "pop"), Compare("rating", "<", 6))),
+              order_by=(OrderKey("rating", descending=True), OrderKey("year")), limit=3),
+        Query(where=And((Compare("genre", "=", "rock"), Compare("year", "=", 1992))),
+              order_by=(OrderKey("rating"),), limit=2),
+        Query(where=And((Compare("genre", "=", "rock"), Compare("rating", ">=", 4))), order_by=(OrderKey("rating"),), limit=6),
+    ],
+)
+def test_leveldb_compound_index_walk(tmp_leveldb_path: Path, query: Query) -> None:
+    """Equality on the leading field + ORDER BY the next one with a LIMIT walks the compound
+    index, and returns exactly what the memory engine returns, from every keyset position."""
+    ldb = _compound_ldb(tmp_leveldb_path)
+    mem = create_engine("memory")
+    for e in (ldb, mem):
+        write(e, "albums", WINDOW_DATA)
+    assert "ordered walk with early stop of compound index albums.genre+rating" in ldb.explain("albums", query)
+    assert ("descending" in ldb.explain("albums", query)) == query.order_by[0].descending
+    assert ids(ldb.fetch("albums", query)) == ids(mem.fetch("albums", query))
+    for after in mem.fetch("albums", Query(where=query.where, order_by=query.order_by)):
+        assert ids(ldb.fetch("albums", query, after=after)) == ids(mem.fetch("albums", query, after=after)), after
+    for lim in (1, 2, 7, 50):
+        assert ids(ldb.fetch("albums", query, limit=lim)) == ids(mem.fetch("albums", query, limit=lim))
+    ldb.close()
+
+
+def test_leveldb_compound_plan_only_when_it_fits(tmp_leveldb_path: Path) -> None:
+    ldb = _compound_ldb(tmp_leveldb_path)
+    write(ldb, "albums", WINDOW_DATA)
+    rock = Compare("genre", "=", "rock")
+    assert "compound" not in ldb.explain("albums", Query(where=rock, order_by=(OrderKey("rating"),)))  # no LIMIT
+    assert "compound" not in ldb.explain("albums", Query(where=rock, order_by=(OrderKey("year"),), limit=3))
+    assert "compound" not in ldb.explain("albums", Query(order_by=(OrderKey("rating"),), limit=3))  # no equality
+    assert "point get" in ldb.explain("albums", Query(where=And((rock, Compare("id", "=", "w000"))),
+                                                      order_by=(OrderKey("rating"),), limit=3))
+    many = In("genre", tuple(f"g{i}" for i in range(40)))  # too many walks: the prefix scan reads less
+    assert "index scan albums.genre" in ldb.explain("albums", Query(where=many, order_by=(OrderKey("rating"),), limit=3))
+    ldb.close()
+
+
+def test_leveldb_compound_index_maintenance(tmp_leveldb_path: Path) -> None:
+    """Entries follow creates, updates of either component, deletes; the index is built when
+    newly declared at open and dropped when no longer declared."""
+    ldb = _compound_ldb(tmp_leveldb_path, {"albums": ["genre"]})
+    write(ldb, "albums", WINDOW_DATA)
+    assert _index_keys(ldb, "genre+rating") == []
+    ldb.close()
+    ldb = _compound_ldb(tmp_leveldb_path)  # newly declared: built from the stored states
+    assert len(_index_keys(ldb, "genre+rating")) == len(WINDOW_DATA)
+    q = Query(where=Compare("genre", "=", "rock"), order_by=(OrderKey("rating", descending=True),), limit=3)
+    mem = create_engine("memory")
+    write(mem, "albums", WINDOW_DATA)
+    assert ids(ldb.fetch("albums", q)) == ids(mem.fetch("albums", q))
+    changed = []
+    for i, patch in ((0, {"rating": 99}), (1, {"genre": "rock"}), (4, {"genre": None, "rating": None}), (8, {"year": 1}), (12, {})):
+        st = ldb.read_states("albums", [f"w{i:03d}"])[f"w{i:03d}"]
+        st.merge_write(patch, (2, "n1"))
+        if i == 12:
+            st.merge_delete((2, "n1"))
+        changed.append(st)
+    for e in (ldb, mem):
+        write(e, "albums", [EntityState(s.id, dict(s.values), s.stamp, dict(s.stamps), s.deleted) for s in changed],
+              new=False, clock=2)
+    keys = _index_keys(ldb, "genre+rating")
+    assert len(keys) == len(WINDOW_DATA) - 1  # one per visible entity: old entries removed
+    live = {e.id: e for e in mem.fetch("albums", Query())}
+    from loam.storage.codec import encode_values
+    base = b"i\x00albums\x00genre+rating\x00"
+    assert sorted(keys) == sorted(base + encode_values((e.props.get("genre"), e.props.get("rating"))) + e.id.encode()
+                                  for e in live.values())
+    for after in [None, *mem.fetch("albums", Query(where=q.where, order_by=q.order_by))]:
+        assert ids(ldb.fetch("albums", q, after=after)) == ids(mem.fetch("albums", q, after=after))
+    assert ids(ldb.fetch("albums", q))[:2] == ["w901", "w000"]  # a string rating ranks above numbers
+    ldb.close()
+    ldb = _compound_ldb(tmp_leveldb_path, {"albums": ["genre"]})  # undeclared: dropped
+    assert _index_keys(ldb, "genre+rating") == [] and len(_index_keys(ldb, "genre")) == len(WINDOW_DATA) - 1
+    assert "compound" not in ldb.explain("albums", q)
+    assert ids(ldb.fetch("albums", q)) == ids(mem.fetch("albums", q))
+    ldb.close()
+
+
+def test_leveldb_compound_keys_with_nul_strings(tmp_leveldb_path: Path) -> None:
+    """A leading string that embeds NUL (00 FF) never leaks into a shorter string's prefix walk."""
+    strs = ["", "\x00", "a", "a\x00", "a\x00b", "a\x01", "ab"]
+    ldb = _compound_ldb(tmp_leveldb_path, {"albums": [["genre", "rating"]]})
+    mem = create_engine("memory")
+    data = [S(f"k{i}{j}", genre=g, rating=r) for i, g in enumerate(strs) for j, r in enumerate(strs[:4] + [1, None])]
+    for e in (ldb, mem):
+        write(e, "albums", data)
+    for g in strs:
+        for desc in (False, True):
+            q = Query(where=Compare("genre", "=", g), order_by=(OrderKey("rating", descending=desc),), limit=3)
+            assert "compound" in ldb.explain("albums", q)
+            for after in [None, *mem.fetch("albums", Query(where=q.where, order_by=q.order_by))]:
+                assert ids(ldb.fetch("albums", q, after=after)) == ids(mem.fetch("albums", q, after=after)), (g, after)
+    ldb.close()
+
+
+@pytest.mark.parametrize("engine", ["leveldb", "postgres"])
+@pytest.mark.parametrize("bad", [[["genre", "id"]], [["genre", "genre"]], [[]], ["a+b", ["a", "b"]], [3]])
+def test_compound_index_declarations_are_validated(engine: str, bad: list, tmp_path: Path) -> None:
+    from loam.errors import ValidationError
+
+    if engine == "postgres" and bad == ["a+b", ["a", "b"]]:
+        return  # PostgreSQL names indexes by hash: no key-name clash to reject
+    params = {"path": str(tmp_path / "x")} if engine == "leveldb" else {"dsn": "postgresql://unused"}
+    with pytest.raises(ValidationError):
+        create_engine(engine, indexes={"albums": bad}, **params)
+
+
+@pytest.mark.parametrize("make", ["leveldb", "postgres"], indirect=True)
+def test_compound_index_declared_on_reopen(make: Factory) -> None:
+    e = make(indexes={"items": ["status"]})
+    write(e, "items", [S(f"r{i:02d}", status=("a", "b")[i % 2], n=i % 7) for i in range(30)])
+    e.close()
+    e2 = make(indexes={"items": ["status", ["status", "n"]]})
+    assert e2.describe()["indexes"] == {"items": ["status", ["status", "n"]]}
+    q = Query(where=Compare("status", "=", "a"), order_by=(OrderKey("n", descending=True),), limit=4)
+    assert ids(e2.fetch("items", q)) == ["r06", "r20", "r12", "r26"]
+    e2.close()
+    e3 = make(indexes={"items": ["status"]})
+    assert ids(e3.fetch("items", q)) == ["r06", "r20", "r12", "r26"]

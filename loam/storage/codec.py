@@ -12,9 +12,16 @@ Index values are encoded so that byte order equals the query total order
     string -> 05 + UTF-8 with 00 escaped as 00 FF
 
 An index key is `<prefix><encoded value>\\x00<id>`; the separator sorts before every
-other byte, so a string sorts before its extensions. Integers beyond 2**53 share a
-double with their neighbours: index scans then over-select, and callers re-check the
-predicate on every fetched state (they never miss).
+other byte, so a string sorts before its extensions. A compound index (several fields)
+terminates every component the same way: `<prefix><enc v1>\\x00<enc v2>\\x00<id>`
+(`encode_values`). The encodings are not self-delimiting on their own (a string has no
+length or terminator), but with the terminator they are: a number is 9 bytes, and inside
+a string a 00 byte is always followed by FF while the terminator is followed by a type
+tag (01..05) or the id (UTF-8 without NUL: never 00 or FF). So a compound key decodes
+one way only, and byte order is the lexicographic order of the component values.
+
+Integers beyond 2**53 share a double with their neighbours: index scans then
+over-select, and callers re-check the predicate on every fetched state (they never miss).
 """
 
 from __future__ import annotations
@@ -94,3 +101,9 @@ def encode_value(v: Any) -> bytes:
             b = b.replace(b"\x00", b"\x00\xff")
         return STR + b
     raise TypeError(f"cannot index a {type(v).__name__}")
+
+
+def encode_values(values: Any) -> bytes:
+    """Index key body of one entry: every component encoded and terminated by SEP
+    (one component: `encode_value(v) + SEP`, the single-field layout)."""
+    return b"".join(encode_value(v) + SEP for v in values)

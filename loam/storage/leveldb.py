@@ -4,11 +4,16 @@ Key layout (all keys UTF-8, `\\x00`-separated; docs/storage.md has the full stor
 
     s\\x00<coll>\\x00<id>                        -> encoded state (codec.encode_state)
     i\\x00<coll>\\x00<field>\\x00<value>\\x00<id>  -> b''   (declared indexes, visible entities only)
+    i\\x00<coll>\\x00<f1>+<f2>\\x00<v1>\\x00<v2>\\x00<id>  -> b''   (compound index [f1, f2])
     c\\x00<20-digit clock>\\x00<commit id>       -> orjson commit entry (one per transaction)
-    m\\x00coll\\x00<coll>                        -> orjson list of the index fields built for it
+    m\\x00coll\\x00<coll>                        -> orjson list of the indexes built for it
+                                                (a field name, or a list of them: compound)
     m\\x00count\\x00<coll>                       -> visible entity count (ASCII int)
 
 A query is planned from the top-level AND conjuncts of its WHERE: id equality -> point gets;
+equality/IN on the leading field(s) of a compound index whose last field is the first
+ORDER BY key, with a LIMIT -> one ordered walk of the compound prefix per equality value
+combination, each stopping after LIMIT matches past the keyset `after`;
 equality/IN on an indexed field -> index prefix scans (unless ORDER BY another indexed
 field with a LIMIT and the equality matches more than sqrt(limit x count) entities: then
 the ordered walk below stops sooner); a range on an indexed field (or ORDER BY an indexed
@@ -30,7 +35,14 @@ from loam.errors import StorageError, StorageLockedError, ValidationError
 from loam.model import Entity, EntityState
 from loam.query.ast import Query
 from loam.storage.base import WriteBatch
-from loam.storage.codec import SEP, decode_state, decode_visible, encode_state, encode_value
+from loam.storage.codec import (
+    SEP,
+    decode_state,
+    decode_visible,
+    encode_state,
+    encode_value,
+    encode_values,
+)
 
 _loads = orjson.loads
 _dumps = orjson.dumps
@@ -54,6 +66,7 @@ _I = b"i\x00"
 _C = b"c\x00"
 _M_COLL = b"m\x00coll\x00"
 _M_COUNT = b"m\x00count\x00"
+_MAX_WALKS = 32  # compound plan: at most this many equality value combinations (one walk each)
 
 
 def _check_name(kind: str, name: str) -> bytes:
@@ -62,16 +75,39 @@ def _check_name(kind: str, name: str) -> bytes:
     return name.encode()
 
 
+Spec = tuple[str, ...]  # the fields of one index, in key order (one field: a plain index)
+
+
+def _spec(coll: str, entry: Any) -> Spec:
+    """Normalise one declared index: a field name, or a list of them (compound index)."""
+    fields = (entry,) if isinstance(entry, str) else tuple(entry) if isinstance(entry, (list, tuple)) else None
+    if not fields:
+        raise ValidationError(f"index {entry!r} on {coll}: declare a field name or a non-empty list of field names")
+    for f in fields:
+        _check_name("index field", f)
+        if f == "id":
+            raise ValidationError(f"index on {coll}.id: ids are the primary key already, do not declare them")
+        if len(fields) > 1 and "+" in f:
+            raise ValidationError(f"compound index {list(fields)} on {coll}: field {f!r} contains '+' (the key name separator)")
+    if len(set(fields)) != len(fields):
+        raise ValidationError(f"compound index {list(fields)} on {coll}: a field is repeated")
+    return fields
+
+
+def _spec_json(spec: Spec) -> Any:
+    return spec[0] if len(spec) == 1 else list(spec)
+
+
 class _Coll:
-    """Per-collection cached key prefixes, index fields and visible count."""
+    """Per-collection cached key prefixes, indexes (field tuple, key prefix) and visible count."""
 
     __slots__ = ("name", "sp", "bases", "count", "delta", "registered")
 
-    def __init__(self, name: str, fields: Sequence[str], count: int, registered: bool) -> None:
+    def __init__(self, name: str, specs: Sequence[Spec], count: int, registered: bool) -> None:
         nb = _check_name("collection name", name)
         self.name = name
         self.sp = _S + nb + SEP
-        self.bases = [(f, _I + nb + SEP + _check_name("index field", f) + SEP) for f in fields]
+        self.bases = [(fs, _I + nb + SEP + "+".join(fs).encode() + SEP) for fs in specs]
         self.count = count
         self.delta = 0
         self.registered = registered
@@ -86,6 +122,7 @@ class _Plan:
     ids: list[str] = field(default_factory=list)
     prefixes: list[bytes] = field(default_factory=list)
     index_field: str | None = None  # None: the walk is over state keys (ordered by id)
+    walks: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # compound: (prefix, start, stop)
     base: bytes = b""  # key prefix of the walked index / state keys
     start: bytes | None = None
     stop: bytes | None = None
@@ -104,20 +141,22 @@ class LevelDBEngine:
         path: str | os.PathLike[str],
         create_if_missing: bool = True,
         sync: bool = False,
-        indexes: dict[str, list[str]] | None = None,
+        indexes: dict[str, list[str | list[str]]] | None = None,
         write_buffer_size: int = 16 << 20,
         lru_cache_size: int = 32 << 20,
     ) -> None:
         self.path = os.fspath(path)
         self.create_if_missing = create_if_missing
         self.sync = sync
-        self.indexes = {c: list(dict.fromkeys(f)) for c, f in (indexes or {}).items()}
-        for c, fs in self.indexes.items():
+        self._specs: dict[str, list[Spec]] = {}
+        for c, entries in (indexes or {}).items():
             _check_name("collection name", c)  # "*": every collection
-            for f in fs:
-                _check_name("index field", f)
-                if f == "id":
-                    raise ValidationError(f"index on {c}.id: ids are the primary key already, do not declare them")
+            specs = list(dict.fromkeys(_spec(c, e) for e in entries))
+            names = ["+".join(fs) for fs in specs]
+            if len(set(names)) != len(names):
+                raise ValidationError(f"indexes on {c}: two declared indexes share the key name {names}")
+            self._specs[c] = specs
+        self.indexes = {c: [_spec_json(fs) for fs in specs] for c, specs in self._specs.items()}
         self.write_buffer_size = write_buffer_size
         self.lru_cache_size = lru_cache_size
         self._db: plyvel.DB | None = None
@@ -153,7 +192,8 @@ class LevelDBEngine:
         for key, raw in db.iterator(prefix=_M_COLL):
             name = key[len(_M_COLL):].decode()
             cnt = db.get(_M_COUNT + key[len(_M_COLL):])
-            c = self._colls[name] = _Coll(name, _loads(raw), int(cnt) if cnt else 0, True)
+            specs = [tuple(e) if isinstance(e, list) else (e,) for e in _loads(raw)]
+            c = self._colls[name] = _Coll(name, specs, int(cnt) if cnt else 0, True)
             self._sp[name] = c.sp
         self._last_clock = 0
         for key in db.iterator(prefix=_C, reverse=True, include_value=False):
@@ -196,14 +236,14 @@ class LevelDBEngine:
                         if values is None:
                             continue
                         idb = key[len(c.sp):]
-                        for f, base in add:
-                            wb.put(base + encode_value(values.get(f)) + SEP + idb, b"")
-                wb.put(_M_COLL + name.encode(), _dumps(wanted))
+                        for fs, base in add:
+                            wb.put(base + encode_values(values.get(f) for f in fs) + idb, b"")
+                wb.put(_M_COLL + name.encode(), _dumps([_spec_json(fs) for fs in wanted]))
             self._colls[name] = new
 
-    def _wanted(self, name: str) -> list[str]:
-        """Declared index fields of a collection (`"*"` declares them for every collection)."""
-        return self.indexes.get(name, self.indexes.get("*", []))
+    def _wanted(self, name: str) -> list[Spec]:
+        """Declared indexes of a collection (`"*"` declares them for every collection)."""
+        return self._specs.get(name, self._specs.get("*", []))
 
     def _coll(self, name: str) -> _Coll:
         c = self._colls.get(name)
@@ -251,9 +291,15 @@ class LevelDBEngine:
                 vis_old = old is not None and old.deleted is None
                 vis_new = st.deleted is None
                 c.delta += vis_new - vis_old
-                for f, base in c.bases:
-                    ok = base + encode_value(old.values.get(f)) + SEP + idb if vis_old else None  # type: ignore[union-attr]
-                    nk = base + encode_value(st.values.get(f)) + SEP + idb if vis_new else None
+                for fs, base in c.bases:
+                    if len(fs) == 1:
+                        f = fs[0]
+                        ok = base + encode_value(old.values.get(f)) + SEP + idb if vis_old else None  # type: ignore[union-attr]
+                        nk = base + encode_value(st.values.get(f)) + SEP + idb if vis_new else None
+                    else:
+                        ov, nv = (old.values if vis_old else None), (st.values if vis_new else None)  # type: ignore[union-attr]
+                        ok = base + encode_values(ov.get(f) for f in fs) + idb if ov is not None else None
+                        nk = base + encode_values(nv.get(f) for f in fs) + idb if nv is not None else None
                     if ok != nk:
                         if ok is not None:
                             wb.delete(ok)
@@ -262,7 +308,7 @@ class LevelDBEngine:
             for c in touched.values():
                 nb = c.name.encode()
                 if not c.registered:
-                    put(_M_COLL + nb, _dumps([f for f, _ in c.bases]))
+                    put(_M_COLL + nb, _dumps([_spec_json(fs) for fs, _ in c.bases]))
                 if c.delta:
                     put(_M_COUNT + nb, str(c.count + c.delta).encode())
             commit = batch.commit
@@ -346,7 +392,8 @@ class LevelDBEngine:
 
         c = self._colls.get(collection)
         sp = c.sp if c is not None else _S + collection.encode() + SEP
-        bases = dict(c.bases) if c is not None else {}
+        bases = {fs[0]: b for fs, b in c.bases if len(fs) == 1} if c is not None else {}
+        compounds = [(fs, b) for fs, b in c.bases if len(fs) > 1] if c is not None else []
         cands = index_candidates(query.where)
 
         # 1. id equality / IN -> point gets
@@ -357,7 +404,13 @@ class LevelDBEngine:
         eff_limit = limit if limit is not None else query.limit
         order = query.order_by
         first = order[0] if order else None
-        # 2. equality / IN on an indexed field -> prefix scans of that index, unless the
+        # 2. equality / IN on the leading fields of a compound index whose last field is the
+        #    first ORDER BY key, with a LIMIT -> ordered walk of each equality prefix
+        if compounds and first is not None and eff_limit is not None:
+            cp = self._compound_plan(collection, compounds, cands, first, after)
+            if cp is not None:
+                return cp
+        # 3. equality / IN on an indexed field -> prefix scans of that index, unless the
         #    query is ORDER BY another indexed field with a LIMIT and the equality matches
         #    so many entities that the ordered walk (step 3) stops sooner (see _walk_wins)
         for cand in cands:
@@ -370,7 +423,7 @@ class LevelDBEngine:
                     break
                 return _Plan("prefixes", f"index scan {collection}.{cand.field} IN ({len(ps)} value(s))",
                              prefixes=ps, index_field=cand.field)
-        # 3. ranges on an indexed field / id, or ORDER BY one with a LIMIT -> ordered walk
+        # 4. ranges on an indexed field / id, or ORDER BY one with a LIMIT -> ordered walk
         bounds: dict[str, tuple[bytes | None, bytes | None]] = {}
         for cand in cands:
             if cand.kind != "range" or not (cand.field in bases or cand.field == "id"):
@@ -406,7 +459,7 @@ class LevelDBEngine:
                     aenc = encode_value(av)
                 if aenc is not None:
                     if reverse:
-                        cap = aenc + b"\x01"
+                        cap = aenc + b"\x00\xff"  # the after group, not longer strings (00 FF)
                         hi = cap if hi is None or cap < hi else hi
                     else:
                         lo = aenc if lo is None or aenc > lo else lo
@@ -424,6 +477,58 @@ class LevelDBEngine:
                 early_stop=ordered,
             )
         return _Plan("scan", f"full scan of {collection!r}", start=sp, stop=sp[:-1] + b"\x01")
+
+    def _compound_plan(
+        self, collection: str, compounds: list[tuple[Spec, bytes]], cands: list, first: Any, after: Entity | None,
+    ) -> _Plan | None:
+        """Ordered walks of a compound index (leading fields fixed by equality, last field =
+        the first ORDER BY key): one walk per combination of equality values, in the order's
+        direction, from the keyset `after` on; `_candidates` stops each after LIMIT matches
+        (the whole tie group of the last one), and `run_query` merges them."""
+        eqs = {cd.field: cd.values for cd in cands if cd.kind == "eq"}
+        best: tuple[Spec, bytes] | None = None
+        for fs, base in compounds:
+            fits = fs[-1] == first.field and all(f in eqs for f in fs[:-1])
+            if fits and (best is None or len(fs) > len(best[0])):
+                best = (fs, base)
+        if best is None:
+            return None
+        fs, base = best
+        combos: list[tuple] = [()]
+        for f in fs[:-1]:
+            combos = [cmb + (v,) for cmb in combos for v in eqs[f]]
+            if len(combos) > _MAX_WALKS:
+                return None
+        lo = hi = None
+        for cd in cands:  # a range on the ordered field narrows every walk (inclusive bounds)
+            if cd.kind == "range" and cd.field == first.field:
+                lo = encode_value(cd.low) if cd.low is not None else None
+                hi = encode_value(cd.high) + b"\x01" if cd.high is not None else None
+        reverse = first.descending
+        if after is not None:
+            aenc = encode_value(after.get(first.field))
+            if reverse:
+                cap = aenc + b"\x00\xff"  # the after group, not longer strings (00 FF)
+                hi = cap if hi is None or cap < hi else hi
+            else:
+                lo = aenc if lo is None or aenc > lo else lo
+        walks = []
+        for cmb in dict.fromkeys(encode_values(cmb) for cmb in combos):
+            prefix = base + cmb
+            # stop below FF: keys of longer strings that embed a NUL (00 FF) share the prefix
+            walks.append((prefix, prefix + lo if lo is not None else prefix,
+                          prefix + hi if hi is not None else prefix + b"\xff"))
+        rng = f" [{'lo' if lo else '-'}, {'hi' if hi else '-'}]" if (lo or hi) else ""
+        return _Plan(
+            "cwalk",
+            f"ordered walk with early stop of compound index {collection}.{'+'.join(fs)} "
+            f"({len(walks)} prefix(es) {', '.join(fs[:-1])} = ..., by {first.field}){rng}"
+            + (" descending" if reverse else ""),
+            index_field=first.field,
+            walks=walks,
+            reverse=reverse,
+            early_stop=True,
+        )
 
     def _walk_wins(self, prefixes: list[bytes], total: int, limit: int) -> bool:
         """Cost choice between an equality prefix scan and an ordered walk of the ORDER BY
@@ -501,16 +606,29 @@ class LevelDBEngine:
                         if pred is None or pred(e):
                             yield e
             return
-        # ordered walk / range scan / full scan
-        on_states = plan.index_field is None
-        n_beyond = 0
-        last_group: bytes | None = None
+        # ordered walk(s) / range scan / full scan
         after_group: bytes | None = None
         if plan.early_stop and after is not None:
             av = after.get(plan.index_field) if plan.index_field else after.id
             after_group = encode_value(av) if plan.index_field else (av.encode() if isinstance(av, str) else None)
-        blen = len(plan.base)
-        it = snap.iterator(start=plan.start, stop=plan.stop, reverse=plan.reverse, include_value=on_states)
+        if plan.kind == "cwalk":
+            for prefix, start, stop in plan.walks:
+                yield from self._walk(snap, sp, plan, prefix, start, stop, pred, after_group, limit)
+            return
+        yield from self._walk(snap, sp, plan, plan.base, plan.start, plan.stop, pred, after_group, limit)
+
+    def _walk(
+        self, snap: Any, sp: bytes, plan: _Plan, base: bytes, start: bytes | None, stop: bytes | None,
+        pred: Callable[[Entity], bool] | None, after_group: bytes | None, limit: int | None,
+    ) -> Iterable[Entity]:
+        """One key range in order; with `early_stop`, ends after `limit` matches past the
+        `after` group once the ordered value (`group`) changes (ties are kept whole)."""
+        get = snap.get
+        on_states = plan.index_field is None
+        n_beyond = 0
+        last_group: bytes | None = None
+        blen = len(base)
+        it = snap.iterator(start=start, stop=stop, reverse=plan.reverse, include_value=on_states)
         for item in it:
             if on_states:
                 k, raw = item

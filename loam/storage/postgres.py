@@ -9,7 +9,8 @@ Schema (in `schema`, default "loam"):
 `doc` holds the property values (what queries see), `meta` the LWW stamps
 (`{"s": [clock, node], "t": {prop: [clock, node]}, "d": [clock, node]}`), `deleted` the
 tombstone flag. Each table has a GIN `jsonb_path_ops` index on `doc` (containment) and a
-btree expression index `((doc -> 'field'))` per declared index. Queries compile to SQL
+btree expression index `((doc -> 'field'))` per declared index (a compound index
+`[f1, f2]`: `((doc -> 'f1'), (doc -> 'f2'))`). Queries compile to SQL
 (loam.query.sql) over the visible rows, so PostgreSQL's planner picks the index.
 """
 
@@ -79,7 +80,7 @@ class PostgresEngine:
         self,
         dsn: str,
         pool_size: int = 4,
-        indexes: dict[str, list[str]] | None = None,
+        indexes: dict[str, list[str | list[str]]] | None = None,
         schema: str = "loam",
         synchronous_commit: bool = True,
         copy_threshold: int = 1000,
@@ -89,10 +90,19 @@ class PostgresEngine:
             raise ValidationError("postgres engine: empty dsn; pass dsn=... or set SPROUT_PG_DSN")
         self.dsn = dsn
         self.pool_size = pool_size
-        self.indexes = {c: list(dict.fromkeys(f)) for c, f in (indexes or {}).items()}
-        for c, fs in self.indexes.items():
-            if "id" in fs:
-                raise ValidationError(f"index on {c}.id: ids are the primary key already, do not declare them")
+        self.indexes: dict[str, list[Any]] = {}
+        for c, entries in (indexes or {}).items():
+            specs: list[Any] = []
+            for e in entries:
+                fields = [e] if isinstance(e, str) else list(e) if isinstance(e, (list, tuple)) else []
+                if not fields or not all(isinstance(f, str) and f for f in fields) or len(set(fields)) != len(fields):
+                    raise ValidationError(f"index {e!r} on {c}: declare a field name or a list of distinct field names")
+                if "id" in fields:
+                    raise ValidationError(f"index on {c}.id: ids are the primary key already, do not declare them")
+                spec = fields[0] if len(fields) == 1 else fields  # a list: compound btree index
+                if spec not in specs:
+                    specs.append(spec)
+            self.indexes[c] = specs
         self.schema = schema
         self.synchronous_commit = synchronous_commit
         self.copy_threshold = copy_threshold
@@ -195,21 +205,27 @@ class PostgresEngine:
                 if list(built) != wanted:
                     self._sync_indexes(conn, name, tbl, list(built), wanted)
 
-    def _wanted(self, name: str) -> list[str]:
-        """Declared index fields of a collection (`"*"` declares them for every collection)."""
+    def _wanted(self, name: str) -> list[Any]:
+        """Declared indexes of a collection, a field name or a list of them (`"*"` declares
+        them for every collection)."""
         return self.indexes.get(name, self.indexes.get("*", []))
 
-    def _index_name(self, tbl: str, f: str) -> str:
-        return f"{tbl[:40]}_ix_{hashlib.sha1(f.encode()).hexdigest()[:10]}"
+    def _index_name(self, tbl: str, f: Any) -> str:
+        key = f if isinstance(f, str) else _dumps(f).decode()  # compound: its JSON list
+        return f"{tbl[:40]}_ix_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
-    def _sync_indexes(self, conn: Any, name: str, tbl: str, built: list[str], wanted: list[str]) -> None:
+    def _sync_indexes(self, conn: Any, name: str, tbl: str, built: list[Any], wanted: list[Any]) -> None:
+        """A field -> btree on `(doc -> 'f')`; a compound [f1, f2] -> btree on
+        `((doc -> 'f1'), (doc -> 'f2'))` (serves the equality conjuncts compile_where adds;
+        see docs/storage.md for what it does not serve)."""
         s = self._q(self.schema)
         for f in built:
             if f not in wanted:
                 conn.execute(f"DROP INDEX IF EXISTS {s}.{self._q(self._index_name(tbl, f))}")
         for f in wanted:
-            lit = "'" + f.replace("'", "''") + "'"  # DDL takes no bind parameters
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {self._q(self._index_name(tbl, f))} ON {s}.{self._q(tbl)} ((doc -> {lit}))")
+            parts = [f] if isinstance(f, str) else f
+            cols = ", ".join("(doc -> '" + p.replace("'", "''") + "')" for p in parts)  # DDL takes no bind parameters
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {self._q(self._index_name(tbl, f))} ON {s}.{self._q(tbl)} ({cols})")
         conn.execute(f"UPDATE {s}.collections SET indexes = %s::jsonb WHERE name = %s", (_dumps(wanted).decode(), name))
 
     def _table(self, collection: str, create: bool) -> str | None:
