@@ -150,6 +150,34 @@ def test_rejects_wrong_types() -> None:
     _reject(d, "unknown error code")
 
 
+@pytest.mark.parametrize("field,value,match", [
+    ("query_id", 1, "'query_id' must be a string, got int"),
+    ("commit_id", 1, "'commit_id' must be a string or null"),
+    ("commit_ns", "1", "'commit_ns' must be an integer or null"),
+    ("commit_ns", True, "'commit_ns' must be an integer or null, got bool"),
+    ("gap_filled", -1, "'gap_filled' must be >= 0"),
+    ("gap_filled", False, "'gap_filled' must be an integer, got bool"),
+    ("clock", 1.5, "'clock' must be an integer, got float"),
+    ("kind", 3, "'kind' must be a string"),
+    ("reason", 3, "'reason' must be a string or null"),
+    ("removed", "a", "'removed' must be an array"),
+    ("removed", ["a", 1], "'removed' must be an array of strings, found int"),
+    ("added", {}, "'added' must be an array"),
+    ("added", [["b", {"x": {"y": 1}}]], r"added\[0\]\.x: dict is not a scalar"),
+    ("updated", [["a", {"x": 1}], ["b", {"": 1}]], r"updated\[1\]: property names must be non-empty"),
+    ("updated", [["a", {"x": 1}], ["b", {"id": "c"}]], r"updated\[1\]: property name 'id' is reserved"),
+    ("updated", [[1, {}]], r"updated\[0\]: an entity must be"),
+])
+def test_notify_rejects_each_bad_field_by_name(field: str, value: object, match: str) -> None:
+    # A notify is decoded by an inline fast path; whatever it does not accept must still be
+    # refused with the message naming the field.
+    d = _wire(m.Notify("q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2))
+    assert codec.decode(orjson.dumps(d)) == m.Notify(
+        "q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, sent_ns=d["sent_ns"])
+    d[field] = value
+    _reject(d, match)
+
+
 def test_rejects_bad_ops_and_queries() -> None:
     tx = Transaction("c1", "n", 1, (Create("c", "a", {"x": 1}),))
     d = _wire(m.Commit(1, tx))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -13,7 +13,11 @@ from loam.model import Delete, Update
 from loam.node.api import Context
 from loam.node.ephemeral import EphemeralNode
 from loam.policy import create_policy
+from loam.protocol import codec
+from loam.protocol import messages as m
 from loam.storage import create_engine
+from loam.transport.inprocess import InProcessChannel, pipe
+from loam.transport.service import NodeService
 from transport_helpers import KINDS, Cluster, settle, wait_until
 
 CTX = Context()
@@ -269,3 +273,84 @@ async def test_commit_resent_after_a_lost_ack_is_applied_once() -> None:
         assert lq.results == await c.durable.fetch("c", "ORDER BY n", CTX)
     finally:
         await c.close()
+
+
+# --- inline sends (in-process channel) and queued sends keep one order ---------------------
+
+
+class _AsyncSendChannel(InProcessChannel):
+    """An in-process channel whose `send` gives the loop a turn before delivering (as a
+    socket write may): the server's writer then holds a message it has not sent yet."""
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.sleep(0)
+        self.send_nowait(data)
+
+
+async def _served(server_end: InProcessChannel, client_end: InProcessChannel) -> tuple[Any, Any, Any]:
+    """A durable node served on `server_end`, handshake done from `client_end`: (durable, service, peer)."""
+    from loam.node.durable import DurableNode
+
+    durable = DurableNode(create_engine("memory"))
+    await durable.start()
+    service = NodeService(durable)
+    asyncio.create_task(service.serve(server_end, label="test"))
+    await client_end.send(codec.encode(m.Hello(1, None, "client")))
+    assert type(codec.decode(await client_end.recv())) is m.Welcome
+    (peer,) = service.peers
+    return durable, service, peer
+
+
+async def _received(client_end: InProcessChannel, n: int) -> list[Any]:
+    return [codec.decode(await asyncio.wait_for(client_end.recv(), 5)) for _ in range(n)]
+
+
+async def test_inline_sends_queue_behind_a_queued_reply() -> None:
+    client_end, server_end = pipe()
+    durable, _, peer = await _served(server_end, client_end)
+    try:
+        await client_end.send(codec.encode(m.Subscribe(2, "c", "ORDER BY n", CTX)))
+        (sub,) = await _received(client_end, 1)
+        assert type(sub) is m.Subscribed
+        # A reply waits in the writer's queue (the writer task has not run yet) when a
+        # commit's notify is made: the notify must not overtake it.
+        peer.out.put_nowait(m.Pong(7))
+        peer._queue_notify(sub.query_id, _change(sub.query_id, "first"))
+        assert peer.out.qsize() == 2, "the notify was queued behind the reply, not sent inline"
+        # Whether or not the writer ran before the commit's listener, the pong comes first.
+        peer.out.put_nowait(m.Pong(8))
+        await durable.create("c", [{"n": 1}], CTX)
+        got = await _received(client_end, 4)
+        assert [(type(x).__name__, getattr(x, "rid", None), getattr(x, "commit_id", None)) for x in got[:3]] == [
+            ("Pong", 7, None), ("Notify", None, "first"), ("Pong", 8, None)]
+        assert type(got[3]) is m.Notify and got[3].added[0].props == {"n": 1}
+        # The queue is drained: the next message is sent inline, in the channel on return.
+        assert peer.out.empty()
+        peer._enqueue(m.Pong(9))
+        assert client_end.inbox.qsize() == 1
+        assert [x.rid for x in await _received(client_end, 1)] == [9]
+    finally:
+        await client_end.close()
+        await durable.close()
+
+
+async def test_no_inline_send_while_the_writer_holds_a_message() -> None:
+    client_end, server_end = InProcessChannel(), _AsyncSendChannel()
+    client_end.peer, server_end.peer = server_end, client_end
+    durable, _, peer = await _served(server_end, client_end)
+    try:
+        peer.out.put_nowait(m.Pong(1))
+        await asyncio.sleep(0)  # the writer takes the pong and waits inside `send`
+        assert peer.out.empty() and peer._writing
+        peer._enqueue(m.Pong(2))  # must wait for the pong the writer holds
+        peer._enqueue(m.Pong(3))
+        assert [x.rid for x in await _received(client_end, 3)] == [1, 2, 3]
+    finally:
+        await client_end.close()
+        await durable.close()
+
+
+def _change(qid: str, commit_id: str) -> Any:
+    from loam.node.api import Notification
+
+    return Notification(qid, commit_id, 0, 0)

@@ -410,12 +410,16 @@ class EphemeralNode:
             return
         if msg.clock:
             self.clock.observe(msg.clock)
-        before = set(lq._key_of)
+        # Window membership before the change, for the ids it names only (not a copy of
+        # the whole window per notification).
+        window = lq._key_of
+        entering = [e.id for e in msg.added if e.id not in window]
+        leaving = [i for i in msg.removed if i in window]
         n = lq._apply(msg)
-        after = lq._key_of
-        self._cache_add(lq.collection, [e for e in (*msg.added, *msg.updated) if e.id in after],
-                        new_ids=[e.id for e in msg.added if e.id not in before and e.id in after])
-        self._cache_drop(lq.collection, [i for i in msg.removed if i in before and i not in after])
+        window = lq._key_of
+        self._cache_add(lq.collection, [e for e in (*msg.added, *msg.updated) if e.id in window],
+                        new_ids=[i for i in entering if i in window])
+        self._cache_drop(lq.collection, [i for i in leaving if i not in window])
         lq._deliver(n)
 
     def _on_lost(self, reason: str) -> None:
@@ -470,7 +474,8 @@ class EphemeralNode:
             refs[(collection, i)] = refs.get((collection, i), 0) + 1
         if entities:
             self.cache.apply(WriteBatch(
-                states=[(collection, EntityState(e.id, dict(e.props), _CACHE_STAMP)) for e in entities]))
+                # No copy of the props here: an engine copies (or serialises) what it stores.
+                states=[(collection, EntityState(e.id, e.props, _CACHE_STAMP)) for e in entities]))
 
     def _cache_drop(self, collection: str, ids: Sequence[str]) -> None:
         """One window fewer holds each id; ids no window holds are tombstoned in the cache."""

@@ -24,6 +24,7 @@ DEFAULT_MAX_SIZE = 1 << 20  # 1 MiB
 
 _dumps = orjson.dumps
 _loads = orjson.loads
+_isfinite = math.isfinite
 
 # --- encoding ---------------------------------------------------------------
 
@@ -246,8 +247,45 @@ def _d_ent(r: _Reader, where: str, v: Any) -> Entity:
     return Entity(v[0], _props(r, where, v[1]))
 
 
+def _plain_props(p: dict[str, Any]) -> bool:
+    """True when `_props` would accept `p` as is (checked without building error context)."""
+    if "id" in p or "" in p:
+        return False
+    for x in p.values():
+        t = type(x)
+        if not (x is None or t is str or t is int or t is bool or (t is float and _isfinite(x))):
+            return False
+    return True
+
+
 def _d_ents(r: _Reader, key: str) -> list[Entity]:
-    return [_d_ent(r, f"{key}[{i}]", v) for i, v in enumerate(r.list(key))]
+    v = r.list(key)
+    out = []
+    for x in v:
+        if type(x) is list and len(x) == 2 and type(x[0]) is str and type(x[1]) is dict and _plain_props(x[1]):
+            out.append(Entity(x[0], x[1]))
+            continue
+        # Something is off: the field-by-field check names the entity and what is wrong.
+        return [_d_ent(r, f"{key}[{i}]", e) for i, e in enumerate(v)]
+    return out
+
+
+def _d_notify(r: _Reader) -> m.Notify:
+    # The same checks as the field readers, inline: a notify is the hot message. A value
+    # of any other shape goes through the readers below, which raise naming the field.
+    d = r.d
+    qid, cid, cns, removed = d["query_id"], d["commit_id"], d["commit_ns"], d["removed"]
+    gap, clock, kind, reason = d["gap_filled"], d["clock"], d["kind"], d["reason"]
+    if (type(qid) is str and (cid is None or type(cid) is str) and (cns is None or type(cns) is int)
+            and type(gap) is int and gap >= 0 and type(clock) is int and clock >= 0
+            and type(kind) is str and kind in ("change", "closed") and (reason is None or type(reason) is str)
+            and type(removed) is list and (not removed or all(type(i) is str for i in removed))):
+        return m.Notify(qid, cid, cns, _d_ents(r, "added"), _d_ents(r, "updated"), removed, gap, clock, kind,
+                        reason)
+    return m.Notify(
+        r.str("query_id"), r.opt_str("commit_id"), r.opt_int("commit_ns"), _d_ents(r, "added"),
+        _d_ents(r, "updated"), _str_list(r, "removed"), _nonneg(r, "gap_filled"), _nonneg(r, "clock"),
+        _kind(r), r.opt_str("reason"))
 
 
 def _d_ctx(r: _Reader) -> Context:
@@ -387,10 +425,7 @@ _DECODERS: dict[str, Callable[[_Reader], Any]] = {
                                          _nonneg(r, "clock")),
     "unsubscribe": lambda r: m.Unsubscribe(r.int("rid"), r.str("query_id")),
     "unsubscribed": lambda r: m.Unsubscribed(r.int("rid"), r.str("query_id")),
-    "notify": lambda r: m.Notify(
-        r.str("query_id"), r.opt_str("commit_id"), r.opt_int("commit_ns"), _d_ents(r, "added"),
-        _d_ents(r, "updated"), _str_list(r, "removed"), _nonneg(r, "gap_filled"), _nonneg(r, "clock"),
-        _kind(r), r.opt_str("reason")),
+    "notify": _d_notify,
     "error": lambda r: m.Error(r.opt_int("rid"), _code(r), r.str("message"),
                                _nonneg(r, "clock") if "clock" in r.d else None),
     "ping": lambda r: m.Ping(r.int("rid")),

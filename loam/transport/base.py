@@ -21,6 +21,10 @@ class Channel(Protocol):
 
     async def send(self, data: bytes) -> None: ...
 
+    # Optional: `send_nowait(data)`, a synchronous send that never suspends (raises
+    # ChannelClosed like `send`). A channel that has it lets the server send a message
+    # inline, without a hop through its writer task (see `loam.transport.service._Peer`).
+
     async def recv(self) -> bytes:
         """The next message; raises ChannelClosed when the connection is gone."""
         ...

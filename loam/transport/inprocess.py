@@ -58,10 +58,14 @@ class InProcessChannel:
             if isinstance(item, _Closed):
                 return
 
-    async def send(self, data: bytes) -> None:
+    def send_nowait(self, data: bytes) -> None:
+        """Send without suspending: the message is in the peer's inbox (or the delay pump) on return."""
         if self.closed is not None:
             raise ChannelClosed(self.closed.reason, self.closed.code)
         self._deliver(data)
+
+    async def send(self, data: bytes) -> None:
+        self.send_nowait(data)
 
     async def recv(self) -> bytes:
         item = await self.inbox.get()

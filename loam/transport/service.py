@@ -2,8 +2,11 @@
 
 `NodeService.serve(channel)` runs one peer: the sans-I/O `ServerSession` checks each
 message, requests run as their own tasks against the durable node, and one writer task
-sends replies and notifications in order. Each remote subscription is a durable-node
-LiveQuery whose listener queues a `notify`; unsubscribe and disconnect close it.
+sends replies and notifications in order. On a channel that can send without suspending
+(`send_nowait`, the in-process channel), a message is sent inline when nothing is
+waiting for the writer, which saves a task hop per notification. Each remote
+subscription is a durable-node LiveQuery whose listener queues a `notify`; unsubscribe
+and disconnect close it.
 
 The service serves one durable node, or a `loam.databases.DatabaseHost`: then each
 peer's `hello` names its database (`database`, default "default"), which is opened
@@ -117,6 +120,8 @@ class _Peer:
         server_id = getattr(service.node if service.host is None else service.host, "node_id", "?")
         self.session = ServerSession(server_id, service.token, service.max_size)
         self.out: asyncio.Queue[Any] = asyncio.Queue()
+        self._send_nowait = getattr(channel, "send_nowait", None)
+        self._writing = False  # the writer holds a message it has not finished sending
         self.live: dict[str, Any] = {}  # query id -> durable LiveQuery
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -148,9 +153,9 @@ class _Peer:
                         break
                     welcome = self.session.welcome(res, self._clock())
                     welcome.node_id = getattr(self.node, "node_id", welcome.node_id)
-                    self.out.put_nowait(welcome)
+                    self._enqueue(welcome)
                 elif isinstance(res, m.Ping):
-                    self.out.put_nowait(m.Pong(res.rid))
+                    self._enqueue(m.Pong(res.rid))
                 else:
                     t = asyncio.create_task(self._handle(res))
                     self.tasks.add(t)
@@ -176,21 +181,44 @@ class _Peer:
         except (ChannelClosed, ProtocolError):
             pass
 
+    def _enqueue(self, msg: m.Message) -> None:
+        """Send `msg` after every message enqueued before it.
+
+        Inline when the channel can send without suspending and nothing is ahead of it:
+        the queue is empty and the writer holds no message (`_writing`), so every earlier
+        message is already in the channel, and `send_nowait` puts this one behind them
+        before returning. Otherwise the writer task sends it in turn. Once anything is
+        queued, later messages queue too until the writer has drained the queue, so
+        inline and queued sends never overtake each other.
+        """
+        if self._send_nowait is not None and not self._writing and self.out.empty():
+            data = self._encode(msg)
+            if data is not None:
+                try:
+                    self._send_nowait(data)
+                except ChannelClosed:
+                    pass  # the reader sees the close and ends the connection
+            return
+        self.out.put_nowait(msg)
+
+    def _encode(self, msg: m.Message) -> bytes | None:
+        msg.sent_ns = _perf_ns()
+        try:
+            return codec.encode(msg, self.service.max_size)
+        except ProtocolError as exc:
+            return self._too_large(msg, exc)
+
     async def _writer(self) -> None:
-        max_size = self.service.max_size
         while True:
             msg = await self.out.get()
-            msg.sent_ns = _perf_ns()
-            try:
-                data = codec.encode(msg, max_size)
-            except ProtocolError as exc:
-                data = self._too_large(msg, exc)
-                if data is None:
-                    continue
-            try:
-                await self.channel.send(data)
-            except ChannelClosed:
-                return
+            self._writing = True
+            data = self._encode(msg)
+            if data is not None:
+                try:
+                    await self.channel.send(data)
+                except ChannelClosed:
+                    return
+            self._writing = False
 
     def _too_large(self, msg: m.Message, exc: ProtocolError) -> bytes | None:
         # A reply over the limit becomes an error for its request; a notification over the
@@ -218,7 +246,7 @@ class _Peer:
             log.exception("%s: %s request failed", self.label, msg.TYPE)
             reply = m.Error(rid, "internal", f"{type(exc).__name__}: {exc}")
         if reply is not None:
-            self.out.put_nowait(reply)
+            self._enqueue(reply)
 
     async def _dispatch(self, msg: m.Message) -> m.Message | None:
         node = self.node
@@ -260,7 +288,7 @@ class _Peer:
         qid_box.append(lq.id)
         self.live[lq.id] = lq
         self.session.add_query(lq.id)
-        self.out.put_nowait(m.Subscribed(msg.rid, lq.id, list(lq.results), self._clock()))
+        self._enqueue(m.Subscribed(msg.rid, lq.id, list(lq.results), self._clock()))
         pending, early = early, None
         for n in pending:
             self._queue_notify(lq.id, n)
@@ -272,9 +300,9 @@ class _Peer:
         if n.kind == "closed":
             self.live.pop(qid, None)
             self.session.remove_query(qid)
-            self.out.put_nowait(m.Notify(qid, n.commit_id, n.commit_ns, kind="closed", reason=n.reason))
+            self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, kind="closed", reason=n.reason))
             return
-        self.out.put_nowait(m.Notify(
+        self._enqueue(m.Notify(
             qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
             int(getattr(n, "gap_filled", 0) or 0), self._clock(),
         ))
