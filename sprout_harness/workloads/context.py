@@ -119,6 +119,12 @@ class PhaseContext:
         self.recorder.check(name, ok, "" if ok else detail)
         return ok
 
+    def check_none(self, name: str, problems: list[str], what: str = "") -> bool:
+        """A check that passes when `problems` (one line per thing that went wrong) is empty;
+        on failure the detail gives how many (of `what`) and the first two."""
+        label = f" {what}" if what else ""
+        return self.check(name, not problems, f"{len(problems)}{label}: " + "; ".join(problems[:2]))
+
     def require(self, name: str, ok: bool, detail: str = "") -> None:
         """A check that also stops the phase when it fails."""
         self.recorder.check(name, ok, "" if ok else detail)
