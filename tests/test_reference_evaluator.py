@@ -56,3 +56,27 @@ def test_text_rendering_is_readable():
     q = QuerySpec(AllOf((Cond("genre", "=", "it's"), AnyOf((Cond("year", ">=", 1990), InList("label", ("a", "b")))))),
                   order_by=(Order("rating", True),), limit=10)
     assert q.text == "where genre = 'it''s' and (year >= 1990 or label in ('a', 'b')) order by rating desc limit 10"
+
+
+@given(seed=st.integers(0, 10_000), desc=st.booleans(), limit=st.integers(1, 12),
+       ops=st.lists(st.tuples(st.integers(0, 39), st.one_of(st.none(), scalars)), max_size=60))
+def test_ordered_result_follows_writes_like_a_fresh_evaluation(seed, desc, limit, ops):
+    """OrderedResult (the live-limit workload's incremental expected window) gives exactly
+    what evaluate gives after every put / remove, ties and mixed types included."""
+    rng = random.Random(seed)
+    q = QuerySpec(Cond("g", "=", 1), order_by=(Order("r", descending=desc),), limit=limit)
+    docs = {f"d{i:02d}": {"g": rng.choice([1, 2]), "r": rng.choice([None, 1, 2.5, "x", True])} for i in range(40)}
+    res = reference.OrderedResult(q, [Doc(i, p) for i, p in docs.items()])
+    for n, value in ops:
+        id_ = f"d{n:02d}"
+        if value is None and n % 3 == 0:
+            docs.pop(id_, None)
+            res.remove(id_)
+        else:
+            docs[id_] = {"g": 1 if n % 2 else rng.choice([1, 2]), "r": value}
+            res.put(Doc(id_, docs[id_]))
+        expected = reference.evaluate(q, [Doc(i, p) for i, p in docs.items()])
+        assert _ids(res.head()) == _ids(expected)
+        assert _ids(res.head(None)) == _ids(expected)
+    full = QuerySpec(q.where, order_by=q.order_by)
+    assert len(res) == len(reference.evaluate(full, [Doc(i, p) for i, p in docs.items()]))

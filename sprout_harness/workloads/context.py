@@ -184,9 +184,12 @@ class PhaseContext:
                 event.clear()
                 if predicate():
                     return True
+                # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task, whose
+                # scheduling would be charged to the lag of the stack being measured
                 try:
-                    await asyncio.wait_for(event.wait(), min(left, 0.25))
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(min(left, 0.25)):
+                        await event.wait()
+                except TimeoutError:
                     pass
             else:
                 await asyncio.sleep(min(delay, left))
