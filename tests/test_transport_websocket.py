@@ -135,6 +135,35 @@ async def test_server_messages_reach_only_their_clients(cluster: Cluster) -> Non
     await ws.close()
 
 
+async def test_notifications_go_inline_unless_flow_control_holds_them(cluster: Cluster) -> None:
+    """The server writes a notify straight to the socket inside the commit (no writer-task
+    hop); while the transport is paused by flow control it queues instead, and order holds."""
+    ws = await _raw(cluster.server.url)
+    await _hello(ws)
+    await ws.send(codec.encode(m.Subscribe(2, "c", "ORDER BY n", CTX)))
+    sub = codec.decode(await ws.recv())
+    (peer,) = cluster.server.service.peers
+    server_ws = peer.channel.ws
+    sent = []
+    original = peer._send_nowait
+    peer._send_nowait = lambda data: sent.append(original(data)) or sent[-1]
+    try:
+        await cluster.durable.create("c", [{"n": 1}], CTX)
+        assert sent == [True], "the notify was not written inline"
+        assert peer.out.empty()
+        server_ws.pause_writing()  # what asyncio calls when the socket buffer is full
+        await cluster.durable.create("c", [{"n": 2}], CTX)
+        await cluster.durable.create("c", [{"n": 3}], CTX)
+        assert sent == [True, False] and peer.out.qsize() == 2, "paused: the notifies must queue"
+        server_ws.resume_writing()
+        got = [codec.decode(await asyncio.wait_for(ws.recv(), 5)) for _ in range(3)]
+        assert [n.added[0].props["n"] for n in got] == [1, 2, 3]
+        assert all(n.query_id == sub.query_id for n in got)
+    finally:
+        peer._send_nowait = original
+        await ws.close()
+
+
 async def test_server_restart_on_same_port_reconnects_and_resubscribes() -> None:
     durable = DurableNode(create_engine("memory"))
     await durable.start()

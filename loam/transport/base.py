@@ -21,9 +21,12 @@ class Channel(Protocol):
 
     async def send(self, data: bytes) -> None: ...
 
-    # Optional: `send_nowait(data)`, a synchronous send that never suspends (raises
-    # ChannelClosed like `send`). A channel that has it lets the server send a message
-    # inline, without a hop through its writer task (see `loam.transport.service._Peer`).
+    # Optional: `send_nowait(data) -> bool`, a synchronous send that never suspends. True:
+    # the message is in the channel, behind every earlier one. False: the channel cannot
+    # take it without waiting (flow control, a send in progress); nothing was sent and the
+    # caller must use `send`. Raises ChannelClosed like `send`. A channel that has it lets
+    # the server send a message inline, without a hop through its writer task (see
+    # `loam.transport.service._Peer`).
 
     async def recv(self) -> bytes:
         """The next message; raises ChannelClosed when the connection is gone."""

@@ -58,11 +58,12 @@ class InProcessChannel:
             if isinstance(item, _Closed):
                 return
 
-    def send_nowait(self, data: bytes) -> None:
+    def send_nowait(self, data: bytes) -> bool:
         """Send without suspending: the message is in the peer's inbox (or the delay pump) on return."""
         if self.closed is not None:
             raise ChannelClosed(self.closed.reason, self.closed.code)
         self._deliver(data)
+        return True
 
     async def send(self, data: bytes) -> None:
         self.send_nowait(data)

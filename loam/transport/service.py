@@ -3,8 +3,9 @@
 `NodeService.serve(channel)` runs one peer: the sans-I/O `ServerSession` checks each
 message, requests run as their own tasks against the durable node, and one writer task
 sends replies and notifications in order. On a channel that can send without suspending
-(`send_nowait`, the in-process channel), a message is sent inline when nothing is
-waiting for the writer, which saves a task hop per notification. Each remote
+(`send_nowait`: the in-process channel, and a WebSocket whose transport is not paused by
+flow control), a message is sent inline when nothing is waiting for the writer, which
+saves a task hop per notification. Each remote
 subscription is a durable-node LiveQuery whose listener queues a `notify`; unsubscribe
 and disconnect close it.
 
@@ -193,11 +194,14 @@ class _Peer:
         """
         if self._send_nowait is not None and not self._writing and self.out.empty():
             data = self._encode(msg)
-            if data is not None:
-                try:
-                    self._send_nowait(data)
-                except ChannelClosed:
-                    pass  # the reader sees the close and ends the connection
+            if data is None:
+                return
+            try:
+                if self._send_nowait(data):
+                    return
+            except ChannelClosed:
+                return  # the reader sees the close and ends the connection
+            self.out.put_nowait(data)  # the channel must wait (flow control): the writer sends it
             return
         self.out.put_nowait(msg)
 
@@ -212,7 +216,7 @@ class _Peer:
         while True:
             msg = await self.out.get()
             self._writing = True
-            data = self._encode(msg)
+            data = msg if type(msg) is bytes else self._encode(msg)
             if data is not None:
                 try:
                     await self.channel.send(data)

@@ -15,6 +15,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from loam.protocol import codec
 from loam.transport.base import ChannelClosed
@@ -32,10 +33,36 @@ def _closed(exc: ConnectionClosed) -> ChannelClosed:
 
 
 class WebSocketChannel:
-    """A `Channel` over one websockets connection (client or server side)."""
+    """A `Channel` over one websockets connection (client or server side).
+
+    `send_nowait` writes a frame without a coroutine: the sans-I/O protocol object frames
+    the message and the connection writes it to the asyncio transport, which is what
+    `websockets`' own `send` does when it would not have to wait. When it would (the
+    transport is paused by flow control, a fragmented send is in progress, the connection
+    is not open) it sends nothing and returns False, and the caller uses `send`.
+    """
 
     def __init__(self, ws: ClientConnection | ServerConnection):
         self.ws = ws
+        # The fast path uses the connection's protocol object and write helper; with a
+        # websockets release that lacks them, every send takes the coroutine path.
+        if not all(hasattr(ws, a) for a in ("protocol", "transport", "send_data", "paused", "send_in_progress", "set_connection_exc")):
+            self.send_nowait = None  # type: ignore[assignment]
+
+    def send_nowait(self, data: bytes) -> bool:
+        ws = self.ws
+        if ws.paused or ws.send_in_progress is not None or ws.protocol.state is not State.OPEN:
+            return False  # `send` waits for the transport, the fragments, or the close
+        if ws.transport.is_closing():
+            return False
+        ws.protocol.send_binary(data)
+        try:
+            ws.send_data()
+        except Exception as exc:  # the socket failed; the connection is over (as in `send`)
+            ws.set_connection_exc(exc)
+            ws.transport.abort()
+            raise ChannelClosed(f"connection failed while sending: {exc}", 1006) from None
+        return True
 
     async def send(self, data: bytes) -> None:
         try:
