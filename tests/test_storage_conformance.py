@@ -592,3 +592,24 @@ def test_compound_index_declared_on_reopen(make: Factory) -> None:
     e2.close()
     e3 = make(indexes={"items": ["status"]})
     assert ids(e3.fetch("items", q)) == ["r06", "r20", "r12", "r26"]
+
+
+@pytest.mark.parametrize("desc", [False, True])
+def test_leveldb_refills_through_tie_groups(tmp_leveldb_path: Path, desc: bool) -> None:
+    """Keyset refills (`after` = any entity, small limits) through long runs of equal ORDER BY
+    values: the walk skips the boundary's own tie group up to its id on the index key, and
+    agrees with the memory engine; with a second ORDER BY key nothing may be skipped."""
+    ldb = _compound_ldb(tmp_leveldb_path, {"albums": [["genre", "rating"]]})
+    mem = create_engine("memory")
+    data = [S(f"k{i:03d}", genre="rock" if i % 3 else "jazz", rating=i % 4, year=(i * 7) % 5) for i in range(60)]
+    for e in (ldb, mem):
+        write(e, "albums", data)
+    for order in ((OrderKey("rating", descending=desc),),
+                  (OrderKey("rating", descending=desc), OrderKey("year", descending=not desc))):
+        q = Query(where=Compare("genre", "=", "rock"), order_by=order, limit=10)
+        assert "compound" in ldb.explain("albums", q)
+        for after in [None, *mem.fetch("albums", Query(where=q.where, order_by=order))]:
+            for limit in (1, 3, 10):
+                assert ids(ldb.fetch("albums", q, after=after, limit=limit)) == \
+                    ids(mem.fetch("albums", q, after=after, limit=limit)), (order, after, limit)
+    ldb.close()

@@ -101,7 +101,7 @@ def _spec_json(spec: Spec) -> Any:
 class _Coll:
     """Per-collection cached key prefixes, indexes (field tuple, key prefix) and visible count."""
 
-    __slots__ = ("name", "sp", "bases", "count", "delta", "registered")
+    __slots__ = ("name", "sp", "bases", "count", "delta", "registered", "shapes")
 
     def __init__(self, name: str, specs: Sequence[Spec], count: int, registered: bool) -> None:
         nb = _check_name("collection name", name)
@@ -111,6 +111,24 @@ class _Coll:
         self.count = count
         self.delta = 0
         self.registered = registered
+        # compound-walk shapes by (where, first ORDER BY key): a live query's refills plan
+        # the same query again and again; a new _Coll (new indexes) starts empty
+        self.shapes: dict[tuple[Any, Any], _Shape | None] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The part of a compound-index plan that depends on the query only (not on `after`)."""
+
+    fields: Spec
+    prefixes: tuple[bytes, ...]  # index base + encoded equality values, one per walk
+    lo: bytes | None  # inclusive bounds of a range on the ordered field
+    hi: bytes | None
+    reverse: bool
+    index_field: str
+
+
+_UNCACHEABLE = object()
 
 
 @dataclass(slots=True)
@@ -128,6 +146,17 @@ class _Plan:
     stop: bytes | None = None
     reverse: bool = False
     early_stop: bool = False
+    shape: _Shape | None = None  # compound walks: what `describe` is built from (only by explain)
+    bounded: bool = False
+
+    def text(self, collection: str) -> str:
+        sh = self.shape
+        if sh is None:
+            return self.describe
+        fs = sh.fields
+        return (f"ordered walk with early stop of compound index {collection}.{'+'.join(fs)} "
+                f"({len(self.walks)} prefix(es) {', '.join(fs[:-1])} = ..., by {sh.index_field})"
+                + (" [bounded]" if self.bounded else "") + (" descending" if self.reverse else ""))
 
 
 class LevelDBEngine:
@@ -391,9 +420,28 @@ class LevelDBEngine:
         from loam.query.evaluate import index_candidates
 
         c = self._colls.get(collection)
+        eff_limit = limit if limit is not None else query.limit
+        order = query.order_by
+        first = order[0] if order else None
+        # 2 (checked first, cached). equality / IN on the leading fields of a compound index
+        #    whose last field is the first ORDER BY key, with a LIMIT -> ordered walk of each
+        #    equality prefix; never when the query names ids (plan 1)
+        if c is not None and first is not None and eff_limit is not None and c.bases:
+            try:
+                key = (query.where, first)
+                shape = c.shapes.get(key, _UNCACHEABLE)
+            except TypeError:  # an unhashable value in the query: plan without the cache
+                key, shape = None, _UNCACHEABLE
+            if shape is _UNCACHEABLE:
+                shape = self._compound_shape(c, index_candidates(query.where), first)
+                if key is not None:
+                    if len(c.shapes) >= 4096:
+                        c.shapes.clear()
+                    c.shapes[key] = shape
+            if shape is not None:
+                return self._compound_plan(collection, shape, after)  # type: ignore[arg-type]
         sp = c.sp if c is not None else _S + collection.encode() + SEP
         bases = {fs[0]: b for fs, b in c.bases if len(fs) == 1} if c is not None else {}
-        compounds = [(fs, b) for fs, b in c.bases if len(fs) > 1] if c is not None else []
         cands = index_candidates(query.where)
 
         # 1. id equality / IN -> point gets
@@ -401,15 +449,6 @@ class LevelDBEngine:
             if cand.kind == "eq" and cand.field == "id":
                 ids = [v for v in cand.values if isinstance(v, str)]
                 return _Plan("ids", f"point get of {len(ids)} id(s) in {collection!r}", ids=ids)
-        eff_limit = limit if limit is not None else query.limit
-        order = query.order_by
-        first = order[0] if order else None
-        # 2. equality / IN on the leading fields of a compound index whose last field is the
-        #    first ORDER BY key, with a LIMIT -> ordered walk of each equality prefix
-        if compounds and first is not None and eff_limit is not None:
-            cp = self._compound_plan(collection, compounds, cands, first, after)
-            if cp is not None:
-                return cp
         # 3. equality / IN on an indexed field -> prefix scans of that index, unless the
         #    query is ORDER BY another indexed field with a LIMIT and the equality matches
         #    so many entities that the ordered walk (step 3) stops sooner (see _walk_wins)
@@ -478,16 +517,16 @@ class LevelDBEngine:
             )
         return _Plan("scan", f"full scan of {collection!r}", start=sp, stop=sp[:-1] + b"\x01")
 
-    def _compound_plan(
-        self, collection: str, compounds: list[tuple[Spec, bytes]], cands: list, first: Any, after: Entity | None,
-    ) -> _Plan | None:
-        """Ordered walks of a compound index (leading fields fixed by equality, last field =
-        the first ORDER BY key): one walk per combination of equality values, in the order's
-        direction, from the keyset `after` on; `_candidates` stops each after LIMIT matches
-        (the whole tie group of the last one), and `run_query` merges them."""
+    def _compound_shape(self, c: _Coll, cands: list, first: Any) -> _Shape | None:
+        """The compound index to walk for these candidates (the one covering the most
+        equality fields whose last field is `first`), or None."""
+        if any(cd.kind == "eq" and cd.field == "id" for cd in cands):
+            return None  # point gets win
         eqs = {cd.field: cd.values for cd in cands if cd.kind == "eq"}
         best: tuple[Spec, bytes] | None = None
-        for fs, base in compounds:
+        for fs, base in c.bases:
+            if len(fs) < 2:
+                continue
             fits = fs[-1] == first.field and all(f in eqs for f in fs[:-1])
             if fits and (best is None or len(fs) > len(best[0])):
                 best = (fs, base)
@@ -504,31 +543,27 @@ class LevelDBEngine:
             if cd.kind == "range" and cd.field == first.field:
                 lo = encode_value(cd.low) if cd.low is not None else None
                 hi = encode_value(cd.high) + b"\x01" if cd.high is not None else None
-        reverse = first.descending
+        prefixes = tuple(base + cmb for cmb in dict.fromkeys(encode_values(cmb) for cmb in combos))
+        return _Shape(fs, prefixes, lo, hi, first.descending, first.field)
+
+    def _compound_plan(self, collection: str, shape: _Shape, after: Entity | None) -> _Plan:
+        """Ordered walks of a compound index (leading fields fixed by equality, last field =
+        the first ORDER BY key): one walk per combination of equality values, in the order's
+        direction, from the keyset `after` on; `_candidates` stops each after LIMIT matches
+        (the whole tie group of the last one), and `run_query` merges them."""
+        lo, hi, reverse = shape.lo, shape.hi, shape.reverse
         if after is not None:
-            aenc = encode_value(after.get(first.field))
+            aenc = encode_value(after.get(shape.index_field))
             if reverse:
                 cap = aenc + b"\x00\xff"  # the after group, not longer strings (00 FF)
                 hi = cap if hi is None or cap < hi else hi
             else:
                 lo = aenc if lo is None or aenc > lo else lo
-        walks = []
-        for cmb in dict.fromkeys(encode_values(cmb) for cmb in combos):
-            prefix = base + cmb
-            # stop below FF: keys of longer strings that embed a NUL (00 FF) share the prefix
-            walks.append((prefix, prefix + lo if lo is not None else prefix,
-                          prefix + hi if hi is not None else prefix + b"\xff"))
-        rng = f" [{'lo' if lo else '-'}, {'hi' if hi else '-'}]" if (lo or hi) else ""
-        return _Plan(
-            "cwalk",
-            f"ordered walk with early stop of compound index {collection}.{'+'.join(fs)} "
-            f"({len(walks)} prefix(es) {', '.join(fs[:-1])} = ..., by {first.field}){rng}"
-            + (" descending" if reverse else ""),
-            index_field=first.field,
-            walks=walks,
-            reverse=reverse,
-            early_stop=True,
-        )
+        # stop below FF: keys of longer strings that embed a NUL (00 FF) share the prefix
+        walks = [(p, p + lo if lo is not None else p, p + hi if hi is not None else p + b"\xff")
+                 for p in shape.prefixes]
+        return _Plan("cwalk", "", index_field=shape.index_field, walks=walks, reverse=reverse, early_stop=True,
+                     shape=shape, bounded=lo is not None or hi is not None)
 
     def _walk_wins(self, prefixes: list[bytes], total: int, limit: int) -> bool:
         """Cost choice between an equality prefix scan and an ordered walk of the ORDER BY
@@ -556,7 +591,7 @@ class LevelDBEngine:
         p = self.plan(collection, query)
         recheck = ", re-check predicate" if query.where is not None and p.kind != "scan" else (
             ", filter by predicate" if query.where is not None else "")
-        return f"leveldb: {p.describe}{recheck}, then sort/keyset/limit in Python"
+        return f"leveldb: {p.text(collection)}{recheck}, then sort/keyset/limit in Python"
 
     def fetch(
         self, collection: str, query: Query, *, after: Entity | None = None, limit: int | None = None
@@ -570,7 +605,7 @@ class LevelDBEngine:
         sp = self._coll_prefix(collection)
         snap = db.snapshot()
         try:
-            matches = list(self._candidates(snap, sp, plan, pred, after, eff_limit))
+            matches = list(self._candidates(snap, sp, plan, pred, after, eff_limit, len(query.order_by) <= 1))
         finally:
             snap.close()
         rest = Query(where=None, order_by=query.order_by, limit=eff_limit, text=query.text)
@@ -578,7 +613,7 @@ class LevelDBEngine:
 
     def _candidates(
         self, snap: Any, sp: bytes, plan: _Plan, pred: Callable[[Entity], bool] | None,
-        after: Entity | None, limit: int | None,
+        after: Entity | None, limit: int | None, id_tiebreak: bool = False,
     ) -> Iterable[Entity]:
         get = snap.get
         if plan.kind == "ids":
@@ -608,18 +643,24 @@ class LevelDBEngine:
             return
         # ordered walk(s) / range scan / full scan
         after_group: bytes | None = None
+        # With the ORDER BY key alone (ties broken by id), the entities of the `after` group
+        # up to `after`'s own id sort before the boundary: skipped on the index key, unread.
+        after_id: bytes | None = None
         if plan.early_stop and after is not None:
             av = after.get(plan.index_field) if plan.index_field else after.id
             after_group = encode_value(av) if plan.index_field else (av.encode() if isinstance(av, str) else None)
+            if id_tiebreak and plan.index_field is not None:
+                after_id = after.id.encode()
         if plan.kind == "cwalk":
             for prefix, start, stop in plan.walks:
-                yield from self._walk(snap, sp, plan, prefix, start, stop, pred, after_group, limit)
+                yield from self._walk(snap, sp, plan, prefix, start, stop, pred, after_group, limit, after_id)
             return
-        yield from self._walk(snap, sp, plan, plan.base, plan.start, plan.stop, pred, after_group, limit)
+        yield from self._walk(snap, sp, plan, plan.base, plan.start, plan.stop, pred, after_group, limit, after_id)
 
     def _walk(
         self, snap: Any, sp: bytes, plan: _Plan, base: bytes, start: bytes | None, stop: bytes | None,
         pred: Callable[[Entity], bool] | None, after_group: bytes | None, limit: int | None,
+        after_id: bytes | None = None,
     ) -> Iterable[Entity]:
         """One key range in order; with `early_stop`, ends after `limit` matches past the
         `after` group once the ordered value (`group`) changes (ties are kept whole)."""
@@ -639,6 +680,8 @@ class LevelDBEngine:
                 cut = k.rindex(SEP)
                 idb = k[cut + 1:]
                 group = k[blen:cut]
+                if after_id is not None and group == after_group and idb <= after_id:
+                    continue
                 raw = get(sp + idb)
                 if raw is None:
                     continue
