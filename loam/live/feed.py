@@ -48,7 +48,7 @@ class CommitFeed:
         for cb in self._listeners:
             try:
                 r = cb(record)
-                if inspect.isawaitable(r):
+                if r is not None and inspect.isawaitable(r):
                     asyncio.ensure_future(r)
             except Exception:
                 log.exception("commit listener %r failed on %s", cb, record.commit_id)

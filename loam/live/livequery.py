@@ -238,7 +238,7 @@ class WindowedLiveQuery(NotificationStream):
         for cb in self._sync_listeners:
             try:
                 r = cb(n)
-                if inspect.isawaitable(r):  # a sync-looking callable that returned a coroutine
+                if r is not None and inspect.isawaitable(r):  # a sync-looking callable that returned a coroutine
                     asyncio.ensure_future(r)
             except Exception:
                 log.exception("live query %s: listener %r failed", self.id, cb)

@@ -21,9 +21,9 @@ class Context:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notification:
-    """One change to a live query's result.
+    """One change to a live query's result (read-only by convention: listeners share it).
 
     `added` entities entered the result, `updated` ones stayed but changed, `removed`
     ids left it. `commit_ns` is the commit's `durable_ns` (perf_counter_ns on the
@@ -32,6 +32,9 @@ class Notification:
     commits, "resubscribed" after a reconnect (the result was re-read), "closed" when
     the live query ends (`reason` says why). `gap_filled` counts the `added` entities
     that were read from storage to refill a LIMIT window that had lost members.
+
+    Not a frozen dataclass on purpose: one is built per live query per commit on the
+    notification path, and frozen construction costs ~4x as much.
     """
 
     query_id: str

@@ -147,7 +147,7 @@ class EphemeralLiveQuery(NotificationStream):
         for cb in self._listeners:
             try:
                 r = cb(n)
-                if inspect.isawaitable(r):
+                if r is not None and inspect.isawaitable(r):
                     asyncio.ensure_future(r)
             except Exception:
                 log.exception("live query %s: listener %r failed", self.id, cb)
