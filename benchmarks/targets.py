@@ -9,6 +9,8 @@ the parameterized loam benchmark (stack, connector, ephemerals). A target with n
 (`anchor: None`) is reported as a figure only.
 
 `max_ratio`: loam time per op <= max_ratio x anchor time per op (a rate of >= 1/max_ratio).
+An anchor may itself be a parameterized benchmark (`anchor_params`): the fan-out target
+compares indexed live queries with the same number of live queries that must all be tested.
 """
 
 from __future__ import annotations
@@ -74,6 +76,15 @@ TARGETS: list[dict] = [
         "params": LEVELDB_1_WEBSOCKET,
         "anchor": "anchors.AnchorWebsockets.track_round_trip_p50",
         "max_ratio": 3.0,
+    },
+    {
+        "name": "commit matching none of 1000 indexed live queries (<= 1/4 of testing all 1000)",
+        "issue": 3,
+        "loam": "bench_fanout.CommitFanOut.track_nonmatching_overhead_p50",
+        "params": [1000, "equality"],
+        "anchor": "bench_fanout.CommitFanOut.track_nonmatching_overhead_p50",
+        "anchor_params": [1000, "range"],
+        "max_ratio": 0.25,
     },
     {
         "name": "memory per idle live query, durable node (window of 10 + a constant: report)",

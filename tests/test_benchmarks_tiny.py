@@ -69,6 +69,22 @@ def test_module_runs_every_combination(name: str, tiny: None) -> None:
     assert figures > 0
 
 
+def test_fanout_module_runs_every_combination(tiny: None) -> None:
+    """bench_fanout: S live queries x (routable, not routable), every delivery checked by
+    the phase; every figure is produced (the overhead is a difference: any sign)."""
+    module = importlib.import_module("benchmarks.bench_fanout")
+    bench = module.CommitFanOut()
+    cache = bench.setup_cache()
+    assert set(cache) == set(itertools.product(*bench.params))
+    for combo in itertools.product(*bench.params):
+        bench.setup(cache, *combo)
+        for m in (m for m in dir(bench) if m.startswith("track_")):
+            value = getattr(bench, m)(cache, *combo)
+            assert isinstance(value, float) and math.isfinite(value), (m, combo, value)
+            if m != "track_nonmatching_overhead_p50":
+                assert value > 0, (m, combo, value)
+
+
 def test_pruned_combinations_are_na() -> None:
     assert _topology.not_applicable("pgnotify", "inprocess", 1)
     assert _topology.not_applicable("loam-leveldb", "websocket", 0)
@@ -151,6 +167,14 @@ def test_targets_table_reads_asv_results(tmp_path: Path) -> None:
     assert row.verdict == "MISSED by 50%"
     table = targets.format_table(rows)
     assert "MISSED" not in table and "1 met" not in table and "2 met, 0 missed" in table
+    # an anchor that is itself parameterized: the same benchmark at other parameters
+    paired = {"name": "paired", "loam": "bench_create.CreateBatched.track_album_us_per_entity",
+              "params": ["loam-leveldb", "inprocess", 0], "anchor": "bench_create.CreateBatched.track_album_us_per_entity",
+              "anchor_params": ["loam-postgres", "inprocess", 0], "max_ratio": 1}
+    assert targets.evaluate([paired], json.loads(path.read_text()), {})[0].verdict == "n/a: anchor failed"
+    paired["anchor_params"] = ["loam-leveldb", "inprocess", 0]
+    row = targets.evaluate([paired], json.loads(path.read_text()), {})[0]
+    assert row.verdict == "met" and row.ratio == pytest.approx(1.0)
 
 
 def test_targets_spec_names_real_benchmarks() -> None:
@@ -160,8 +184,16 @@ def test_targets_spec_names_real_benchmarks() -> None:
         for name in filter(None, (t["loam"], t.get("anchor"))):
             module, cls, method = name.split(".")
             assert hasattr(getattr(importlib.import_module(f"benchmarks.{module}"), cls), method), name
-        if t.get("params") is not None:
-            assert len(t["params"]) == 3 and _topology.not_applicable(*t["params"]) is None, t
+        for key in ("params", "anchor_params"):
+            params = t.get(key)
+            if params is None:
+                continue
+            module, cls, _ = t["loam" if key == "params" else "anchor"].split(".")
+            bench = getattr(importlib.import_module(f"benchmarks.{module}"), cls)
+            assert len(params) == len(bench.params), t
+            assert all(p in axis for p, axis in zip(params, bench.params)), (t, bench.params)
+            if list(bench.param_names) == ["stack", "connector", "ephemerals"]:
+                assert _topology.not_applicable(*params) is None, t
 
 
 def test_targets_tool_does_not_import_a_stack() -> None:

@@ -5,7 +5,8 @@ missed by how much).
 Generic and harness-level (imports no stack): the targets come from a spec file, a Python
 file defining `TARGETS` (default `benchmarks/targets.py`), a list of dicts:
 `name`, `loam` (asv benchmark name of the figure), `params` (its parameter values, for a
-parameterized benchmark), `anchor` (benchmark name, or None: report the figure only),
+parameterized benchmark), `anchor` (benchmark name, or None: report the figure only;
+`anchor_params` when the anchor is itself parameterized),
 `max_ratio` (figure / anchor must be <= this; both are time or size per op, lower is better).
 Units come from asv's `benchmarks.json`, so figures in ms and anchors in us compare right.
 
@@ -149,7 +150,7 @@ def evaluate(targets: list[dict[str, Any]], data: dict[str, Any], units: dict[st
     rows = []
     for t in targets:
         fig = lookup(data, units, t["loam"], t.get("params"))
-        anchor = lookup(data, units, t["anchor"], None) if t.get("anchor") else None
+        anchor = lookup(data, units, t["anchor"], t.get("anchor_params")) if t.get("anchor") else None
         max_ratio = t.get("max_ratio")
         ratio = None
         if fig.value is None:
