@@ -431,31 +431,24 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
             for node, sub in zip(ctx.targets, subs):
                 ok = await ctx.retry(lambda sub=sub: _true(len(sub.results) == len(ids)))
                 ctx.require("initial result", ok, f"{node.name}: {len(sub.results)} of {len(ids)} entities")
-            loop = asyncio.get_running_loop()
-            for i in range(k.samples):
-                id_ = ids[i % len(ids)]
-                value = 1000 + i
-                got.clear()
-                t0 = time.perf_counter_ns()
-                await writer.client.update(coll, id_, {"tracks": value})
-                t1 = time.perf_counter_ns()
-                # Nothing but the wait between the commit and the notification (as in the
-                # raw anchors): the write's latency is recorded once the targets have it.
-                arrived = lambda: all(s.get(id_, -1) >= value for s in seen)  # noqa: E731
-                deadline = loop.time() + ctx.check_timeout_s
-                while not arrived() and loop.time() < deadline:
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            await got.wait()
-                    except TimeoutError:
-                        break
+            async with ctx.stall_guard() as guard:
+                for i in range(k.samples):
+                    id_ = ids[i % len(ids)]
+                    value = 1000 + i
                     got.clear()
-                ctx.recorder.record("update", t1 - t0)
-                if ctx.stop_requested:
-                    raise asyncio.CancelledError("stop requested")
-                if not ctx.check("no missed notification", arrived(),
-                                 f"update {i} ({id_} tracks={value}) not notified on every target"):
-                    break
+                    t0 = time.perf_counter_ns()
+                    await writer.client.update(coll, id_, {"tracks": value})
+                    t1 = time.perf_counter_ns()
+                    # Nothing but the wait between the commit and the notification (as in
+                    # the raw anchors): the write's latency is recorded once it arrived.
+                    ok = await guard.wait(got, lambda: all(s.get(id_, -1) >= value for s in seen))
+                    ctx.recorder.record("update", t1 - t0)
+                    if ctx.stop_requested:
+                        raise asyncio.CancelledError("stop requested")
+                    if not ctx.check("no missed notification", ok,
+                                     f"update {i} ({id_} tracks={value}) not notified on every target "
+                                     f"within {ctx.check_timeout_s:g} s"):
+                        break
             ctx.check("commit timestamps carried", bool(lags), "no notification carried commit_ns")
             for v in lags:
                 ctx.recorder.lag("notify_single", max(0, v))

@@ -20,7 +20,7 @@ from sprout_harness.contracts.client import Doc, Notification
 from sprout_harness.contracts.query import Cond, Order, QuerySpec
 from sprout_harness.workloads import datasets, reference
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
-from sprout_harness.workloads.context import NodeRef, PhaseContext, ack_ns
+from sprout_harness.workloads.context import NodeRef, PhaseContext, StallGuard, ack_ns
 from sprout_harness.workloads.knobs import knob
 
 
@@ -82,21 +82,13 @@ class Watcher:
         self.event.set()
 
 
-async def _refilled(ctx: PhaseContext, w: Watcher) -> bool:
+async def _refilled(guard: StallGuard, w: Watcher) -> bool:
     """Wait until `w`'s callback saw its window equal the expected one (it stamps
     `matched_ns` on receipt). Nothing else runs between the write and the notification:
     comparing windows here first would put the harness's own work inside the measured
     refill time. A window that is right without having said so (no notification) is
-    accepted at the deadline, stamped then."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + ctx.check_timeout_s
-    while w.matched_ns is None and loop.time() < deadline:
-        try:
-            async with asyncio.timeout_at(deadline):
-                await w.event.wait()
-        except TimeoutError:
-            break
-        w.event.clear()
+    accepted when the guard gives up, stamped then."""
+    await guard.wait(w.event, lambda: w.matched_ns is not None)
     if w.matched_ns is None and same_window(list(w.sub.results), w.expected):  # type: ignore[attr-defined]
         w.matched_ns = time.perf_counter_ns()
     return w.matched_ns is not None
@@ -133,6 +125,7 @@ async def run(ctx: PhaseContext, k: LiveLimitKnobs) -> None:
         if key not in ordered:
             ordered[key] = reference.OrderedResult(w.query, ctx.models[w.node.group].docs(coll))
     failures: list[str] = []
+    guard = ctx.stall_guard().start()
     try:
         for step in range(k.ops):
             genre = genres[step % len(genres)]
@@ -168,7 +161,7 @@ async def run(ctx: PhaseContext, k: LiveLimitKnobs) -> None:
             commit = ack_ns(ack, time.perf_counter_ns())
             for w in affected:
                 w.commit_ns = commit
-                ok = await _refilled(ctx, w)
+                ok = await _refilled(guard, w)
                 if not ok:
                     failures.append(f"step {step} on {w.node.name}: window of `{w.query.text}` differs at "
                                     + window_diff(list(w.sub.results), w.expected))
@@ -192,6 +185,7 @@ async def run(ctx: PhaseContext, k: LiveLimitKnobs) -> None:
                              f"{window_diff(list(w.sub.results), fresh)}; fetch vs expected: {window_diff(fresh, expected)}")
         ctx.check_none("windows equal a fresh fetch", stale)
     finally:
+        await guard.close()
         for w in watchers:
             await ctx.timed("unsubscribe", w.sub.close())
 
