@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ._common import COLLECTION, album_docs, postgres_dsn_or_skip, require, scale
+from ._common import album_docs, postgres_dsn_or_skip, require, scale
 
 STACKS = ("loam-leveldb", "loam-postgres", "pgnotify")
 CONNECTORS = ("inprocess", "websocket")

@@ -160,6 +160,22 @@ class Entity:
         return self.id if name == "id" else self.props.get(name)
 
 
+# A frozen slots dataclass's __init__ goes through object.__setattr__ per field; filling
+# the slots directly builds the identical object in about half the time. For hot paths
+# that build many entities (storage reads, decoding notifications, commit records).
+_new_entity = Entity.__new__
+_set_entity_id = Entity.__dict__["id"].__set__
+_set_entity_props = Entity.__dict__["props"].__set__
+
+
+def make_entity(id: str, props: dict[str, Scalar]) -> Entity:
+    """`Entity(id, props)`, faster (no checks either way)."""
+    e = _new_entity(Entity)
+    _set_entity_id(e, id)
+    _set_entity_props(e, props)
+    return e
+
+
 # --- write operations -------------------------------------------------------
 
 
@@ -275,6 +291,22 @@ class Change:
     kind: str  # "create" | "update" | "delete"
     before: Entity | None  # visible state before the commit (None if absent/deleted)
     after: Entity | None  # visible state after the commit (None if deleted)
+
+
+_new_change = Change.__new__
+_change_slots = tuple(Change.__dict__[f].__set__ for f in ("collection", "id", "kind", "before", "after"))
+
+
+def make_change(collection: str, id: str, kind: str, before: Entity | None, after: Entity | None) -> Change:
+    """`Change(...)`, faster: one is built per entity of every commit (see make_entity)."""
+    c = _new_change(Change)
+    s_coll, s_id, s_kind, s_before, s_after = _change_slots
+    s_coll(c, collection)
+    s_id(c, id)
+    s_kind(c, kind)
+    s_before(c, before)
+    s_after(c, after)
+    return c
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,8 @@ from loam.model import (
     Transaction,
     Update,
     check_props,
+    make_change,
+    make_entity,
     new_node_id,
 )
 from loam.node.api import Context, NotificationCallback
@@ -244,7 +246,8 @@ class DurableNode:
 
     def _finish_create(self, collection: str, ids: list[str], batch: WriteBatch, clock: int) -> CommitRecord:
         durable_ns = time.perf_counter_ns()
-        changes = tuple([Change(collection, st.id, "create", None, Entity(st.id, st.values)) for _, st in batch.states])
+        changes = tuple([make_change(collection, st.id, "create", None, make_entity(st.id, st.values))
+                         for _, st in batch.states])
         self._collections.add(collection)
         assert batch.commit is not None
         return self._record(CommitRecord(batch.commit["commit_id"], self.node_id, clock, durable_ns, changes))
@@ -381,7 +384,7 @@ class DurableNode:
         for c, st, before in pending:
             if c not in colls:
                 colls.add(c)
-            after = None if st.deleted is not None else Entity(st.id, st.values)
+            after = None if st.deleted is not None else make_entity(st.id, st.values)
             if after is None:
                 if before is None:
                     continue
@@ -392,7 +395,7 @@ class DurableNode:
                 if before.props == after.props:
                     continue  # lost every LWW comparison: nothing visible changed
                 kind = "update"
-            changes.append(Change(c, st.id, kind, before, after))
+            changes.append(make_change(c, st.id, kind, before, after))
         return self._record(CommitRecord(tx.commit_id, tx.node_id, tx.clock, durable_ns, tuple(changes)))
 
     def _record(self, rec: CommitRecord) -> CommitRecord:

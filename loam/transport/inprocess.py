@@ -9,6 +9,7 @@ message (order preserved) for latency experiments.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 from loam.protocol import codec
@@ -24,13 +25,50 @@ class _Closed:
         self.reason, self.code = reason, code
 
 
+class _Inbox:
+    """One direction's receive buffer: a deque and at most one waiting reader (a channel end
+    has one reader). Lighter than asyncio.Queue, which also counts tasks and serves putters
+    of a bounded queue: this is on the path of every message."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def get(self) -> Any:
+        items = self._items
+        while not items:
+            w = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await w
+            finally:
+                if self._waiter is w:
+                    self._waiter = None
+        return items.popleft()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+
 class InProcessChannel:
     """One end of an in-process connection (see `pipe`)."""
 
     def __init__(self, delay_s: float = 0.0):
         self.delay_s = delay_s
         self.peer: InProcessChannel | None = None
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.inbox = _Inbox()
         self.closed: _Closed | None = None
         self._delayed: asyncio.Queue[tuple[float, Any]] | None = None
         self._pump: asyncio.Task[None] | None = None
