@@ -416,11 +416,17 @@ class EphemeralNode:
         entering = [e.id for e in msg.added if e.id not in window]
         leaving = [i for i in msg.removed if i in window]
         n = lq._apply(msg)
+        # Listeners first, then the cache: the live query's result is what they are told
+        # about, and no cache read can run in between (reads are coroutines; sync listeners
+        # cannot await one). A listener that ended the query has released its window.
+        lq._deliver(n)
+        if lq.closed_reason is not None:
+            return
         window = lq._key_of
         self._cache_add(lq.collection, [e for e in (*msg.added, *msg.updated) if e.id in window],
                         new_ids=[i for i in entering if i in window])
-        self._cache_drop(lq.collection, [i for i in leaving if i not in window])
-        lq._deliver(n)
+        if leaving:
+            self._cache_drop(lq.collection, [i for i in leaving if i not in window])
 
     def _on_lost(self, reason: str) -> None:
         for lq in self._live.values():

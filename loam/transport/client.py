@@ -189,7 +189,6 @@ class Connector:
                     log.warning("%s", reason)
                     await channel.close("malformed message from server", 1008)
                     break
-                self.stats.record(msg.TYPE, now - msg.sent_ns)
                 if type(msg) is m.Notify:
                     if msg.clock > self.remote_clock:
                         self.remote_clock = msg.clock
@@ -197,7 +196,12 @@ class Connector:
                         self.on_notify(msg)
                     except Exception:
                         log.exception("notify handler failed")
-                elif type(msg) is m.Error and msg.rid is None:
+                    # after the handler: the delay was measured at `now`, its bookkeeping
+                    # (and any sink behind it) need not delay the notification
+                    self.stats.record(msg.TYPE, now - msg.sent_ns)
+                    continue
+                self.stats.record(msg.TYPE, now - msg.sent_ns)
+                if type(msg) is m.Error and msg.rid is None:
                     self.last_error = msg
                     reason = f"server error [{msg.code}]: {msg.message}"
                 else:
