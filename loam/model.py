@@ -322,3 +322,20 @@ class CommitRecord:
     clock: int
     durable_ns: int
     changes: tuple[Change, ...] = ()
+
+
+_new_record = CommitRecord.__new__
+_record_slots = tuple(CommitRecord.__dict__[f].__set__ for f in ("commit_id", "node_id", "clock", "durable_ns", "changes"))
+
+
+def make_record(commit_id: str, node_id: str, clock: int, durable_ns: int,
+                changes: tuple[Change, ...] = ()) -> CommitRecord:
+    """`CommitRecord(...)`, faster (see make_entity): two are built per commit."""
+    r = _new_record(CommitRecord)
+    s_cid, s_node, s_clock, s_ns, s_changes = _record_slots
+    s_cid(r, commit_id)
+    s_node(r, node_id)
+    s_clock(r, clock)
+    s_ns(r, durable_ns)
+    s_changes(r, changes)
+    return r

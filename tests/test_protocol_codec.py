@@ -222,3 +222,17 @@ def test_size_limit_on_both_sides() -> None:
 def test_unencodable_values_are_protocol_errors() -> None:
     with pytest.raises(ProtocolError, match="64 bits"):
         codec.encode(m.GetResult(1, Entity("a", {"x": 2**70})))
+
+
+def test_change_notify_fast_encoder_gives_the_same_bytes() -> None:
+    """The server's hot-path encoder and `encode(Notify(...))` agree byte for byte."""
+    from loam.model import Entity
+
+    a, u = [Entity("a1", {"n": 1, "s": "x", "f": 1.5, "b": True, "z": None})], [Entity("u1", {"n": 2})]
+    msg = m.Notify("q1", "c-1", 123, a, u, ["r1", "r2"], 1, 7)
+    msg.sent_ns = 99
+    assert codec.encode_change_notify("q1", "c-1", 123, tuple(a), tuple(u), ("r1", "r2"), 1, 7, 99) == codec.encode(msg)
+    back = codec.decode(codec.encode_change_notify("q1", None, None, (), (), (), 0, 0, 5))
+    assert isinstance(back, m.Notify) and back.commit_id is None and back.sent_ns == 5 and back.kind == "change"
+    with pytest.raises(ProtocolError, match="over the 50-byte limit"):
+        codec.encode_change_notify("q1", "c-1", 123, tuple(a), (), (), 0, 0, 1, max_size=50)

@@ -57,6 +57,7 @@ from loam.model import (
     check_props,
     make_change,
     make_entity,
+    make_record,
     new_node_id,
 )
 from loam.node.api import Context, NotificationCallback
@@ -250,7 +251,7 @@ class DurableNode:
                          for _, st in batch.states])
         self._collections.add(collection)
         assert batch.commit is not None
-        return self._record(CommitRecord(batch.commit["commit_id"], self.node_id, clock, durable_ns, changes))
+        return self._record(make_record(batch.commit["commit_id"], self.node_id, clock, durable_ns, changes))
 
     async def update(self, collection: str, id: str, props: dict[str, Scalar], ctx: Context) -> CommitRecord:
         return await self.commit((Update(collection, id, dict(props) if isinstance(props, dict) else props),), ctx)
@@ -396,14 +397,14 @@ class DurableNode:
                     continue  # lost every LWW comparison: nothing visible changed
                 kind = "update"
             changes.append(make_change(c, st.id, kind, before, after))
-        return self._record(CommitRecord(tx.commit_id, tx.node_id, tx.clock, durable_ns, tuple(changes)))
+        return self._record(make_record(tx.commit_id, tx.node_id, tx.clock, durable_ns, tuple(changes)))
 
     def _record(self, rec: CommitRecord) -> CommitRecord:
         """Remember the commit (for re-sends), count it and fan it out.
 
         The dedupe memory keeps the record without its changes: it stays small, and a
         re-sent commit changes nothing anyway."""
-        self._recent[rec.commit_id] = CommitRecord(rec.commit_id, rec.node_id, rec.clock, rec.durable_ns) if rec.changes else rec
+        self._recent[rec.commit_id] = make_record(rec.commit_id, rec.node_id, rec.clock, rec.durable_ns) if rec.changes else rec
         if len(self._recent) > self._dedupe_window:
             self._recent.popitem(last=False)
         self.commits += 1

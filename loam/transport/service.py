@@ -306,10 +306,24 @@ class _Peer:
             self.session.remove_query(qid)
             self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, kind="closed", reason=n.reason))
             return
-        self._enqueue(m.Notify(
-            qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
-            int(getattr(n, "gap_filled", 0) or 0), self._clock(),
-        ))
+        gap = int(getattr(n, "gap_filled", 0) or 0)
+        if self._send_nowait is not None and not self._writing and self.out.empty():
+            # The hot path: encoded straight from the notification, sent inline (_enqueue).
+            try:
+                data = codec.encode_change_notify(qid, n.commit_id, n.commit_ns, n.added, n.updated, n.removed,
+                                                  gap, self._clock(), _perf_ns(), self.service.max_size)
+            except ProtocolError:
+                pass  # over the limit: the message path below ends the query with the reason
+            else:
+                try:
+                    if self._send_nowait(data):
+                        return
+                except ChannelClosed:
+                    return
+                self.out.put_nowait(data)
+                return
+        self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
+                               gap, self._clock()))
 
     async def _release(self, qid: str) -> None:
         self.session.remove_query(qid)
