@@ -164,6 +164,18 @@ async def test_notifications_go_inline_unless_flow_control_holds_them(cluster: C
         await ws.close()
 
 
+async def test_messages_larger_than_one_socket_read_arrive_whole(cluster: Cluster) -> None:
+    """Sockets are read 64 KiB at a time (WebSocketChannel): a ~600 KB fetch result and a
+    ~600 KB commit still travel as one message each, both ways."""
+    e = await cluster.ephemeral()
+    ids, _ = await e.create("big", [{"n": i, "s": f"{i:04d}" + "x" * 2000} for i in range(300)], CTX)
+    got = await e.fetch("big", "ORDER BY n", CTX)
+    assert [x.id for x in got] == ids and all(len(x.props["s"]) == 2004 for x in got)
+    assert got == await cluster.durable.fetch("big", "ORDER BY n", CTX)
+    (peer,) = cluster.server.service.peers
+    assert peer.channel.ws.transport.max_size == 64 * 1024
+
+
 async def test_server_restart_on_same_port_reconnects_and_resubscribes() -> None:
     durable = DurableNode(create_engine("memory"))
     await durable.start()
