@@ -116,3 +116,25 @@ def test_session_rejects_malformed_oversized_and_server_messages() -> None:
     s.receive(_enc(m.Hello(1, None, "c")))
     r = s.receive(_enc(m.Welcome(2, "x", 0, 1, 0)))
     assert isinstance(r, Reject) and r.error.code == "unexpected"
+
+
+async def test_cancelling_a_waiting_request_is_honoured_even_if_its_reply_just_came() -> None:
+    """A reply that lands in the same loop turn as the caller's cancellation must not swallow
+    it (asyncio.wait_for on Python 3.11 does; a cancelled run then went on writing)."""
+    p = PendingRequests()
+    rid, fut = p.new("ping")
+    task = asyncio.ensure_future(p.wait(rid, fut, 5.0))
+    await asyncio.sleep(0)  # the task now waits on the future
+    assert p.resolve(m.Pong(rid))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(p) == 0
+
+
+async def test_a_request_times_out_with_its_name_and_rid() -> None:
+    p = PendingRequests()
+    rid, fut = p.new("ping")
+    with pytest.raises(TimeoutError, match=f"no reply to ping request {rid} within 0.01 s"):
+        await p.wait(rid, fut, 0.01)
+    assert len(p) == 0

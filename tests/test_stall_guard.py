@@ -42,3 +42,35 @@ async def test_many_quick_waits_longer_than_the_timeout_in_total() -> None:
             asyncio.get_running_loop().call_later(0.005, lambda: (n.__setitem__(0, n[0] + 1), ev.set()))
             assert await g.wait(ev, lambda i=i: n[0] > i), i
         assert not g.stalled
+
+
+async def test_timed_ends_a_cancelled_phase_even_if_the_stack_call_returned() -> None:
+    """A stack call that swallows the cancellation of its caller (it returns instead of
+    raising) must not keep a cancelled phase running."""
+    from sprout_harness.contracts.client import Capabilities
+    from sprout_harness.metrics.recorder import PhaseRecorder
+    from sprout_harness.workloads.context import PhaseContext
+
+    ctx = PhaseContext(title="t", target="durable", recorder=PhaseRecorder("t"), capabilities=Capabilities(),
+                       durables=[], ephemerals=[], models={}, datasets={}, seed=1, check_timeout_s=1.0)
+    calls = []
+
+    async def swallowing() -> int:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            pass  # what a buggy stack (or wait_for on 3.11) does
+        return 1
+
+    async def phase() -> None:
+        for _ in range(3):  # bounded: without the check this ends normally, and the test fails
+            calls.append(await ctx.timed("op", swallowing()))
+
+    task = asyncio.ensure_future(phase())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 2)
+    except (asyncio.CancelledError, TimeoutError):
+        pass
+    assert task.cancelled() and calls == []

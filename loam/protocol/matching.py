@@ -89,15 +89,28 @@ class PendingRequests:
         self._pending.pop(rid, None)
 
     async def wait(self, rid: int, fut: asyncio.Future[Any], timeout: float | None) -> Any:
-        """The reply, or TimeoutError naming the request (the rid is forgotten either way)."""
+        """The reply, or TimeoutError naming the request (the rid is forgotten either way).
+
+        Awaits the future itself with a timer that fails it, not `asyncio.wait_for`: on
+        Python 3.11 wait_for returns the result when the reply and a cancellation of the
+        caller arrive in the same loop turn, swallowing the cancellation (a cancelled run
+        then kept writing). Awaiting the future directly always honours it."""
+        entry = self._pending.get(rid)
+        kind = entry[0] if entry else "request"
+        timer = None
+        if timeout is not None:
+            def expire() -> None:
+                if not fut.done():
+                    fut.set_exception(TimeoutError(
+                        f"no reply to {kind} request {rid} within {timeout} s; the remote node is slow "
+                        "or unreachable (raise request_timeout if it is just slow)"))
+
+            timer = asyncio.get_running_loop().call_later(timeout, expire)
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            entry = self._pending.get(rid)
-            kind = entry[0] if entry else "request"
-            raise TimeoutError(f"no reply to {kind} request {rid} within {timeout} s; the remote node is slow "
-                               "or unreachable (raise request_timeout if it is just slow)") from None
+            return await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             self._pending.pop(rid, None)
 
     def fail_all(self, exc: BaseException) -> None:

@@ -68,20 +68,23 @@ class StallGuard:
             seen = self._seq
 
     async def wait(self, event: asyncio.Event, done: Callable[[], bool]) -> bool:
+        """True once `done()` holds; it is evaluated with `event` still set after a wake-up
+        (so it can tell a notification came), then `event` is cleared before waiting again."""
         if done():
             return True
         self._seq += 1
         self._event = event
         try:
-            while not done():
+            while True:
                 if self.stalled:
-                    return False
-                await event.wait()
+                    return done()
                 event.clear()
+                await event.wait()
+                if done():
+                    return True
         finally:
             self._event = None
             self._seq += 1
-        return True
 
 
 @dataclass
@@ -219,6 +222,11 @@ class PhaseContext:
         self.recorder.record(op, time.perf_counter_ns() - t0)
         if self.stop_requested:
             raise asyncio.CancelledError("stop requested")
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # The stack returned although we were cancelled (e.g. asyncio.wait_for on 3.11
+            # returns a result that came in the same turn): end the phase all the same.
+            raise asyncio.CancelledError("cancelled")
         return out
 
     def stall_guard(self) -> StallGuard:

@@ -88,7 +88,16 @@ async def _refilled(guard: StallGuard, w: Watcher) -> bool:
     comparing windows here first would put the harness's own work inside the measured
     refill time. A window that is right without having said so (no notification) is
     accepted when the guard gives up, stamped then."""
-    await guard.wait(w.event, lambda: w.matched_ns is not None)
+    def refilled() -> bool:
+        if w.matched_ns is not None:
+            return True
+        # A stack may update `results` after its callback returns: look again once notified.
+        if w.event.is_set() and same_window(list(w.sub.results), w.expected):  # type: ignore[attr-defined]
+            w.matched_ns = time.perf_counter_ns()
+            return True
+        return False
+
+    await guard.wait(w.event, refilled)
     if w.matched_ns is None and same_window(list(w.sub.results), w.expected):  # type: ignore[attr-defined]
         w.matched_ns = time.perf_counter_ns()
     return w.matched_ns is not None
