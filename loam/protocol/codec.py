@@ -142,17 +142,7 @@ def encode(msg: m.Message, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     d = _fields(msg)
     d["t"] = msg.TYPE
     d["sent_ns"] = msg.sent_ns
-    try:
-        data = _dumps(d)
-    except TypeError as exc:
-        raise ProtocolError(f"cannot encode {msg.TYPE} message: {exc} (values must be JSON scalars; "
-                            "integers must fit in 64 bits)") from None
-    if len(data) > max_size:
-        raise ProtocolError(
-            f"{msg.TYPE} message is {len(data)} bytes, over the {max_size}-byte limit; "
-            "send less per message (smaller batches, LIMIT) or raise max_message_size on both ends"
-        )
-    return data
+    return _checked_dumps(msg.TYPE, d, max_size)
 
 
 def encode_change_notify(query_id: str, commit_id: str | None, commit_ns: int | None, added: Any, updated: Any,
@@ -164,14 +154,20 @@ def encode_change_notify(query_id: str, commit_id: str | None, commit_ns: int | 
          "added": [[e.id, e.props] for e in added], "updated": [[e.id, e.props] for e in updated],
          "removed": list(removed), "gap_filled": gap_filled, "clock": clock, "kind": "change", "reason": None,
          "t": "notify", "sent_ns": sent_ns}
+    return _checked_dumps("notify", d, max_size)
+
+
+def _checked_dumps(t: str, d: dict[str, Any], max_size: int) -> bytes:
     try:
         data = _dumps(d)
     except TypeError as exc:
-        raise ProtocolError(f"cannot encode notify message: {exc} (values must be JSON scalars; "
+        raise ProtocolError(f"cannot encode {t} message: {exc} (values must be JSON scalars; "
                             "integers must fit in 64 bits)") from None
     if len(data) > max_size:
-        raise ProtocolError(f"notify message is {len(data)} bytes, over the {max_size}-byte limit; "
-                            "send less per message (smaller batches, LIMIT) or raise max_message_size on both ends")
+        raise ProtocolError(
+            f"{t} message is {len(data)} bytes, over the {max_size}-byte limit; "
+            "send less per message (smaller batches, LIMIT) or raise max_message_size on both ends"
+        )
     return data
 
 
