@@ -113,8 +113,12 @@ class EphemeralLiveQuery(NotificationStream):
         return self._ents.pop(i)
 
     def _upsert(self, e: Entity) -> None:
-        self._remove(e.id)
         k = self._key(e)
+        old = self._key_of.get(e.id)
+        if old is not None and old == k:  # same place in the order: replace in place
+            self._ents[bisect_left(self._keys, k)] = e
+            return
+        self._remove(e.id)
         i = bisect_left(self._keys, k)
         self._keys.insert(i, k)
         self._ents.insert(i, e)

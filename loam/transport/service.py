@@ -306,7 +306,7 @@ class _Peer:
             self.session.remove_query(qid)
             self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, kind="closed", reason=n.reason))
             return
-        gap = int(getattr(n, "gap_filled", 0) or 0)
+        gap = n.gap_filled
         if self._send_nowait is not None and not self._writing and self.out.empty():
             # The hot path: encoded straight from the notification, sent inline (_enqueue).
             try:
