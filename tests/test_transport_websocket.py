@@ -176,6 +176,38 @@ async def test_messages_larger_than_one_socket_read_arrive_whole(cluster: Cluste
     assert peer.channel.ws.transport.max_size == 64 * 1024
 
 
+async def test_client_handles_messages_in_the_read_callback_and_falls_back_in_order() -> None:
+    """The client connector handles each single-frame message where the socket is read (no
+    reader-task hop). A fragmented message (loam servers never send one) turns that off
+    for the connection: it and every later message go through recv(), still in order."""
+    from websockets.asyncio.server import serve
+
+    async def handler(ws):  # type: ignore[no-untyped-def]
+        hello = codec.decode(await ws.recv())
+        await ws.send(codec.encode(m.Welcome(hello.rid, "raw-server", 0)))
+        await ws.recv()  # the client's ping: everything below is sent after the handshake
+        notes = [codec.encode(m.Notify("q", f"c{i}", None, [], [], [f"id{i}"], 0, i)) for i in range(4)]
+        await ws.send(notes[0])
+        await ws.send([notes[1][:10], notes[1][10:]])  # one message in two fragments
+        await ws.send(notes[2])
+        await ws.send(notes[3])
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = WebSocketConnector(f"ws://127.0.0.1:{port}", request_timeout=5, reconnect=False)
+        got: list[str] = []
+        conn.on_notify = lambda n: got.append(n.commit_id)
+        await conn.connect("client")
+        ws = conn._channel.ws  # type: ignore[union-attr]
+        assert ws.on_message is not None, "the client should push messages from its read callback"
+        await asyncio.wait_for(conn._channel.send(codec.encode(m.Ping(99))), 5)  # type: ignore[union-attr]
+        await wait_until(lambda: len(got) == 4)
+        assert got == ["c0", "c1", "c2", "c3"]
+        assert ws.on_message is None  # the fragment turned pushing off
+        await conn.close()
+
+
 async def test_server_restart_on_same_port_reconnects_and_resubscribes() -> None:
     durable = DurableNode(create_engine("memory"))
     await durable.start()

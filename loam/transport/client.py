@@ -69,6 +69,8 @@ class Connector:
         self._closed = False
         self._fatal: BaseException | None = None
         self.last_error: m.Error | None = None
+        self._why: str | None = None  # a connection-level error the server sent
+        self._malformed: str | None = None  # why we are closing the connection ourselves
 
     # -- subclass hook -------------------------------------------------------
 
@@ -90,6 +92,13 @@ class Connector:
     async def _connect_once(self) -> m.Welcome:
         channel = await self._open_channel()
         self._channel = channel
+        self._why = self._malformed = None
+        # A channel that can push each message from its transport callback saves the hop
+        # to the reader task; the reader then only waits for the close (every message
+        # takes one path, so their order holds).
+        set_receiver = getattr(channel, "set_receiver", None)
+        if set_receiver is not None:
+            set_receiver(lambda data, ch=channel: self._pushed(ch, data))
         self._reader = asyncio.create_task(self._read(channel))
         try:
             welcome = await self._request(channel, m.Hello(0, self.token, self.node_id, database=self.database))
@@ -177,42 +186,14 @@ class Connector:
                 try:
                     data = await channel.recv()
                 except ChannelClosed as exc:
-                    reason = str(exc) or reason
+                    reason = self._malformed or str(exc) or self._why or reason
                     if exc.code == 1009:
                         reason = f"server closed the connection: message too big ({exc})"
                     break
-                now = _perf_ns()
-                try:
-                    msg = codec.decode(data, self.max_size)
-                except ProtocolError as exc:
-                    reason = f"server sent a malformed message: {exc}"
-                    log.warning("%s", reason)
+                if not self._receive(data):
+                    reason = self._malformed or reason
                     await channel.close("malformed message from server", 1008)
                     break
-                if type(msg) is m.Notify:
-                    if msg.clock > self.remote_clock:
-                        self.remote_clock = msg.clock
-                    try:
-                        self.on_notify(msg)
-                    except Exception:
-                        log.exception("notify handler failed")
-                    # after the handler: the delay was measured at `now`, its bookkeeping
-                    # (and any sink behind it) need not delay the notification
-                    self.stats.record(msg.TYPE, now - msg.sent_ns)
-                    continue
-                self.stats.record(msg.TYPE, now - msg.sent_ns)
-                if type(msg) is m.Error and msg.rid is None:
-                    self.last_error = msg
-                    reason = f"server error [{msg.code}]: {msg.message}"
-                else:
-                    # Replies carry the durable clock (ack, get/fetch results, subscribed,
-                    # stale_clock errors): observing it keeps the client's stamps fresh.
-                    c = getattr(msg, "clock", None)
-                    if c is not None and c > self.remote_clock:
-                        self.remote_clock = c
-                    if type(msg) is m.Ack and msg.record.clock > self.remote_clock:
-                        self.remote_clock = msg.record.clock
-                    self._pending.resolve(msg)
         finally:
             # Only a connection that completed its handshake starts a reconnect loop; a
             # failed handshake is retried by the loop that attempted it.
@@ -225,6 +206,53 @@ class Connector:
                         self.on_lost(reason)
                     if self.reconnect and self._fatal is None:
                         self._supervisor = asyncio.create_task(self._reconnect_loop())
+
+    def _receive(self, data: bytes) -> bool:
+        """Handle one message from the server; False if it is malformed (the connection
+        must then close; `_malformed` says why). Runs in the reader task, or straight from the
+        channel's receive callback when it pushes messages (`set_receiver`)."""
+        now = _perf_ns()
+        try:
+            msg = codec.decode(data, self.max_size)
+        except ProtocolError as exc:
+            self._malformed = f"server sent a malformed message: {exc}"
+            log.warning("%s", self._malformed)
+            return False
+        if type(msg) is m.Notify:
+            if msg.clock > self.remote_clock:
+                self.remote_clock = msg.clock
+            try:
+                self.on_notify(msg)
+            except Exception:
+                log.exception("notify handler failed")
+            # after the handler: the delay was measured at `now`, its bookkeeping
+            # (and any sink behind it) need not delay the notification
+            self.stats.record(msg.TYPE, now - msg.sent_ns)
+            return True
+        self.stats.record(msg.TYPE, now - msg.sent_ns)
+        if type(msg) is m.Error and msg.rid is None:
+            self.last_error = msg
+            self._why = f"server error [{msg.code}]: {msg.message}"
+        else:
+            # Replies carry the durable clock (ack, get/fetch results, subscribed,
+            # stale_clock errors): observing it keeps the client's stamps fresh.
+            c = getattr(msg, "clock", None)
+            if c is not None and c > self.remote_clock:
+                self.remote_clock = c
+            if type(msg) is m.Ack and msg.record.clock > self.remote_clock:
+                self.remote_clock = msg.record.clock
+            self._pending.resolve(msg)
+        return True
+
+    def _pushed(self, channel: Channel, data: bytes) -> None:
+        """A message the channel hands over as it arrives (no reader-task hop)."""
+        try:
+            ok = self._receive(data)
+        except Exception:  # never let a handler error reach the transport's callback
+            log.exception("handling a message from the server failed")
+            return
+        if not ok:
+            asyncio.ensure_future(channel.close("malformed message from server", 1008))
 
     async def _reconnect_loop(self) -> None:
         delay = self.backoff_initial

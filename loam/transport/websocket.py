@@ -15,6 +15,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from loam.protocol import codec
@@ -31,6 +32,29 @@ def _closed(exc: ConnectionClosed) -> ChannelClosed:
     if frame is None:
         return ChannelClosed("connection dropped without a close frame", 1006)
     return ChannelClosed(frame.reason or f"closed with code {frame.code}", frame.code)
+
+
+class _PushingClientConnection(ClientConnection):
+    """A client connection that hands every complete data message to `on_message` from
+    `data_received`, instead of queueing it for `recv()` in another task: the connector
+    handles a notification in the same event-loop callback that read it (one task hop
+    less per message). loam servers send one frame per message; a fragmented message
+    turns pushing off for good, so it and everything after it go through `recv()`, in
+    order. Control frames and the close handshake stay with `websockets`."""
+
+    on_message: Any = None
+
+    def process_event(self, event: Any) -> None:
+        cb = self.on_message
+        if cb is not None and self.response is not None and type(event) is Frame:
+            op = event.opcode
+            if op is Opcode.BINARY or op is Opcode.TEXT:
+                if event.fin:
+                    data = event.data
+                    cb(data if type(data) is bytes else bytes(data))
+                    return
+                self.on_message = None
+        super().process_event(event)
 
 
 class WebSocketChannel:
@@ -57,6 +81,12 @@ class WebSocketChannel:
         # websockets release that lacks them, every send takes the coroutine path.
         if not all(hasattr(ws, a) for a in ("protocol", "transport", "send_data", "paused", "send_in_progress", "set_connection_exc")):
             self.send_nowait = None  # type: ignore[assignment]
+
+    def set_receiver(self, callback: Any) -> None:
+        """Push each message to `callback(data)` as it is read (client connections only;
+        others keep `recv`). Set before any message can arrive."""
+        if isinstance(self.ws, _PushingClientConnection):
+            self.ws.on_message = callback
 
     def send_nowait(self, data: bytes) -> bool:
         ws = self.ws
@@ -153,7 +183,7 @@ class WebSocketConnector(Connector):
     async def _open_channel(self) -> WebSocketChannel:
         try:
             ws = await connect(self.url, compression=None, max_size=self.max_size, proxy=None,
-                               open_timeout=self.request_timeout)
+                               open_timeout=self.request_timeout, create_connection=_PushingClientConnection)
         except (OSError, asyncio.TimeoutError, TimeoutError):
             raise
         except Exception as exc:  # handshake refused (e.g. not a WebSocket server)
