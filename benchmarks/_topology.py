@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ._common import album_docs, postgres_dsn_or_skip, require, scale
+from ._common import album_docs, album_payloads, postgres_dsn_or_skip, require, scale
 
 STACKS = ("loam-leveldb", "loam-postgres", "pgnotify")
 CONNECTORS = ("inprocess", "websocket")
@@ -423,6 +423,14 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
                         lags.append(now - n.commit_ns)
             got.set()
 
+        # The raw anchors again, in this process and event loop, right before and after the
+        # samples: a ratio to them does not depend on how the machine was doing minutes
+        # earlier, when anchors.py ran in its own process (see docs/performance.md).
+        from .anchors import queue_hop_us, ws_one_way_latencies_us
+
+        raw = [v for _, v in album_payloads(200)]
+        hops = [await queue_hop_us(2000, raw)]
+        one_way = await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
         try:
             for node in ctx.targets:
                 seen.append({})
@@ -452,6 +460,10 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
             ctx.check("commit timestamps carried", bool(lags), "no notification carried commit_ns")
             for v in lags:
                 ctx.recorder.lag("notify_single", max(0, v))
+            hops.append(await queue_hop_us(2000, raw))
+            one_way += await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
+            ctx.recorder.extra["paired_queue_hop_us"] = sum(hops) / len(hops)
+            ctx.recorder.extra["paired_ws_one_way_p50_us"] = sorted(one_way)[len(one_way) // 2]
         finally:
             for sub in subs:
                 await ctx.timed("unsubscribe", sub.close())

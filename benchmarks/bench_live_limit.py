@@ -81,6 +81,16 @@ class NotifyLag(FamilyBenchmark):
         """us, 99th percentile commit -> notification lag."""
         return self.fig("lag", "notify_single", "p99") * 1e3
 
+    def track_paired_queue_hop(self, cache: Any, *p: Any) -> float:
+        """us, the raw asyncio queue hop (anchors.queue_hop_us) measured inside this phase,
+        before and after its samples: the in-process target's anchor."""
+        return self.extra("paired_queue_hop_us")
+
+    def track_paired_ws_one_way_p50(self, cache: Any, *p: Any) -> float:
+        """us, the raw websockets one-way latency (anchors.ws_one_way_latencies_us) measured
+        inside this phase, before and after its samples: the WebSocket target's anchor."""
+        return self.extra("paired_ws_one_way_p50_us")
+
 
 class LiveQueryMemory(FamilyBenchmark):
     """Memory per idle `order by ... limit 10` live query (tracemalloc over the whole process:
