@@ -274,30 +274,30 @@ def _plain_props(p: dict[str, Any]) -> bool:
     return True
 
 
-def _d_ents(r: _Reader, key: str) -> list[Entity]:
-    v = r.list(key)
+def _ents_or_none(v: Any) -> list[Entity] | None:
+    if type(v) is not list:
+        return None
     out = []
     for x in v:
         if type(x) is list and len(x) == 2 and type(x[0]) is str and type(x[1]) is dict and _plain_props(x[1]):
             out.append(make_entity(x[0], x[1]))
-            continue
-        # Something is off: the field-by-field check names the entity and what is wrong.
-        return [_d_ent(r, f"{key}[{i}]", e) for i, e in enumerate(v)]
+        else:
+            return None
     return out
 
 
+def _d_ents(r: _Reader, key: str) -> list[Entity]:
+    v = r.list(key)
+    out = _ents_or_none(v)
+    if out is not None:
+        return out
+    # Something is off: the field-by-field check names the entity and what is wrong.
+    return [_d_ent(r, f"{key}[{i}]", e) for i, e in enumerate(v)]
+
+
 def _d_notify(r: _Reader) -> m.Notify:
-    # The same checks as the field readers, inline: a notify is the hot message. A value
-    # of any other shape goes through the readers below, which raise naming the field.
-    d = r.d
-    qid, cid, cns, removed = d["query_id"], d["commit_id"], d["commit_ns"], d["removed"]
-    gap, clock, kind, reason = d["gap_filled"], d["clock"], d["kind"], d["reason"]
-    if (type(qid) is str and (cid is None or type(cid) is str) and (cns is None or type(cns) is int)
-            and type(gap) is int and gap >= 0 and type(clock) is int and clock >= 0
-            and type(kind) is str and kind in ("change", "closed") and (reason is None or type(reason) is str)
-            and type(removed) is list and (not removed or all(type(i) is str for i in removed))):
-        return m.Notify(qid, cid, cns, _d_ents(r, "added"), _d_ents(r, "updated"), removed, gap, clock, kind,
-                        reason)
+    # Well-formed notifies never get here (`decode` takes them through `_fast_notify`):
+    # this is the path that names what is wrong.
     return m.Notify(
         r.str("query_id"), r.opt_str("commit_id"), r.opt_int("commit_ns"), _d_ents(r, "added"),
         _d_ents(r, "updated"), _str_list(r, "removed"), _nonneg(r, "gap_filled"), _nonneg(r, "clock"),
@@ -498,18 +498,6 @@ def _code(r: _Reader) -> str:
 
 
 _NOTIFY_KEYS = _FIELDS["notify"] | {"t", "sent_ns"}
-
-
-def _ents_or_none(v: Any) -> list[Entity] | None:
-    if type(v) is not list:
-        return None
-    out = []
-    for x in v:
-        if type(x) is list and len(x) == 2 and type(x[0]) is str and type(x[1]) is dict and _plain_props(x[1]):
-            out.append(make_entity(x[0], x[1]))
-        else:
-            return None
-    return out
 
 
 def _fast_notify(d: dict[str, Any]) -> m.Notify | None:

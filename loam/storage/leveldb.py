@@ -49,9 +49,6 @@ _dumps = orjson.dumps
 
 # Entity is a frozen slots dataclass; make_entity fills its slots directly (read hot path).
 _entity = make_entity
-_new_entity = Entity.__new__
-_set_id = Entity.__dict__["id"].__set__
-_set_props = Entity.__dict__["props"].__set__
 
 
 _S = b"s\x00"
@@ -378,10 +375,7 @@ class LevelDBEngine:
             return None
         d = _loads(raw)
         if len(d) == 3 or d[3] is None:
-            e = _new_entity(Entity)
-            _set_id(e, id)
-            _set_props(e, d[0])
-            return e
+            return _entity(id, d[0])
         return None
 
     def _lazy_get(self, key: bytes) -> bytes | None:

@@ -192,18 +192,24 @@ class _Peer:
         queued, later messages queue too until the writer has drained the queue, so
         inline and queued sends never overtake each other.
         """
-        if self._send_nowait is not None and not self._writing and self.out.empty():
+        if self._inline():
             data = self._encode(msg)
-            if data is None:
-                return
-            try:
-                if self._send_nowait(data):
-                    return
-            except ChannelClosed:
-                return  # the reader sees the close and ends the connection
-            self.out.put_nowait(data)  # the channel must wait (flow control): the writer sends it
+            if data is not None:
+                self._send_inline(data)
             return
         self.out.put_nowait(msg)
+
+    def _inline(self) -> bool:
+        """Whether the next message may be sent inline: nothing is ahead of it."""
+        return self._send_nowait is not None and not self._writing and self.out.empty()
+
+    def _send_inline(self, data: bytes) -> None:
+        try:
+            if self._send_nowait(data):  # type: ignore[misc]
+                return
+        except ChannelClosed:
+            return  # the reader sees the close and ends the connection
+        self.out.put_nowait(data)  # the channel must wait (flow control): the writer sends it
 
     def _encode(self, msg: m.Message) -> bytes | None:
         msg.sent_ns = _perf_ns()
@@ -307,7 +313,7 @@ class _Peer:
             self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, kind="closed", reason=n.reason))
             return
         gap = n.gap_filled
-        if self._send_nowait is not None and not self._writing and self.out.empty():
+        if self._inline():
             # The hot path: encoded straight from the notification, sent inline (_enqueue).
             try:
                 data = codec.encode_change_notify(qid, n.commit_id, n.commit_ns, n.added, n.updated, n.removed,
@@ -315,12 +321,7 @@ class _Peer:
             except ProtocolError:
                 pass  # over the limit: the message path below ends the query with the reason
             else:
-                try:
-                    if self._send_nowait(data):
-                        return
-                except ChannelClosed:
-                    return
-                self.out.put_nowait(data)
+                self._send_inline(data)
                 return
         self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
                                gap, self._clock()))
