@@ -449,7 +449,9 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
                     t1 = time.perf_counter_ns()
                     # Nothing but the wait between the commit and the notification (as in
                     # the raw anchors): the write's latency is recorded once it arrived.
-                    ok = await guard.wait(got, lambda: all(s.get(id_, -1) >= value for s in seen))
+                    # `got` first: until a notification came nothing can be done, and the
+                    # check before the first wait runs inside the measured window
+                    ok = await guard.wait(got, lambda: got.is_set() and all(s.get(id_, -1) >= value for s in seen))
                     ctx.recorder.record("update", t1 - t0)
                     if ctx.stop_requested:
                         raise asyncio.CancelledError("stop requested")

@@ -118,14 +118,16 @@ class LoamClient:
 
     async def subscribe(self, collection: str, query: QuerySpec, callback: Any) -> LoamSubscription:
         def relay(n: LoamNotification) -> Any:
+            # on every notification's path to the harness's clock: no generator per field
+            added, updated = n.added, n.updated
             return callback(Notification(
-                commit_ns=n.commit_ns,
-                added=tuple(_doc(e) for e in n.added),
-                updated=tuple(_doc(e) for e in n.updated),
-                removed=tuple(n.removed),
-                kind=n.kind,
-                commit_id=n.commit_id,
-                received_ns=n.received_ns,
+                n.commit_ns,
+                tuple(map(_doc, added)) if added else (),
+                tuple(map(_doc, updated)) if updated else (),
+                tuple(n.removed),
+                n.kind,
+                n.commit_id,
+                n.received_ns,
             ))
 
         lq = await self.node.subscribe(collection, to_loam_query(query), self.ctx, callback=relay)

@@ -177,9 +177,13 @@ class Window:
             elif cur is not prev and cur.props != prev.props:
                 updated.append(cur)
         self._before = {}
-        self._filled = set()
-        added.sort(key=lambda p: p[0])
-        return tuple(e for _, e in added), tuple(updated), tuple(removed), filled
+        if self._filled:
+            self._filled = set()
+        if not added:  # the common case on a busy window: an update in place
+            return (), tuple(updated), tuple(removed), filled
+        if len(added) > 1:
+            added.sort(key=_first)
+        return tuple([e for _, e in added]), tuple(updated), tuple(removed), filled
 
     def size_estimate(self) -> int:
         """Rough bytes held (containers plus entity property dicts)."""
@@ -189,3 +193,7 @@ class Window:
         for e, k in zip(self._ents, self._keys):
             n += sys.getsizeof(e) + sys.getsizeof(e.props) + sys.getsizeof(k)
         return n
+
+
+def _first(pair: tuple[Any, Entity]) -> Any:
+    return pair[0]

@@ -3,8 +3,10 @@
 Write path (`apply_transaction`): observe the Lamport clock -> drop a re-sent commit
 (same `commit_id`: the original CommitRecord is returned again, without changes) -> validate ops ->
 read the current states of ids not known to be new -> per op, in order: policy
-check against the visible entity, LWW merge -> `storage.apply(WriteBatch)` ->
-`durable_ns` -> Change records -> fan-out to live queries and commit listeners.
+check against the visible entity, LWW merge -> Change records -> `storage.apply(WriteBatch)`
+-> `durable_ns` -> fan-out to live queries and commit listeners -> dedupe memory. The
+Change records are derived before the write so that nothing but the fan-out lies between
+a commit's timestamp and its notifications.
 Any error before `storage.apply` leaves storage untouched (all-or-nothing).
 With `require_fresh=True` (client commits forwarded by ephemeral nodes through the
 service) a transaction any of whose writes would lose LWW against a stamp already
@@ -212,12 +214,14 @@ class DurableNode:
             raise ValidationError(f"create() in {collection!r} needs at least one property dict")
         with _gc_paused(len(props)):
             batch, ids, clock = self._build_create(collection, props, ctx)
+            changes = tuple([make_change(collection, st.id, "create", None, make_entity(st.id, st.values))
+                             for _, st in batch.states])
             if not self._blocking:
                 self.storage.apply(batch)
-                return ids, self._finish_create(collection, ids, batch, clock)
+                return ids, self._finish_create(collection, batch, clock, changes)
         await asyncio.to_thread(self.storage.apply, batch)
         with _gc_paused(len(ids)):
-            rec = self._finish_create(collection, ids, batch, clock)
+            rec = self._finish_create(collection, batch, clock, changes)
         for lq in self._live_for(rec):
             await lq.settle()
         return ids, rec
@@ -245,13 +249,11 @@ class DurableNode:
         )
         return batch, ids, clock
 
-    def _finish_create(self, collection: str, ids: list[str], batch: WriteBatch, clock: int) -> CommitRecord:
-        durable_ns = time.perf_counter_ns()
-        changes = tuple([make_change(collection, st.id, "create", None, make_entity(st.id, st.values))
-                         for _, st in batch.states])
-        self._collections.add(collection)
+    def _finish_create(self, collection: str, batch: WriteBatch, clock: int, changes: tuple[Change, ...]) -> CommitRecord:
         assert batch.commit is not None
-        return self._record(make_record(batch.commit["commit_id"], self.node_id, clock, durable_ns, changes))
+        rec = make_record(batch.commit["commit_id"], self.node_id, clock, time.perf_counter_ns(), changes)
+        self._collections.add(collection)
+        return self._record(rec)
 
     async def update(self, collection: str, id: str, props: dict[str, Scalar], ctx: Context) -> CommitRecord:
         return await self.commit((Update(collection, id, dict(props) if isinstance(props, dict) else props),), ctx)
@@ -279,8 +281,9 @@ class DurableNode:
         try:
             states = await asyncio.to_thread(_read_all, self.storage, _group_reads(tx.ops))
             batch, pending = self._merge(tx, ctx, require_existing, states, require_fresh)
+            changes = _changes(pending)
             await asyncio.to_thread(self.storage.apply, batch)
-            rec = self._finish(tx, pending)
+            rec = self._finish(tx, pending, changes)
             for lq in self._live_for(rec):
                 await lq.settle()  # hold the id locks until these changes are applied in order
             fut.set_result(rec)
@@ -303,8 +306,9 @@ class DurableNode:
     ) -> CommitRecord:
         states = _read_all(self.storage, _group_reads(tx.ops))
         batch, pending = self._merge(tx, ctx, require_existing, states, require_fresh)
+        changes = _changes(pending)
         self.storage.apply(batch)
-        return self._finish(tx, pending)
+        return self._finish(tx, pending, changes)
 
     def _merge(
         self,
@@ -378,37 +382,31 @@ class DurableNode:
             clock,
         )
 
-    def _finish(self, tx: Transaction, pending: list[tuple[str, EntityState, Entity | None]]) -> CommitRecord:
-        durable_ns = time.perf_counter_ns()
-        changes: list[Change] = []
+    def _finish(self, tx: Transaction, pending: list[tuple[str, EntityState, Entity | None]],
+                changes: tuple[Change, ...]) -> CommitRecord:
+        """The commit is written: stamp it, learn its collections, fan it out.
+
+        `changes` were derived before the write (`_changes`), so that between the commit's
+        timestamp and its fan-out there is nothing but the record itself."""
+        rec = make_record(tx.commit_id, tx.node_id, tx.clock, time.perf_counter_ns(), changes)
         colls = self._collections
-        for c, st, before in pending:
+        for c, _, _ in pending:
             if c not in colls:
                 colls.add(c)
-            after = None if st.deleted is not None else make_entity(st.id, st.values)
-            if after is None:
-                if before is None:
-                    continue
-                kind = "delete"
-            elif before is None:
-                kind = "create"
-            else:
-                if before.props == after.props:
-                    continue  # lost every LWW comparison: nothing visible changed
-                kind = "update"
-            changes.append(make_change(c, st.id, kind, before, after))
-        return self._record(make_record(tx.commit_id, tx.node_id, tx.clock, durable_ns, tuple(changes)))
+        return self._record(rec)
 
     def _record(self, rec: CommitRecord) -> CommitRecord:
-        """Remember the commit (for re-sends), count it and fan it out.
+        """Fan the commit out, then count it and remember it (for re-sends).
 
-        The dedupe memory keeps the record without its changes: it stays small, and a
-        re-sent commit changes nothing anyway."""
+        The fan-out is synchronous (nothing can re-send the commit in between), so the
+        bookkeeping waits until the notifications are on their way. The dedupe memory
+        keeps the record without its changes: it stays small, and a re-sent commit
+        changes nothing anyway."""
+        self.feed.publish(rec)
         self._recent[rec.commit_id] = make_record(rec.commit_id, rec.node_id, rec.clock, rec.durable_ns) if rec.changes else rec
         if len(self._recent) > self._dedupe_window:
             self._recent.popitem(last=False)
         self.commits += 1
-        self.feed.publish(rec)
         return rec
 
     # --- reads --------------------------------------------------------------
@@ -627,3 +625,22 @@ def _not_found(op: Op, known: set[str]) -> str:
 
 
 __all__ = ["DurableNode"]
+
+
+def _changes(pending: list[tuple[str, EntityState, Entity | None]]) -> tuple[Change, ...]:
+    """What a commit will change, visibly: one Change per entity whose value differs."""
+    changes: list[Change] = []
+    for c, st, before in pending:
+        after = None if st.deleted is not None else make_entity(st.id, st.values)
+        if after is None:
+            if before is None:
+                continue
+            kind = "delete"
+        elif before is None:
+            kind = "create"
+        else:
+            if before.props == after.props:
+                continue  # lost every LWW comparison: nothing visible changed
+            kind = "update"
+        changes.append(make_change(c, st.id, kind, before, after))
+    return tuple(changes)

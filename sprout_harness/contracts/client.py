@@ -15,15 +15,20 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, Union,
 from sprout_harness.contracts.query import QuerySpec, Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Doc:
-    """An entity as the harness sees it: its id and property values."""
+    """An entity as the harness sees it: its id and property values.
+
+    Read-only by convention, like `WriteAck` and `Notification`: adapters build these on
+    the measured paths (a write's ack before the writer waits, every notification's
+    entities before the callback reads the clock), and a frozen dataclass costs ~2.5x
+    as much to construct."""
 
     id: str
     props: Mapping[str, Value]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WriteAck:
     """A write acknowledged by the stack.
 
@@ -42,9 +47,7 @@ class Notification:
 
     `commit_ns` is the commit's timestamp (perf_counter_ns, durable clock) when the stack
     knows it; `kind` is "change", or anything else for control events (resubscribed,
-    closed) which workloads ignore for lag. Read-only by convention; not frozen because
-    an adapter builds one per delivery on the measured path (frozen construction costs
-    ~4x as much).
+    closed) which workloads ignore for lag. Read-only by convention (see `Doc`).
     """
 
     commit_ns: int | None
