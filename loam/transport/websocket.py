@@ -16,12 +16,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
+from websockets.protocol import Protocol, Side, State
+from websockets.streams import StreamReader
 
 from loam.protocol import codec
 from loam.transport.base import ChannelClosed
 from loam.transport.client import Connector
 from loam.transport.service import NodeService
+from loam.transport.wsframes import binary_frame, split_binary_frames
 
 log = logging.getLogger("loam.transport")
 _READ_SIZE = 64 * 1024  # bytes per socket read (see WebSocketChannel)
@@ -34,15 +36,58 @@ def _closed(exc: ConnectionClosed) -> ChannelClosed:
     return ChannelClosed(frame.reason or f"closed with code {frame.code}", frame.code)
 
 
+_PARSE = getattr(getattr(Protocol, "parse", None), "__code__", None)
+_AT_EOF = getattr(getattr(StreamReader, "at_eof", None), "__code__", None)
+
+
+def _parser_idle(p: Any) -> bool:
+    """Whether `websockets`' parser sits between frames with nothing buffered: waiting at
+    the top of `Protocol.parse` (not in a frame, not in `discard` after a close), with no
+    fragmented message in progress. Anything else, or a `websockets` whose parser looks
+    different, answers False."""
+    if p.state is not State.OPEN or p.current_size is not None or p.reader.buffer or p.reader.eof:
+        return False
+    g = p.parser
+    for _ in range(4):  # ClientProtocol.parse -> Protocol.parse -> StreamReader.at_eof
+        sub = getattr(g, "gi_yieldfrom", None)
+        if sub is None:
+            return False
+        if getattr(sub, "gi_code", None) is _AT_EOF:
+            return getattr(g, "gi_code", None) is _PARSE
+        g = sub
+    return False
+
+
 class _PushingClientConnection(ClientConnection):
     """A client connection that hands every complete data message to `on_message` from
     `data_received`, instead of queueing it for `recv()` in another task: the connector
     handles a notification in the same event-loop callback that read it (one task hop
     less per message). loam servers send one frame per message; a fragmented message
     turns pushing off for good, so it and everything after it go through `recv()`, in
-    order. Control frames and the close handshake stay with `websockets`."""
+    order. Control frames and the close handshake stay with `websockets`.
+
+    While `websockets`' parser is idle between frames, the complete final binary frames at
+    the start of a read are split off directly (`wsframes.split_binary_frames`); the rest
+    of the read, from the first frame of any other kind on, goes to `websockets` as usual.
+    """
 
     on_message: Any = None
+    split_frames = False  # set by `WebSocketChannel.set_receiver` when the parser looks as expected
+
+    def data_received(self, data: bytes) -> None:
+        cb = self.on_message
+        if cb is not None and self.split_frames and self.response is not None and _parser_idle(self.protocol):
+            p = self.protocol
+            limit = p.max_message_size
+            if p.max_fragment_size is not None:
+                limit = p.max_fragment_size if limit is None else min(limit, p.max_fragment_size)
+            payloads, used = split_binary_frames(data, limit)
+            for payload in payloads:
+                cb(payload)
+            if used == len(data):
+                return
+            data = data[used:]
+        super().data_received(data)
 
     def process_event(self, event: Any) -> None:
         cb = self.on_message
@@ -79,24 +124,37 @@ class WebSocketChannel:
             transport.max_size = _READ_SIZE  # type: ignore[union-attr]
         # The fast path uses the connection's protocol object and write helper; with a
         # websockets release that lacks them, every send takes the coroutine path.
-        if not all(hasattr(ws, a) for a in ("protocol", "transport", "send_data", "paused", "send_in_progress", "set_connection_exc")):
+        if not all(hasattr(ws, a) for a in ("protocol", "transport", "send_data", "paused", "send_in_progress", "set_connection_exc")) \
+                or not all(hasattr(ws.protocol, a) for a in ("writes", "expect_continuation_frame", "extensions", "debug", "side")):
             self.send_nowait = None  # type: ignore[assignment]
 
     def set_receiver(self, callback: Any) -> None:
         """Push each message to `callback(data)` as it is read (client connections only;
         others keep `recv`). Set before any message can arrive."""
-        if isinstance(self.ws, _PushingClientConnection):
-            self.ws.on_message = callback
+        ws = self.ws
+        if isinstance(ws, _PushingClientConnection):
+            ws.on_message = callback
+            p = ws.protocol
+            ws.split_frames = (_PARSE is not None and _AT_EOF is not None and all(
+                hasattr(p, a) for a in ("max_message_size", "max_fragment_size", "current_size", "parser", "reader"))
+                and all(hasattr(p.reader, a) for a in ("buffer", "eof")))
 
     def send_nowait(self, data: bytes) -> bool:
         ws = self.ws
         if ws.paused or ws.send_in_progress is not None or ws.protocol.state is not State.OPEN:
             return False  # `send` waits for the transport, the fragments, or the close
-        if ws.transport.is_closing():
+        transport = ws.transport
+        if transport.is_closing():
             return False
-        ws.protocol.send_binary(data)
+        p = ws.protocol
         try:
-            ws.send_data()
+            if p.side is Side.SERVER and not (p.writes or p.expect_continuation_frame or p.extensions or p.debug):
+                # nothing of websockets' own is waiting to be written: the frame is the
+                # same bytes `send_binary` would produce, without building a Frame
+                transport.write(binary_frame(data))
+            else:
+                p.send_binary(data)
+                ws.send_data()
         except Exception as exc:  # the socket failed; the connection is over (as in `send`)
             ws.set_connection_exc(exc)
             ws.transport.abort()
