@@ -16,6 +16,7 @@ from loam.policy import create_policy
 from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.storage import create_engine
+from loam.transport.base import ChannelClosed
 from loam.transport.inprocess import InProcessChannel, pipe
 from loam.transport.service import NodeService
 from transport_helpers import KINDS, Cluster, settle, wait_until
@@ -354,3 +355,25 @@ def _change(qid: str, commit_id: str) -> Any:
     from loam.node.api import Notification
 
     return Notification(qid, commit_id, 0, 0)
+
+
+async def test_in_process_push_keeps_order_with_the_close() -> None:
+    """With a receiver set, messages go to it from one loop callback per batch (no
+    task wake-up per message); a close sent after them reaches `recv` only once every
+    message before it was handed over."""
+    client_end, server_end = pipe()
+    got: list[bytes] = []
+    client_end.set_receiver(got.append)
+    for i in range(3):
+        server_end.send_nowait(b"m%d" % i)
+    assert got == [], "pushed from the loop, not inside send"
+    await server_end.close("bye", 1000)
+    with pytest.raises(ChannelClosed):
+        await asyncio.wait_for(client_end.recv(), 5)
+    assert got == [b"m0", b"m1", b"m2"]
+    # through the delay pump too
+    delayed_client, delayed_server = pipe(delay_s=0.001)
+    delayed_client.set_receiver(got.append)
+    delayed_server.send_nowait(b"late")
+    await wait_until(lambda: got[-1:] == [b"late"])
+    await delayed_client.close()

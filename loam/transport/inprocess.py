@@ -72,11 +72,43 @@ class InProcessChannel:
         self.closed: _Closed | None = None
         self._delayed: asyncio.Queue[tuple[float, Any]] | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._receiver: Any = None
+        self._pushed: deque[bytes] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def set_receiver(self, callback: Any) -> None:
+        """Hand each message to `callback(data)` from one event-loop callback per batch of
+        arrivals instead of through `recv` (which then only reports the close): the one hop
+        a message takes is the loop's, like a socket's read callback, not a task wake-up.
+        Set before any message can arrive."""
+        self._loop = asyncio.get_running_loop()
+        self._receiver = callback
+
+    def _arrive(self, item: Any) -> None:
+        if self._receiver is not None and type(item) is bytes:
+            if self.closed is not None:
+                return  # this end was closed: like a closed socket, it reads nothing more
+            pushed = self._pushed
+            pushed.append(item)
+            if len(pushed) == 1:
+                self._loop.call_soon(self._push)  # type: ignore[union-attr]
+            return
+        # A close queued behind pushed messages wakes the reader after `_push` has run
+        # (the loop runs callbacks in the order they were scheduled): order holds.
+        self.inbox.put_nowait(item)
+
+    def _push(self) -> None:
+        pushed, receiver = self._pushed, self._receiver
+        while pushed:
+            if self.closed is not None:
+                pushed.clear()
+                return
+            receiver(pushed.popleft())
 
     def _deliver(self, item: Any) -> None:
         assert self.peer is not None
         if self.delay_s <= 0:
-            self.peer.inbox.put_nowait(item)
+            self.peer._arrive(item)
             return
         if self._delayed is None:
             self._delayed = asyncio.Queue()
@@ -92,7 +124,7 @@ class InProcessChannel:
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self.peer.inbox.put_nowait(item)
+            self.peer._arrive(item)
             if isinstance(item, _Closed):
                 return
 
