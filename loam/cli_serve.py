@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default=None, help="policy agent name (default: permissive)")
     p.add_argument("--node-id", default=None, help="node id (default: random)")
     p.add_argument("--max-message-size", type=int, default=None, help="protocol message size limit in bytes")
+    p.add_argument("--max-pending", type=int, default=None,
+                   help="messages that may wait for one client that does not read before it is disconnected "
+                        "(code 1013; default 10000)")
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -52,6 +55,7 @@ async def serve(args: argparse.Namespace) -> None:
     from loam.policy import create_policy
     from loam.protocol.codec import DEFAULT_MAX_SIZE
     from loam.storage import create_engine
+    from loam.transport.service import DEFAULT_MAX_PENDING
     from loam.transport.websocket import NodeServer
 
     storage = create_engine(args.storage, **engine_params(args))
@@ -63,7 +67,8 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server = NodeServer(node, args.host, args.port, token=args.token,
-                        max_size=args.max_message_size or DEFAULT_MAX_SIZE)
+                        max_size=args.max_message_size or DEFAULT_MAX_SIZE,
+                        max_pending=args.max_pending or DEFAULT_MAX_PENDING)
     try:
         await server.start()
         print(f"loam serving on {server.url}", flush=True)
@@ -74,7 +79,10 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_pending is not None and args.max_pending < 1:
+        parser.error(f"--max-pending must be at least 1 (messages), got {args.max_pending}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(serve(args))

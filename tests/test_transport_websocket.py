@@ -312,3 +312,46 @@ async def test_python_m_loam_serve_subprocess(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_client_that_stops_reading_is_closed_then_reconnects_and_resubscribes() -> None:
+    """Backpressure: a client whose socket is not read makes the server's queue for it
+    grow; past `max_pending` the server drops what waits, releases that client's live
+    queries and closes it with 1013. The other client is not affected; the slow one,
+    reading again, reconnects, resubscribes, and its live query equals a fresh fetch."""
+    c = await Cluster("websocket", max_pending=8).start()
+    try:
+        slow = await c.ephemeral(backoff_initial=0.01)
+        fast = await c.ephemeral()
+        q = "ORDER BY n DESC LIMIT 3"  # every create enters the window: one ~200 kB notify each
+        slow_lq = await slow.subscribe("big", q, CTX)
+        fast_lq = await fast.subscribe("big", q, CTX)
+        lost: list[str] = []
+        slow.connector.on_lost = lambda reason, prev=slow.connector.on_lost: (lost.append(reason), prev(reason))[1]
+        slow.connector._channel.ws.transport.pause_reading()  # type: ignore[union-attr]
+        blob = "x" * 200_000
+        for i in range(60):  # ~12 MB of notifications: more than the socket buffers hold
+            await c.durable.create("big", [{"n": i, "blob": blob}], CTX)
+            await asyncio.sleep(0)
+            if c.server.service.slow_peers_closed:
+                break
+        assert c.server.service.slow_peers_closed == 1, "the server should have given up on the slow client"
+        assert c.server.stats()["slow_peers_closed"] == 1
+        await wait_until(lambda: [e.props["n"] for e in fast_lq.results] == [i, i - 1, i - 2],
+                         what="the fast client's notifications")
+        slow.connector._channel.ws.transport.resume_reading()  # type: ignore[union-attr]
+        await wait_until(lambda: slow.connector.reconnects >= 1, what="reconnect")
+        assert lost and "too slow" in lost[0], lost
+        want = await c.durable.fetch("big", q, CTX)
+        await wait_until(lambda: slow_lq.results == want, what="the slow client's live query caught up")
+        assert fast_lq.results == want
+    finally:
+        await c.close()
+
+
+def test_max_pending_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_pending must be a positive number"):
+        NodeServer(DurableNode(create_engine("memory")), max_pending=0)
+    r = subprocess.run([sys.executable, "-m", "loam", "serve", "--storage", "memory", "--max-pending", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--max-pending must be at least 1" in r.stderr, r.stderr

@@ -15,7 +15,7 @@ from typing import Any
 from loam.protocol import codec
 from loam.transport.base import ChannelClosed
 from loam.transport.client import Connector
-from loam.transport.service import NodeService
+from loam.transport.service import DEFAULT_MAX_PENDING, NodeService
 
 
 class _Closed:
@@ -167,10 +167,10 @@ class InProcessServer:
     """Serves a durable node to in-process connectors (same protocol as `NodeServer`)."""
 
     def __init__(self, node: Any, token: str | None = None, delay_s: float = 0.0,
-                 max_size: int = codec.DEFAULT_MAX_SIZE):
+                 max_size: int = codec.DEFAULT_MAX_SIZE, max_pending: int = DEFAULT_MAX_PENDING):
         self.node = node
         self.delay_s = delay_s
-        self.service = NodeService(node, token, max_size)
+        self.service = NodeService(node, token, max_size, max_pending)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server_ends: set[InProcessChannel] = set()
         self.accepting = True

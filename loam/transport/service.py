@@ -61,14 +61,28 @@ def _is_host(target: Any) -> bool:
     return callable(getattr(target, "open_database", None))
 
 
-class NodeService:
-    """Serves `node` (a durable node, or a DatabaseHost of several) over any number of channels."""
+DEFAULT_MAX_PENDING = 10_000
 
-    def __init__(self, node: Any, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE):
+
+class NodeService:
+    """Serves `node` (a durable node, or a DatabaseHost of several) over any number of channels.
+
+    `max_pending` bounds what a peer that does not read can cost the server: when more than
+    that many messages wait to be sent to one peer (its transport is paused by flow control
+    and they pile up), they are dropped, its live queries are released and its connection
+    is closed with code 1013 ("try again later"). A loam client then reconnects and
+    resubscribes, and its live queries report the difference (`kind="resubscribed"`)."""
+
+    def __init__(self, node: Any, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE,
+                 max_pending: int = DEFAULT_MAX_PENDING):
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be a positive number of messages, got {max_pending!r}")
         self.host: Any = node if _is_host(node) else None
         self.node = None if self.host is not None else node
         self.token = token
         self.max_size = max_size
+        self.max_pending = max_pending
+        self.slow_peers_closed = 0
         self.stats = DelayStats()  # delays of messages received from clients
         self.peers: set[_Peer] = set()
         self._clock = 0
@@ -123,6 +137,7 @@ class _Peer:
         self.out: asyncio.Queue[Any] = asyncio.Queue()
         self._send_nowait = getattr(channel, "send_nowait", None)
         self._writing = False  # the writer holds a message it has not finished sending
+        self._too_slow = False  # over max_pending: nothing more is queued, the close is under way
         self.live: dict[str, Any] = {}  # query id -> durable LiveQuery
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -197,11 +212,38 @@ class _Peer:
             if data is not None:
                 self._send_inline(data)
             return
-        self.out.put_nowait(msg)
+        self._queue(msg)
+
+    def _queue(self, item: Any) -> None:
+        """Hand `item` (a message, or bytes already encoded) to the writer, unless the peer
+        is too slow: see `NodeService.max_pending`."""
+        if self._too_slow:
+            return
+        out = self.out
+        out.put_nowait(item)
+        if out.qsize() > self.service.max_pending:
+            self._drop_slow_peer()
+
+    def _drop_slow_peer(self) -> None:
+        self._too_slow = True
+        waiting = self.out.qsize()
+        while not self.out.empty():
+            self.out.get_nowait()
+        self.service.slow_peers_closed += 1
+        reason = f"client too slow: {waiting} messages waiting (max_pending {self.service.max_pending})"
+        log.warning("%s: %s; closing the connection (1013)", self.label, reason)
+
+        async def release_and_close() -> None:
+            await self._release_all()  # no more notifications for a peer that will not read them
+            await self.channel.close(reason, 1013)
+
+        t = asyncio.create_task(release_and_close())
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
 
     def _inline(self) -> bool:
         """Whether the next message may be sent inline: nothing is ahead of it."""
-        return self._send_nowait is not None and not self._writing and self.out.empty()
+        return self._send_nowait is not None and not self._writing and not self._too_slow and self.out.empty()
 
     def _send_inline(self, data: bytes) -> None:
         try:
@@ -209,7 +251,7 @@ class _Peer:
                 return
         except ChannelClosed:
             return  # the reader sees the close and ends the connection
-        self.out.put_nowait(data)  # the channel must wait (flow control): the writer sends it
+        self._queue(data)  # the channel must wait (flow control): the writer sends it
 
     def _encode(self, msg: m.Message) -> bytes | None:
         msg.sent_ns = _perf_ns()

@@ -22,7 +22,7 @@ from websockets.streams import StreamReader
 from loam.protocol import codec
 from loam.transport.base import ChannelClosed
 from loam.transport.client import Connector
-from loam.transport.service import NodeService
+from loam.transport.service import DEFAULT_MAX_PENDING, NodeService
 from loam.transport.wsframes import binary_frame, split_binary_frames
 
 log = logging.getLogger("loam.transport")
@@ -189,11 +189,11 @@ class NodeServer:
     """
 
     def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_size: int = codec.DEFAULT_MAX_SIZE):
+                 max_size: int = codec.DEFAULT_MAX_SIZE, max_pending: int = DEFAULT_MAX_PENDING):
         self.node = node
         self.host = host
         self.requested_port = port
-        self.service = NodeService(node, token, max_size)
+        self.service = NodeService(node, token, max_size, max_pending)
         self._server: Server | None = None
         self.port: int | None = None
 
@@ -226,7 +226,8 @@ class NodeServer:
         await self.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"received": self.service.stats.snapshot(), "peers": len(self.service.peers)}
+        return {"received": self.service.stats.snapshot(), "peers": len(self.service.peers),
+                "slow_peers_closed": self.service.slow_peers_closed}
 
 
 class WebSocketConnector(Connector):
