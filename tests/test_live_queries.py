@@ -433,3 +433,23 @@ async def test_unsubscribe_while_a_commit_settles_does_not_cancel_the_commit():
     assert lq.closed_reason is not None
     assert [e.props["year"] for e in await node.fetch("albums", parse("ORDER BY year LIMIT 3"), CTX)] == [1, 2, 3]
     await node.close()
+
+
+async def test_next_with_a_timeout_does_not_swallow_a_cancellation() -> None:
+    """A task cancelled just as its notification arrives ends cancelled (Python 3.11's
+    asyncio.wait_for would return the notification and the cancelled caller would go on)."""
+    node = DurableNode(MemoryEngine())
+    await node.start()
+    try:
+        lq = await node.subscribe("c", parse("ORDER BY n"), CTX)
+        waiter = asyncio.create_task(lq.next(5))
+        for _ in range(2):  # the waiter is waiting for the queue (wait_for's inner task too)
+            await asyncio.sleep(0)
+        assert not waiter.done()
+        await node.create("c", [{"n": 1}], CTX)  # the notification is queued now, the get woken
+        waiter.cancel()  # in the same turn, before the waiter ran
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert (await lq.next(1)).added[0].props == {"n": 1}, "the notification stays for the next reader"
+    finally:
+        await node.close()

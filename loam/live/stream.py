@@ -28,7 +28,10 @@ class NotificationStream:
             raise NodeClosedError(f"live query {self.id} is closed: {self.closed_reason}")
         if timeout is None:
             return await q.get()
-        return await asyncio.wait_for(q.get(), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the item does, and the cancelled caller would go on
+        async with asyncio.timeout(timeout):
+            return await q.get()
 
     def __aiter__(self) -> "NotificationStream":
         return self

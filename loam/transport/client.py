@@ -147,7 +147,8 @@ class Connector:
             if not self.reconnect or self._supervisor is None:
                 raise ConnectionLost("not connected to the durable node")
             try:
-                await asyncio.wait_for(self._connected.wait(), self.request_timeout)
+                async with asyncio.timeout(self.request_timeout):  # not wait_for: see PendingRequests.wait
+                    await self._connected.wait()
             except (TimeoutError, asyncio.TimeoutError):
                 raise ConnectionLost(f"durable node unreachable for {self.request_timeout} s "
                                      "(still reconnecting)") from None

@@ -255,7 +255,8 @@ class LoadDriver:
         if cfg.ramp_up_s and cfg.workers > 1:
             delay = cfg.ramp_up_s * index / cfg.workers
             try:
-                await asyncio.wait_for(self.stop_event.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self.stop_event.wait()
                 return
             except TimeoutError:
                 pass

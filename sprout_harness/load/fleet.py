@@ -254,12 +254,14 @@ class _Worker:
         async with self.lock:
             self.proc.stdin.write((json.dumps(msg) + "\n").encode())
             await self.proc.stdin.drain()
-            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+            async with asyncio.timeout(timeout):
+                line = await self.proc.stdout.readline()
         if not line:
             err = b""
             if self.proc.stderr is not None:
                 try:
-                    err = await asyncio.wait_for(self.proc.stderr.read(4000), 2)
+                    async with asyncio.timeout(2):
+                        err = await self.proc.stderr.read(4000)
                 except asyncio.TimeoutError:
                     pass
             raise WorkerError(f"client worker {self.index} exited during {msg['op']!r}: "
@@ -365,7 +367,8 @@ class WorkerFleet:
                 pass
             if w.proc.returncode is None:
                 try:
-                    await asyncio.wait_for(w.proc.wait(), 10)
+                    async with asyncio.timeout(10):
+                        await w.proc.wait()
                 except asyncio.TimeoutError:
                     w.proc.kill()
                     await w.proc.wait()

@@ -152,7 +152,8 @@ class MonitorServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                req = await asyncio.wait_for(self._read(reader), _READ_TIMEOUT_S)
+                async with asyncio.timeout(_READ_TIMEOUT_S):
+                    req = await self._read(reader)
             except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 await self._send(writer, 400, {"error": "malformed or incomplete HTTP request"})
                 return

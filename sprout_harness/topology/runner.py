@@ -359,7 +359,8 @@ class Runner:
         for e in self.ephemerals:
             stack_sync = getattr(self.stack, "sync", None)
             if callable(stack_sync):
-                await asyncio.wait_for(maybe_await(stack_sync(e.client, self.durables[e.group].client)), timeout)
+                async with asyncio.timeout(timeout):
+                    await maybe_await(stack_sync(e.client, self.durables[e.group].client))
             model = self.models[e.group]
             probes: list[tuple[str, str, dict | None]] = [(SYNC_COLLECTION, markers[e.group], None)]
             for kind in model.data:
@@ -467,7 +468,8 @@ class Runner:
                 fn = getattr(obj, name, None)
                 if callable(fn):
                     try:
-                        await asyncio.wait_for(maybe_await(fn()), TEARDOWN_TIMEOUT_S)
+                        async with asyncio.timeout(TEARDOWN_TIMEOUT_S):
+                            await maybe_await(fn())
                     except BaseException as exc:  # keep tearing down
                         self.teardown_errors.append(f"{what}: {type(exc).__name__}: {exc}")
                     return

@@ -92,7 +92,8 @@ class Commits:
         fut = self._pending.get(change.txid)
         if fut is not None:
             try:
-                got = await asyncio.wait_for(asyncio.shield(fut), COMMIT_WAIT_S)
+                async with asyncio.timeout(COMMIT_WAIT_S):
+                    got = await asyncio.shield(fut)
             except asyncio.TimeoutError:
                 got = None
             if got is not None:
