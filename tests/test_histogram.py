@@ -187,3 +187,47 @@ def test_pickle_round_trip_keeps_layout_shared() -> None:
     back = pickle.loads(pickle.dumps(h))
     assert back == h
     back.merge(Histogram())  # same cached layout: merging works
+
+
+def test_snapshot_reads_without_flushing() -> None:
+    h = Histogram()
+    for v in (5, 1000, 1000, 2_000_000):
+        h.record(v)
+    snap = h.snapshot()
+    assert int(snap.counts.sum()) == 4 and snap.sum_ns == 2_002_005 and snap.max_ns == 2_000_000
+    assert h._flushed_n == 0, "a snapshot must not fold the recording side's pending samples"
+    got = {int(snap.lowers[i]): int(n) for i, n in enumerate(snap.counts) if n}
+    assert got == {lo: n for lo, n in h.to_dict()["buckets"]}
+
+
+def test_snapshots_from_another_thread_never_count_a_sample_twice() -> None:
+    """The recording thread records and flushes (every percentile read flushes) while
+    another thread takes snapshots: no snapshot holds more samples than were recorded."""
+    import threading
+
+    h = Histogram()
+    done = threading.Event()
+    bad: list[tuple[int, int]] = []
+    taken = [0]
+
+    def reader() -> None:
+        while not done.is_set():
+            snap = h.snapshot()
+            n_after = h.count
+            if int(snap.counts.sum()) > n_after:
+                bad.append((int(snap.counts.sum()), n_after))
+            taken[0] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(200_000):
+            h.record(1000 + i % 5000)
+            if i % 50 == 0:
+                h.percentile(50)  # flushes
+    finally:
+        done.set()
+        t.join()
+    assert not bad, bad[:3]
+    assert taken[0] > 0
+    assert int(h.snapshot().counts.sum()) == 200_000

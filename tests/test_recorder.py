@@ -165,3 +165,19 @@ def test_timeline_clamps_samples_before_start() -> None:
     tl.record(10_500_000_000, 6)
     assert [(p.second, p.ops) for p in tl.points()] == [(0, 2)]
     assert Timeline(0).points() == []
+
+
+def test_peek_copies_without_changing_the_recorder() -> None:
+    rec = PhaseRecorder("p")
+    rec.start()
+    rec.record("get", 1000)
+    rec.lag("notify", 2000)
+    rec.count("hits", 3)
+    rec.error("timeout", "slow")
+    snap = rec.peek()
+    assert snap.phase == "p" and snap.counters["hits"] == 3 and snap.errors["timeout"] == (1, ["slow"])
+    assert int(snap.latencies["get"].counts.sum()) == 1 and snap.lags["notify"].sum_ns == 2000
+    rec.record("get", 3000)  # later samples do not leak into the copy
+    assert int(snap.latencies["get"].counts.sum()) == 1
+    res = rec.result()
+    assert res.latencies["get"].count == 2 and res.counters["hits"] == 3

@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
@@ -74,6 +74,19 @@ def _layout(relative_error: float, max_value_ns: int) -> _Layout:
     )
 
 
+class HistogramSnapshot(NamedTuple):
+    """A copy of a histogram's samples (`Histogram.snapshot`): the count per bucket in layout
+    order (the last bucket is the overflow one), the smallest value of each bucket, the
+    exact sum and max (ns; max is -1 when empty), and the layout's parameters."""
+
+    counts: np.ndarray
+    sum_ns: int
+    max_ns: int
+    lowers: np.ndarray
+    relative_error: float
+    max_value_ns: int
+
+
 class Histogram:
     """Mergeable log-bucketed histogram of non-negative integers (ns), fixed relative error <= 1%, numpy-backed.
 
@@ -83,7 +96,7 @@ class Histogram:
     ``percentile(100)`` are the exact min and max.
     """
 
-    __slots__ = ("_layout", "_uppers", "_pending", "_counts", "_n", "_flushed_n", "_sum", "_min", "_max")
+    __slots__ = ("_layout", "_uppers", "_pending", "_counts", "_n", "_flushed_n", "_sum", "_min", "_max", "_gen")
 
     def __init__(self, relative_error: float = 0.01, max_value_ns: int = 3_600 * 10**9) -> None:
         self._layout = _layout(float(relative_error), int(max_value_ns))
@@ -95,6 +108,7 @@ class Histogram:
         self._sum = 0
         self._min = _NO_MIN
         self._max = -1
+        self._gen = 0  # odd while `_counts` is being changed (see `snapshot`)
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -134,7 +148,9 @@ class Histogram:
             raise ValueError(f"Histogram.record_many got a negative value ({lo} ns); latencies must be >= 0")
         self._flush()
         idx = np.searchsorted(self._layout.uppers_np, arr, side="left")
+        self._gen += 1
         self._counts += np.bincount(idx, minlength=self._layout.size)
+        self._gen += 1
         self._n += int(arr.size)
         self._flushed_n += int(arr.size)
         # Split sum: exact even when sum(values) would overflow int64.
@@ -151,7 +167,10 @@ class Histogram:
                 f"({other._layout.relative_error}, {other._layout.max_value_ns})"
             )
         self._flush()
-        self._counts += other._bucket_counts()
+        theirs = other._bucket_counts()
+        self._gen += 1
+        self._counts += theirs
+        self._gen += 1
         self._n += other._n
         self._flushed_n += other._n
         self._sum += other._sum
@@ -166,15 +185,38 @@ class Histogram:
 
     def _flush(self) -> None:
         if self._n != self._flushed_n:
+            self._gen += 1
             self._counts += np.asarray(self._pending, dtype=np.int64)
             self._pending = [0] * self._layout.size
             self._flushed_n = self._n
+            self._gen += 1
 
     def _bucket_counts(self) -> np.ndarray:
         self._flush()
         return self._counts
 
     # -- reading -----------------------------------------------------------------------------
+
+    def snapshot(self) -> "HistogramSnapshot":
+        """The samples recorded so far, read without changing anything: safe from another
+        thread than the recording one (a live monitor).
+
+        Reading from elsewhere must not flush (the recording thread's samples could be lost)
+        and must not see a flush half done (they would count twice): `_gen` is odd while
+        the counts change, and a read that saw it change is taken again."""
+        while True:
+            gen = self._gen
+            if gen & 1:
+                time.sleep(0)  # let the recording thread finish its flush
+                continue
+            counts = self._counts.copy()
+            pending = list(self._pending)
+            total, top = self._sum, self._max
+            if self._gen == gen:
+                counts += np.asarray(pending, dtype=np.int64)
+                layout = self._layout
+                return HistogramSnapshot(counts, total, top, layout.lowers_np, layout.relative_error,
+                                         layout.max_value_ns)
 
     @property
     def relative_error(self) -> float:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable
 
-from sprout_harness.metrics.histogram import Histogram
+from sprout_harness.metrics.histogram import Histogram, HistogramSnapshot
 from sprout_harness.metrics.results import Check, ErrorStat, PhaseResult, PhaseStatus
 from sprout_harness.metrics.system import peak_rss_bytes
 from sprout_harness.metrics.timeline import Timeline
@@ -201,6 +202,28 @@ class PhaseRecorder:
                                        for c in failed)
         return "ok", None
 
+    # -- reading while it runs ----------------------------------------------------------------
+
+    def peek(self) -> "PhaseSnapshot":
+        """What was measured so far, copied without changing anything: safe from another
+        thread than the one recording (the live monitor). `result()` is for the end of the
+        phase: it flushes every histogram and builds the per-second timeline."""
+        def hists(d: dict[str, Histogram]) -> dict[str, HistogramSnapshot]:
+            return {k: h.snapshot() for k, h in list(d.items())}  # list(): one atomic copy
+
+        errors = {}
+        for k, (n, samples) in list(self._errors.items()):
+            for _ in range(3):
+                try:
+                    errors[k] = (int(n), list(samples))
+                    break
+                except RuntimeError:  # appended to while copied: take it again
+                    continue
+            else:
+                errors[k] = (int(n), [])
+        return PhaseSnapshot(self.phase, self.elapsed_ns, hists(self._latencies), hists(self._lags),
+                             hists(self._delays), dict(self._counters), errors)
+
     # -- result ------------------------------------------------------------------------------
 
     def result(self) -> PhaseResult:
@@ -226,3 +249,17 @@ class PhaseRecorder:
             peak_rss_bytes=peak_rss_bytes(),
             extra=dict(self.extra),
         )
+
+
+@dataclass(frozen=True)
+class PhaseSnapshot:
+    """A running phase's measurements so far (`PhaseRecorder.peek`): histograms as
+    `HistogramSnapshot`s, counters, and errors as (count, recent samples)."""
+
+    phase: str
+    elapsed_ns: int
+    latencies: dict[str, HistogramSnapshot]
+    lags: dict[str, HistogramSnapshot]
+    connector_delays: dict[str, HistogramSnapshot]
+    counters: dict[str, int]
+    errors: dict[str, tuple[int, list[str]]]

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sprout_harness.metrics.histogram import Histogram
+from sprout_harness.metrics.histogram import Histogram, HistogramSnapshot
 from sprout_harness.metrics.recorder import PhaseRecorder
 from sprout_harness.metrics.results import PhaseResult, RunMetadata, RunResult
 
@@ -48,26 +48,19 @@ class HistView:
     max_value_ns: int = 3_600 * 10**9
 
     @classmethod
-    def peek(cls, h: Histogram) -> "HistView":
-        """A copy taken from another thread than the one recording: reads, never writes.
-
-        ``Histogram`` keeps recent samples in a Python list folded into its numpy counts on
-        read (``_flush``); flushing from here could lose the recording thread's samples, so
-        this adds the two without touching either. Keep in step with metrics/histogram.py.
-        """
-        layout = h._layout
-        counts = h._counts.copy()
-        counts += np.asarray(list(h._pending), dtype=np.int64)
+    def of_snapshot(cls, snap: HistogramSnapshot) -> "HistView":
+        """From `Histogram.snapshot()` (taken by the recording side's own API, any thread)."""
+        counts = snap.counts
         nz = np.flatnonzero(counts)
         n = int(counts.sum())
         if not n:
-            return cls(relative_error=layout.relative_error, max_value_ns=layout.max_value_ns)
-        lowers = layout.lowers_np
+            return cls(relative_error=snap.relative_error, max_value_ns=snap.max_value_ns)
+        lowers = snap.lowers
         buckets = {int(lowers[i]): int(counts[i]) for i in nz}
         # min: the lowest bucket's start (within the relative error of the exact min, and
-        # consistent with the buckets even when read mid-record); max only ever grows.
-        return cls(count=n, sum_ns=int(h._sum), min_ns=min(buckets), max_ns=max(int(h._max), max(buckets)),
-                   buckets=buckets, relative_error=layout.relative_error, max_value_ns=layout.max_value_ns)
+        # consistent with the buckets); max only ever grows.
+        return cls(count=n, sum_ns=int(snap.sum_ns), min_ns=min(buckets), max_ns=max(int(snap.max_ns), max(buckets)),
+                   buckets=buckets, relative_error=snap.relative_error, max_value_ns=snap.max_value_ns)
 
     @classmethod
     def of(cls, h: Histogram) -> "HistView":
@@ -162,30 +155,17 @@ class PhaseView:
         }
 
 
-def _samples(d: deque[str]) -> list[str]:
-    for _ in range(3):
-        try:
-            return list(d)
-        except RuntimeError:  # appended to while copied (another thread): try again
-            continue
-    return []
-
-
 def _read_recorder(rec: PhaseRecorder) -> PhaseView:
-    """A copy of what ``rec`` measured so far, safe from any thread (reads only).
-
-    PhaseRecorder has no read-only view (``result()`` flushes and copies every histogram and
-    computes the per-second timeline), so this reads its fields; keep it in step with
-    metrics/recorder.py. ``list(dict.items())`` / ``dict(d)`` copy atomically under the GIL.
-    """
+    """A copy of what ``rec`` measured so far, safe from any thread (`PhaseRecorder.peek`)."""
+    snap = rec.peek()
     return PhaseView(
-        name=rec.phase,
-        wall_s=rec.elapsed_ns / 1e9,
-        latencies={k: HistView.peek(h) for k, h in list(rec._latencies.items())},
-        lags={k: HistView.peek(h) for k, h in list(rec._lags.items())},
-        connector_delays={k: HistView.peek(h) for k, h in list(rec._delays.items())},
-        counters=dict(rec._counters),
-        errors={k: {"count": int(v[0]), "samples": _samples(v[1])} for k, v in list(rec._errors.items())},
+        name=snap.phase,
+        wall_s=snap.elapsed_ns / 1e9,
+        latencies={k: HistView.of_snapshot(h) for k, h in snap.latencies.items()},
+        lags={k: HistView.of_snapshot(h) for k, h in snap.lags.items()},
+        connector_delays={k: HistView.of_snapshot(h) for k, h in snap.connector_delays.items()},
+        counters=snap.counters,
+        errors={k: {"count": n, "samples": samples} for k, (n, samples) in snap.errors.items()},
     )
 
 
