@@ -82,9 +82,11 @@ class WindowedLiveQuery(NotificationStream):
         self._queue: asyncio.Queue[Notification] | None = None if callback is not None else asyncio.Queue()
         self._sync_listeners: list[Callable[[Notification], Any]] = []
         self._async_listeners: list[NotificationCallback] = []
-        self._async_pending: deque[Notification] = deque()
+        # Created on first use: an idle live query should cost its window and little else,
+        # and an empty deque is ~600 bytes.
+        self._async_pending: deque[Notification] | None = None
         self._async_task: asyncio.Task[None] | None = None
-        self._pending: deque[tuple[CommitRecord, list[Change]]] = deque()
+        self._pending: deque[tuple[CommitRecord, list[Change]]] | None = None  # blocking sources
         self._worker: asyncio.Task[None] | None = None
         self._loading = False
         if callback is not None:
@@ -159,6 +161,8 @@ class WindowedLiveQuery(NotificationStream):
                 self._refill_sync(missing)
             self._emit(record)
             return
+        if self._pending is None:
+            self._pending = deque()
         self._pending.append((record, changes))
         if self._worker is None and not self._loading:
             self._worker = asyncio.get_running_loop().create_task(self._drain())
@@ -193,7 +197,7 @@ class WindowedLiveQuery(NotificationStream):
     async def _drain(self) -> None:
         try:
             while self._pending and self.closed_reason is None:
-                record, changes = self._pending.popleft()
+                record, changes = self._pending.popleft()  # type: ignore[union-attr]
                 self._apply(changes)
                 missing = self._window.missing()
                 if missing:
@@ -243,6 +247,8 @@ class WindowedLiveQuery(NotificationStream):
             except Exception:
                 log.exception("live query %s: listener %r failed", self.id, cb)
         if self._async_listeners:
+            if self._async_pending is None:
+                self._async_pending = deque()
             self._async_pending.append(n)
             if self._async_task is None:
                 self._async_task = asyncio.get_running_loop().create_task(self._run_async_listeners())
@@ -250,7 +256,7 @@ class WindowedLiveQuery(NotificationStream):
     async def _run_async_listeners(self) -> None:
         try:
             while self._async_pending:
-                n = self._async_pending.popleft()
+                n = self._async_pending.popleft()  # type: ignore[union-attr]
                 for cb in self._async_listeners:
                     try:
                         await cb(n)  # type: ignore[misc]
@@ -265,7 +271,7 @@ class WindowedLiveQuery(NotificationStream):
             return
         self.closed_reason = reason
         self._on_release(self)
-        self._pending.clear()
+        self._pending = None
         if self._worker is not None and self._worker is not asyncio.current_task():
             self._worker.cancel()
             self._worker = None
