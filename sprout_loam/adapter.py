@@ -40,7 +40,7 @@ from sprout_harness.contracts import Not as HNot
 CONNECTORS = ("inprocess", "websocket")
 _CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
                      "websocket": {"token", "host", "request_timeout"}}
-_STACK_PARAMS = {"user", "request_timeout"}
+_STACK_PARAMS = {"user", "request_timeout", "max_pending"}
 
 
 # --- translation between the harness's types and loam's ------------------------------------
@@ -164,6 +164,10 @@ class LoamStack:
             if key not in _STACK_PARAMS:
                 raise ConfigError(f"unknown loam stack parameter; allowed: {', '.join(sorted(_STACK_PARAMS))}",
                                   f"stack.params.{key}")
+        pending = settings.params.get("max_pending")
+        if pending is not None and (type(pending) is not int or pending < 1):
+            raise ConfigError(f"got {pending!r}; messages that may wait for one connection that does not read "
+                              "must be a whole number >= 1 (default 10000)", "stack.params.max_pending")
         for link in settings.topology.get("links", []):
             where = f"topology.links[{link['ephemeral']}]"
             if link["connector"] not in cls.connector_names:
@@ -306,14 +310,18 @@ class LoamStack:
     async def _start_server(self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any,
                             params: Mapping[str, Any]) -> Any:
         token = params.get("token")
+        from loam.transport.service import DEFAULT_MAX_PENDING
+
+        pending = self.settings.params.get("max_pending") or DEFAULT_MAX_PENDING
         if key[1] == "inprocess":
             from loam.transport.inprocess import InProcessServer
 
-            server: Any = InProcessServer(target, token=token, delay_s=float(params.get("delay_s", 0.0)))
+            server: Any = InProcessServer(target, token=token, delay_s=float(params.get("delay_s", 0.0)),
+                                          max_pending=pending)
         elif key[1] == "websocket":
             from loam.transport.websocket import NodeServer
 
-            server = NodeServer(target, host=params.get("host", "127.0.0.1"), port=0, token=token)
+            server = NodeServer(target, host=params.get("host", "127.0.0.1"), port=0, token=token, max_pending=pending)
             try:
                 await server.start()
             except OSError as exc:
@@ -392,8 +400,10 @@ class LoamStack:
     def server_stats(self, durable: int) -> dict[str, Any]:
         node = self._durable_node(durable)
         st = node.stats()
-        peers = sum(len(s.service.peers) for k, s in self.servers.items() if k[0] == durable)
-        return {"connections": peers, "live_queries": st["live_queries"],
+        services = [s.service for k, s in self.servers.items() if k[0] == durable]
+        peers = sum(len(svc.peers) for svc in services)
+        return {"connections": peers, "slow_connections_closed": sum(svc.slow_peers_closed for svc in services),
+                "live_queries": st["live_queries"],
                 "live_query_memory_bytes": sum(st["live_query_memory"].values()),
                 "registry_entries": st["registry_entries"], "commits": st["commits"]}
 

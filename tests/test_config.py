@@ -97,6 +97,7 @@ def test_stack_level_errors_need_the_stack():
         (["policy.id=nobody"], "policy.id: got 'nobody'"),
         (["topology.connector=pigeon"], "connector 'pigeon' for ephemeral 0 is not a loam connector"),
         (["stack.params.colour=1"], "stack.params.colour: unknown loam stack parameter"),
+        (["stack.params.max_pending=0"], "stack.params.max_pending: got 0; messages that may wait"),
     ]:
         load_config(base, sets)  # structurally fine
         with pytest.raises(ConfigError) as info:

@@ -184,6 +184,30 @@ async def test_a_lost_notification_fails_the_delivery_checks():
     assert "every notification arrived" in result.phases[1].reason
 
 
+class ServerRecordingStack(LoamStack):
+    """Records the backpressure limit of every server the stack starts."""
+
+    limits: list[int] = []
+
+    async def _start_server(self, servers, key, target, params):  # type: ignore[no-untyped-def]
+        server = await super()._start_server(servers, key, target, params)
+        ServerRecordingStack.limits.append(server.service.max_pending)
+        return server
+
+
+async def test_stack_params_max_pending_reaches_the_servers():
+    cfg = config_from_dict({
+        "name": "pending", "stack": {"name": "loam", "params": {"max_pending": 321}}, "storage": {"engine": "memory"},
+        "datasets": {"pets": 50, "albums": 0},
+        "phases": [{"name": "connection-scaling", "params": {"connections": 2, "steps": 1, "commits_per_step": 2,
+                                                             "commit_interval_ms": 1}}],
+    })
+    ServerRecordingStack.limits = []
+    result = await run(cfg, factory=ServerRecordingStack)
+    assert result.status == "ok", [(p.name, p.reason) for p in result.phases]
+    assert ServerRecordingStack.limits and set(ServerRecordingStack.limits) == {321}
+
+
 def test_knobs_are_validated_and_the_1k_target_config_loads():
     cfg = load_config(ROOT / "configs" / "realtime-1k.yaml", check_stack=True)
     assert cfg.datasets["pets"] == 1_000_000 and cfg.phases[0].params["connections"] == 1000
