@@ -184,6 +184,27 @@ async def test_a_lost_notification_fails_the_delivery_checks():
     assert "every notification arrived" in result.phases[1].reason
 
 
+class LossyBackpressuredStack(LossyStack):
+    """Loses notifications and says its server dropped slow connections."""
+
+    def server_stats(self, durable):  # type: ignore[no-untyped-def]
+        return {**super().server_stats(durable), "slow_connections_closed": 2}
+
+
+async def test_missing_notifications_name_the_servers_backpressure_first():
+    cfg = config_from_dict({
+        "name": "lossy", "stack": {"name": "loam"}, "storage": {"engine": "memory"},
+        "datasets": {"pets": 100, "albums": 0},
+        "phases": [{"name": "event-throughput", "params": {"subscribers": 4, "connections": 2, "steps": 1,
+                                                            "commits_per_step": 6}}],
+        "runner": {"check_timeout_s": 1},
+    })
+    result = await run(cfg, factory=LossyBackpressuredStack)
+    (phase,) = result.phases
+    assert phase.status == "failed"
+    assert "the server closed 2 connection(s) whose client did not keep up" in phase.reason, phase.reason
+
+
 class ServerRecordingStack(LoamStack):
     """Records the backpressure limit of every server the stack starts."""
 

@@ -16,7 +16,9 @@ Connections (connection-scaling, subscription-scaling, event-throughput, filtere
   `async connect_address(address, index) -> Client` (a classmethod/staticmethod, it
   must not need the stack's start()).
 - `server_stats(durable) -> dict`: server-side figures, any of `connections`,
-  `live_queries`, `live_query_memory_bytes` (total), `subscriptions` ...
+  `live_queries`, `live_query_memory_bytes` (total), `subscriptions`,
+  `slow_connections_closed` (connections the server dropped because their client did not
+  keep up: a delivery check that fails names it) ...
 
 Triggers (trigger):
 

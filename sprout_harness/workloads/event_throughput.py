@@ -113,6 +113,10 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
             missing, extra = rt.missing_and_extra(final["seen"][s], expect)
             if missing or extra:
                 bad.append(f"subscriber {s}: {len(missing)} of {len(expect)} missing, {len(extra)} unexpected/duplicate")
+        if bad:
+            slow = rt.server_stats(ctx, node).get("slow_connections_closed")
+            if slow:  # the likely cause, first: the server's backpressure dropped slow readers
+                bad.insert(0, f"the server closed {slow} connection(s) whose client did not keep up")
         rec.count("commits", len(stream.commits))
         rec.count("subscribers", total)
         rec.extra["steps"] = steps
