@@ -54,6 +54,29 @@ async def test_crud_presets_on_leveldb_pass_and_reach_every_report(tmp_path):
     assert writes(heavy) > 200 and writes(light) < 100  # 90:10 vs 10:90
 
 
+async def test_mixes_through_an_ephemeral_over_websocket():
+    """`target: ephemeral`: every operation crosses the connector (its messages are in the
+    connector delays), reads are judged as on the durable node, and the final state is read
+    from the durable node: 9,000 pets (~1.5 MB) are more than one protocol message (1 MiB) carries."""
+    ephemeral = ["topology.ephemeral=1", "topology.connector=websocket"]
+    cfg = load_config(ROOT / "configs" / "crud-leveldb.yaml",
+                      [*TINY_LOAD, *ephemeral, "workload.operations=300", "datasets.pets=9000",
+                       *(f"phases.{i}.target=ephemeral" for i in range(3))], check_stack=True)
+    result = await run(cfg)
+    assert_ok(result)
+    for p in result.phases:
+        assert {"to_durable.commit", "to_durable.get", "to_ephemeral.get_result"} <= set(p.connector_delays), p.name
+        assert p.counters["reads_checked"] > 0 and p.counters["final_entities"] >= 8900
+    cfg = load_config(ROOT / "configs" / "ycsb-leveldb.yaml",
+                      [*_tiny_ycsb(), *ephemeral, "phases.0.target=ephemeral", "phases.4.target=ephemeral"],
+                      check_stack=True)
+    cfg.phases = [cfg.phases[0], cfg.phases[4]]  # a (load, read, update) and e (scans, inserts)
+    result = await run(cfg)
+    assert_ok(result)
+    assert [p.name for p in result.phases] == ["ycsb-a@ephemeral", "ycsb-e@ephemeral"]
+    assert "to_durable.fetch" in result.phase("ycsb-e@ephemeral").connector_delays
+
+
 async def test_all_six_ycsb_workloads_on_leveldb(tmp_path):
     cfg = load_config(ROOT / "configs" / "ycsb-leveldb.yaml", _tiny_ycsb(), check_stack=True)
     result = await run(cfg)
