@@ -107,7 +107,12 @@ def _id_key(e: Entity) -> str:
 def sort_key_func(order_by: tuple[OrderKey, ...]) -> Callable[[Entity], Any]:
     """A key function for `sorted()` giving the query order: ORDER BY keys, then id ascending.
 
-    Keys of different entities are never equal (ids differ), so the order is total.
+    Keys of different entities are never equal (ids differ), so the order is total. A key
+    is one flat tuple, `(rank, value)` per ORDER BY key then the id, because LIMIT windows
+    keep one per member: a descending key negates rank and number (only a string needs a
+    `Desc` wrapper), and a nested `(rank, value)` tuple per key would cost ~50 bytes more
+    each. Two keys compare the same either way: at each position the ranks decide first,
+    and only values of the same rank, so of the same kind, are ever compared.
     """
     order_by = tuple(order_by)
     if not order_by:
@@ -119,17 +124,29 @@ def sort_key_func(order_by: tuple[OrderKey, ...]) -> Callable[[Entity], Any]:
         if f == "id":
             return _id_key if not k.descending else (lambda e: Desc(e.id))
         if not k.descending:
-            return lambda e: (vk(e.props.get(f)), e.id)
-        return lambda e: (Desc(vk(e.props.get(f))), e.id)
+            def asc1(e: Entity) -> tuple:
+                r, c = vk(e.props.get(f))
+                return (r, c, e.id)
+
+            return asc1
+
+        def desc1(e: Entity) -> tuple:
+            r, c = vk(e.props.get(f))
+            return (-r, Desc(c) if type(c) is str else -c, e.id)
+
+        return desc1
 
     parts = tuple((k.field, k.descending) for k in order_by)
 
     def key(e: Entity) -> tuple:
         props = e.props
-        out = []
+        out: list[Any] = []
         for f, desc in parts:
-            kv = vk(e.id if f == "id" else props.get(f))
-            out.append(Desc(kv) if desc else kv)
+            r, c = vk(e.id if f == "id" else props.get(f))
+            if desc:
+                out += (-r, Desc(c) if type(c) is str else -c)
+            else:
+                out += (r, c)
         out.append(e.id)
         return tuple(out)
 
