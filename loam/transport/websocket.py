@@ -73,15 +73,12 @@ class _PushingClientConnection(ClientConnection):
 
     on_message: Any = None
     split_frames = False  # set by `WebSocketChannel.set_receiver` when the parser looks as expected
+    split_limit: int | None = None  # the largest frame to split off (the protocol's own limit)
 
     def data_received(self, data: bytes) -> None:
         cb = self.on_message
         if cb is not None and self.split_frames and self.response is not None and _parser_idle(self.protocol):
-            p = self.protocol
-            limit = p.max_message_size
-            if p.max_fragment_size is not None:
-                limit = p.max_fragment_size if limit is None else min(limit, p.max_fragment_size)
-            payloads, used = split_binary_frames(data, limit)
+            payloads, used = split_binary_frames(data, self.split_limit)
             for payload in payloads:
                 cb(payload)
             if used == len(data):
@@ -138,6 +135,9 @@ class WebSocketChannel:
             ws.split_frames = (_PARSE is not None and _AT_EOF is not None and all(
                 hasattr(p, a) for a in ("max_message_size", "max_fragment_size", "current_size", "parser", "reader"))
                 and all(hasattr(p.reader, a) for a in ("buffer", "eof")))
+            if ws.split_frames:  # fixed for the connection: worked out once, not per read
+                limits = [v for v in (p.max_message_size, p.max_fragment_size) if v is not None]
+                ws.split_limit = min(limits) if limits else None
 
     def send_nowait(self, data: bytes) -> bool:
         ws = self.ws

@@ -148,9 +148,7 @@ class Histogram:
             raise ValueError(f"Histogram.record_many got a negative value ({lo} ns); latencies must be >= 0")
         self._flush()
         idx = np.searchsorted(self._layout.uppers_np, arr, side="left")
-        self._gen += 1
-        self._counts += np.bincount(idx, minlength=self._layout.size)
-        self._gen += 1
+        self._add_counts(np.bincount(idx, minlength=self._layout.size))
         self._n += int(arr.size)
         self._flushed_n += int(arr.size)
         # Split sum: exact even when sum(values) would overflow int64.
@@ -167,10 +165,7 @@ class Histogram:
                 f"({other._layout.relative_error}, {other._layout.max_value_ns})"
             )
         self._flush()
-        theirs = other._bucket_counts()
-        self._gen += 1
-        self._counts += theirs
-        self._gen += 1
+        self._add_counts(other._bucket_counts())
         self._n += other._n
         self._flushed_n += other._n
         self._sum += other._sum
@@ -183,8 +178,14 @@ class Histogram:
         h.merge(self)
         return h
 
+    def _add_counts(self, counts: np.ndarray) -> None:
+        self._gen += 1  # odd: a `snapshot` from another thread reads again
+        self._counts += counts
+        self._gen += 1
+
     def _flush(self) -> None:
         if self._n != self._flushed_n:
+            # not `_add_counts`: resetting `_pending` belongs inside the same odd window
             self._gen += 1
             self._counts += np.asarray(self._pending, dtype=np.int64)
             self._pending = [0] * self._layout.size
