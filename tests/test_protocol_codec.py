@@ -142,7 +142,7 @@ def test_rejects_wrong_types() -> None:
     _reject(d, "reserved")
     d["entities"][0] = {"id": "a"}
     _reject(d, "entity must be")
-    d = _wire(m.Notify("q", None, None, kind="change"))
+    d = _wire(m.Notify("q", None, None, [], [], [], 0, 0, "change", None, 0))
     d["kind"] = "weird"
     _reject(d, "kind")
     d = _wire(m.Error(None, "auth", "x"))
@@ -171,9 +171,10 @@ def test_rejects_wrong_types() -> None:
 def test_notify_rejects_each_bad_field_by_name(field: str, value: object, match: str) -> None:
     # A notify is decoded by an inline fast path; whatever it does not accept must still be
     # refused with the message naming the field.
-    d = _wire(m.Notify("q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2))
+    d = _wire(m.Notify("q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, "change",
+                       None, 0))
     assert codec.decode(orjson.dumps(d)) == m.Notify(
-        "q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, sent_ns=d["sent_ns"])
+        "q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, "change", None, d["sent_ns"])
     d[field] = value
     _reject(d, match)
 
@@ -229,7 +230,7 @@ def test_change_notify_fast_encoder_gives_the_same_bytes() -> None:
     from loam.model import Entity
 
     a, u = [Entity("a1", {"n": 1, "s": "x", "f": 1.5, "b": True, "z": None})], [Entity("u1", {"n": 2})]
-    msg = m.Notify("q1", "c-1", 123, a, u, ["r1", "r2"], 1, 7)
+    msg = m.Notify("q1", "c-1", 123, a, u, ["r1", "r2"], 1, 7, "change", None, 0)
     msg.sent_ns = 99
     assert codec.encode_change_notify("q1", "c-1", 123, tuple(a), tuple(u), ("r1", "r2"), 1, 7, 99) == codec.encode(msg)
     back = codec.decode(codec.encode_change_notify("q1", None, None, (), (), (), 0, 0, 5))

@@ -186,7 +186,7 @@ async def test_client_handles_messages_in_the_read_callback_and_falls_back_in_or
         hello = codec.decode(await ws.recv())
         await ws.send(codec.encode(m.Welcome(hello.rid, "raw-server", 0)))
         await ws.recv()  # the client's ping: everything below is sent after the handshake
-        notes = [codec.encode(m.Notify("q", f"c{i}", None, [], [], [f"id{i}"], 0, i)) for i in range(4)]
+        notes = [codec.encode(m.Notify("q", f"c{i}", None, [], [], [f"id{i}"], 0, i, "change", None, 0)) for i in range(4)]
         await ws.send(notes[0])
         await ws.send([notes[1][:10], notes[1][10:]])  # one message in two fragments
         await ws.send(notes[2])

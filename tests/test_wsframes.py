@@ -99,7 +99,7 @@ async def _client_of(handler: Any) -> tuple[Any, WebSocketConnector, list[str]]:
 
 
 def _note(i: int) -> bytes:
-    return codec.encode(m.Notify("q", f"c{i}", None, [], [], [f"id{i}"], 0, i))
+    return codec.encode(m.Notify("q", f"c{i}", None, [], [], [f"id{i}"], 0, i, "change", None, 0))
 
 
 async def _welcomed(ws: Any) -> None:

@@ -13,7 +13,9 @@ See docs/protocol.md for the wire form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import Annotated, ClassVar, Literal, Union
+
+import msgspec
 
 from loam.model import CommitRecord, Entity, Transaction
 from loam.node.api import Context
@@ -151,28 +153,37 @@ class Unsubscribed:
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Notify:
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Notify(msgspec.Struct, tag_field="t", tag="notify", forbid_unknown_fields=True):
     """Server -> client, unsolicited: one change to a remote live query's result.
 
     `kind` is "change" or "closed" (the server ended the live query; `reason` says why).
     `gap_filled` counts the entities the durable node read to refill a LIMIT window in
     this change (0: no refill).
     `clock` is the commit's Lamport clock (lets the client's clock observe it).
+    A msgspec Struct (the hot message): the codec decodes it in one typed pass, and
+    every field is required on the wire, so every field is required here too.
     """
 
     TYPE: ClassVar[str] = "notify"
     query_id: str
     commit_id: str | None
     commit_ns: int | None
-    added: list[Entity] = field(default_factory=list)
-    updated: list[Entity] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    gap_filled: int = 0
-    clock: int = 0
-    kind: str = "change"
-    reason: str | None = None
-    sent_ns: int = 0
+    added: list[Entity]
+    updated: list[Entity]
+    removed: list[str]
+    gap_filled: NonNegative
+    clock: NonNegative
+    kind: Literal["change", "closed"]
+    reason: str | None
+    sent_ns: int
+
+
+def closed_notify(query_id: str, commit_id: str | None, commit_ns: int | None, reason: str | None) -> Notify:
+    """The notify that ends a live query (`kind` "closed", nothing changed); `sent_ns` 0 until sent."""
+    return Notify(query_id, commit_id, commit_ns, [], [], [], 0, 0, "closed", reason, 0)
 
 
 @dataclass(slots=True)

@@ -277,7 +277,7 @@ class _Peer:
         # limit ends that live query (the client cannot stay consistent without it).
         if isinstance(msg, m.Notify):
             asyncio.create_task(self._release(msg.query_id))
-            out: m.Message = m.Notify(msg.query_id, msg.commit_id, msg.commit_ns, kind="closed", reason=str(exc))
+            out: m.Message = m.closed_notify(msg.query_id, msg.commit_id, msg.commit_ns, str(exc))
         else:
             out = m.Error(getattr(msg, "rid", None), "too_large", str(exc))
         out.sent_ns = _perf_ns()
@@ -352,7 +352,7 @@ class _Peer:
         if n.kind == "closed":
             self.live.pop(qid, None)
             self.session.remove_query(qid)
-            self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, kind="closed", reason=n.reason))
+            self._enqueue(m.closed_notify(qid, n.commit_id, n.commit_ns, n.reason))
             return
         gap = n.gap_filled
         if self._inline():
@@ -366,7 +366,7 @@ class _Peer:
                 self._send_inline(data)
                 return
         self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
-                               gap, self._clock()))
+                               gap, self._clock(), "change", None, 0))
 
     async def _release(self, qid: str) -> None:
         self.session.remove_query(qid)
