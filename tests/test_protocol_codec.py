@@ -237,3 +237,28 @@ def test_change_notify_fast_encoder_gives_the_same_bytes() -> None:
     assert isinstance(back, m.Notify) and back.commit_id is None and back.sent_ns == 5 and back.kind == "change"
     with pytest.raises(ProtocolError, match="over the 50-byte limit"):
         codec.encode_change_notify("q1", "c-1", 123, tuple(a), (), (), 0, 0, 1, max_size=50)
+
+
+def test_notify_typed_pass_and_field_readers_agree() -> None:
+    """`encode`'s notifies take the typed pass; the same message with its keys in another
+    order takes the field readers; both give the same Notify."""
+    msg = m.Notify("q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True, "s": "t", "n": -3})],
+                   [Entity("b", {})], ["r"], 1, 2, "change", None, 77)
+    data = codec.encode(msg)
+    typed = codec._typed_notify(data)
+    assert typed == msg and type(typed.added[0]) is Entity
+    reordered = orjson.dumps(dict(reversed(list(orjson.loads(data).items()))))
+    assert not reordered.startswith(b'{"query_id"')
+    assert codec.decode(reordered) == codec.decode(data) == msg
+
+
+def test_notify_typed_pass_refuses_what_the_readers_refuse() -> None:
+    d = _wire(m.Notify("q", "c1", 5, [], [Entity("a", {"x": 1})], [], 0, 2, "change", None, 0))
+    for bad in (["a", {"x": 1}, "extra"], ["a", {"x": "INF"}], ["a", {"id": 1}], ["a", {"": 1}], ["a"],
+                ["a", {"x": [1]}], [1, {}]):
+        d["updated"] = [bad]
+        data = orjson.dumps(d).replace(b'"INF"', b"1e999")  # JSON has no infinity; 1e999 overflows
+        assert data.startswith(b'{"query_id"')
+        assert codec._typed_notify(data) is None
+        with pytest.raises(ProtocolError, match="malformed"):
+            codec.decode(data)
