@@ -12,7 +12,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 
@@ -166,9 +166,7 @@ class Entity(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
         return self.id if name == "id" else self.props.get(name)
 
 
-def make_entity(id: str, props: dict[str, Scalar]) -> Entity:
-    """`Entity(id, props)` (kept for callers on hot paths; no checks either way)."""
-    return Entity(id, props)
+make_entity = Entity  # kept for the hot paths that call it: a Struct is built in C
 
 
 # --- write operations -------------------------------------------------------
@@ -277,35 +275,23 @@ class EntityState:
 # --- commits ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What a commit did to one entity, as live queries need it."""
+ChangeKind = Literal["create", "update", "delete"]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Change(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, gc=False):
+    """What a commit did to one entity, as live queries need it.
+
+    Laid out as an array, like its wire form `[collection, id, kind, before, after]`."""
 
     collection: str
     id: str
-    kind: str  # "create" | "update" | "delete"
+    kind: ChangeKind
     before: Entity | None  # visible state before the commit (None if absent/deleted)
     after: Entity | None  # visible state after the commit (None if deleted)
 
 
-_new_change = Change.__new__
-_change_slots = tuple(Change.__dict__[f].__set__ for f in ("collection", "id", "kind", "before", "after"))
-
-
-def make_change(collection: str, id: str, kind: str, before: Entity | None, after: Entity | None) -> Change:
-    """`Change(...)`, faster: one is built per entity of every commit (see make_entity)."""
-    c = _new_change(Change)
-    s_coll, s_id, s_kind, s_before, s_after = _change_slots
-    s_coll(c, collection)
-    s_id(c, id)
-    s_kind(c, kind)
-    s_before(c, before)
-    s_after(c, after)
-    return c
-
-
-@dataclass(frozen=True, slots=True)
-class CommitRecord:
+class CommitRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Returned by a commit: its id, stamp and the monotonic time it became durable.
 
     `durable_ns` is `time.perf_counter_ns()` taken right after storage acknowledged
@@ -314,23 +300,12 @@ class CommitRecord:
 
     commit_id: str
     node_id: str
-    clock: int
+    clock: NonNegative
     durable_ns: int
     changes: tuple[Change, ...] = ()
 
 
-_new_record = CommitRecord.__new__
-_record_slots = tuple(CommitRecord.__dict__[f].__set__ for f in ("commit_id", "node_id", "clock", "durable_ns", "changes"))
-
-
-def make_record(commit_id: str, node_id: str, clock: int, durable_ns: int,
-                changes: tuple[Change, ...] = ()) -> CommitRecord:
-    """`CommitRecord(...)`, faster (see make_entity): two are built per commit."""
-    r = _new_record(CommitRecord)
-    s_cid, s_node, s_clock, s_ns, s_changes = _record_slots
-    s_cid(r, commit_id)
-    s_node(r, node_id)
-    s_clock(r, clock)
-    s_ns(r, durable_ns)
-    s_changes(r, changes)
-    return r
+# Kept for the hot paths that call them; msgspec Structs are built in C, so these are
+# the constructors themselves.
+make_change = Change
+make_record = CommitRecord

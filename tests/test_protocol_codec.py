@@ -239,26 +239,58 @@ def test_change_notify_fast_encoder_gives_the_same_bytes() -> None:
         codec.encode_change_notify("q1", "c-1", 123, tuple(a), (), (), 0, 0, 1, max_size=50)
 
 
-def test_notify_typed_pass_and_field_readers_agree() -> None:
-    """`encode`'s notifies take the typed pass; the same message with its keys in another
-    order takes the field readers; both give the same Notify."""
-    msg = m.Notify("q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True, "s": "t", "n": -3})],
-                   [Entity("b", {})], ["r"], 1, 2, "change", None, 77)
+_E = Entity("a", {"x": 1.5, "y": None, "z": True, "s": "t", "n": -3})
+_TYPED_MESSAGES = [
+    m.Notify("q", "c1", 5, [_E], [Entity("b", {})], ["r"], 1, 2, "change", None, 77),
+    m.Ack(3, CommitRecord("c", "n", 4, 9, (Change("k", "a", "update", Entity("a", {"x": 0}), _E),
+                                          Change("k", "b", "delete", Entity("b", {}), None))), 5, 77),
+    m.GetResult(4, _E, 6, 77),
+    m.GetResult(4, None, 6, 77),
+    m.FetchResult(5, [_E, Entity("b", {"x": "y"})], 7, 77),
+    m.Subscribed(6, "q1", [_E], 8, 77),
+]
+
+
+@pytest.mark.parametrize("msg", _TYPED_MESSAGES, ids=lambda x: x.TYPE)
+def test_typed_pass_and_field_readers_agree(msg: m.Message) -> None:
+    """`encode` writes "t" first, so these take the typed pass; the same message with its
+    keys in another order takes the field readers; both give the message back."""
     data = codec.encode(msg)
-    typed = codec._typed_notify(data)
-    assert typed == msg and type(typed.added[0]) is Entity
+    assert data.startswith(b'{"t":"%s"' % msg.TYPE.encode())
+    typed = codec._typed(data)
+    assert typed == msg and type(typed) is type(msg)
     reordered = orjson.dumps(dict(reversed(list(orjson.loads(data).items()))))
-    assert not reordered.startswith(b'{"query_id"')
+    assert codec._typed(reordered) is None
     assert codec.decode(reordered) == codec.decode(data) == msg
 
 
-def test_notify_typed_pass_refuses_what_the_readers_refuse() -> None:
-    d = _wire(m.Notify("q", "c1", 5, [], [Entity("a", {"x": 1})], [], 0, 2, "change", None, 0))
-    for bad in (["a", {"x": 1}, "extra"], ["a", {"x": "INF"}], ["a", {"id": 1}], ["a", {"": 1}], ["a"],
-                ["a", {"x": [1]}], [1, {}]):
-        d["updated"] = [bad]
-        data = orjson.dumps(d).replace(b'"INF"', b"1e999")  # JSON has no infinity; 1e999 overflows
-        assert data.startswith(b'{"query_id"')
-        assert codec._typed_notify(data) is None
-        with pytest.raises(ProtocolError, match="malformed"):
-            codec.decode(data)
+def _entity_paths(msg: m.Message) -> list[tuple[str, ...]]:
+    """Where `_E` sits in the wire form of each typed message."""
+    return {"notify": [("added", "0")], "ack": [("record", "changes", "0", "4")], "get_result": [("entity",)],
+            "fetch_result": [("entities", "0")], "subscribed": [("results", "0")]}[msg.TYPE]
+
+
+@pytest.mark.parametrize("msg", [x for x in _TYPED_MESSAGES if not (x.TYPE == "get_result" and x.entity is None)],
+                         ids=lambda x: x.TYPE)
+@pytest.mark.parametrize("bad", [["a", {"x": 1}, "extra"], ["a", {"x": "INF"}], ["a", {"id": 1}], ["a", {"": 1}],
+                                 ["a"], ["a", {"x": [1]}], [1, {}]], ids=str)
+def test_typed_pass_refuses_what_the_readers_refuse(msg: m.Message, bad: list) -> None:
+    d = _wire(msg)
+    for path in _entity_paths(msg):
+        at = d
+        for k in path[:-1]:
+            at = at[int(k)] if isinstance(at, list) else at[k]
+        at[int(path[-1]) if isinstance(at, list) else path[-1]] = bad
+    data = orjson.dumps(d).replace(b'"INF"', b"1e999")  # JSON has no infinity; 1e999 overflows
+    assert codec._typed(data) is None
+    with pytest.raises(ProtocolError, match="malformed"):
+        codec.decode(data)
+
+
+def test_typed_pass_takes_replies_without_clock() -> None:
+    """Older peers omit `clock` on ack/get_result/fetch_result: 0, by either path."""
+    for msg in _TYPED_MESSAGES[1:5]:
+        d = _wire(msg)
+        del d["clock"]
+        back = codec._typed(orjson.dumps(d))
+        assert back is not None and back.clock == 0 and codec.decode(orjson.dumps(d)) == back

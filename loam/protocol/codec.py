@@ -1,4 +1,8 @@
-"""Encode/decode wire messages: one orjson object per message, strictly validated.
+"""Encode/decode wire messages: one JSON object per message, strictly validated.
+
+Encoding is orjson, `"t"` first. Decoding takes the messages that carry entities
+through one typed msgspec pass (picked by the leading bytes), and everything else, or
+anything that pass refuses, through orjson and field-by-field readers.
 
 Wire form (see docs/protocol.md): `{"t": <type>, <fields>...}` where entities are
 `[id, {props}]`, ops are `["c"|"u", collection, id, {props}]` / `["d", collection, id]`,
@@ -16,7 +20,7 @@ import msgspec
 import orjson
 
 from loam.errors import ProtocolError
-from loam.model import Change, CommitRecord, Create, Delete, Entity, Op, Transaction, Update, make_entity
+from loam.model import Change, CommitRecord, NonNegative, Create, Delete, Entity, Op, Transaction, Update, make_entity
 from loam.node.api import Context
 from loam.protocol import messages as m
 from loam.query.ast import And, Compare, Expr, In, Not, Or, OrderKey, Query
@@ -140,8 +144,8 @@ def _fields(msg: Any) -> dict[str, Any]:
 
 def encode(msg: m.Message, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     """Bytes of `msg` (sent_ns included as is); ProtocolError if over `max_size` or not encodable."""
-    d = _fields(msg)
-    d["t"] = msg.TYPE
+    d = {"t": msg.TYPE}  # first: the decoder picks its typed pass from the leading bytes
+    d.update(_fields(msg))
     d["sent_ns"] = msg.sent_ns
     return _checked_dumps(msg.TYPE, d, max_size)
 
@@ -151,10 +155,10 @@ def encode_change_notify(query_id: str, commit_id: str | None, commit_ns: int | 
                          max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     """`encode(Notify(...))` of a kind="change" notify without building the message (the
     server's hot path): the same bytes. ProtocolError as `encode`."""
-    d = {"query_id": query_id, "commit_id": commit_id, "commit_ns": commit_ns,
+    d = {"t": "notify", "query_id": query_id, "commit_id": commit_id, "commit_ns": commit_ns,
          "added": [[e.id, e.props] for e in added], "updated": [[e.id, e.props] for e in updated],
          "removed": list(removed), "gap_filled": gap_filled, "clock": clock, "kind": "change", "reason": None,
-         "t": "notify", "sent_ns": sent_ns}
+         "sent_ns": sent_ns}
     return _checked_dumps("notify", d, max_size)
 
 
@@ -297,8 +301,8 @@ def _d_ents(r: _Reader, key: str) -> list[Entity]:
 
 
 def _d_notify(r: _Reader) -> m.Notify:
-    # Notifies in the form `encode` writes go through `_notify_decoder`; this path takes
-    # any other key order, and names what is wrong when the typed pass said no.
+    # Notifies in the form `encode` writes go through the typed pass (`_typed`); this
+    # path takes any other key order, and names what is wrong when that pass said no.
     return m.Notify(
         r.str("query_id"), r.opt_str("commit_id"), r.opt_int("commit_ns"), _d_ents(r, "added"),
         _d_ents(r, "updated"), _str_list(r, "removed"), _nonneg(r, "gap_filled"), _nonneg(r, "clock"),
@@ -498,36 +502,110 @@ def _code(r: _Reader) -> str:
     return c
 
 
-# `encode` writes every notify starting with this key; such a message is decoded in one
-# typed pass (msgspec checks every field's type, the ranges and the kind). Anything
-# else, and anything that pass rejects, goes through the field readers, which either
-# accept it (another key order) or raise naming what is wrong.
-_NOTIFY_PREFIX = b'{"query_id":'
-_notify_decoder = msgspec.json.Decoder(m.Notify)
+# --- the typed pass ----------------------------------------------------------
+#
+# `encode` writes `"t"` first, so the leading bytes name the type. The replies that carry
+# entities (and the notify) are decoded in one typed msgspec pass, which checks every
+# field's type, the ranges and the kinds; the dataclass is then built from its fields.
+# A message in another key order, or one the typed pass refuses, goes through the field
+# readers, which either accept it or raise naming what is wrong.
 
 
-def _typed_notify(data: bytes | str) -> m.Notify | None:
-    try:
-        msg = _notify_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    for e in msg.added:
-        p = e.props
-        if "id" in p or "" in p:  # the two property-name rules msgspec cannot express
-            return None
-    for e in msg.updated:
+class _AckW(msgspec.Struct, tag_field="t", tag="ack", forbid_unknown_fields=True, kw_only=True):
+    rid: int
+    record: CommitRecord
+    clock: NonNegative = 0  # older peers omit it
+    sent_ns: int
+
+
+class _GetResultW(msgspec.Struct, tag_field="t", tag="get_result", forbid_unknown_fields=True, kw_only=True):
+    rid: int
+    entity: Entity | None
+    clock: NonNegative = 0
+    sent_ns: int
+
+
+class _FetchResultW(msgspec.Struct, tag_field="t", tag="fetch_result", forbid_unknown_fields=True, kw_only=True):
+    rid: int
+    entities: list[Entity]
+    clock: NonNegative = 0
+    sent_ns: int
+
+
+class _SubscribedW(msgspec.Struct, tag_field="t", tag="subscribed", forbid_unknown_fields=True):
+    rid: int
+    query_id: str
+    results: list[Entity]
+    clock: NonNegative
+    sent_ns: int
+
+
+def _names_ok(ents: Any) -> bool:
+    """The two property-name rules msgspec cannot express: non-empty, not `id`."""
+    for e in ents:
         p = e.props
         if "id" in p or "" in p:
-            return None
-    return msg
+            return False
+    return True
+
+
+def _record_names_ok(r: CommitRecord) -> bool:
+    for c in r.changes:
+        if (c.before is not None and not _names_ok((c.before,))) or (c.after is not None and not _names_ok((c.after,))):
+            return False
+    return True
+
+
+def _notify_of(w: m.Notify) -> m.Notify | None:
+    return w if _names_ok(w.added) and _names_ok(w.updated) else None
+
+
+def _ack_of(w: _AckW) -> m.Ack | None:
+    return m.Ack(w.rid, w.record, w.clock, w.sent_ns) if _record_names_ok(w.record) else None
+
+
+def _get_result_of(w: _GetResultW) -> m.GetResult | None:
+    if w.entity is not None and not _names_ok((w.entity,)):
+        return None
+    return m.GetResult(w.rid, w.entity, w.clock, w.sent_ns)
+
+
+def _fetch_result_of(w: _FetchResultW) -> m.FetchResult | None:
+    return m.FetchResult(w.rid, w.entities, w.clock, w.sent_ns) if _names_ok(w.entities) else None
+
+
+def _subscribed_of(w: _SubscribedW) -> m.Subscribed | None:
+    return m.Subscribed(w.rid, w.query_id, w.results, w.clock, w.sent_ns) if _names_ok(w.results) else None
+
+
+_TYPED: dict[bytes, tuple[msgspec.json.Decoder[Any], Callable[[Any], Any]]] = {
+    b"notify": (msgspec.json.Decoder(m.Notify), _notify_of),
+    b"ack": (msgspec.json.Decoder(_AckW), _ack_of),
+    b"get_result": (msgspec.json.Decoder(_GetResultW), _get_result_of),
+    b"fetch_result": (msgspec.json.Decoder(_FetchResultW), _fetch_result_of),
+    b"subscribed": (msgspec.json.Decoder(_SubscribedW), _subscribed_of),
+}
+_TYPED_HEAD = b'{"t":"'
+
+
+def _typed(data: bytes) -> m.Message | None:
+    """The message decoded by the typed pass, or None (not one of its types, or refused)."""
+    entry = _TYPED.get(data[6:data.find(b'"', 6, 20)])
+    if entry is None:
+        return None
+    try:
+        w = entry[0].decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return entry[1](w)
 
 
 def decode(data: bytes | str, max_size: int = DEFAULT_MAX_SIZE) -> m.Message:
     """Parse and validate one message; ProtocolError (with the reason) if it is not exactly right."""
     if len(data) > max_size:
         raise ProtocolError(f"message of {len(data)} bytes is over the {max_size}-byte limit")
-    if type(data) is bytes and data[:12] == _NOTIFY_PREFIX:
-        fast = _typed_notify(data)
+    if type(data) is bytes and data[:6] == _TYPED_HEAD:
+        fast = _typed(data)
         if fast is not None:
             return fast
     try:

@@ -1,4 +1,5 @@
-"""Every message of loam's wire protocol, as plain dataclasses (no I/O here).
+"""Every message of loam's wire protocol, as plain dataclasses (no I/O here); `Notify`,
+the hot one, is a msgspec Struct so the codec decodes it in one typed pass.
 
 Requests carry a request id `rid` chosen by the sender; the reply echoes it. Every
 message carries `sent_ns` (`time.perf_counter_ns()` when it was sent) so the receiver
@@ -13,11 +14,11 @@ See docs/protocol.md for the wire form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar, Literal, Union
+from typing import ClassVar, Literal, Union
 
 import msgspec
 
-from loam.model import CommitRecord, Entity, Transaction
+from loam.model import CommitRecord, Entity, NonNegative, Transaction
 from loam.node.api import Context
 from loam.query.ast import Query
 
@@ -151,9 +152,6 @@ class Unsubscribed:
     rid: int
     query_id: str
     sent_ns: int = 0
-
-
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Notify(msgspec.Struct, tag_field="t", tag="notify", forbid_unknown_fields=True):
