@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol, Sequence, Union
 
+import msgspec
+
 from loam.model import CommitRecord, Entity, Op, Scalar
 from loam.query.ast import Query
 
@@ -21,8 +23,7 @@ class Context:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class Notification:
+class Notification(msgspec.Struct, gc=False):
     """One change to a live query's result (read-only by convention: listeners share it).
 
     `added` entities entered the result, `updated` ones stayed but changed, `removed`
@@ -33,8 +34,9 @@ class Notification:
     the live query ends (`reason` says why). `gap_filled` counts the `added` entities
     that were read from storage to refill a LIMIT window that had lost members.
 
-    Not a frozen dataclass on purpose: one is built per live query per commit on the
-    notification path, and frozen construction costs ~4x as much.
+    A msgspec Struct: one is built per live query per commit on the notification path,
+    and a Struct is built in C (~0.1 us, against ~0.5 us for a slots dataclass called
+    with keywords). Not tracked by the cycle collector: it holds entities and strings.
     """
 
     query_id: str
