@@ -172,33 +172,36 @@ make_entity = Entity  # kept for the hot paths that call it: a Struct is built i
 # --- write operations -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Create:
-    collection: str
-    id: str
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+# Laid out as their wire form (`["c"|"u", collection, id, {props}]`, `["d", collection, id]`):
+# tagged array-like msgspec Structs, so a transaction decodes straight into them.
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Create(msgspec.Struct, frozen=True, array_like=True, tag="c", forbid_unknown_fields=True, gc=False):
+    collection: NonEmpty
+    id: NonEmpty
     props: dict[str, Scalar]
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
+class Update(msgspec.Struct, frozen=True, array_like=True, tag="u", forbid_unknown_fields=True, gc=False):
     """Sets the given properties (a partial update); others keep their values."""
 
-    collection: str
-    id: str
+    collection: NonEmpty
+    id: NonEmpty
     props: dict[str, Scalar]
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
-    collection: str
-    id: str
+class Delete(msgspec.Struct, frozen=True, array_like=True, tag="d", forbid_unknown_fields=True, gc=False):
+    collection: NonEmpty
+    id: NonEmpty
 
 
 Op = Union[Create, Update, Delete]
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Operations applied atomically, stamped by the node that originated them.
 
     `commit_id` is unique (the originating node's id plus a sequence) so a durable
@@ -207,8 +210,8 @@ class Transaction:
 
     commit_id: str
     node_id: str
-    clock: int
-    ops: tuple[Op, ...]
+    clock: NonNegative
+    ops: Annotated[tuple[Op, ...], msgspec.Meta(min_length=1)]
 
 
 # --- LWW state --------------------------------------------------------------
@@ -276,7 +279,6 @@ class EntityState:
 
 
 ChangeKind = Literal["create", "update", "delete"]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Change(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, gc=False):

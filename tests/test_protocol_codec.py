@@ -248,7 +248,12 @@ _TYPED_MESSAGES = [
     m.GetResult(4, None, 6, 77),
     m.FetchResult(5, [_E, Entity("b", {"x": "y"})], 7, 77),
     m.Subscribed(6, "q1", [_E], 8, 77),
+    m.Commit(7, Transaction("n:1", "n", 3, (Create("k", "a", {"x": 1}), Update("k", "a", {"y": None}),
+                                            Delete("k", "b"))), Context("u", {"role": ["a"]}), 77),
+    m.Get(8, "k", "a", Context(None, {}), 77),
 ]
+_ENTITY_MESSAGES = [x for x in _TYPED_MESSAGES if x.TYPE not in ("commit", "get")
+                    and not (x.TYPE == "get_result" and x.entity is None)]
 
 
 @pytest.mark.parametrize("msg", _TYPED_MESSAGES, ids=lambda x: x.TYPE)
@@ -270,8 +275,7 @@ def _entity_paths(msg: m.Message) -> list[tuple[str, ...]]:
             "fetch_result": [("entities", "0")], "subscribed": [("results", "0")]}[msg.TYPE]
 
 
-@pytest.mark.parametrize("msg", [x for x in _TYPED_MESSAGES if not (x.TYPE == "get_result" and x.entity is None)],
-                         ids=lambda x: x.TYPE)
+@pytest.mark.parametrize("msg", _ENTITY_MESSAGES, ids=lambda x: x.TYPE)
 @pytest.mark.parametrize("bad", [["a", {"x": 1}, "extra"], ["a", {"x": "INF"}], ["a", {"id": 1}], ["a", {"": 1}],
                                  ["a"], ["a", {"x": [1]}], [1, {}]], ids=str)
 def test_typed_pass_refuses_what_the_readers_refuse(msg: m.Message, bad: list) -> None:
@@ -289,8 +293,29 @@ def test_typed_pass_refuses_what_the_readers_refuse(msg: m.Message, bad: list) -
 
 def test_typed_pass_takes_replies_without_clock() -> None:
     """Older peers omit `clock` on ack/get_result/fetch_result: 0, by either path."""
-    for msg in _TYPED_MESSAGES[1:5]:
+    for msg in _TYPED_MESSAGES[1:5]:  # ack, get_result (x2), fetch_result
         d = _wire(msg)
         del d["clock"]
         back = codec._typed(orjson.dumps(d))
         assert back is not None and back.clock == 0 and codec.decode(orjson.dumps(d)) == back
+
+
+@pytest.mark.parametrize("bad", [["c", "k", "a"], ["u", "k", "a", {"id": 1}], ["c", "k", "a", {"": 1}],
+                                 ["c", "", "a", {}], ["d", "k", ""], ["x", "k", "a"], ["d", "k", "a", {}],
+                                 ["u", "k", "a", {"x": {"y": 1}}], ["c", "k", 1, {}]], ids=str)
+def test_typed_commit_refuses_what_the_readers_refuse(bad: list) -> None:
+    d = _wire(_TYPED_MESSAGES[-2])
+    d["tx"]["ops"][1] = bad
+    data = orjson.dumps(d)
+    assert codec._typed(data) is None
+    with pytest.raises(ProtocolError, match=r"malformed commit message: tx\.ops\[1\]"):
+        codec.decode(data)
+    d["tx"]["ops"] = []
+    assert codec._typed(orjson.dumps(d)) is None
+    with pytest.raises(ProtocolError, match="must not be empty"):
+        codec.decode(orjson.dumps(d))
+    d = _wire(_TYPED_MESSAGES[-1])
+    d["ctx"] = {"user": None}
+    assert codec._typed(orjson.dumps(d)) is None
+    with pytest.raises(ProtocolError, match="ctx"):
+        codec.decode(orjson.dumps(d))

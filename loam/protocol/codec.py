@@ -504,9 +504,10 @@ def _code(r: _Reader) -> str:
 
 # --- the typed pass ----------------------------------------------------------
 #
-# `encode` writes `"t"` first, so the leading bytes name the type. The replies that carry
-# entities (and the notify) are decoded in one typed msgspec pass, which checks every
-# field's type, the ranges and the kinds; the dataclass is then built from its fields.
+# `encode` writes `"t"` first, so the leading bytes name the type. The messages on the
+# hot paths (notify, the replies that carry entities, commit and get) are decoded in one
+# typed msgspec pass, which checks every field's type, the ranges and the kinds; the
+# dataclass is then built from its fields.
 # A message in another key order, or one the typed pass refuses, goes through the field
 # readers, which either accept it or raise naming what is wrong.
 
@@ -540,6 +541,26 @@ class _SubscribedW(msgspec.Struct, tag_field="t", tag="subscribed", forbid_unkno
     sent_ns: int
 
 
+class _CtxW(msgspec.Struct, forbid_unknown_fields=True):
+    user: str | None
+    data: dict[str, Any]
+
+
+class _CommitW(msgspec.Struct, tag_field="t", tag="commit", forbid_unknown_fields=True):
+    rid: int
+    tx: Transaction
+    ctx: _CtxW
+    sent_ns: int
+
+
+class _GetW(msgspec.Struct, tag_field="t", tag="get", forbid_unknown_fields=True):
+    rid: int
+    collection: str
+    id: str
+    ctx: _CtxW
+    sent_ns: int
+
+
 def _names_ok(ents: Any) -> bool:
     """The two property-name rules msgspec cannot express: non-empty, not `id`."""
     for e in ents:
@@ -554,6 +575,17 @@ def _record_names_ok(r: CommitRecord) -> bool:
         if (c.before is not None and not _names_ok((c.before,))) or (c.after is not None and not _names_ok((c.after,))):
             return False
     return True
+
+
+def _commit_of(w: _CommitW) -> m.Commit | None:
+    for op in w.tx.ops:
+        if type(op) is not Delete and not _names_ok((op,)):
+            return None
+    return m.Commit(w.rid, w.tx, Context(w.ctx.user, w.ctx.data), w.sent_ns)
+
+
+def _get_of(w: _GetW) -> m.Get:
+    return m.Get(w.rid, w.collection, w.id, Context(w.ctx.user, w.ctx.data), w.sent_ns)
 
 
 def _notify_of(w: m.Notify) -> m.Notify | None:
@@ -584,6 +616,8 @@ _TYPED: dict[bytes, tuple[msgspec.json.Decoder[Any], Callable[[Any], Any]]] = {
     b"get_result": (msgspec.json.Decoder(_GetResultW), _get_result_of),
     b"fetch_result": (msgspec.json.Decoder(_FetchResultW), _fetch_result_of),
     b"subscribed": (msgspec.json.Decoder(_SubscribedW), _subscribed_of),
+    b"commit": (msgspec.json.Decoder(_CommitW), _commit_of),
+    b"get": (msgspec.json.Decoder(_GetW), _get_of),
 }
 _TYPED_HEAD = b'{"t":"'
 
