@@ -199,3 +199,11 @@ def test_targets_spec_names_real_benchmarks() -> None:
 def test_targets_tool_does_not_import_a_stack() -> None:
     source = (REPO_ROOT / "sprout_harness" / "asvtools" / "targets.py").read_text()
     assert "import loam" not in source and "from loam" not in source and "pgnotify" not in source
+
+
+def test_targets_show_memory_in_readable_units() -> None:
+    assert targets.Figure(10480.0, "bytes", "ok").show() == "10.5 kB"
+    assert targets.Figure(2.5e6, "bytes", "ok").show() == "2.5 MB"
+    assert targets.Figure(512.0, "bytes", "ok").show() == "512 bytes"
+    assert targets.Figure(2.485, "us", "ok").show() == "2.485 us"
+    assert targets.Figure(None, "bytes", "failed").show() == "failed"
