@@ -156,6 +156,56 @@ async def test_mixes_suite_runs_on_a_stack_that_is_not_loam():
     assert all(p.error_count == 0 for p in result.phases)
 
 
+class CountingClient(DictClient):
+    """An ephemeral that counts the operations it served."""
+
+    def __init__(self, store, live=True):
+        super().__init__(store, live)
+        self.ops = 0
+
+    async def get(self, collection, id):
+        self.ops += 1
+        return await super().get(collection, id)
+
+    async def update(self, collection, id, props):
+        self.ops += 1
+        return await super().update(collection, id, props)
+
+    async def create(self, collection, props):
+        self.ops += 1
+        return await super().create(collection, props)
+
+    async def fetch(self, collection, query):
+        self.ops += 1
+        return await super().fetch(collection, query)
+
+    async def delete(self, collection, id):
+        self.ops += 1
+        return await super().delete(collection, id)
+
+
+class CountingStack(DictStack):
+    ephemerals: list[CountingClient] = []
+
+    async def ephemeral(self, index, connector, context):
+        CountingStack.ephemerals.append(CountingClient(connector, self.live))
+        return CountingStack.ephemerals[-1]
+
+
+@pytest.mark.parametrize("phase,params", [("crud", {"operations": 300, "preset": "balanced"}),
+                                          ("ycsb-a", {"operations": 300, "record_count": 100})])
+async def test_mixes_through_ephemerals_use_every_ephemeral_of_the_group(phase, params):
+    CountingStack.ephemerals = []
+    cfg = _dict_cfg([{"name": phase, "target": "ephemeral", "params": params}],
+                    topology={"durable": 1, "ephemeral": 3, "connector": "direct"})
+    result = await run(cfg, factory=CountingStack)
+    assert_ok(result)
+    served = [c.ops for c in CountingStack.ephemerals]
+    assert len(served) == 3 and min(served) >= 90, served  # round robin over 300 operations (+ the load)
+    key = "crud" if phase == "crud" else "ycsb"
+    assert result.phases[0].extra[key]["clients"] == 3
+
+
 class LosesUpdates(DictClient):
     """Acknowledges every 7th update without applying it."""
 

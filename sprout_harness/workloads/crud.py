@@ -17,6 +17,7 @@ race (counter `updates_after_delete`), not an error.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -64,8 +65,10 @@ class CrudKnobs(LoadKnobs):
 
 async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
     coll = k.collection
-    node = ctx.targets[0]  # group 0's durable node, or its first ephemeral (see docs/workloads.md)
-    client = node.client
+    node = ctx.targets[0]
+    # Group 0's durable node, or every one of its ephemerals in turn (see docs/workloads.md)
+    clients = [n.client for n in ctx.targets if n.group == node.group]
+    next_client = itertools.cycle(clients).__next__
     model = ctx.model(node)
     initial_ids = sorted(model.ids(coll))
     ctx.require("dataset present", bool(initial_ids),
@@ -97,6 +100,7 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
         history.forget(token)
 
     async def execute(op: CrudOperation) -> None:
+        client = next_client()
         if op.op == "read":
             token, rs = history.begin_read()
             try:
@@ -129,7 +133,7 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
             history.end_write(h)
 
     ctx.recorder.extra["crud"] = {"preset": mix.name, "weights": mix.weights(), "collection": coll,
-                                  "initial_entities": len(initial_ids)}
+                                  "initial_entities": len(initial_ids), "clients": len(clients)}
     await drive(ctx, k, execute, next_op, ctx.seed)
     await asyncio.sleep(0)  # let deferred read verdicts run
     ctx.recorder.count("updates_after_delete", counts["updates_after_delete"])
