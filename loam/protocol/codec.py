@@ -1,8 +1,10 @@
 """Encode/decode wire messages: one JSON object per message, strictly validated.
 
-Encoding is orjson, `"t"` first. Decoding takes the messages that carry entities
-through one typed msgspec pass (picked by the leading bytes), and everything else, or
-anything that pass refuses, through orjson and field-by-field readers.
+Encoding is orjson, `"t"` first. Decoding takes the hot messages (notify, the replies
+that carry entities, commit, get) through one typed msgspec pass picked by the leading
+bytes, and everything else, or anything that pass refuses, through orjson and
+field-by-field readers. Encoding stays orjson because it refuses integers beyond 64
+bits, as the protocol does; msgspec would write them.
 
 Wire form (see docs/protocol.md): `{"t": <type>, <fields>...}` where entities are
 `[id, {props}]`, ops are `["c"|"u", collection, id, {props}]` / `["d", collection, id]`,
@@ -20,7 +22,7 @@ import msgspec
 import orjson
 
 from loam.errors import ProtocolError
-from loam.model import Change, CommitRecord, NonNegative, Create, Delete, Entity, Op, Transaction, Update, make_entity
+from loam.model import Change, CommitRecord, Create, Delete, Entity, NonNegative, Op, Transaction, Update, make_entity
 from loam.node.api import Context
 from loam.protocol import messages as m
 from loam.query.ast import And, Compare, Expr, In, Not, Or, OrderKey, Query
