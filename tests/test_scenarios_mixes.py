@@ -186,6 +186,12 @@ class CountingClient(DictClient):
 
 class CountingStack(DictStack):
     ephemerals: list[CountingClient] = []
+    durables: list[CountingClient] = []
+
+    async def durable(self, index, context):
+        self.stores.append(_Store())
+        CountingStack.durables.append(CountingClient(self.stores[-1], self.live))
+        return CountingStack.durables[-1]
 
     async def ephemeral(self, index, connector, context):
         CountingStack.ephemerals.append(CountingClient(connector, self.live))
@@ -195,7 +201,7 @@ class CountingStack(DictStack):
 @pytest.mark.parametrize("phase,params", [("crud", {"operations": 300, "preset": "balanced"}),
                                           ("ycsb-a", {"operations": 300, "record_count": 100})])
 async def test_mixes_through_ephemerals_use_every_ephemeral_of_the_group(phase, params):
-    CountingStack.ephemerals = []
+    CountingStack.ephemerals, CountingStack.durables = [], []
     cfg = _dict_cfg([{"name": phase, "target": "ephemeral", "params": params}],
                     topology={"durable": 1, "ephemeral": 3, "connector": "direct"})
     result = await run(cfg, factory=CountingStack)
@@ -204,6 +210,26 @@ async def test_mixes_through_ephemerals_use_every_ephemeral_of_the_group(phase, 
     assert len(served) == 3 and min(served) >= 90, served  # round robin over 300 operations (+ the load)
     key = "crud" if phase == "crud" else "ycsb"
     assert result.phases[0].extra[key]["clients"] == 3
+
+
+@pytest.mark.parametrize("target", ["durable", "ephemeral"])
+async def test_crud_drives_every_durable_group(target):
+    """Two groups: each gets its share of the operations, on its own ids, and each group's
+    final state is checked against its own history."""
+    CountingStack.ephemerals, CountingStack.durables = [], []
+    cfg = _dict_cfg([{"name": "crud", "target": target, "params": {"operations": 400, "preset": "balanced"}}],
+                    topology={"durable": 2, "ephemeral": 4, "connector": "direct"})
+    result = await run(cfg, factory=CountingStack)
+    assert_ok(result)
+    p = result.phases[0]
+    assert p.extra["crud"]["groups"] == 2 and p.extra["crud"]["clients"] == (2 if target == "durable" else 4)
+    served = [c.ops for c in (CountingStack.durables if target == "durable" else CountingStack.ephemerals)]
+    assert min(served) >= (180 if target == "durable" else 90), served  # + the fetches of the final check
+    finals = [name for name, ok in ((c.name, c.ok) for c in p.checks) if "final state" in name]
+    assert len(finals) == 2
+    # each group ends with its own 150 initial pets plus its own creates, minus its own deletes
+    stores = [st.data["pets"] for st in (s.store for s in CountingStack.durables)]
+    assert p.counters["final_entities"] == sum(len(rows) for rows in stores)
 
 
 class LosesUpdates(DictClient):

@@ -4,8 +4,10 @@ Operations come from `load.mixes.CrudWorkload` (presets `write-heavy`, `read-hea
 `balanced`, or `preset: custom` with `weights`) over the ids of the seeded collection;
 creates insert new rows of the dataset kind (continuing its `seq`), updates set one
 property, deletes remove the entity (its id leaves the pool when the delete is generated).
-The load driver runs them on the group's durable node (closed loop, or open loop at
-`rate`). Latency per op kind: `create`, `read`, `update`, `delete`.
+The load driver runs them (closed loop, or open loop at `rate`) on every durable group in
+turn: through its durable node, or through each of its ephemerals in turn (`target:
+ephemeral`); each group has its own ids, stream and history. Latency per op kind:
+`create`, `read`, `update`, `delete`.
 
 Checks: every read returned a value some acknowledged (or concurrent) write gave it (see
 `loadphase.History`); at the end a fetch of the whole collection equals the expected state
@@ -63,44 +65,59 @@ class CrudKnobs(LoadKnobs):
             raise ConfigError(f"weights are only used with preset custom (preset is {self.preset!r})", f"{path}.weights")
 
 
-async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
-    coll = k.collection
-    node = ctx.targets[0]
-    # Group 0's durable node, or every one of its ephemerals in turn (see docs/workloads.md)
-    clients = [n.client for n in ctx.targets if n.group == node.group]
-    next_client = itertools.cycle(clients).__next__
-    model = ctx.model(node)
-    initial_ids = sorted(model.ids(coll))
-    ctx.require("dataset present", bool(initial_ids),
-                f"collection {coll!r} is empty: set datasets.{coll} > 0")
-    mix = crud_mix(k.weights if k.preset == "custom" else k.preset)
-    pool = KeyPool(initial_ids)
-    workload = CrudWorkload(mix, pool, seed=ctx.seed, key_distribution=k.key_distribution)  # type: ignore[arg-type]
-    update_field, draw = UPDATES[coll]
-    values = random.Random(f"{ctx.seed}:{ctx.title}:values")
-    history = History(lambda id_: model.get(coll, id_))
-    reads = ReadStats()
-    counts = {"updates_after_delete": 0}
-    clock = history.clock
+class _LaneOp:
+    """An operation and the group lane it belongs to (`op` names its kind for the driver)."""
 
-    rows: list[dict[str, Any]] = []
+    __slots__ = ("op", "lane", "inner")
 
-    def next_op() -> CrudOperation:
-        op = workload.next_operation()
+    def __init__(self, lane: "_Lane", inner: CrudOperation) -> None:
+        self.op, self.lane, self.inner = inner.op, lane, inner
+
+
+class _Lane:
+    """One durable group's share of the mix: its clients (the durable node, or each of its
+    ephemerals in turn), its ids, its own operation stream and the history that judges it."""
+
+    def __init__(self, ctx: PhaseContext, k: CrudKnobs, group: int, reads: ReadStats, counts: dict[str, int]) -> None:
+        coll = self.coll = k.collection
+        self.ctx, self.group, self.reads, self.counts = ctx, group, reads, counts
+        nodes = [n for n in ctx.targets if n.group == group]
+        self.clients = [n.client for n in nodes]
+        self.next_client = itertools.cycle(self.clients).__next__
+        self.model = ctx.model(nodes[0])
+        self.initial_ids = sorted(self.model.ids(coll))
+        ctx.require("dataset present", bool(self.initial_ids),
+                    f"collection {coll!r} is empty in group {group}: set datasets.{coll} > 0")
+        self.pool = KeyPool(self.initial_ids)
+        # group 0 draws exactly the stream a one-group run draws
+        seed = ctx.seed if group == 0 else ctx.seed * 1_000_003 + group
+        self.workload = CrudWorkload(crud_mix(k.weights if k.preset == "custom" else k.preset), self.pool, seed=seed,
+                                     key_distribution=k.key_distribution)  # type: ignore[arg-type]
+        self.update_field, self.draw = UPDATES[coll]
+        self.values = random.Random(f"{ctx.seed}:{ctx.title}:values" + (f":{group}" if group else ""))
+        self.rows: list[dict[str, Any]] = []
+        model = self.model
+        self.history = History(lambda id_: model.get(coll, id_))
+
+    def next_op(self) -> CrudOperation:
+        op = self.workload.next_operation()
         if op.op == "create":
+            rows = self.rows
             if not rows:  # rows are built in chunks: building one costs more than a fast create
-                rows.extend(reversed(datasets.build(coll, _ROW_CHUNK, ctx.seed, ctx.allocate(coll, _ROW_CHUNK))))
+                ctx = self.ctx
+                rows.extend(reversed(datasets.build(self.coll, _ROW_CHUNK, ctx.seed, ctx.allocate(self.coll, _ROW_CHUNK))))
             return CrudOperation("create", None, rows.pop())
         if op.op == "update":
-            return CrudOperation("update", op.key, {update_field: draw(values)})
+            return CrudOperation("update", op.key, {self.update_field: self.draw(self.values)})
         return op
 
-    def judge(token: int, id_: str, props: Any, rs: int, re: int) -> None:
-        reads.add(*history.judge(id_, props, rs, re))
-        history.forget(token)
+    def judge(self, token: int, id_: str, props: Any, rs: int, re: int) -> None:
+        self.reads.add(*self.history.judge(id_, props, rs, re))
+        self.history.forget(token)
 
-    async def execute(op: CrudOperation) -> None:
-        client = next_client()
+    async def execute(self, op: CrudOperation) -> None:
+        client, coll, history = self.next_client(), self.coll, self.history
+        clock = history.clock
         if op.op == "read":
             token, rs = history.begin_read()
             try:
@@ -108,14 +125,14 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
             except BaseException:
                 history.forget(token)
                 raise
-            defer(judge, token, op.key, None if doc is None else doc.props, rs, clock())
+            defer(self.judge, token, op.key, None if doc is None else doc.props, rs, clock())
         elif op.op == "create":
             start = clock()
             ack = await client.create(coll, [op.props])
             end = clock()
             (id_,) = ack.ids
             history.record_create(id_, op.props, start, end)
-            pool.add(id_)
+            self.pool.add(id_)
         elif op.op == "update":
             h = history.begin_write(op.key, op.props)
             try:
@@ -123,7 +140,7 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
             except Exception:
                 if any(w.value is False and w.start < clock() for w in history.regs[op.key][EXISTS]):
                     history.abandon_write(h)  # lost the race with this entity's delete
-                    counts["updates_after_delete"] += 1
+                    self.counts["updates_after_delete"] += 1
                     return
                 raise
             history.end_write(h)
@@ -132,16 +149,35 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
             await client.delete(coll, op.key)
             history.end_write(h)
 
-    ctx.recorder.extra["crud"] = {"preset": mix.name, "weights": mix.weights(), "collection": coll,
-                                  "initial_entities": len(initial_ids), "clients": len(clients)}
+
+async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
+    reads = ReadStats()
+    counts = {"updates_after_delete": 0}
+    groups = sorted({n.group for n in ctx.targets})
+    lanes = [_Lane(ctx, k, g, reads, counts) for g in groups]
+    turn = itertools.cycle(lanes).__next__
+
+    def next_op() -> _LaneOp:
+        lane = turn()  # the groups take turns: each gets its share of the operations
+        return _LaneOp(lane, lane.next_op())
+
+    async def execute(op: _LaneOp) -> None:
+        await op.lane.execute(op.inner)
+
+    mix = lanes[0].workload.mix
+    ctx.recorder.extra["crud"] = {"preset": mix.name, "weights": mix.weights(), "collection": k.collection,
+                                  "initial_entities": sum(len(lane.initial_ids) for lane in lanes),
+                                  "groups": len(lanes), "clients": sum(len(lane.clients) for lane in lanes)}
     await drive(ctx, k, execute, next_op, ctx.seed)
     await asyncio.sleep(0)  # let deferred read verdicts run
     ctx.recorder.count("updates_after_delete", counts["updates_after_delete"])
     reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
-    # read from the authority: through an ephemeral the whole collection can be more than
-    # one protocol message may carry
-    state = await verify_final_state(ctx, ctx.durable_of(node), coll, history, initial_ids)
-    model.data[coll] = state
+    for lane in lanes:
+        # read from the authority: through an ephemeral the whole collection can be more
+        # than one protocol message may carry
+        state = await verify_final_state(ctx, ctx.durables[lane.group], k.collection, lane.history,
+                                         lane.initial_ids, where=f"group {lane.group}: " if len(lanes) > 1 else "")
+        lane.model.data[k.collection] = state
 
 
 register_phase(PhaseSpec(

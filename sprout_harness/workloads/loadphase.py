@@ -321,8 +321,9 @@ def defer(fn: Callable[..., None], *args: Any) -> None:
 
 
 async def verify_final_state(ctx: PhaseContext, node: Any, collection: str, history: History,
-                             initial_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Fetch the whole collection from `node`, check it against `history`, return it (id -> props)."""
+                             initial_ids: Iterable[str], where: str = "") -> dict[str, dict[str, Any]]:
+    """Fetch the whole collection from `node`, check it against `history`, return it (id -> props).
+    `where` prefixes the check's detail (which group, when there are several)."""
     from sprout_harness.contracts.query import QuerySpec
 
     docs = await node.client.fetch(collection, QuerySpec(kind="all"))
@@ -332,7 +333,7 @@ async def verify_final_state(ctx: PhaseContext, node: Any, collection: str, hist
     ctx.recorder.count("final_entities", len(state))
     ctx.check("every acknowledged create, update and delete is reflected in the final state",
               not problems and not dupes,
-              (f"{dupes} duplicate ids; " if dupes else "")
+              where + (f"{dupes} duplicate ids; " if dupes else "")
               + f"{len(problems)} of {compared} entities wrong, e.g. {problems[:2]}")
     return state
 
