@@ -213,22 +213,29 @@ async def test_mixes_through_ephemerals_use_every_ephemeral_of_the_group(phase, 
 
 
 @pytest.mark.parametrize("target", ["durable", "ephemeral"])
-async def test_crud_drives_every_durable_group(target):
+@pytest.mark.parametrize("phase,params", [("crud", {"operations": 400, "preset": "balanced"}),
+                                          ("ycsb-a", {"operations": 400, "record_count": 60}),
+                                          ("ycsb-e", {"operations": 400, "record_count": 60, "max_scan_length": 10})])
+async def test_mixes_drive_every_durable_group(target, phase, params):
     """Two groups: each gets its share of the operations, on its own ids, and each group's
     final state is checked against its own history."""
     CountingStack.ephemerals, CountingStack.durables = [], []
-    cfg = _dict_cfg([{"name": "crud", "target": target, "params": {"operations": 400, "preset": "balanced"}}],
+    cfg = _dict_cfg([{"name": phase, "target": target, "params": params}],
                     topology={"durable": 2, "ephemeral": 4, "connector": "direct"})
     result = await run(cfg, factory=CountingStack)
     assert_ok(result)
     p = result.phases[0]
-    assert p.extra["crud"]["groups"] == 2 and p.extra["crud"]["clients"] == (2 if target == "durable" else 4)
+    extra = p.extra["crud" if phase == "crud" else "ycsb"]
+    assert extra["groups"] == 2 and extra["clients"] == (2 if target == "durable" else 4)
     served = [c.ops for c in (CountingStack.durables if target == "durable" else CountingStack.ephemerals)]
-    assert min(served) >= (180 if target == "durable" else 90), served  # + the fetches of the final check
+    assert min(served) >= (180 if target == "durable" else 90), served  # + loads and the final fetches
+    if phase != "crud":
+        assert p.counters["records_loaded"] == 120  # each group loaded its own table
     finals = [name for name, ok in ((c.name, c.ok) for c in p.checks) if "final state" in name]
     assert len(finals) == 2
-    # each group ends with its own 150 initial pets plus its own creates, minus its own deletes
-    stores = [st.data["pets"] for st in (s.store for s in CountingStack.durables)]
+    # each group ends with its own rows: the initial ones, plus its creates, minus its deletes
+    coll = "pets" if phase == "crud" else "usertable"
+    stores = [st.data[coll] for st in (s.store for s in CountingStack.durables)]
     assert p.counters["final_entities"] == sum(len(rows) for rows in stores)
 
 

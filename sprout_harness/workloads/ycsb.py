@@ -3,8 +3,9 @@
 Each phase first loads `record_count` records (`key` plus `field0..N`) into `collection`
 unless an earlier YCSB phase of the run already did (then it continues on that table, as
 YCSB runs workloads over one loaded table); the load is not measured. The load driver then
-runs the workload's operation stream on the group's durable node, closed loop or open
-loop at `rate`. Keys map to the ids the stack assigned at insert. Latency per op kind:
+runs the workload's operation stream, closed loop or open loop at `rate`, on every durable
+group in turn: through its durable node, or through each of its ephemerals in turn
+(`target: ephemeral`); each group has its own table, stream and history. Keys map to the ids the stack assigned at insert. Latency per op kind:
 `read`, `update`, `insert`, `scan`, `readmodifywrite` (the read and the write together).
 
 Operations: read = get by id (all fields); update = partial update of one field; insert =
@@ -22,8 +23,8 @@ write; no operation failed.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import bisect
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -72,76 +73,99 @@ class _Table:
         bisect.insort(self.sorted_ids, id_)
 
 
-async def _load(ctx: PhaseContext, k: YcsbKnobs, client: Any, workload: YcsbWorkload) -> int:
-    """Load the records into an empty table (unmeasured); returns how many."""
-    model = ctx.model(ctx.targets[0])
-    n = 0
-    t0 = time.perf_counter()
-    for batch in chunks(list(workload.records()), k.load_batch_size):
-        rows = [{KEY_FIELD: key, **fields} for key, fields in batch]
-        ack = await client.create(k.collection, rows)
-        if len(ack.ids) != len(rows):
-            ctx.require("every record load acknowledged", False, f"{len(ack.ids)} ids for {len(rows)} records")
-        for id_, row in zip(ack.ids, rows):
-            model.put(k.collection, id_, row)
-        n += len(rows)
-    ctx.recorder.extra["ycsb_load_s"] = round(time.perf_counter() - t0, 3)
-    return n
+class _LaneOp:
+    """An operation and the group lane it belongs to (`op` names its kind for the driver)."""
+
+    __slots__ = ("op", "lane", "inner")
+
+    def __init__(self, lane: "_Lane", inner: YcsbOperation) -> None:
+        self.op, self.lane, self.inner = inner.op, lane, inner
 
 
-async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
-    node = ctx.targets[0]
-    # Group 0's durable node, or every one of its ephemerals in turn (see docs/workloads.md);
-    # the load (unmeasured) goes through the first
-    clients = [n.client for n in ctx.targets if n.group == node.group]
-    next_client = itertools.cycle(clients).__next__
-    client = node.client
-    coll = k.collection
-    model = ctx.model(node)
-    existing = model.docs(coll)
-    record_count = len(existing) or k.record_count
-    opts: dict[str, Any] = dict(record_count=record_count, field_count=k.field_count, field_length=k.field_length,
-                                max_scan_length=k.max_scan_length,
-                                operation_count=k.operations or max(1000, int(k.duration_s * 2000)))
-    if k.request_distribution != "default":
-        opts["request_distribution"] = k.request_distribution
-    spec = workload_spec(letter, **opts)
-    workload = YcsbWorkload(spec, seed=f"{ctx.seed}:{ctx.title}", acknowledge_mode="on-ack")  # type: ignore[arg-type]
+class _Checks:
+    """Verdicts and counts shared by every lane of the phase."""
 
-    table = _Table()
-    if existing:
-        by_key = {d.props.get(KEY_FIELD): d.id for d in existing}
-        missing = [workload.key_name(i) for i in range(record_count) if workload.key_name(i) not in by_key]
-        ctx.require("the YCSB table left by earlier phases is intact", not missing and len(by_key) == len(existing),
-                    f"{len(missing)} of keys user(0..{record_count - 1}) missing, e.g. {missing[:2]}; "
-                    f"{len(existing) - len(by_key)} duplicate keys")
-        loaded = 0
-    else:
-        loaded = await _load(ctx, k, client, workload)
-        by_key = {row[KEY_FIELD]: id_ for id_, row in model.data[coll].items()}
-    for key, id_ in by_key.items():
-        table.add(key, id_, -1, -1)
-    ctx.recorder.count("records_loaded", loaded)
-    ctx.recorder.extra["ycsb"] = {"workload": spec.name, "proportions": spec.proportions,
-                                  "request_distribution": spec.request_distribution, "record_count": record_count,
-                                  "field_count": spec.field_count, "field_length": spec.field_length,
-                                  "collection": coll, "clients": len(clients)}
-    initial_ids = list(model.data.get(coll, {}))
-    history = History(lambda id_: model.get(coll, id_))
-    clock = history.clock
-    reads, scans = ReadStats(), ReadStats()
-    late_scans: list[tuple[Any, ...]] = []
-    rows_scanned = [0]
+    def __init__(self) -> None:
+        self.reads, self.scans = ReadStats(), ReadStats()
+        self.rows_scanned = 0
+        self.records_loaded = 0
+        self.load_s = 0.0
 
-    def judge_read(token: int, id_: str, props: Any, rs: int, re: int) -> None:
-        reads.add(*history.judge(id_, props, rs, re))
-        history.forget(token)
 
-    def judge_scan(token: int, start_id: str, limit: int, docs: list[Any], rs: int, re: int, final: bool = False) -> None:
+class _Lane:
+    """One durable group's share of the workload: its clients (the durable node, or each of
+    its ephemerals in turn; the unmeasured load goes through the first), its own table,
+    operation stream and the history that judges it."""
+
+    def __init__(self, ctx: PhaseContext, k: YcsbKnobs, letter: str, group: int, checks: _Checks) -> None:
+        self.ctx, self.k, self.group, self.checks = ctx, k, group, checks
+        self.coll = k.collection
+        nodes = [n for n in ctx.targets if n.group == group]
+        self.clients = [n.client for n in nodes]
+        self.next_client = itertools.cycle(self.clients).__next__
+        self.model = ctx.model(nodes[0])
+        self.existing = self.model.docs(self.coll)
+        record_count = len(self.existing) or k.record_count
+        opts: dict[str, Any] = dict(record_count=record_count, field_count=k.field_count,
+                                    field_length=k.field_length, max_scan_length=k.max_scan_length,
+                                    operation_count=k.operations or max(1000, int(k.duration_s * 2000)))
+        if k.request_distribution != "default":
+            opts["request_distribution"] = k.request_distribution
+        self.spec = workload_spec(letter, **opts)
+        # group 0 draws exactly the stream a one-group run draws
+        seed = f"{ctx.seed}:{ctx.title}" + (f":{group}" if group else "")
+        self.workload = YcsbWorkload(self.spec, seed=seed, acknowledge_mode="on-ack")  # type: ignore[arg-type]
+        self.table = _Table()
+        self.late_scans: list[tuple[Any, ...]] = []
+        self.initial_ids: list[str] = []
+        model, coll = self.model, self.coll
+        self.history = History(lambda id_: model.get(coll, id_))
+
+    async def prepare(self) -> None:
+        """Load the table (unmeasured) or check the one earlier phases left."""
+        ctx, coll, workload = self.ctx, self.coll, self.workload
+        record_count = self.spec.record_count
+        if self.existing:
+            by_key = {d.props.get(KEY_FIELD): d.id for d in self.existing}
+            missing = [workload.key_name(i) for i in range(record_count) if workload.key_name(i) not in by_key]
+            ctx.require("the YCSB table left by earlier phases is intact",
+                        not missing and len(by_key) == len(self.existing),
+                        f"group {self.group}: {len(missing)} of keys user(0..{record_count - 1}) missing, "
+                        f"e.g. {missing[:2]}; {len(self.existing) - len(by_key)} duplicate keys")
+        else:
+            await self._load()
+            by_key = {row[KEY_FIELD]: id_ for id_, row in self.model.data[coll].items()}
+        for key, id_ in by_key.items():
+            self.table.add(key, id_, -1, -1)
+        self.initial_ids = list(self.model.data.get(coll, {}))
+
+    async def _load(self) -> None:
+        client, k = self.clients[0], self.k
+        n = 0
+        t0 = time.perf_counter()
+        for batch in chunks(list(self.workload.records()), k.load_batch_size):
+            rows = [{KEY_FIELD: key, **fields} for key, fields in batch]
+            ack = await client.create(k.collection, rows)
+            if len(ack.ids) != len(rows):
+                self.ctx.require("every record load acknowledged", False,
+                                 f"group {self.group}: {len(ack.ids)} ids for {len(rows)} records")
+            for id_, row in zip(ack.ids, rows):
+                self.model.put(k.collection, id_, row)
+            n += len(rows)
+        self.checks.records_loaded += n
+        self.checks.load_s += time.perf_counter() - t0
+
+    def judge_read(self, token: int, id_: str, props: Any, rs: int, re: int) -> None:
+        self.checks.reads.add(*self.history.judge(id_, props, rs, re))
+        self.history.forget(token)
+
+    def judge_scan(self, token: int, start_id: str, limit: int, docs: list[Any], rs: int, re: int,
+                   final: bool = False) -> None:
+        table, history = self.table, self.history
         ids = [d.id for d in docs]
         unknown = [i for i in ids if i not in table.inserted]
         if unknown and not final:  # an insert still unacknowledged when the scan returned: judge at the end
-            late_scans.append((token, start_id, limit, docs, rs, re))
+            self.late_scans.append((token, start_id, limit, docs, rs, re))
             return
         history.forget(token)
         problem = ""
@@ -175,71 +199,101 @@ async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
                 if not ok:
                     problem = detail
                     break
-        scans.add(not problem, ambiguous, problem)
+        self.checks.scans.add(not problem, ambiguous, problem)
 
-    async def read(op: YcsbOperation, client: Any) -> None:
-        id_ = table.ids[op.key]
+    async def read(self, op: YcsbOperation, client: Any) -> None:
+        id_ = self.table.ids[op.key]
+        history = self.history
         token, rs = history.begin_read()
         try:
-            doc = await client.get(coll, id_)
+            doc = await client.get(self.coll, id_)
         except BaseException:
             history.forget(token)
             raise
-        defer(judge_read, token, id_, None if doc is None else doc.props, rs, clock())
+        defer(self.judge_read, token, id_, None if doc is None else doc.props, rs, history.clock())
 
-    async def update(op: YcsbOperation, client: Any) -> None:
+    async def update(self, op: YcsbOperation, client: Any) -> None:
         assert op.fields is not None
-        id_ = table.ids[op.key]
-        h = history.begin_write(id_, op.fields)
-        await client.update(coll, id_, op.fields)
-        history.end_write(h)
+        id_ = self.table.ids[op.key]
+        h = self.history.begin_write(id_, op.fields)
+        await client.update(self.coll, id_, op.fields)
+        self.history.end_write(h)
 
-    async def execute(op: YcsbOperation) -> None:
+    async def execute(self, op: YcsbOperation) -> None:
         kind = op.op
-        client = next_client()
+        client, history = self.next_client(), self.history
+        clock = history.clock
         if kind == "read":
-            await read(op, client)
+            await self.read(op, client)
         elif kind == "update":
-            await update(op, client)
+            await self.update(op, client)
         elif kind == "readmodifywrite":  # both halves through the same client
-            await read(op, client)
-            await update(op, client)
+            await self.read(op, client)
+            await self.update(op, client)
         elif kind == "insert":
             row = {KEY_FIELD: op.key, **(op.fields or {})}
             start = clock()
-            ack = await client.create(coll, [row])
+            ack = await client.create(self.coll, [row])
             end = clock()
             (id_,) = ack.ids
             history.record_create(id_, row, start, end)
-            table.add(op.key, id_, start, end)
-            workload.acknowledge(op)
+            self.table.add(op.key, id_, start, end)
+            self.workload.acknowledge(op)
         elif kind == "scan":
-            start_id = table.ids[op.key]
+            start_id = self.table.ids[op.key]
             q = QuerySpec(Cond("id", ">=", start_id), order_by=(Order("id"),), limit=op.scan_length, kind="scan")
             token, rs = history.begin_read()
             try:
-                docs = await client.fetch(coll, q)
+                docs = await client.fetch(self.coll, q)
             except BaseException:
                 history.forget(token)
                 raise
-            rows_scanned[0] += len(docs)
-            defer(judge_scan, token, start_id, op.scan_length, docs, rs, clock())
+            self.checks.rows_scanned += len(docs)
+            defer(self.judge_scan, token, start_id, op.scan_length, docs, rs, clock())
         else:
             raise ValueError(f"unknown YCSB operation {kind!r}")
 
-    await drive(ctx, k, execute, workload.next_operation, ctx.seed)
+
+async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
+    checks = _Checks()
+    groups = sorted({n.group for n in ctx.targets})
+    lanes = [_Lane(ctx, k, letter, g, checks) for g in groups]
+    for lane in lanes:
+        await lane.prepare()
+    spec = lanes[0].spec
+    if checks.records_loaded:
+        ctx.recorder.extra["ycsb_load_s"] = round(checks.load_s, 3)
+    ctx.recorder.count("records_loaded", checks.records_loaded)
+    ctx.recorder.extra["ycsb"] = {"workload": spec.name, "proportions": spec.proportions,
+                                  "request_distribution": spec.request_distribution,
+                                  "record_count": spec.record_count, "field_count": spec.field_count,
+                                  "field_length": spec.field_length, "collection": k.collection,
+                                  "groups": len(lanes), "clients": sum(len(lane.clients) for lane in lanes)}
+    turn = itertools.cycle(lanes).__next__
+
+    def next_op() -> _LaneOp:
+        lane = turn()  # the groups take turns: each gets its share of the operations
+        return _LaneOp(lane, lane.workload.next_operation())
+
+    async def execute(op: _LaneOp) -> None:
+        await op.lane.execute(op.inner)
+
+    await drive(ctx, k, execute, next_op, ctx.seed)
     await asyncio.sleep(0)  # let deferred verdicts run
-    for args in late_scans:
-        judge_scan(*args, final=True)
+    for lane in lanes:
+        for args in lane.late_scans:
+            lane.judge_scan(*args, final=True)
     if "read" in spec.proportions or "readmodifywrite" in spec.proportions:
-        reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
+        checks.reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
     if "scan" in spec.proportions:
-        ctx.recorder.count("rows_scanned", rows_scanned[0])
-        scans.record(ctx, "scans", "every scan returned the ordered slice from its start key")
-    # read from the authority: through an ephemeral the whole table can be more than one
-    # protocol message may carry
-    state = await verify_final_state(ctx, ctx.durable_of(node), coll, history, initial_ids)
-    model.data[coll] = state
+        ctx.recorder.count("rows_scanned", checks.rows_scanned)
+        checks.scans.record(ctx, "scans", "every scan returned the ordered slice from its start key")
+    for lane in lanes:
+        # read from the authority: through an ephemeral the whole table can be more than one
+        # protocol message may carry
+        state = await verify_final_state(ctx, ctx.durables[lane.group], k.collection, lane.history,
+                                         lane.initial_ids, where=f"group {lane.group}: " if len(lanes) > 1 else "")
+        lane.model.data[k.collection] = state
 
 
 def _phase(letter: str) -> PhaseSpec:
