@@ -19,7 +19,6 @@ race (counter `updates_after_delete`), not an error.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
-from sprout_harness.workloads.loadphase import EXISTS, History, LoadKnobs, ReadStats, defer, drive, verify_final_state
+from sprout_harness.workloads.loadphase import lane_clients, lane_turns, EXISTS, History, LoadKnobs, ReadStats, defer, drive, verify_final_state
 
 _ROW_CHUNK = 256
 # The property an update sets, per dataset kind, and how to draw a value of its one type.
@@ -65,15 +64,6 @@ class CrudKnobs(LoadKnobs):
             raise ConfigError(f"weights are only used with preset custom (preset is {self.preset!r})", f"{path}.weights")
 
 
-class _LaneOp:
-    """An operation and the group lane it belongs to (`op` names its kind for the driver)."""
-
-    __slots__ = ("op", "lane", "inner")
-
-    def __init__(self, lane: "_Lane", inner: CrudOperation) -> None:
-        self.op, self.lane, self.inner = inner.op, lane, inner
-
-
 class _Lane:
     """One durable group's share of the mix: its clients (the durable node, or each of its
     ephemerals in turn), its ids, its own operation stream and the history that judges it."""
@@ -81,10 +71,8 @@ class _Lane:
     def __init__(self, ctx: PhaseContext, k: CrudKnobs, group: int, reads: ReadStats, counts: dict[str, int]) -> None:
         coll = self.coll = k.collection
         self.ctx, self.group, self.reads, self.counts = ctx, group, reads, counts
-        nodes = [n for n in ctx.targets if n.group == group]
-        self.clients = [n.client for n in nodes]
-        self.next_client = itertools.cycle(self.clients).__next__
-        self.model = ctx.model(nodes[0])
+        self.clients, self.next_client = lane_clients(ctx, group)
+        self.model = ctx.models[group]
         self.initial_ids = sorted(self.model.ids(coll))
         ctx.require("dataset present", bool(self.initial_ids),
                     f"collection {coll!r} is empty in group {group}: set datasets.{coll} > 0")
@@ -155,15 +143,7 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
     counts = {"updates_after_delete": 0}
     groups = sorted({n.group for n in ctx.targets})
     lanes = [_Lane(ctx, k, g, reads, counts) for g in groups]
-    turn = itertools.cycle(lanes).__next__
-
-    def next_op() -> _LaneOp:
-        lane = turn()  # the groups take turns: each gets its share of the operations
-        return _LaneOp(lane, lane.next_op())
-
-    async def execute(op: _LaneOp) -> None:
-        await op.lane.execute(op.inner)
-
+    next_op, execute = lane_turns(lanes, _Lane.next_op)
     mix = lanes[0].workload.mix
     ctx.recorder.extra["crud"] = {"preset": mix.name, "weights": mix.weights(), "collection": k.collection,
                                   "initial_entities": sum(len(lane.initial_ids) for lane in lanes),

@@ -22,9 +22,10 @@ gives the values the final state may hold.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.load.driver import LoadConfig, LoadDriver, LoadResult
@@ -72,6 +73,47 @@ class LoadKnobs:
             late_tolerance_s=self.late_tolerance_ms / 1e3,
             max_outstanding=self.max_outstanding,
         )
+
+
+class Lane(Protocol):
+    """One durable group's share of a mix (see `lane_turns`)."""
+
+    async def execute(self, op: Any) -> None: ...
+
+
+L = TypeVar("L", bound=Lane)
+
+
+class LaneOp:
+    """An operation and the lane it belongs to; `op` names its kind, as the driver expects."""
+
+    __slots__ = ("op", "lane", "inner")
+
+    def __init__(self, lane: Lane, inner: Any) -> None:
+        self.op, self.lane, self.inner = inner.op, lane, inner
+
+
+def lane_turns(lanes: Sequence[L], next_of: Callable[[L], Any]
+               ) -> tuple[Callable[[], LaneOp], Callable[[LaneOp], Awaitable[None]]]:
+    """`next_op` and `execute` for `drive` over several lanes: the lanes take turns, so each
+    durable group gets its share of the operations, each from its own stream (`next_of`)."""
+    turn = itertools.cycle(lanes).__next__
+
+    def next_op() -> LaneOp:
+        lane = turn()
+        return LaneOp(lane, next_of(lane))
+
+    async def execute(op: LaneOp) -> None:
+        await op.lane.execute(op.inner)
+
+    return next_op, execute
+
+
+def lane_clients(ctx: PhaseContext, group: int) -> tuple[list[Any], Callable[[], Any]]:
+    """The phase's target nodes in `group` (its durable node, or its ephemerals), and a
+    function that hands out their clients in turn."""
+    clients = [n.client for n in ctx.targets if n.group == group]
+    return clients, itertools.cycle(clients).__next__
 
 
 async def drive(ctx: PhaseContext, k: LoadKnobs, execute: Callable[[Any], Awaitable[None]],
@@ -338,4 +380,5 @@ async def verify_final_state(ctx: PhaseContext, node: Any, collection: str, hist
     return state
 
 
-__all__ = ["EXISTS", "History", "LoadKnobs", "ReadStats", "defer", "drive", "same_value", "verify_final_state"]
+__all__ = ["EXISTS", "History", "Lane", "LaneOp", "LoadKnobs", "ReadStats", "defer", "drive", "lane_clients", "lane_turns",
+           "same_value", "verify_final_state"]

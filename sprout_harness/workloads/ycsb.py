@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext, chunks
 from sprout_harness.workloads.knobs import knob
-from sprout_harness.workloads.loadphase import History, LoadKnobs, ReadStats, defer, drive, verify_final_state
+from sprout_harness.workloads.loadphase import lane_clients, lane_turns, History, LoadKnobs, ReadStats, defer, drive, verify_final_state
 
 KEY_FIELD = "key"
 
@@ -73,15 +72,6 @@ class _Table:
         bisect.insort(self.sorted_ids, id_)
 
 
-class _LaneOp:
-    """An operation and the group lane it belongs to (`op` names its kind for the driver)."""
-
-    __slots__ = ("op", "lane", "inner")
-
-    def __init__(self, lane: "_Lane", inner: YcsbOperation) -> None:
-        self.op, self.lane, self.inner = inner.op, lane, inner
-
-
 class _Checks:
     """Verdicts and counts shared by every lane of the phase."""
 
@@ -100,10 +90,8 @@ class _Lane:
     def __init__(self, ctx: PhaseContext, k: YcsbKnobs, letter: str, group: int, checks: _Checks) -> None:
         self.ctx, self.k, self.group, self.checks = ctx, k, group, checks
         self.coll = k.collection
-        nodes = [n for n in ctx.targets if n.group == group]
-        self.clients = [n.client for n in nodes]
-        self.next_client = itertools.cycle(self.clients).__next__
-        self.model = ctx.model(nodes[0])
+        self.clients, self.next_client = lane_clients(ctx, group)
+        self.model = ctx.models[group]
         self.existing = self.model.docs(self.coll)
         record_count = len(self.existing) or k.record_count
         opts: dict[str, Any] = dict(record_count=record_count, field_count=k.field_count,
@@ -269,15 +257,7 @@ async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
                                   "record_count": spec.record_count, "field_count": spec.field_count,
                                   "field_length": spec.field_length, "collection": k.collection,
                                   "groups": len(lanes), "clients": sum(len(lane.clients) for lane in lanes)}
-    turn = itertools.cycle(lanes).__next__
-
-    def next_op() -> _LaneOp:
-        lane = turn()  # the groups take turns: each gets its share of the operations
-        return _LaneOp(lane, lane.workload.next_operation())
-
-    async def execute(op: _LaneOp) -> None:
-        await op.lane.execute(op.inner)
-
+    next_op, execute = lane_turns(lanes, lambda lane: lane.workload.next_operation())
     await drive(ctx, k, execute, next_op, ctx.seed)
     await asyncio.sleep(0)  # let deferred verdicts run
     for lane in lanes:
