@@ -73,7 +73,8 @@ def _doc(e: Any) -> Doc:
 
 
 def _ack(rec: Any, ids: Sequence[str] = ()) -> WriteAck:
-    return WriteAck(commit_ns=rec.durable_ns, ids=tuple(ids), commit_id=rec.commit_id)
+    # positional: built after every write, before the writer waits for its notification
+    return WriteAck(rec.durable_ns, tuple(ids) if ids else (), rec.commit_id)
 
 
 class LoamSubscription:
