@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loam.errors import ValidationError
 from loam.model import Entity, EntityState
 from loam.query.ast import And, Compare, In, Not, Or, OrderKey, Query
 from loam.storage import StorageEngine, WriteBatch, create_engine
@@ -613,3 +614,20 @@ def test_leveldb_refills_through_tie_groups(tmp_leveldb_path: Path, desc: bool) 
                 assert ids(ldb.fetch("albums", q, after=after, limit=limit)) == \
                     ids(mem.fetch("albums", q, after=after, limit=limit)), (order, after, limit)
     ldb.close()
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**30])
+def test_integers_beyond_64_bits_are_a_clear_error_or_stored(make: Factory, value: int) -> None:
+    """The model takes any int; the JSON engines hold 64 bits. Those refuse the write with a
+    ValidationError naming the property, and nothing of the batch is written; memory stores it."""
+    e = make()
+    big = [S("ok", n=1), S("big", n=2, huge=value)]
+    if make.engine_name == "memory":  # type: ignore[attr-defined]
+        write(e, "items", big)
+        assert e.get("items", "big").props["huge"] == value  # type: ignore[union-attr]
+        return
+    with pytest.raises(ValidationError, match=r"property 'huge' of big: -?\d+ does not fit in 64 bits.*strings"):
+        write(e, "items", big)
+    assert e.get("items", "ok") is None and e.count("items") == 0
+    write(e, "items", [S("edge", lo=-(2**63), hi=2**64 - 1)])
+    assert e.get("items", "edge").props == {"lo": -(2**63), "hi": 2**64 - 1}  # type: ignore[union-attr]

@@ -27,10 +27,11 @@ over-select, and callers re-check the predicate on every fetched state (they nev
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
+from loam.errors import ValidationError
 from loam.model import EntityState, Scalar
 
 _dumps = orjson.dumps
@@ -49,10 +50,28 @@ MAX = b"\xff"
 
 
 def encode_state(st: EntityState) -> bytes:
-    """Compact bytes of a state (see module doc)."""
-    if st.deleted is None and not st.stamps:
-        return _dumps((st.values, st.stamp[0], st.stamp[1]))
-    return _dumps((st.values, st.stamp[0], st.stamp[1], st.deleted, st.stamps))
+    """Compact bytes of a state (see module doc); ValidationError if a value cannot be stored."""
+    try:
+        if st.deleted is None and not st.stamps:
+            return _dumps((st.values, st.stamp[0], st.stamp[1]))
+        return _dumps((st.values, st.stamp[0], st.stamp[1], st.deleted, st.stamps))
+    except TypeError as exc:
+        raise unstorable(st.id, st.values, exc) from None
+
+
+# What orjson (and so these engines' JSON) can hold; the model allows any int.
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1
+
+
+def unstorable(id: str, values: Mapping[str, Any], exc: Exception) -> ValidationError:
+    """The error for properties an engine's JSON cannot hold, naming the property."""
+    for k, v in values.items():
+        if type(v) is int and not MIN_INT <= v <= MAX_INT:
+            return ValidationError(
+                f"property {k!r} of {id}: {v} does not fit in 64 bits, the largest integer this storage "
+                f"engine (and loam's wire protocol) holds is {MAX_INT}, the smallest {MIN_INT}; "
+                "store larger numbers as strings")
+    return ValidationError(f"the properties of {id} cannot be stored: {exc}")
 
 
 def decode_state(id: str, raw: bytes) -> EntityState:

@@ -28,6 +28,7 @@ from loam.errors import StorageError, StorageUnavailableError, ValidationError
 from loam.model import Entity, EntityState
 from loam.query.ast import Query
 from loam.storage.base import WriteBatch
+from loam.storage.codec import unstorable
 
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -267,7 +268,11 @@ class PostgresEngine:
         inserts: dict[str, list[tuple[str, str, str, bool]]] = {}
         upserts: dict[str, list[tuple[str, str, str, bool]]] = {}
         for coll, st in batch.states:
-            row = (st.id, _dumps(st.values).decode(), _meta(st), st.deleted is not None)
+            try:
+                doc = _dumps(st.values).decode()
+            except TypeError as exc:
+                raise unstorable(st.id, st.values, exc) from None
+            row = (st.id, doc, _meta(st), st.deleted is not None)
             (inserts if st.id in new_ids else upserts).setdefault(coll, []).append(row)
         tables = {c: self._table(c, create=True) for c in {*inserts, *upserts}}
         with self._conn(tx=True) as conn:
