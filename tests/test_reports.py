@@ -104,6 +104,29 @@ def test_console_shows_the_figures_statuses_and_checks() -> None:
     assert "config leveldb-local" in out
 
 
+def test_console_table_is_whole_in_a_log_of_80_columns() -> None:
+    """Not a terminal (a CI log, a pipe): the table takes the width it needs rather than
+    cutting the figures to "0.0…"; on a terminal rich fits it to the window as usual."""
+    run = make_run()
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, color_system=None)
+    console_report.render(run, console)
+    out = buf.getvalue()
+    assert console.width == 80  # restored
+    h = run.phase("create").latencies["create_one"]
+    row = next(line for line in out.splitlines() if "create_one" in line)
+    assert "…" not in row and format_ms(h.percentile(99.9)) in row and format_ms(h.max) in row
+    assert "p99.9" in out
+    tty = io.StringIO()
+    console_report.render(run, Console(file=tty, width=80, color_system=None, force_terminal=True))
+    assert max(len(line) for line in tty.getvalue().splitlines() if "┃" in line or "│" in line) <= 80
+    cmp_buf = io.StringIO()
+    from sprout_harness.reports import compare as cmp_report
+
+    cmp_report.render(cmp_report.compare_runs(run, run, 0.1), Console(file=cmp_buf, width=40, color_system=None))
+    assert "…" not in cmp_buf.getvalue()
+
+
 def test_console_shows_failed_run() -> None:
     rec = PhaseRecorder("create")
     rec.start()

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
-from sprout_harness.reports.console import format_ms
+from sprout_harness.reports.console import format_ms, print_table
 
 STATS = (("p50", 50.0), ("p99", 99.0))
 _BROKEN = ("failed", "error", "cancelled")
@@ -141,7 +141,7 @@ def render(comparison: Comparison, console: Console | None = None) -> None:
         verdict = (Text("REGRESSED", style="bold red") if d.regressed
                    else Text("improved", style="green") if d.improved else Text("same", style="dim"))
         table.add_row(d.name, format_ms(d.base_ns), format_ms(d.new_ns), _pct(d.change), verdict)
-    console.print(table)
+    print_table(console, table)
     for change in c.status_changes:
         console.print(Text(f"phase broke: {change}", style="bold red"))
     if c.missing_in_base:

@@ -79,11 +79,30 @@ def _header(run: RunResult) -> str:
     return " | ".join(parts)
 
 
+def print_table(console: Console, table: Table) -> None:
+    """Print `table` whole: where the output is not a terminal (a CI log, a pipe, a file)
+    nothing wraps lines, so the table gets the width it needs instead of the default 80
+    columns, where rich would cut the figures to "0.0…"."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    need = console.measure(table, options=console.options.update(max_width=1000)).maximum
+    width = console.width
+    if need <= width:
+        console.print(table)
+        return
+    console.width = need  # print's own width= cannot exceed the console's
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def render(run: RunResult, console: Console | None = None, verbose: bool = False) -> None:
     """Print the final results: per phase and op the count, ops/s and latency percentiles (ms),
     lag and connector-delay rows, checks, errors and the phase and run status."""
     console = console or Console()
-    console.print(_header(run))
+    console.print(_header(run), soft_wrap=not console.is_terminal)
     table = Table(title="latency in ms (lower is better); ops/s higher is better", title_justify="left")
     for col, justify in (("phase", "left"), ("metric", "left"), ("status", "left"), ("count", "right"),
                          ("ops/s", "right"), ("p50", "right"), ("p90", "right"), ("p95", "right"),
@@ -99,7 +118,7 @@ def render(run: RunResult, console: Console | None = None, verbose: bool = False
                           f"{h.count:,}", format_rate(rate), *histogram_row(h))
             first = False
         table.add_section()
-    console.print(table)
+    print_table(console, table)
 
     for phase in run.phases:
         lines: list[Text] = []
@@ -127,7 +146,7 @@ def render(run: RunResult, console: Console | None = None, verbose: bool = False
         if verbose and phase.peak_rss_bytes:
             lines.append(Text(f"  peak RSS {phase.peak_rss_bytes / 2**20:,.1f} MiB"))
         for line in lines:
-            console.print(line)
+            console.print(line, soft_wrap=not console.is_terminal)  # a log line stays one line
 
     summary = Text("run status: ")
     summary.append(_status_text(run.status))
