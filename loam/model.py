@@ -165,9 +165,6 @@ class Entity(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
         return self.id if name == "id" else self.props.get(name)
 
 
-make_entity = Entity  # kept for the hot paths that call it: a Struct is built in C
-
-
 # --- write operations -------------------------------------------------------
 
 
@@ -305,8 +302,3 @@ class CommitRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=F
     durable_ns: int
     changes: tuple[Change, ...] = ()
 
-
-# Kept for the hot paths that call them; msgspec Structs are built in C, so these are
-# the constructors themselves.
-make_change = Change
-make_record = CommitRecord

@@ -57,9 +57,6 @@ from loam.model import (
     Transaction,
     Update,
     check_props,
-    make_change,
-    make_entity,
-    make_record,
     new_node_id,
 )
 from loam.node.api import Context, NotificationCallback
@@ -214,7 +211,7 @@ class DurableNode:
             raise ValidationError(f"create() in {collection!r} needs at least one property dict")
         with _gc_paused(len(props)):
             batch, ids, clock = self._build_create(collection, props, ctx)
-            changes = tuple([make_change(collection, st.id, "create", None, make_entity(st.id, st.values))
+            changes = tuple([Change(collection, st.id, "create", None, Entity(st.id, st.values))
                              for _, st in batch.states])
             if not self._blocking:
                 self.storage.apply(batch)
@@ -251,7 +248,7 @@ class DurableNode:
 
     def _finish_create(self, collection: str, batch: WriteBatch, clock: int, changes: tuple[Change, ...]) -> CommitRecord:
         assert batch.commit is not None
-        rec = make_record(batch.commit["commit_id"], self.node_id, clock, time.perf_counter_ns(), changes)
+        rec = CommitRecord(batch.commit["commit_id"], self.node_id, clock, time.perf_counter_ns(), changes)
         self._collections.add(collection)
         return self._record(rec)
 
@@ -388,7 +385,7 @@ class DurableNode:
 
         `changes` were derived before the write (`_changes`), so that between the commit's
         timestamp and its fan-out there is nothing but the record itself."""
-        rec = make_record(tx.commit_id, tx.node_id, tx.clock, time.perf_counter_ns(), changes)
+        rec = CommitRecord(tx.commit_id, tx.node_id, tx.clock, time.perf_counter_ns(), changes)
         colls = self._collections
         for c, _, _ in pending:
             if c not in colls:
@@ -403,7 +400,7 @@ class DurableNode:
         keeps the record without its changes: it stays small, and a re-sent commit
         changes nothing anyway."""
         self.feed.publish(rec)
-        self._recent[rec.commit_id] = make_record(rec.commit_id, rec.node_id, rec.clock, rec.durable_ns) if rec.changes else rec
+        self._recent[rec.commit_id] = CommitRecord(rec.commit_id, rec.node_id, rec.clock, rec.durable_ns) if rec.changes else rec
         if len(self._recent) > self._dedupe_window:
             self._recent.popitem(last=False)
         self.commits += 1
@@ -631,7 +628,7 @@ def _changes(pending: list[tuple[str, EntityState, Entity | None]]) -> tuple[Cha
     """What a commit will change, visibly: one Change per entity whose value differs."""
     changes: list[Change] = []
     for c, st, before in pending:
-        after = None if st.deleted is not None else make_entity(st.id, st.values)
+        after = None if st.deleted is not None else Entity(st.id, st.values)
         if after is None:
             if before is None:
                 continue
@@ -642,5 +639,5 @@ def _changes(pending: list[tuple[str, EntityState, Entity | None]]) -> tuple[Cha
             if before.props == after.props:
                 continue  # lost every LWW comparison: nothing visible changed
             kind = "update"
-        changes.append(make_change(c, st.id, kind, before, after))
+        changes.append(Change(c, st.id, kind, before, after))
     return tuple(changes)

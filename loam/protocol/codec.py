@@ -22,7 +22,7 @@ import msgspec
 import orjson
 
 from loam.errors import ProtocolError
-from loam.model import Change, CommitRecord, Create, Delete, Entity, NonNegative, Op, Transaction, Update, make_entity
+from loam.model import Change, CommitRecord, Create, Delete, Entity, NonNegative, Op, Transaction, Update
 from loam.node.api import Context
 from loam.protocol import messages as m
 from loam.query.ast import And, Compare, Expr, In, Not, Or, OrderKey, Query
@@ -31,7 +31,6 @@ DEFAULT_MAX_SIZE = 1 << 20  # 1 MiB
 
 _dumps = orjson.dumps
 _loads = orjson.loads
-_isfinite = math.isfinite
 
 # --- encoding ---------------------------------------------------------------
 
@@ -270,36 +269,8 @@ def _d_ent(r: _Reader, where: str, v: Any) -> Entity:
     return Entity(v[0], _props(r, where, v[1]))
 
 
-def _plain_props(p: dict[str, Any]) -> bool:
-    """True when `_props` would accept `p` as is (checked without building error context)."""
-    if "id" in p or "" in p:
-        return False
-    for x in p.values():
-        t = type(x)
-        if not (x is None or t is str or t is int or t is bool or (t is float and _isfinite(x))):
-            return False
-    return True
-
-
-def _ents_or_none(v: Any) -> list[Entity] | None:
-    if type(v) is not list:
-        return None
-    out = []
-    for x in v:
-        if type(x) is list and len(x) == 2 and type(x[0]) is str and type(x[1]) is dict and _plain_props(x[1]):
-            out.append(make_entity(x[0], x[1]))
-        else:
-            return None
-    return out
-
-
 def _d_ents(r: _Reader, key: str) -> list[Entity]:
-    v = r.list(key)
-    out = _ents_or_none(v)
-    if out is not None:
-        return out
-    # Something is off: the field-by-field check names the entity and what is wrong.
-    return [_d_ent(r, f"{key}[{i}]", e) for i, e in enumerate(v)]
+    return [_d_ent(r, f"{key}[{i}]", e) for i, e in enumerate(r.list(key))]
 
 
 def _d_notify(r: _Reader) -> m.Notify:
@@ -573,10 +544,7 @@ def _names_ok(ents: Any) -> bool:
 
 
 def _record_names_ok(r: CommitRecord) -> bool:
-    for c in r.changes:
-        if (c.before is not None and not _names_ok((c.before,))) or (c.after is not None and not _names_ok((c.after,))):
-            return False
-    return True
+    return _names_ok([e for c in r.changes for e in (c.before, c.after) if e is not None])
 
 
 def _commit_of(w: _CommitW) -> m.Commit | None:

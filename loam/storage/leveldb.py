@@ -32,7 +32,7 @@ import orjson
 import plyvel
 
 from loam.errors import StorageError, StorageLockedError, ValidationError
-from loam.model import Entity, EntityState, make_entity
+from loam.model import Entity, EntityState
 from loam.query.ast import Query
 from loam.storage.base import WriteBatch
 from loam.storage.codec import (
@@ -47,8 +47,6 @@ from loam.storage.codec import (
 _loads = orjson.loads
 _dumps = orjson.dumps
 
-# Entity is a frozen slots dataclass; make_entity fills its slots directly (read hot path).
-_entity = make_entity
 
 
 _S = b"s\x00"
@@ -375,7 +373,7 @@ class LevelDBEngine:
             return None
         d = _loads(raw)
         if len(d) == 3 or d[3] is None:
-            return _entity(id, d[0])
+            return Entity(id, d[0])
         return None
 
     def _lazy_get(self, key: bytes) -> bytes | None:
@@ -609,7 +607,7 @@ class LevelDBEngine:
                 if raw is not None:
                     vals = decode_visible(raw)
                     if vals is not None:
-                        e = _entity(i, vals)
+                        e = Entity(i, vals)
                         if pred is None or pred(e):
                             yield e
             return
@@ -624,7 +622,7 @@ class LevelDBEngine:
                     raw = get(sp + idb)
                     vals = decode_visible(raw) if raw is not None else None
                     if vals is not None:
-                        e = _entity(idb.decode(), vals)
+                        e = Entity(idb.decode(), vals)
                         if pred is None or pred(e):
                             yield e
             return
@@ -677,7 +675,7 @@ class LevelDBEngine:
             vals = decode_visible(raw)
             if vals is None:
                 continue
-            e = _entity(idb.decode(), vals)
+            e = Entity(idb.decode(), vals)
             if pred is None or pred(e):
                 last_group = group
                 if group != after_group:
