@@ -278,6 +278,9 @@ class FamilyBenchmark:
             raise RuntimeError(f"phase {phase or self.phase}: no {group} figure for {op!r} "
                                f"(has: {sorted(ph.get(group, {}))})") from None
 
+    def has_extra(self, name: str, phase: str | None = None) -> bool:
+        return name in self.phase_figures(phase).get("extra", {})
+
     def extra(self, name: str, phase: str | None = None) -> float:
         ph = self.phase_figures(phase)
         try:
@@ -310,6 +313,7 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
     from dataclasses import dataclass as dc
 
     query = require("sprout_harness.contracts.query")
+    hooks = require("sprout_harness.contracts.hooks")
 
     @dc
     class AlbumsKnobs:
@@ -426,9 +430,16 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
         # The raw anchors again, in this process and event loop, right before and after the
         # samples: a ratio to them does not depend on how the machine was doing minutes
         # earlier, when anchors.py ran in its own process (see docs/performance.md).
-        from .anchors import queue_hop_us, ws_one_way_latencies_us
+        from .anchors import codec_hop_p50_us, queue_hop_us, ws_one_way_latencies_us
 
         raw = [v for _, v in album_payloads(200)]
+        # The stack's own codec plus one loop turn, no node work: how much of the in-process
+        # lag the codec that the connector keeps costs by itself (when the stack says how
+        # it encodes a notify)
+        codec_hook = hooks.find(ctx.stack, "notify_codec")
+        codec = codec_hook() if codec_hook is not None else None
+        floor_docs = [dict(d, tracks=1000 + i) for i, d in enumerate(docs)]
+        floors = [await codec_hop_p50_us(*codec, 2000, floor_docs)] if codec else []
         hops = [await queue_hop_us(2000, raw)]
         one_way = await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
         try:
@@ -463,6 +474,9 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
             for v in lags:
                 ctx.recorder.lag("notify_single", max(0, v))
             hops.append(await queue_hop_us(2000, raw))
+            if codec:
+                floors.append(await codec_hop_p50_us(*codec, 2000, floor_docs))
+                ctx.recorder.extra["paired_codec_floor_us"] = sum(floors) / len(floors)
             one_way += await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
             ctx.recorder.extra["paired_queue_hop_us"] = sum(hops) / len(hops)
             ctx.recorder.extra["paired_ws_one_way_p50_us"] = sorted(one_way)[len(one_way) // 2]

@@ -8,6 +8,7 @@ this module (one function: asv keys them to one cache). Lower is better.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._common import cache_or_skip
@@ -85,6 +86,13 @@ class NotifyLag(FamilyBenchmark):
         """us, the raw asyncio queue hop (anchors.queue_hop_us) measured inside this phase,
         before and after its samples: the in-process target's anchor."""
         return self.extra("paired_queue_hop_us")
+
+    def track_paired_codec_floor(self, cache: Any, *p: Any) -> float:
+        """us, median commit stamp -> received through the stack's own wire codec and one
+        loop turn, no node work (anchors.codec_hop_p50_us, the `notify_codec` hook; n/a
+        without it), measured inside this phase: what the codec the in-process connector
+        keeps costs by itself."""
+        return self.extra("paired_codec_floor_us") if self.has_extra("paired_codec_floor_us") else math.nan
 
     def track_paired_ws_one_way_p50(self, cache: Any, *p: Any) -> float:
         """us, the raw websockets one-way latency (anchors.ws_one_way_latencies_us) measured

@@ -14,6 +14,11 @@ compares indexed live queries with the same number of live queries that must all
 and the two lag targets compare with the raw anchor measured inside the same phase run,
 right before and after the samples (anchors.py's stand-alone classes, measured in their own
 process minutes apart, are still published for the trend).
+
+Two rows after the in-process lag are reports that say where its budget goes: the lag on the
+durable node itself (no connector, no codec), and loam's codec plus one loop turn with no
+node work (the floor of an in-process connector that keeps the wire codec). Their two ratios
+added are about what the in-process lag would be if the ephemeral side cost nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +69,24 @@ TARGETS: list[dict] = [
         "anchor": "bench_live_limit.NotifyLag.track_paired_queue_hop",
         "anchor_params": LEVELDB_1_INPROCESS,
         "max_ratio": 3.0,
+    },
+    {
+        "name": "lag on the durable node itself: no connector, no codec (report, vs the hop)",
+        "issue": 3,
+        "loam": "bench_live_limit.NotifyLag.track_lag_p50",
+        "params": LEVELDB_DURABLE,
+        "anchor": "bench_live_limit.NotifyLag.track_paired_queue_hop",
+        "anchor_params": LEVELDB_DURABLE,
+        "max_ratio": None,
+    },
+    {
+        "name": "in-process floor: loam's codec + one loop turn, no node work (report, vs the hop)",
+        "issue": 3,
+        "loam": "bench_live_limit.NotifyLag.track_paired_codec_floor",
+        "params": LEVELDB_1_INPROCESS,
+        "anchor": "bench_live_limit.NotifyLag.track_paired_queue_hop",
+        "anchor_params": LEVELDB_1_INPROCESS,
+        "max_ratio": None,
     },
     {
         "name": "WebSocket commit -> notification lag p50 (<= 2x raw one-way latency)",

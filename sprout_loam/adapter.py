@@ -17,18 +17,22 @@ Optional hooks (sprout_harness/contracts/hooks.py): extra connections (`open_con
 `connection_address` + `connect_address` for worker processes, `server_stats`), triggers
 on a durable node (`add_trigger`, ... through loam.triggers.TriggerManager) and databases
 (`database_client`: a loam.databases.DatabaseHost per durable slot, its storage next to
-the durable node's: LevelDB sub-directories, PostgreSQL schemas, memory engines).
+the durable node's: LevelDB sub-directories, PostgreSQL schemas, memory engines) and the
+wire codec of a notify (`notify_codec`, the notify-lag phase's codec floor).
 """
 
 from __future__ import annotations
 
-
+import time
 import uuid
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from loam.model import Entity
 from loam.node.api import Context
 from loam.node.api import Notification as LoamNotification
+from loam.protocol import codec
+from loam.protocol.messages import Notify
 from loam.query.ast import And, Compare, In, Not, OrderKey, Or, Query
 
 from sprout_harness.contracts import (
@@ -407,6 +411,22 @@ class LoamStack:
                 "live_queries": st["live_queries"],
                 "live_query_memory_bytes": sum(st["live_query_memory"].values()),
                 "registry_entries": st["registry_entries"], "commits": st["commits"]}
+
+    @staticmethod
+    def notify_codec() -> tuple[Callable[[str, dict[str, Any], int], bytes], Callable[[bytes], int]]:
+        """loam's wire codec for a change notify of one updated entity, as the durable
+        node's service encodes it (send stamp included) and a client decodes it."""
+        def encode(id: str, props: dict[str, Any], commit_ns: int) -> bytes:
+            return codec.encode_change_notify("q", "c", commit_ns, (), (Entity(id, props),), (), 0, 0,
+                                              time.perf_counter_ns())
+
+        def decode(data: bytes) -> int:
+            msg = codec.decode(data)
+            if type(msg) is not Notify or msg.commit_ns is None:
+                raise ValueError(f"expected a change notify, decoded {type(msg).__name__}")
+            return msg.commit_ns
+
+        return encode, decode
 
     # --- optional hooks: triggers -------------------------------------------------------
 

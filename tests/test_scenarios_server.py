@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from loam.errors import ProtocolError
 from loam.node.api import Context
 from loam.node.durable import DurableNode
+from loam.protocol import codec
+from loam.protocol import messages as m
 from loam.query.ast import Compare, Query
 from loam.storage import create_engine
 from loam.triggers import TriggerManager
@@ -157,3 +160,16 @@ async def test_a_trigger_takes_a_parsed_query():
             await mgr.drain(5)
         assert [r.body["change"]["after"]["total"] for r in rx.accepted.values()] == [500]
     await node.close()
+
+
+def test_notify_codec_hook_is_loams_wire_codec():
+    encode, decode = LoamStack.notify_codec()
+    data = encode("e1", {"tracks": 1001, "hot": True}, 123456789)
+    msg = codec.decode(data)
+    assert type(msg) is m.Notify and msg.kind == "change" and msg.commit_ns == 123456789
+    assert [(e.id, e.props) for e in msg.updated] == [("e1", {"tracks": 1001, "hot": True})]
+    assert msg.sent_ns > 0 and decode(data) == 123456789
+    with pytest.raises(ValueError, match="expected a change notify, decoded Pong"):
+        decode(codec.encode(m.Pong(rid=1)))
+    with pytest.raises(ProtocolError, match="not JSON"):
+        decode(b"{nope")

@@ -1,4 +1,5 @@
-"""Optional stack hooks for the server-side scenarios: extra connections, triggers, databases.
+"""Optional stack hooks for the server-side scenarios: extra connections, triggers, databases,
+and the wire codec.
 
 None of these is part of the `Stack` protocol: a stack implements the ones it can, and a
 phase looks them up with `require(ctx, name)`, which raises `Unsupported` (the phase
@@ -36,6 +37,14 @@ Databases (isolation):
   None = in-process access to the database's node, else a connection over that
   connector naming the database. Databases of one durable slot share one server process
   but nothing else.
+
+Wire codec (the notify-lag phase of the asv suite):
+
+- `notify_codec() -> (encode, decode)`: `encode(id, props, commit_ns) -> bytes` is the
+  message the stack's server sends for a change of one updated entity; `decode(bytes) ->
+  commit_ns` reads it as the stack's client does. The phase measures this codec plus one
+  event-loop turn with no node work: the floor of an in-process connector that keeps the
+  wire codec, reported next to the lag.
 """
 
 from __future__ import annotations
