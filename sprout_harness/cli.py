@@ -126,17 +126,15 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
             raise ConfigError(str(exc), "--monitor-addr") from None
     else:
         result = run_sync(cfg, progress=progress, log=log, json_path=json_path, gab_path=gab_path)
-    if html_path:
-        from sprout_harness.reports import html as html_report
-
-        html_report.write_html(result, html_path)
-        if not quiet:
-            err.print(f"html report: {html_path}")
     if quiet:
         click.echo(f"{cfg.name}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
     else:
         console_report.render(result, console=out, verbose=verbose)
-    for label, p in (("json report", json_path), ("gab report", gab_path)):
+    if html_path:
+        from sprout_harness.reports import html as html_report
+
+        html_report.write_html(result, html_path)
+    for label, p in (("json report", json_path), ("gab report", gab_path), ("html report", html_path)):
         if p and not quiet:
             err.print(f"{label}: {p}")
     if result.status == "ok":

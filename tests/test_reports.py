@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,24 @@ def test_json_report_round_trips_through_load_run(tmp_path: Path) -> None:
     assert back == run
     assert json_report.to_json_bytes(back) == json_report.to_json_bytes(run)
     assert not list((tmp_path / "out").glob(".*"))  # no temp file left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_report_file_gets_the_mode_open_would_give(tmp_path: Path, umask: int) -> None:
+    from sprout_harness.reports import html
+
+    run = make_run()
+    old = os.umask(umask)
+    try:
+        written = [json_report.write(run, tmp_path / "r.json"), gab.write(run, tmp_path / "g.json"),
+                   html.write_html(run, tmp_path / "r.html")]
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(old)
+    want = (tmp_path / "plain").stat().st_mode & 0o777
+    assert want == 0o666 & ~umask
+    assert {p.name: p.stat().st_mode & 0o777 for p in written} == {p.name: want for p in written}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "plain", "r.html", "r.json"]
 
 
 def test_json_report_has_no_nan_for_empty_histograms(tmp_path: Path) -> None:

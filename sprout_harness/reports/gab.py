@@ -17,6 +17,7 @@ from typing import Any
 
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
+from sprout_harness.reports.files import write_atomic
 
 ALLOWED_UNITS = frozenset({"ms", "us", "s/op"})
 STATS = (("p50", 50.0), ("p99", 99.0))
@@ -87,7 +88,4 @@ def write(run: RunResult, path: str | os.PathLike[str]) -> Path:
     bad = [e["name"] for e in data if e["unit"] not in ALLOWED_UNITS]
     if bad:
         raise ValueError(f"gab entries with a unit that is not lower-is-better: {bad}")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(data, allow_nan=False, indent=2) + "\n", encoding="utf-8")
-    return p
+    return write_atomic(path, (json.dumps(data, allow_nan=False, indent=2) + "\n").encode("utf-8"))

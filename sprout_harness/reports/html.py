@@ -15,7 +15,6 @@ import html
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +24,7 @@ from sprout_harness.metrics.results import PhaseResult, RunResult
 from sprout_harness.reports.assets import plotly_js
 from sprout_harness.reports.compare import Comparison, MetricDelta, _run_metrics
 from sprout_harness.reports.console import PERCENTILES, format_ms, format_rate
+from sprout_harness.reports.files import write_atomic
 
 DATA_ELEMENT_ID = "sprout-data"
 _NINES_MAX = 4.0                  # the curves stop at 99.99%
@@ -377,20 +377,7 @@ def render_html(run: RunResult) -> str:
 
 
 def _write_text(path: str | os.PathLike[str], text: str) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_atomic(path, text.encode("utf-8"))
 
 
 def write_html(run: RunResult, path: str | os.PathLike[str]) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import orjson
 
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import RunResult
+from sprout_harness.reports.files import write_atomic
 
 _HIST_GROUPS = ("latencies", "lags", "connector_delays")
 
@@ -50,15 +50,4 @@ def to_json_bytes(run: RunResult) -> bytes:
 
 def write(run: RunResult, path: str | os.PathLike[str]) -> Path:
     """Write the report atomically (a crash never leaves half a file) and return its path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    data = to_json_bytes(run)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_atomic(path, to_json_bytes(run))
