@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from sprout_harness.contracts.errors import StackError
+from sprout_harness.contracts.errors import StackError, did_you_mean
 
 GROUP = "sprout_harness.stacks"
 
@@ -50,7 +50,8 @@ def resolve_stack(name: str) -> Any:
         if name not in entries:
             known = ", ".join(sorted(entries)) or "none installed"
             raise StackError(
-                f"stack {name!r} is not registered under entry point group {GROUP!r} (known: {known}); "
+                f"stack {name!r}{did_you_mean(name, entries)} is not registered under entry point group "
+                f"{GROUP!r} (known: {known}); "
                 "install its package or give an import path 'package.module:attr'"
             )
         try:

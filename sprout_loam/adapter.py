@@ -37,7 +37,7 @@ from loam.query.ast import And, Compare, In, Not, OrderKey, Or, Query
 
 from sprout_harness.contracts import (
     AllOf, AnyOf, Capabilities, Cond, ConfigError, Doc, InList, Link, Notification, QuerySpec, StackError,
-    StackSettings, WriteAck,
+    StackSettings, WriteAck, did_you_mean,
 )
 from sprout_harness.contracts import Not as HNot
 
@@ -161,13 +161,14 @@ class LoamStack:
 
         engine = settings.storage.get("engine")
         if engine not in engine_names():
-            raise ConfigError(f"got {engine!r}; loam's storage engines: {', '.join(engine_names())}", "storage.engine")
+            raise ConfigError(f"got {engine!r}{did_you_mean(str(engine), engine_names())}; loam's storage engines: {', '.join(engine_names())}", "storage.engine")
         if settings.policy.get("id") not in policy_names():
-            raise ConfigError(f"got {settings.policy.get('id')!r}; loam's policy agents: {', '.join(policy_names())}",
+            raise ConfigError(f"got {settings.policy.get('id')!r}{did_you_mean(str(settings.policy.get('id')), policy_names())}; "
+                              f"loam's policy agents: {', '.join(policy_names())}",
                               "policy.id")
         for key in settings.params:
             if key not in _STACK_PARAMS:
-                raise ConfigError(f"unknown loam stack parameter; allowed: {', '.join(sorted(_STACK_PARAMS))}",
+                raise ConfigError(f"unknown loam stack parameter{did_you_mean(key, _STACK_PARAMS)}; allowed: {', '.join(sorted(_STACK_PARAMS))}",
                                   f"stack.params.{key}")
         pending = settings.params.get("max_pending")
         if pending is not None and (type(pending) is not int or pending < 1):
@@ -177,12 +178,13 @@ class LoamStack:
             where = f"topology.links[{link['ephemeral']}]"
             if link["connector"] not in cls.connector_names:
                 raise ConfigError(f"connector {link['connector']!r} for ephemeral {link['ephemeral']} is not a loam "
-                                  f"connector; allowed: {', '.join(cls.connector_names)}", f"{where}.connector")
+                                  f"connector{did_you_mean(link['connector'], cls.connector_names)}; allowed: {', '.join(cls.connector_names)}", f"{where}.connector")
             if link["connector"] not in _CONNECTOR_PARAMS:
                 continue  # a subclass's transport checks its own parameters
             for key in link["params"]:
                 if key not in _CONNECTOR_PARAMS[link["connector"]]:
-                    raise ConfigError(f"unknown {link['connector']} connector parameter; allowed: "
+                    raise ConfigError(f"unknown {link['connector']} connector parameter"
+                                      f"{did_you_mean(key, _CONNECTOR_PARAMS[link['connector']])}; allowed: "
                                       f"{', '.join(sorted(_CONNECTOR_PARAMS[link['connector']]))}", f"{where}.params.{key}")
         path = settings.storage.get("path")
         if engine == "leveldb" and path and Path(path).exists() and any(Path(path).iterdir()):

@@ -88,6 +88,35 @@ def test_errors_name_the_path_the_value_and_what_is_allowed(sets, path, words):
         assert w in msg, msg
 
 
+@pytest.mark.parametrize("sets, expected", [
+    (["topology.ephemral=2"], "topology.ephemral: unknown field (did you mean 'ephemeral'?)"),
+    (["suite=sprot"], "suite: got 'sprot' (did you mean 'sprout'?)"),
+    (["phases.0.name=creat"], "phases[0].name: got 'creat' (did you mean 'create'?)"),
+    (["phases.0.params.batchsize=5"], "no such knob (did you mean 'batch_size'?)"),
+    (["workload.live_limt=5"], "workload.live_limt: unknown knob (did you mean 'live_limit'?)"),
+    (["datasets.album=5"], "datasets.album: unknown dataset kind (did you mean 'albums'?)"),
+    (["stack.name=lom"], "stack 'lom' (did you mean 'loam'?) is not registered"),
+    (["storage.engine=leveldv"], "storage.engine: got 'leveldv' (did you mean 'leveldb'?)"),
+    (["topology.connector=websockets"], "(did you mean 'websocket'?)"),
+    (["stack.params.max_pendin=9"], "unknown loam stack parameter (did you mean 'max_pending'?)"),
+])
+def test_a_near_miss_names_the_closest_known_name(sets, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "leveldb-ephemeral.yaml", sets, check_stack=True)
+    assert expected in str(info.value), str(info.value)
+
+
+def test_a_far_miss_suggests_nothing_and_a_missing_config_lists_the_reference_ones():
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "leveldb-local.yaml", ["phases.0.name=teleport"])
+    assert "did you mean" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config("leveldb-locl", [])
+    msg = str(info.value)
+    assert "'leveldb-locl' not found (did you mean 'leveldb-local'?)" in msg
+    assert "postgres-pool" in msg and "leveldb-ephemeral" in msg
+
+
 def test_stack_level_errors_need_the_stack():
     base = ROOT / "configs" / "leveldb-ephemeral.yaml"
     for sets, expected in [

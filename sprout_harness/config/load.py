@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import yaml
 
 from sprout_harness.config.schema import SproutConfig
-from sprout_harness.contracts.errors import ConfigError
+from sprout_harness.contracts.errors import ConfigError, did_you_mean
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -22,7 +22,9 @@ def find_config(name_or_path: str) -> Path:
     for cand in (CONFIG_DIR / name_or_path, CONFIG_DIR / f"{name_or_path}.yaml"):
         if cand.exists():
             return cand
-    raise ConfigError(f"config file {name_or_path!r} not found (nor in {CONFIG_DIR}); give a path to a YAML file")
+    names = sorted(c.stem for c in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config file {name_or_path!r} not found{did_you_mean(Path(name_or_path).stem, names)}; "
+                      f"give a path to a YAML file or a reference config: {', '.join(names) or 'none'}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import typing
 from typing import Any, Union
 
 from sprout_harness.config.schema import ROLES, PhaseConfig, SproutConfig
-from sprout_harness.contracts.errors import ConfigError, StackError
+from sprout_harness.contracts.errors import ConfigError, StackError, did_you_mean
 
 _NONE = type(None)
 
@@ -95,7 +95,8 @@ def build_dataclass(cls: type, data: Any, path: str) -> Any:
     unknown = sorted(set(map(str, data)) - known)
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise ConfigError(f"unknown field; allowed fields here: {', '.join(sorted(known))}", where)
+        raise ConfigError(f"unknown field{did_you_mean(unknown[0], known)}; allowed fields here: "
+                          f"{', '.join(sorted(known))}", where)
     kwargs = {k: coerce(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -141,11 +142,11 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
 
     kinds = datasets.kinds()
     for kind, size in cfg.datasets.items():
-        _require(kind in kinds, f"datasets.{kind}", f"unknown dataset kind; allowed: {', '.join(kinds)}")
+        _require(kind in kinds, f"datasets.{kind}", f"unknown dataset kind{did_you_mean(kind, kinds)}; allowed: {', '.join(kinds)}")
         _require(isinstance(size, int) and size >= 0, f"datasets.{kind}", f"got {_short(size)}; must be an integer >= 0")
 
     suites = catalog.suites()
-    _require(cfg.suite in suites, "suite", f"got {cfg.suite!r}; known suites: {', '.join(sorted(suites))}")
+    _require(cfg.suite in suites, "suite", f"got {cfg.suite!r}{did_you_mean(cfg.suite, suites)}; known suites: {', '.join(sorted(suites))}")
     if not cfg.phases:
         cfg.phases = [PhaseConfig(name=p.name, target=p.target, params=dict(p.params), label=p.label)
                       for p in suites[cfg.suite].phases]
@@ -155,11 +156,13 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
         all_knobs |= catalog.knob_names(spec)
     for key in cfg.workload:
         _require(key in all_knobs, f"workload.{key}",
-                 f"unknown knob; knobs of the registered phases: {', '.join(sorted(all_knobs))}")
+                 f"unknown knob{did_you_mean(key, all_knobs)}; knobs of the registered phases: "
+                 f"{', '.join(sorted(all_knobs))}")
     labels: set[str] = set()
     for i, ph in enumerate(cfg.phases):
         p = f"phases[{i}]"
-        _require(ph.name in phases, f"{p}.name", f"got {ph.name!r}; known phases: {', '.join(sorted(phases))}")
+        _require(ph.name in phases, f"{p}.name", f"got {ph.name!r}{did_you_mean(ph.name, phases)}; known phases: "
+                 f"{', '.join(sorted(phases))}")
         spec = phases[ph.name]
         _require(ph.target in ROLES, f"{p}.target", f"got {ph.target!r}; allowed: {', '.join(ROLES)}")
         _require(ph.target in spec.targets, f"{p}.target",

@@ -13,7 +13,7 @@ from sprout_harness.contracts.client import (
     Subscription,
     WriteAck,
 )
-from sprout_harness.contracts.errors import CheckFailed, ConfigError, SproutError, StackError, Unsupported
+from sprout_harness.contracts.errors import CheckFailed, ConfigError, SproutError, StackError, Unsupported, did_you_mean
 from sprout_harness.contracts.query import AllOf, AnyOf, Cond, InList, Not, Order, QuerySpec
 from sprout_harness.contracts.stack import DelaySink, Link, Stack, StackFactory, StackSettings
 
@@ -21,4 +21,5 @@ __all__ = [
     "AllOf", "AnyOf", "Capabilities", "CheckFailed", "Client", "Cond", "ConfigError", "DelaySink", "Doc",
     "InList", "Link", "Not", "Notification", "NotificationCallback", "Order", "QuerySpec", "SproutError",
     "Stack", "StackError", "StackFactory", "StackSettings", "Subscription", "Unsupported", "WriteAck",
+    "did_you_mean",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Awaitable, Callable
 
-from sprout_harness.contracts.errors import ConfigError
+from sprout_harness.contracts.errors import ConfigError, did_you_mean
 
 ENTRY_POINT_GROUP = "sprout_harness.workloads"
 BUILTIN_MODULES = (
@@ -115,7 +115,7 @@ def suites() -> dict[str, SuiteSpec]:
 def get_phase(name: str) -> PhaseSpec:
     all_ = phases()
     if name not in all_:
-        raise ConfigError(f"unknown phase {name!r}; known phases: {', '.join(sorted(all_))}")
+        raise ConfigError(f"unknown phase {name!r}{did_you_mean(name, all_)}; known phases: {', '.join(sorted(all_))}")
     return all_[name]
 
 
@@ -142,7 +142,8 @@ def build_knobs(spec: PhaseSpec, values: dict[str, Any], path: str) -> Any:
     for key, value in values.items():
         p = f"{path}.{key}"
         if key not in names:
-            raise ConfigError(f"phase {spec.name!r} has no such knob; its knobs: {', '.join(sorted(names))}", p)
+            raise ConfigError(f"phase {spec.name!r} has no such knob{did_you_mean(key, names)}; "
+                              f"its knobs: {', '.join(sorted(names))}", p)
         v = coerce(value, hints[key], p)
         meta = next(f.metadata for f in dataclasses.fields(spec.knobs) if f.name == key)
         if meta.get("choices") and v not in meta["choices"]:
