@@ -161,15 +161,16 @@ class LoamStack:
 
         engine = settings.storage.get("engine")
         if engine not in engine_names():
-            raise ConfigError(f"got {engine!r}{did_you_mean(str(engine), engine_names())}; loam's storage engines: {', '.join(engine_names())}", "storage.engine")
+            raise ConfigError(f"got {engine!r}{did_you_mean(str(engine), engine_names())}; "
+                              f"loam's storage engines: {', '.join(engine_names())}", "storage.engine")
         if settings.policy.get("id") not in policy_names():
             raise ConfigError(f"got {settings.policy.get('id')!r}{did_you_mean(str(settings.policy.get('id')), policy_names())}; "
                               f"loam's policy agents: {', '.join(policy_names())}",
                               "policy.id")
         for key in settings.params:
             if key not in _STACK_PARAMS:
-                raise ConfigError(f"unknown loam stack parameter{did_you_mean(key, _STACK_PARAMS)}; allowed: {', '.join(sorted(_STACK_PARAMS))}",
-                                  f"stack.params.{key}")
+                raise ConfigError(f"unknown loam stack parameter{did_you_mean(key, _STACK_PARAMS)}; "
+                                  f"allowed: {', '.join(sorted(_STACK_PARAMS))}", f"stack.params.{key}")
         pending = settings.params.get("max_pending")
         if pending is not None and (type(pending) is not int or pending < 1):
             raise ConfigError(f"got {pending!r}; messages that may wait for one connection that does not read "
@@ -178,7 +179,8 @@ class LoamStack:
             where = f"topology.links[{link['ephemeral']}]"
             if link["connector"] not in cls.connector_names:
                 raise ConfigError(f"connector {link['connector']!r} for ephemeral {link['ephemeral']} is not a loam "
-                                  f"connector{did_you_mean(link['connector'], cls.connector_names)}; allowed: {', '.join(cls.connector_names)}", f"{where}.connector")
+                                  f"connector{did_you_mean(link['connector'], cls.connector_names)}; "
+                                  f"allowed: {', '.join(cls.connector_names)}", f"{where}.connector")
             if link["connector"] not in _CONNECTOR_PARAMS:
                 continue  # a subclass's transport checks its own parameters
             for key in link["params"]:

@@ -142,11 +142,13 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
 
     kinds = datasets.kinds()
     for kind, size in cfg.datasets.items():
-        _require(kind in kinds, f"datasets.{kind}", f"unknown dataset kind{did_you_mean(kind, kinds)}; allowed: {', '.join(kinds)}")
+        _require(kind in kinds, f"datasets.{kind}",
+                 f"unknown dataset kind{did_you_mean(kind, kinds)}; allowed: {', '.join(kinds)}")
         _require(isinstance(size, int) and size >= 0, f"datasets.{kind}", f"got {_short(size)}; must be an integer >= 0")
 
     suites = catalog.suites()
-    _require(cfg.suite in suites, "suite", f"got {cfg.suite!r}{did_you_mean(cfg.suite, suites)}; known suites: {', '.join(sorted(suites))}")
+    _require(cfg.suite in suites, "suite",
+             f"got {cfg.suite!r}{did_you_mean(cfg.suite, suites)}; known suites: {', '.join(sorted(suites))}")
     if not cfg.phases:
         cfg.phases = [PhaseConfig(name=p.name, target=p.target, params=dict(p.params), label=p.label)
                       for p in suites[cfg.suite].phases]
