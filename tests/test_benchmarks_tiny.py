@@ -227,3 +227,10 @@ async def test_codec_floor_runs_the_codec_and_checks_what_it_decoded() -> None:
     assert encoded[:4] == [("e0", 0), ("e1", 1), ("e2", 2), ("e0", 0)]
     with pytest.raises(AssertionError, match="55 messages received, 55 with a commit stamp other"):
         await codec_hop_p50_us(encode, lambda b: json.loads(b)["commit_ns"] + 1, 50, docs)
+
+
+def test_a_ratio_just_over_its_bound_never_reads_missed_by_0_percent() -> None:
+    assert targets._missed_by(4.004 / 4) == "MISSED by 0.1%"
+    assert targets._missed_by(1.03) == "MISSED by 3%"
+    assert targets._missed_by(1.5) == "MISSED by 50%"
+    assert targets._missed_by(2.5) == "MISSED by 2.5x"

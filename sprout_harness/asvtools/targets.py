@@ -150,6 +150,14 @@ def lookup(data: dict[str, Any], units: dict[str, str], name: str, params: Seque
     return Figure(float(value), unit, "ok")
 
 
+def _missed_by(over: float) -> str:
+    """How far over its bound a ratio is (`over` = ratio / bound > 1), never "0%"."""
+    if over >= 2:
+        return f"MISSED by {over:.1f}x"
+    pct = (over - 1) * 100
+    return f"MISSED by {pct:.0f}%" if pct >= 9.5 else f"MISSED by {pct:.2g}%"
+
+
 def evaluate(targets: list[dict[str, Any]], data: dict[str, Any], units: dict[str, str]) -> list[Row]:
     rows = []
     for t in targets:
@@ -174,7 +182,7 @@ def evaluate(targets: list[dict[str, Any]], data: dict[str, Any], units: dict[st
                 verdict = "met"
             else:
                 over = ratio / max_ratio
-                verdict = f"MISSED by {(over - 1) * 100:.0f}%" if over < 2 else f"MISSED by {over:.1f}x"
+                verdict = _missed_by(over)
         rows.append(Row(t["name"], fig, anchor, ratio, max_ratio, verdict))
     return rows
 
