@@ -163,10 +163,10 @@ class LoamStack:
         if engine not in engine_names():
             raise ConfigError(f"got {engine!r}{did_you_mean(str(engine), engine_names())}; "
                               f"loam's storage engines: {', '.join(engine_names())}", "storage.engine")
-        if settings.policy.get("id") not in policy_names():
-            raise ConfigError(f"got {settings.policy.get('id')!r}{did_you_mean(str(settings.policy.get('id')), policy_names())}; "
-                              f"loam's policy agents: {', '.join(policy_names())}",
-                              "policy.id")
+        policy = settings.policy.get("id")
+        if policy not in policy_names():
+            raise ConfigError(f"got {policy!r}{did_you_mean(str(policy), policy_names())}; "
+                              f"loam's policy agents: {', '.join(policy_names())}", "policy.id")
         for key in settings.params:
             if key not in _STACK_PARAMS:
                 raise ConfigError(f"unknown loam stack parameter{did_you_mean(key, _STACK_PARAMS)}; "

@@ -48,7 +48,6 @@ _loads = orjson.loads
 _dumps = orjson.dumps
 
 
-
 _S = b"s\x00"
 _I = b"i\x00"
 _C = b"c\x00"

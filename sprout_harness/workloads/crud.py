@@ -29,7 +29,9 @@ from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
-from sprout_harness.workloads.loadphase import lane_clients, lane_turns, EXISTS, History, LoadKnobs, ReadStats, defer, drive, verify_final_state
+from sprout_harness.workloads.loadphase import (
+    EXISTS, History, LoadKnobs, ReadStats, defer, drive, lane_clients, lane_turns, verify_final_states,
+)
 
 _ROW_CHUNK = 256
 # The property an update sets, per dataset kind, and how to draw a value of its one type.
@@ -152,12 +154,7 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
     await asyncio.sleep(0)  # let deferred read verdicts run
     ctx.recorder.count("updates_after_delete", counts["updates_after_delete"])
     reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
-    for lane in lanes:
-        # read from the authority: through an ephemeral the whole collection can be more
-        # than one protocol message may carry
-        state = await verify_final_state(ctx, ctx.durables[lane.group], k.collection, lane.history,
-                                         lane.initial_ids, where=f"group {lane.group}: " if len(lanes) > 1 else "")
-        lane.model.data[k.collection] = state
+    await verify_final_states(ctx, lanes, k.collection)
 
 
 register_phase(PhaseSpec(

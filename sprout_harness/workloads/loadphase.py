@@ -76,7 +76,13 @@ class LoadKnobs:
 
 
 class Lane(Protocol):
-    """One durable group's share of a mix (see `lane_turns`)."""
+    """One durable group's share of a mix (see `lane_turns`, `verify_final_states`): its
+    group's index and model, the ids it started from and the history that judges it."""
+
+    group: int
+    model: Any
+    initial_ids: list[str]
+    history: History
 
     async def execute(self, op: Any) -> None: ...
 
@@ -362,23 +368,25 @@ def defer(fn: Callable[..., None], *args: Any) -> None:
     asyncio.get_running_loop().call_soon(fn, *args)
 
 
-async def verify_final_state(ctx: PhaseContext, node: Any, collection: str, history: History,
-                             initial_ids: Iterable[str], where: str = "") -> dict[str, dict[str, Any]]:
-    """Fetch the whole collection from `node`, check it against `history`, return it (id -> props).
-    `where` prefixes the check's detail (which group, when there are several)."""
+async def verify_final_states(ctx: PhaseContext, lanes: Sequence[Lane], collection: str) -> None:
+    """Fetch the whole collection of each lane's group, check it against the lane's history,
+    and make it the group's expected state. Read from the durable node, the authority:
+    through an ephemeral the whole collection can be more than one protocol message carries."""
     from sprout_harness.contracts.query import QuerySpec
 
-    docs = await node.client.fetch(collection, QuerySpec(kind="all"))
-    state = {d.id: dict(d.props) for d in docs}
-    dupes = len(docs) - len(state)
-    compared, problems = history.judge_final(state, initial_ids)
-    ctx.recorder.count("final_entities", len(state))
-    ctx.check("every acknowledged create, update and delete is reflected in the final state",
-              not problems and not dupes,
-              where + (f"{dupes} duplicate ids; " if dupes else "")
-              + f"{len(problems)} of {compared} entities wrong, e.g. {problems[:2]}")
-    return state
+    for lane in lanes:
+        where = f"group {lane.group}: " if len(lanes) > 1 else ""
+        docs = await ctx.durables[lane.group].client.fetch(collection, QuerySpec(kind="all"))
+        state = {d.id: dict(d.props) for d in docs}
+        dupes = len(docs) - len(state)
+        compared, problems = lane.history.judge_final(state, lane.initial_ids)
+        ctx.recorder.count("final_entities", len(state))
+        ctx.check("every acknowledged create, update and delete is reflected in the final state",
+                  not problems and not dupes,
+                  where + (f"{dupes} duplicate ids; " if dupes else "")
+                  + f"{len(problems)} of {compared} entities wrong, e.g. {problems[:2]}")
+        lane.model.data[collection] = state
 
 
 __all__ = ["EXISTS", "History", "Lane", "LaneOp", "LoadKnobs", "ReadStats", "defer", "drive", "lane_clients", "lane_turns",
-           "same_value", "verify_final_state"]
+           "same_value", "verify_final_states"]

@@ -35,7 +35,9 @@ from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext, chunks
 from sprout_harness.workloads.knobs import knob
-from sprout_harness.workloads.loadphase import lane_clients, lane_turns, History, LoadKnobs, ReadStats, defer, drive, verify_final_state
+from sprout_harness.workloads.loadphase import (
+    History, LoadKnobs, ReadStats, defer, drive, lane_clients, lane_turns, verify_final_states,
+)
 
 KEY_FIELD = "key"
 
@@ -268,12 +270,7 @@ async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
     if "scan" in spec.proportions:
         ctx.recorder.count("rows_scanned", checks.rows_scanned)
         checks.scans.record(ctx, "scans", "every scan returned the ordered slice from its start key")
-    for lane in lanes:
-        # read from the authority: through an ephemeral the whole table can be more than one
-        # protocol message may carry
-        state = await verify_final_state(ctx, ctx.durables[lane.group], k.collection, lane.history,
-                                         lane.initial_ids, where=f"group {lane.group}: " if len(lanes) > 1 else "")
-        lane.model.data[k.collection] = state
+    await verify_final_states(ctx, lanes, k.collection)
 
 
 def _phase(letter: str) -> PhaseSpec:
