@@ -153,7 +153,7 @@ def test_json_report_round_trips_through_load_run(tmp_path: Path) -> None:
     run = make_run()
     path = json_report.write(run, tmp_path / "out" / "report.json")
     data = json.loads(path.read_text(), parse_constant=_raise_on_constant)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     s = data["phases"][0]["latencies"]["create_one"]["summary"]
     assert set(s) == {"count", "min", "mean", "p50", "p90", "p95", "p99", "p999", "max"}
     assert s["count"] == run.phase("create").latencies["create_one"].count

@@ -108,6 +108,8 @@ class RunnerConfig:
     sync_timeout_s: float = 60.0
     check_timeout_s: float = 15.0
     seed_batch_size: int = 500
+    repeat: int = 1   # independent runs, each in a fresh process (`sprout run --repeat`)
+    warmup: int = 0   # extra runs before them whose figures are discarded
 
 
 @dataclass
@@ -124,6 +126,8 @@ class SproutConfig:
     workload: dict[str, Any] = field(default_factory=dict)
     phases: list[PhaseConfig] = field(default_factory=list)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    # metric pattern -> {statistic: "< bound"} (and `checks: "100%"`), k6-style; see docs/configuration.md
+    thresholds: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

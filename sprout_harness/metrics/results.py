@@ -16,7 +16,9 @@ import orjson
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.timeline import TimelinePoint
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # 1: no `runs`, no `thresholds` (read as one run)
+RUN_FIGURES = ("count", "mean", "p50", "p90", "p95", "p99", "p999", "max")
 
 PhaseStatus = Literal["ok", "failed", "unsupported", "cancelled", "error"]
 RunStatus = Literal["ok", "failed", "cancelled", "error"]
@@ -94,6 +96,19 @@ class PhaseResult:
         for op in self.latencies.values():
             h.merge(op)
         return h
+
+    def metrics(self) -> dict[str, Histogram]:
+        """Every non-empty figure of the phase by its report name: ``<phase>/<op>``,
+        ``<phase>/lag.<name>``, ``<phase>/connector.<type>`` (the names compare, thresholds
+        and per-run figures use)."""
+        out: dict[str, Histogram] = {}
+        for op, h in self.latencies.items():
+            out[f"{self.name}/{op}"] = h
+        for n, h in self.lags.items():
+            out[f"{self.name}/lag.{n}"] = h
+        for n, h in self.connector_delays.items():
+            out[f"{self.name}/connector.{n}"] = h
+        return {k: h for k, h in out.items() if h.count}
 
     @property
     def ops(self) -> int:
@@ -240,14 +255,121 @@ def overall_status(phases: list[PhaseResult]) -> tuple[RunStatus, str | None]:
     return "ok", None
 
 
+def _figure(x: Any, where: str) -> float:
+    v = float(x)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{where}: {x!r} is not a finite figure >= 0")
+    return v
+
+
+@dataclass
+class RunFigures:
+    """One run's own figures: what a repeated run (``sprout run --repeat N``) keeps of each of
+    its runs beside the merged histograms. ``metrics`` maps a metric name
+    (``PhaseResult.metrics``) to its ``RUN_FIGURES`` in ns (``count`` in samples);
+    ``wall_ns`` maps a phase to its wall time."""
+
+    index: int
+    run_id: str
+    status: str = "ok"
+    reason: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    wall_ns: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, index: int, run: "RunResult") -> "RunFigures":
+        metrics = {}
+        for phase in run.phases:
+            for name, h in phase.metrics().items():
+                values = h.percentiles([50.0, 90.0, 95.0, 99.0, 99.9])
+                metrics[name] = {"count": float(h.count), "mean": h.mean, "max": float(h.max),
+                                 **dict(zip(("p50", "p90", "p95", "p99", "p999"), values))}
+        return cls(index=index, run_id=run.metadata.run_id, status=run.status, reason=run.reason,
+                   started_at=run.metadata.started_at, ended_at=run.metadata.ended_at, metrics=metrics,
+                   wall_ns={p.name: p.wall_ns for p in run.phases})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "run_id": self.run_id, "status": self.status, "reason": self.reason,
+                "started_at": self.started_at, "ended_at": self.ended_at,
+                "metrics": {k: {s: v[s] for s in RUN_FIGURES if s in v} for k, v in self.metrics.items()},
+                "wall_ns": dict(self.wall_ns)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunFigures":
+        status = d.get("status", "ok")
+        if status not in RUN_STATUSES:
+            raise ValueError(f"runs[{d.get('index')}].status: unknown status {status!r}")
+        metrics: dict[str, dict[str, float]] = {}
+        for name, figs in (d.get("metrics") or {}).items():
+            if not isinstance(figs, dict):
+                raise ValueError(f"runs[{d.get('index')}].metrics.{name}: expected a mapping of figures")
+            unknown = set(figs) - set(RUN_FIGURES)
+            if unknown:
+                raise ValueError(f"runs[{d.get('index')}].metrics.{name}: unknown figure {sorted(unknown)[0]!r}")
+            metrics[str(name)] = {s: _figure(v, f"runs[{d.get('index')}].metrics.{name}.{s}") for s, v in figs.items()}
+        return cls(index=int(d["index"]), run_id=str(d["run_id"]), status=status, reason=d.get("reason"),
+                   started_at=float(d.get("started_at", 0.0)), ended_at=float(d.get("ended_at", 0.0)),
+                   metrics=metrics, wall_ns={str(k): int(v) for k, v in (d.get("wall_ns") or {}).items()})
+
+
+@dataclass(frozen=True)
+class ThresholdOutcome:
+    """One `thresholds:` rule of the config judged against a run (``metrics.thresholds``):
+    ``pattern`` and ``expression`` as written (e.g. ``"*/lag.notify"``, ``"< 5ms"``), the
+    statistic it bounds (``p99``, ``checks``, ...), ``values`` the observed figure per matched
+    metric (ns; a fraction for ``checks``), and a one-line ``detail`` when it failed."""
+
+    pattern: str
+    stat: str
+    expression: str
+    ok: bool
+    values: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "stat": self.stat, "expression": self.expression, "ok": self.ok,
+                "values": dict(self.values), "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ThresholdOutcome":
+        return cls(pattern=str(d["pattern"]), stat=str(d["stat"]), expression=str(d["expression"]),
+                   ok=bool(d["ok"]), values={str(k): float(v) for k, v in (d.get("values") or {}).items()},
+                   detail=str(d.get("detail", "")))
+
+
 @dataclass
 class RunResult:
-    """A whole run: its metadata, its phases in order, and the overall status."""
+    """A whole run: its metadata, its phases in order, and the overall status.
+
+    A repeated run holds its runs' histograms merged in ``phases`` and each run's own
+    figures in ``runs`` (one entry for a single run); ``warmup_runs`` counts the discarded
+    warm-up runs before them."""
 
     metadata: RunMetadata
     phases: list[PhaseResult] = field(default_factory=list)
     status: RunStatus = "ok"
     reason: str | None = None
+    runs: list[RunFigures] = field(default_factory=list)
+    warmup_runs: int = 0
+    thresholds: list[ThresholdOutcome] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Histogram]:
+        """Every non-empty figure of every phase by name (see ``PhaseResult.metrics``)."""
+        out: dict[str, Histogram] = {}
+        for p in self.phases:
+            out.update(p.metrics())
+        return out
+
+    def run_figures(self) -> list[RunFigures]:
+        """Each run's own figures: ``runs``, or this result itself when it holds none (a report
+        of schema 1, or a result not yet written)."""
+        return self.runs or [RunFigures.of(0, self)]
+
+    @property
+    def thresholds_failed(self) -> list[ThresholdOutcome]:
+        return [t for t in self.thresholds if not t.ok]
 
     def phase(self, name: str) -> PhaseResult:
         """The first phase called ``name`` (KeyError naming the known phases otherwise)."""
@@ -263,14 +385,18 @@ class RunResult:
             "reason": self.reason,
             "metadata": self.metadata.to_dict(),
             "phases": [p.to_dict() for p in self.phases],
+            "runs": [r.to_dict() for r in self.run_figures()],
+            "warmup_runs": self.warmup_runs,
+            "thresholds": [t.to_dict() for t in self.thresholds],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunResult":
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
             raise ValueError(
-                f"report schema_version {version!r} is not supported (this sprout reads {SCHEMA_VERSION}); "
+                f"schema_version {version!r} is not supported (this sprout reads "
+                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); "
                 "re-run the benchmark with this version or use the sprout version that wrote it"
             )
         status = d.get("status", "ok")
@@ -281,6 +407,9 @@ class RunResult:
             phases=[PhaseResult.from_dict(p) for p in d.get("phases", [])],
             status=status,
             reason=d.get("reason"),
+            runs=[RunFigures.from_dict(r) for r in d.get("runs") or []],
+            warmup_runs=int(d.get("warmup_runs", 0)),
+            thresholds=[ThresholdOutcome.from_dict(t) for t in d.get("thresholds") or []],
         )
 
 
