@@ -385,7 +385,7 @@ class RunResult:
             "reason": self.reason,
             "metadata": self.metadata.to_dict(),
             "phases": [p.to_dict() for p in self.phases],
-            "runs": [r.to_dict() for r in self.run_figures()],
+            "runs": [r.to_dict() for r in self.runs],
             "warmup_runs": self.warmup_runs,
             "thresholds": [t.to_dict() for t in self.thresholds],
         }

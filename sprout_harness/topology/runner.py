@@ -28,6 +28,7 @@ from sprout_harness.contracts.client import Capabilities, Doc
 from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError, Unsupported
 from sprout_harness.contracts.stack import Link, StackSettings
 from sprout_harness.metrics import PhaseRecorder, PhaseResult, RunMetadata, RunResult, overall_status
+from sprout_harness.metrics.results import RunFigures
 from sprout_harness.metrics.system import git_info, host_info, python_info
 from sprout_harness.workloads import catalog, datasets
 from sprout_harness.workloads.context import Model, NodeRef, PhaseContext, maybe_await
@@ -198,6 +199,7 @@ class Runner:
                 self.result.metadata.notes.append("teardown problems: " + "; ".join(self.teardown_errors))
             self.result.status = status  # type: ignore[assignment]
             self.result.reason = reason
+            self.result.runs = [RunFigures.of(0, self.result)]
             self._write_reports()
             self._observe("run_finished", self.result)
             if sigterm:
