@@ -16,9 +16,30 @@ from typing import Any, Callable
 
 import click
 
+from sprout_harness.config.validate import MAX_REPEAT, MAX_WARMUP
 from sprout_harness.contracts.errors import ConfigError, SproutError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_THRESHOLDS = 99  # as k6: the run itself was fine, a threshold of the config was crossed
+
+
+def _count(value: str, option: str, lo: int, hi: int) -> int:
+    """A whole-number option within [lo, hi] (text, so a bad value gets one line naming it)."""
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"got {value!r}; expected a whole number {lo}..{hi}", option) from None
+    if not lo <= n <= hi:
+        raise ConfigError(f"got {n}; must be {lo}..{hi}", option)
+    return n
+
+
+def finish_result(result: Any, cfg: Any) -> None:
+    """Judge the config's thresholds on a finished result (single or merged runs)."""
+    if cfg.thresholds:
+        from sprout_harness.metrics.thresholds import evaluate
+
+        result.thresholds = evaluate(result, cfg.thresholds)
 
 
 def _version() -> str:
@@ -82,11 +103,20 @@ set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
 @click.option("--monitor-token", metavar="TOKEN", help="token every monitor request must carry")
 @click.option("--monitor-linger", default=2.0, show_default=True, type=click.FloatRange(min=0),
               help="seconds the monitor keeps serving after the run so dashboards see the end")
+@click.option("--repeat", "repeat", type=str, default=None, metavar="N",
+              help="N independent runs, each in a fresh process, merged (default: runner.repeat, 1)")
+@click.option("--warmup", "warmup", type=str, default=None, metavar="K",
+              help="K discarded warm-up runs before them (default: runner.warmup, 0)")
 @friendly_errors
 def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str | None, quiet: bool, verbose: bool,
         html_path: str | None = None, monitor: bool = False, monitor_addr: str = "127.0.0.1:9090",
-        monitor_public: bool = False, monitor_token: str | None = None, monitor_linger: float = 2.0) -> None:
-    """Run the phases of CONFIG (a YAML file or a reference config name) and report."""
+        monitor_public: bool = False, monitor_token: str | None = None, monitor_linger: float = 2.0,
+        repeat: str | None = None, warmup: str | None = None) -> None:
+    """Run the phases of CONFIG (a YAML file or a reference config name) and report.
+
+    Exit 0: ok; 1: a check failed or the run broke; 2: bad config or usage; 99: the run
+    was ok but one of the config's thresholds was crossed; 130: interrupted.
+    """
     from rich.console import Console
 
     from sprout_harness.config import load_config
@@ -95,7 +125,12 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
 
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other")
+    if repeat is not None:
+        sets += (f"runner.repeat={_count(repeat, '--repeat', 1, MAX_REPEAT)}",)
+    if warmup is not None:
+        sets += (f"runner.warmup={_count(warmup, '--warmup', 0, MAX_WARMUP)}",)
     cfg = load_config(config, sets, check_stack=True)
+    repeated = cfg.runner.repeat > 1 or cfg.runner.warmup > 0
     out = Console()
     err = Console(stderr=True)
 
@@ -109,7 +144,23 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
     for p in (json_path, gab_path):
         if p:
             Path(p).parent.mkdir(parents=True, exist_ok=True)
-    if monitor:
+    if repeated and monitor:
+        raise ConfigError("watches one process and cannot follow repeated runs; drop --monitor or run once",
+                          "--monitor")
+    if repeated:
+        from sprout_harness.reports import gab, json_report
+        from sprout_harness.topology.repeat import run_repeated
+
+        def event(line: str) -> None:
+            if not quiet:
+                err.print(f"[dim]{line}[/dim]")
+
+        result = run_repeated(cfg, repeat=cfg.runner.repeat, warmup=cfg.runner.warmup, on_event=event)
+        finish_result(result, cfg)
+        for p, writer in ((json_path, json_report.write), (gab_path, gab.write)):
+            if p:
+                writer(result, p)
+    elif monitor:
         from sprout_harness.monitor import MonitorConfigError, check_exposure, parse_addr, run_monitored_sync
 
         try:
@@ -138,6 +189,11 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
         if p and not quiet:
             err.print(f"{label}: {p}")
     if result.status == "ok":
+        if result.thresholds_failed:
+            click.echo(f"error: {len(result.thresholds_failed)} threshold(s) crossed: "
+                       + "; ".join(f"{t.pattern} {t.stat} {t.expression}" for t in result.thresholds_failed),
+                       err=True)
+            sys.exit(EXIT_THRESHOLDS)
         sys.exit(EXIT_OK)
     if result.status == "cancelled":
         click.echo("error: interrupted; partial results" + (f" written to {json_path}" if json_path else ""), err=True)
@@ -193,12 +249,21 @@ def list_() -> None:
 @cli.command()
 @click.argument("base", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
-@click.option("--threshold", default="10%", show_default=True, help="regression threshold, e.g. 10% or 0.1")
+@click.option("--threshold", default="10%", show_default=True,
+              help="smallest slowdown that counts, e.g. 10% or 0.1 (see `sprout noise` for what this machine supports)")
+@click.option("--alpha", default="0.01", show_default=True, help="significance level of each metric's test")
+@click.option("--allow-mismatch", is_flag=True, help="compare reports of different configs, stacks, topologies or datasets")
+@click.option("--allow-host-change", is_flag=True, help="compare reports made on different machines")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="also write a self-contained comparison page (side-by-side charts) here")
 @friendly_errors
-def compare(base: str, new: str, threshold: str, html_path: str | None = None) -> None:
-    """Compare two JSON reports; exit 1 when a metric regressed past the threshold."""
+def compare(base: str, new: str, threshold: str, alpha: str = "0.01", allow_mismatch: bool = False,
+            allow_host_change: bool = False, html_path: str | None = None) -> None:
+    """Compare two JSON reports statistically (docs/statistics.md).
+
+    Exit 0: no significant regression; 1: a regression (or a phase broke); 2: could not
+    compare (unreadable report, different config or host, nothing in common).
+    """
     from rich.console import Console
 
     from sprout_harness.metrics.results import load_run
@@ -209,10 +274,19 @@ def compare(base: str, new: str, threshold: str, html_path: str | None = None) -
     except ValueError as exc:
         raise ConfigError(str(exc), "--threshold") from None
     try:
+        level = cmp.parse_alpha(alpha)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--alpha") from None
+    try:
         a, b = load_run(base), load_run(new)
+        warnings = cmp.check_comparable(a, b, allow_mismatch=allow_mismatch, allow_host_change=allow_host_change)
     except (OSError, ValueError) as exc:
-        raise SproutError(str(exc)) from None
-    comparison = cmp.compare_runs(a, b, limit)
+        _fail(str(exc), EXIT_USAGE)
+    comparison = cmp.compare_runs(a, b, limit, level)
+    comparison.warnings[:0] = warnings
+    if not comparison.deltas:
+        _fail("the two reports have no metric in common (0 compared): nothing to gate on; check that both "
+              "runs measured the same phases", EXIT_USAGE)
     cmp.render(comparison, Console())
     if html_path:
         from sprout_harness.reports import html as html_report

@@ -13,6 +13,8 @@ from sprout_harness.config.schema import ROLES, PhaseConfig, SproutConfig
 from sprout_harness.contracts.errors import ConfigError, StackError, did_you_mean
 
 _NONE = type(None)
+MAX_REPEAT = 100
+MAX_WARMUP = 10
 
 
 def _short(value: Any) -> str:
@@ -139,6 +141,9 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     _require(r.sync_timeout_s > 0, "runner.sync_timeout_s", f"got {r.sync_timeout_s}; must be > 0")
     _require(r.check_timeout_s > 0, "runner.check_timeout_s", f"got {r.check_timeout_s}; must be > 0")
     _require(r.seed_batch_size >= 1, "runner.seed_batch_size", f"got {r.seed_batch_size}; must be >= 1")
+    _require(1 <= r.repeat <= MAX_REPEAT, "runner.repeat",
+             f"got {r.repeat}; must be 1..{MAX_REPEAT} runs (5 is what a rank test at alpha 0.01 needs)")
+    _require(0 <= r.warmup <= MAX_WARMUP, "runner.warmup", f"got {r.warmup}; must be 0..{MAX_WARMUP} warm-up runs")
 
     kinds = datasets.kinds()
     for kind, size in cfg.datasets.items():

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from sprout_harness.metrics import stats
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
 
@@ -98,6 +99,28 @@ def print_table(console: Console, table: Table) -> None:
         console.width = width
 
 
+def runs_table(run: RunResult) -> Table | None:
+    """A repeated run's run-to-run spread: per metric the median of the runs' p50 and p99
+    with their min..max, and the spread (max / min - 1) of each; None for a single run."""
+    if len(run.runs) < 2:
+        return None
+    table = Table(title=f"run to run: {len(run.runs)} runs, each in a fresh process "
+                        f"(median \\[min..max] of the runs' own figures, ms)", title_justify="left")
+    for col in ("metric", "p50", "spread", "p99", "spread"):
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")
+    for name in run.metrics():
+        cells = []
+        for stat in ("p50", "p99"):
+            values = [r.metrics[name][stat] for r in run.runs if name in r.metrics]
+            if len(values) < 2:
+                cells += ["-", "-"]
+                continue
+            cells.append(f"{format_ms(stats.median(values))} [{format_ms(min(values))}..{format_ms(max(values))}]")
+            cells.append(f"{stats.spread(values) * 100:.0f}%")
+        table.add_row(name, *cells)
+    return table
+
+
 def render(run: RunResult, console: Console | None = None, verbose: bool = False) -> None:
     """Print the final results: per phase and op the count, ops/s and latency percentiles (ms),
     lag and connector-delay rows, checks, errors and the phase and run status."""
@@ -119,6 +142,9 @@ def render(run: RunResult, console: Console | None = None, verbose: bool = False
             first = False
         table.add_section()
     print_table(console, table)
+    spread = runs_table(run)
+    if spread is not None:
+        print_table(console, spread)
 
     for phase in run.phases:
         lines: list[Text] = []

@@ -5,6 +5,10 @@ matched across runs by ``name``, so names are stable and unique: ``<label>/<phas
 (e.g. ``leveldb-local/create/create_batch p50``), with ``<label>`` the config name (else the
 stack). Every value is lower-is-better and finite; empty histograms and phases that did not
 finish ``ok`` produce no entries (a failed phase's figures would mislead a trend chart).
+
+A repeated run (``sprout run --repeat N``) reports each figure as the median of its runs'
+own figures, with github-action-benchmark's ``range`` holding half their min..max spread
+(``"± 0.012"``, ms) and ``extra`` the run count.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sprout_harness.metrics import stats
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
 from sprout_harness.reports.files import write_atomic
@@ -46,10 +51,12 @@ def _extra(run: RunResult, h: Histogram | None = None) -> str:
 
 
 def _phase_metrics(phase: PhaseResult) -> list[tuple[str, Histogram]]:
-    rows = [(op, h) for op, h in phase.latencies.items()]
-    rows += [(f"lag.{n}", h) for n, h in phase.lags.items()]
-    rows += [(f"connector.{n}", h) for n, h in phase.connector_delays.items()]
-    return [(name, h) for name, h in rows if h.count]
+    prefix = len(phase.name) + 1
+    return [(name[prefix:], h) for name, h in phase.metrics().items()]
+
+
+def _spread_ms(values: list[float]) -> str:
+    return f"± {_ms((max(values) - min(values)) / 2.0):g}"
 
 
 def entries(run: RunResult) -> list[dict[str, Any]]:
@@ -70,14 +77,25 @@ def entries(run: RunResult) -> list[dict[str, Any]]:
             entry["extra"] = extra
         out.append(entry)
 
+    runs = run.runs if len(run.runs) > 1 else []
+    runs_note = f"; median of {len(runs)} runs" if runs else ""
     for phase in run.phases:
         if phase.status != "ok":
             continue
         for metric, h in _phase_metrics(phase):
             values = h.percentiles(q for _, q in STATS)
+            full = f"{phase.name}/{metric}"
             for (stat, _), v in zip(STATS, values):
-                add(f"{label}/{phase.name}/{metric} {stat}", _ms(v), _extra(run, h))
-        if phase.wall_ns > 0:
+                per_run = [r.metrics[full][stat] for r in runs if full in r.metrics]
+                if runs and len(per_run) == len(runs):
+                    add(f"{label}/{full} {stat}", _ms(stats.median(per_run)), _extra(run, h) + runs_note,
+                        _spread_ms(per_run))
+                else:
+                    add(f"{label}/{full} {stat}", _ms(v), _extra(run, h))
+        walls = [r.wall_ns[phase.name] for r in runs if phase.name in r.wall_ns]
+        if runs and len(walls) == len(runs):
+            add(f"{label}/{phase.name} wall", _ms(stats.median(walls)), _extra(run) + runs_note, _spread_ms(walls))
+        elif phase.wall_ns > 0:
             add(f"{label}/{phase.name} wall", _ms(phase.wall_ns), _extra(run))
     return out
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
 from sprout_harness.reports.assets import plotly_js
-from sprout_harness.reports.compare import Comparison, MetricDelta, _run_metrics
+from sprout_harness.reports.compare import Comparison, MetricDelta
 from sprout_harness.reports.console import PERCENTILES, format_ms, format_rate
 from sprout_harness.reports.files import write_atomic
 
@@ -473,7 +473,7 @@ def compare_figures(comparison: Comparison, base: RunResult, new: RunResult) -> 
     t = _throughput_bars(base, new, comparison)
     if t is not None:
         figures["cmp-throughput"] = t
-    bm, nm = _run_metrics(base), _run_metrics(new)
+    bm, nm = base.metrics(), new.metrics()
     regressed = {d.name.rsplit(" ", 1)[0] for d in comparison.regressions}
     common = [k for k in bm if k in nm]
     common.sort(key=lambda k: k not in regressed)  # regressed metrics first, then run order

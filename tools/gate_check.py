@@ -1,0 +1,126 @@
+"""How often does `sprout compare` cry wolf, and what does it catch? (docs/statistics.md)
+
+A benchmark script, not a test: it runs real `sprout run --repeat N` reports of the same
+commit and compares them in disjoint pairs through the real `sprout compare` (its exit
+code is the verdict), for:
+
+- false alarms: every config of ``--configs`` run ``2 * --pairs`` times; each pair is an
+  unchanged comparison, so any exit 1 is a false alarm;
+- detection: leveldb-ephemeral with the in-process connector's one-way delay at ``--delay``
+  (base) and at ``--delay * s`` for each slowdown ``s`` of ``--slowdowns``: every connector
+  delay, lag and ephemeral operation of the run grows with it; a pair must exit 1.
+
+Reports are kept in ``--dir`` and reused when present, so the script can be stopped and
+resumed, and ``analyse`` can re-judge the same reports at another threshold or alpha.
+
+    python tools/gate_check.py run --dir .gate --pairs 10 --repeat 5
+    python tools/gate_check.py analyse --dir .gate --threshold 10% --alpha 0.01 --out gate.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPROUT = [sys.executable, "-m", "sprout_harness"]
+DETECT_CONFIG = "leveldb-ephemeral"
+
+
+def _variants(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
+    """name -> (config, --set overrides) of every report series."""
+    out: dict[str, tuple[str, list[str]]] = {c: (c, []) for c in args.configs}
+    out["delay-base"] = (DETECT_CONFIG, [f"topology.connector_params.delay_s={args.delay}"])
+    for s in args.slowdowns:
+        out[f"delay-x{s:g}"] = (DETECT_CONFIG, [f"topology.connector_params.delay_s={args.delay * s:.9f}"])
+    return out
+
+
+def _runs_wanted(name: str, args: argparse.Namespace) -> int:
+    # false-alarm series pair with themselves (2 per pair); a slowed series pairs with the base
+    return 2 * args.pairs if name in args.configs or name == "delay-base" else args.pairs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    d.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, list[float]] = {}
+    for name, (config, sets) in _variants(args).items():
+        for i in range(_runs_wanted(name, args)):
+            out = d / f"{name}-{i:02d}.json"
+            if out.exists():
+                continue
+            cmd = SPROUT + ["run", config, "--quiet", "--repeat", str(args.repeat), "--json", str(out)]
+            for s in sets:
+                cmd += ["--set", s]
+            t0 = time.monotonic()
+            rc = subprocess.run(cmd, cwd=ROOT).returncode
+            took = time.monotonic() - t0
+            timings.setdefault(name, []).append(took)
+            print(f"{out.name}: exit {rc} in {took:.1f} s", flush=True)
+            if rc != 0:
+                print(f"error: {name} run {i} exited {rc}", file=sys.stderr)
+                return 1
+    (d / "timings.json").write_text(json.dumps(timings, indent=2))
+    return 0
+
+
+def _compare(base: Path, new: Path, args: argparse.Namespace) -> dict[str, object]:
+    cmd = SPROUT + ["compare", str(base), str(new), "--threshold", args.threshold, "--alpha", args.alpha]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    flagged = [ln.split("│")[1].strip() for ln in r.stdout.splitlines() if "REGRESSED" in ln and "│" in ln]
+    return {"base": base.name, "new": new.name, "exit": r.returncode, "flagged": flagged,
+            "error": r.stderr.strip().splitlines()[-1] if r.returncode == 2 and r.stderr.strip() else ""}
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    result: dict[str, object] = {"threshold": args.threshold, "alpha": args.alpha, "repeat": args.repeat,
+                                 "false_alarms": {}, "detection": {}}
+    for name in [*args.configs, "delay-base"]:
+        files = sorted(d.glob(f"{name}-[0-9][0-9].json"))
+        pairs = [_compare(files[2 * k], files[2 * k + 1], args) for k in range(len(files) // 2)]
+        result["false_alarms"][name] = {  # type: ignore[index]
+            "comparisons": len(pairs), "flagged": sum(p["exit"] == 1 for p in pairs),
+            "not_compared": sum(p["exit"] == 2 for p in pairs), "pairs": pairs}
+    base = sorted(d.glob("delay-base-[0-9][0-9].json"))
+    for s in args.slowdowns:
+        slow = sorted(d.glob(f"delay-x{s:g}-[0-9][0-9].json"))
+        pairs = [_compare(b, n, args) for b, n in zip(base, slow)]
+        result["detection"][f"x{s:g}"] = {  # type: ignore[index]
+            "comparisons": len(pairs), "flagged": sum(p["exit"] == 1 for p in pairs), "pairs": pairs}
+    timings = d / "timings.json"
+    if timings.exists():
+        result["timings_s"] = json.loads(timings.read_text())
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    for name, fa in result["false_alarms"].items():  # type: ignore[union-attr]
+        print(f"false alarms {name}: {fa['flagged']}/{fa['comparisons']} (not compared: {fa['not_compared']})")
+    for name, det in result["detection"].items():  # type: ignore[union-attr]
+        print(f"detection delay {name}: {det['flagged']}/{det['comparisons']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("run", "analyse"))
+    ap.add_argument("--dir", default=".gate")
+    ap.add_argument("--pairs", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--configs", nargs="+", default=["leveldb-local", "leveldb-ephemeral"])
+    ap.add_argument("--delay", type=float, default=0.001, help="base one-way delay of the in-process connector, s")
+    ap.add_argument("--slowdowns", type=float, nargs="+", default=[1.2])
+    ap.add_argument("--threshold", default="10%")
+    ap.add_argument("--alpha", default="0.01")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args(argv)
+    return cmd_run(args) if args.action == "run" else cmd_analyse(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
