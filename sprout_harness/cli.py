@@ -297,6 +297,58 @@ def compare(base: str, new: str, threshold: str, alpha: str = "0.01", allow_mism
 
 
 @cli.command()
+@click.argument("config")
+@set_option
+@click.option("--runs", default="5", show_default=True, metavar="N", help="runs of CONFIG, each in a fresh process")
+@click.option("--threshold", default="10%", show_default=True, help="the threshold you plan to gate with")
+@click.option("--alpha", default="0.01", show_default=True, help="the significance level you plan to gate with")
+@click.option("--gate-repeat", default=None, metavar="K",
+              help="runs a side the gate will compare (default: the fewest that can reach --alpha, 5 at 0.01)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="keep the repeated run's JSON report here")
+@friendly_errors
+def noise(config: str, sets: tuple[str, ...], runs: str, threshold: str, alpha: str, gate_repeat: str | None,
+          json_path: str | None) -> None:
+    """Run CONFIG N times and show what this machine can detect: each figure's run-to-run
+    spread, the smallest slowdown the gate would catch, and a threshold that gives no false
+    alarms on these runs. Exit 0, 1 when a run failed, 2 bad usage."""
+    from rich.console import Console
+
+    from sprout_harness.config import load_config
+    from sprout_harness.metrics import stats
+    from sprout_harness.metrics.noise import noise_rows, suggest
+    from sprout_harness.reports import compare as cmp
+    from sprout_harness.reports import json_report
+    from sprout_harness.reports import noise as noise_report
+    from sprout_harness.topology.repeat import run_repeated
+
+    n = _count(runs, "--runs", 2, MAX_REPEAT)
+    try:
+        limit = cmp.parse_threshold(threshold)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--threshold") from None
+    try:
+        level = cmp.parse_alpha(alpha)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--alpha") from None
+    k = stats.runs_needed(level) if gate_repeat is None else _count(gate_repeat, "--gate-repeat", 2, MAX_REPEAT)
+    if stats.min_p_value(k, k) > level:
+        raise ConfigError(f"got {k}; {k} runs a side cannot reach alpha {level:g} "
+                          f"(needs {stats.runs_needed(level)})", "--gate-repeat")
+    cfg = load_config(config, sets, check_stack=True)
+    err = Console(stderr=True)
+    result = run_repeated(cfg, repeat=n, warmup=cfg.runner.warmup,
+                          on_event=lambda line: err.print(f"[dim]{line}[/dim]"))
+    if json_path:
+        json_report.write(result, json_path)
+    if result.status == "cancelled":
+        _fail("interrupted; partial results" + (f" written to {json_path}" if json_path else ""), EXIT_INTERRUPTED)
+    if result.status != "ok":
+        _fail(f"run {result.status}: {result.reason}", EXIT_FAILED)
+    rows = noise_rows(result)
+    noise_report.render(rows, suggest(rows, limit, level, k), len(result.runs), level, Console())
+
+
+@cli.command()
 @click.argument("run_json", type=click.Path(dir_okay=False))
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="write the self-contained HTML report (charts, works offline) here")
