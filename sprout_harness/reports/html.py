@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from sprout_harness.metrics import stats
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
 from sprout_harness.reports.assets import plotly_js
-from sprout_harness.reports.compare import Comparison, MetricDelta
+from sprout_harness.reports.compare import Comparison, MetricDelta, evidence
 from sprout_harness.reports.console import PERCENTILES, format_ms, format_rate
 from sprout_harness.reports.files import write_atomic
 
@@ -298,6 +299,51 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def _runs_rows(run: RunResult) -> list[dict[str, Any]]:
+    """A repeated run's run-to-run figures: per metric and stat the runs' values (ns)."""
+    if len(run.runs) < 2:
+        return []
+    rows = []
+    for name in run.metrics():
+        for stat in ("p50", "p99"):
+            values = [r.metrics[name][stat] for r in run.runs if name in r.metrics]
+            if len(values) >= 2:
+                rows.append({"metric": name, "stat": stat, "values": values, "median": stats.median(values),
+                             "spread": stats.spread(values)})
+    return rows
+
+
+def _runs_table(run: RunResult, rows: list[dict[str, Any]]) -> str:
+    out = [f'<p class="note">{len(run.runs)} runs, each in a fresh process'
+           + (f", after {run.warmup_runs} discarded warm-up run(s)" if run.warmup_runs else "")
+           + "; the summary above merges their samples; here each run's own figure</p>",
+           '<table id="runs"><tr><th class="l">metric</th><th class="l">stat</th><th>median</th><th>min</th>'
+           "<th>max</th><th>spread</th></tr>"]
+    for r in rows:
+        out.append(f'<tr><td class="l">{_e(r["metric"])}</td><td class="l">{r["stat"]}</td>'
+                   f'<td>{format_ms(r["median"])}</td><td>{format_ms(min(r["values"]))}</td>'
+                   f'<td>{format_ms(max(r["values"]))}</td><td>{r["spread"] * 100:.1f}%</td></tr>')
+    out.append("</table>")
+    return "".join(out)
+
+
+def _runs_figure(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each run's p50 as a percentage of the runs' median, per metric: the spread at a glance."""
+    p50 = [r for r in rows if r["stat"] == "p50"]
+    xs, ys = [], []
+    for r in p50:
+        for v in r["values"]:
+            xs.append(r["metric"])
+            ys.append(round((v / r["median"] - 1.0) * 100.0, 3) if r["median"] > 0 else 0.0)
+    return {"data": [{"type": "scatter", "mode": "markers", "x": ys, "y": xs, "name": "runs",
+                      "marker": {"size": 8, "opacity": 0.7}}],
+            "layout": {"title": {"text": "each run's p50 against the runs' median (%)", "font": {"size": 14}},
+                       "xaxis": {"title": {"text": "% from median"}, "zeroline": True},
+                       "yaxis": {"autorange": "reversed", "automargin": True},
+                       "height": 160 + 24 * len(p50), "margin": {"l": 20, "r": 20, "t": 40, "b": 50},
+                       "showlegend": False}}
+
+
 def _phase_details(phase: PhaseResult) -> str:
     out = [f"<h3>{_e(phase.name)} — {_status(phase.status)}"
            + (f' <span class="dim">({_e(phase.reason)})</span>' if phase.reason else "")
@@ -336,6 +382,9 @@ def run_figures(run: RunResult) -> dict[str, Any]:
     errors = _errors_figure(run)
     if errors is not None:
         figures["errors-chart"] = errors
+    runs = _runs_rows(run)
+    if runs:
+        figures["runs-spread"] = _runs_figure(runs)
     for i, phase in enumerate(run.phases):
         for key, title, hists in _latency_groups(phase):
             hists = {k: h for k, h in hists.items() if h.count}
@@ -357,8 +406,11 @@ def render_html(run: RunResult) -> str:
             "<h2>Metadata</h2>", _metadata_table(run),
             "<h2>Summary</h2>",
             '<p class="note">latency in ms, lower is better; ops/s higher is better</p>',
-            _summary_table(rows),
-            "<h2>Timelines</h2>", '<div id="timeline-throughput" class="chart"></div>']
+            _summary_table(rows)]
+    runs = _runs_rows(run)
+    if runs:
+        body += ["<h2>Run to run</h2>", _runs_table(run, runs), '<div id="runs-spread" class="chart"></div>']
+    body += ["<h2>Timelines</h2>", '<div id="timeline-throughput" class="chart"></div>']
     if "timeline-lag" in figures:
         body.append('<div id="timeline-lag" class="chart"></div>')
     body.append("<h2>Latency distributions</h2>")
@@ -393,19 +445,22 @@ def _pct(change: float) -> str:
 
 def _delta_rows(c: Comparison) -> list[dict[str, Any]]:
     return [{"name": d.name, "base_ns": d.base_ns, "new_ns": d.new_ns, "change": d.change,
-             "regressed": d.regressed, "improved": d.improved} for d in c.deltas]
+             "regressed": d.regressed, "improved": d.improved, "gated": d.gated, "method": d.method,
+             "p_value": d.p_value, "evidence": evidence(d)} for d in c.deltas]
 
 
 def _delta_table(c: Comparison) -> str:
     out = ['<table id="deltas"><tr><th class="l">metric</th><th>base ms</th><th>new ms</th><th>change</th>'
-           '<th class="l">verdict</th></tr>']
+           '<th>evidence</th><th class="l">verdict</th></tr>']
     for d in c.deltas:
-        cls = "regressed" if d.regressed else "improved" if d.improved else "same"
+        cls = "regressed" if d.regressed else "improved" if d.improved else "same" if d.gated else "ungated"
         verdict = ('<span class="bad">REGRESSED</span>' if d.regressed
-                   else '<span class="ok">improved</span>' if d.improved else '<span class="dim">same</span>')
+                   else '<span class="ok">improved</span>' if d.improved
+                   else '<span class="dim">same</span>' if d.gated
+                   else f'<span class="dim" title="{_e(d.note)}">few samples</span>')
         out.append(f'<tr class="{cls}" data-metric="{_e(d.name)}"><td class="l">{_e(d.name)}</td>'
                    f"<td>{format_ms(d.base_ns)}</td><td>{format_ms(d.new_ns)}</td><td>{_pct(d.change)}</td>"
-                   f'<td class="l">{verdict}</td></tr>')
+                   f'<td>{_e(evidence(d))}</td><td class="l">{verdict}</td></tr>')
     out.append("</table>")
     return "".join(out)
 
@@ -493,15 +548,16 @@ def render_compare_html(comparison: Comparison, base: RunResult, new: RunResult)
     figures = compare_figures(c, base, new)
     title = f"sprout compare {c.base_label} -> {c.new_label}"
     if c.regressed:
-        verdict = (f'<div id="verdict" class="verdict bad">REGRESSED: {len(c.regressions)} metric(s) beyond '
-                   f"+{c.threshold * 100:g}%" + (f", {len(c.status_changes)} phase(s) broke" if c.status_changes else "")
-                   + "</div>")
+        verdict = (f'<div id="verdict" class="verdict bad">REGRESSED: {len(c.regressions)} metric(s) significantly '
+                   f"beyond +{c.threshold * 100:g}%"
+                   + (f", {len(c.status_changes)} phase(s) broke" if c.status_changes else "") + "</div>")
     else:
-        verdict = (f'<div id="verdict" class="verdict ok">no regression beyond +{c.threshold * 100:g}% '
+        verdict = (f'<div id="verdict" class="verdict ok">no significant regression beyond +{c.threshold * 100:g}% '
                    f"({len(c.improvements)} improved, {len(c.deltas)} compared)</div>")
     body = [f"<h1>{_e(title)}</h1>", verdict,
-            '<p class="note">p50/p99 of every latency, lag and connector delay; lower is better; a metric regressed '
-            f"when new &gt; base &times; (1 + {c.threshold:g}) — the same rule as <code>sprout compare</code></p>"]
+            '<p class="note">p50/p99 of every latency, lag and connector delay; lower is better; judged as '
+            f"<code>sprout compare</code> judges them: {_e(c.method)} (docs/statistics.md)</p>"]
+    body += [f'<p class="note">note: {_e(w)}</p>' for w in c.warnings]
     if c.status_changes:
         body.append('<ul id="status-changes">' + "".join(f'<li class="bad">phase broke: {_e(s)}</li>'
                                                         for s in c.status_changes) + "</ul>")
@@ -518,7 +574,7 @@ def render_compare_html(comparison: Comparison, base: RunResult, new: RunResult)
     if curves:
         body.append("<h3>Latency distributions (base dotted, new solid)</h3>")
         body.append('<div class="grid">' + "".join(f'<div id="{k}" class="chart"></div>' for k in curves) + "</div>")
-    data = {"kind": "sprout-compare", "threshold": c.threshold, "regressed": c.regressed,
+    data = {"kind": "sprout-compare", "threshold": c.threshold, "alpha": c.alpha, "regressed": c.regressed,
             "base_label": c.base_label, "new_label": c.new_label, "deltas": _delta_rows(c),
             "status_changes": list(c.status_changes), "missing_in_base": list(c.missing_in_base),
             "missing_in_new": list(c.missing_in_new)}
