@@ -349,6 +349,34 @@ def noise(config: str, sets: tuple[str, ...], runs: str, threshold: str, alpha: 
 
 
 @cli.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@friendly_errors
+def merge(out: str, reports: tuple[str, ...]) -> None:
+    """Merge JSON REPORTS of one config into one repeated report OUT, e.g. runs made in turn
+    with another build (base, new, base, new, ...) so drift of the machine hits both sides
+    alike. Exit 0, 2 when a report cannot be read or measured something else."""
+    from sprout_harness.metrics.merge import merge_runs
+    from sprout_harness.metrics.results import load_run
+    from sprout_harness.reports import compare as cmp
+    from sprout_harness.reports import json_report
+
+    try:
+        runs = [load_run(p) for p in reports]
+        for p, r in zip(reports[1:], runs[1:]):
+            try:
+                cmp.check_comparable(runs[0], r)
+            except cmp.NotComparable as exc:
+                why = str(exc).split(";")[0].replace("base and new differ", f"it and {reports[0]} differ")
+                raise ValueError(f"{p}: {why}; merge reports of one config and machine only") from None
+    except (OSError, ValueError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    merged = merge_runs(runs)
+    json_report.write(merged, out)
+    click.echo(f"{out}: {len(merged.runs)} runs from {len(reports)} report(s), status {merged.status}")
+
+
+@cli.command()
 @click.argument("run_json", type=click.Path(dir_okay=False))
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="write the self-contained HTML report (charts, works offline) here")

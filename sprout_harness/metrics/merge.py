@@ -23,6 +23,7 @@ from sprout_harness.metrics.results import (
     overall_status,
 )
 
+_RUNS_NOTE = "merged: "
 _WORST = ("error", "cancelled", "failed", "ok", "unsupported")  # worst first
 
 
@@ -67,8 +68,9 @@ def _merge_phase(runs: Sequence[tuple[int, PhaseResult]]) -> PhaseResult:
 
 
 def merge_runs(results: Sequence[RunResult], warmup_runs: int = 0) -> RunResult:
-    """One result of `results` (the measured runs of one config, in order): merged phases,
-    every run's own figures, metadata from the first run with the span of all of them."""
+    """One result of `results` (runs of one config, in order; each may itself hold several
+    runs): merged phases, every run's own figures, metadata from the first with the span of
+    all of them."""
     if not results:
         raise ValueError("merge_runs needs at least one run")
     first, last = results[0], results[-1]
@@ -78,17 +80,20 @@ def merge_runs(results: Sequence[RunResult], warmup_runs: int = 0) -> RunResult:
     merged_meta.started_at, merged_meta.ended_at = meta.started_at, last.metadata.ended_at
     for r in results[1:]:
         merged_meta.notes += [n for n in r.metadata.notes if n not in merged_meta.notes]
-    merged_meta.notes.append(f"{len(results)} runs, each in a fresh process"
+    merged_meta.notes = [n for n in merged_meta.notes if not n.startswith(_RUNS_NOTE)]
+    count = sum(len(r.run_figures()) for r in results)
+    merged_meta.notes.append(f"{_RUNS_NOTE}{count} runs, each in a fresh process"
                              + (f", after {warmup_runs} discarded warm-up run(s)" if warmup_runs else ""))
     by_name: dict[str, list[tuple[int, PhaseResult]]] = {}
     for i, r in enumerate(results):
         for p in r.phases:
             by_name.setdefault(p.name, []).append((i, p))
     phases = [_merge_phase(runs) for runs in by_name.values()]
-    out = RunResult(metadata=merged_meta, phases=phases, warmup_runs=warmup_runs,
-                    runs=[RunFigures.of(i, r) for i, r in enumerate(results)])
-    for i, fig in enumerate(out.runs):
+    figures = [RunFigures.from_dict(f.to_dict()) for r in results for f in r.run_figures()]
+    for i, fig in enumerate(figures):
         fig.index = i
+    out = RunResult(metadata=merged_meta, phases=phases, warmup_runs=warmup_runs + sum(r.warmup_runs for r in results),
+                    runs=figures)
     status, reason = overall_status(phases)
     broken = [(i, r) for i, r in enumerate(results) if r.status != "ok"]
     if broken and status == "ok":  # a run that failed outside its phases (set-up, a crash)
