@@ -39,6 +39,7 @@ RANGE ?=
 QUICK ?=
 BASE ?= main
 FACTOR ?= 1.2
+ALL ?=
 _truthy = $(filter 1 y yes true on,$(1))
 
 .PHONY: bench-asv continuous publish preview
@@ -47,7 +48,7 @@ bench-asv: $(STAMP)
 	$(PY) -m sprout_harness.asvtools.bench $(if $(RANGE),--range '$(RANGE)') $(if $(call _truthy,$(QUICK)),--quick)
 
 continuous: $(STAMP)
-	$(PY) -m sprout_harness.asvtools.continuous '$(BASE)' HEAD --factor $(FACTOR) $(if $(call _truthy,$(QUICK)),--quick)
+	$(PY) -m sprout_harness.asvtools.continuous '$(BASE)' HEAD --factor $(FACTOR) $(if $(call _truthy,$(QUICK)),--quick) $(if $(call _truthy,$(ALL)),--all)
 
 publish: $(STAMP)
 	$(PY) -m asv publish

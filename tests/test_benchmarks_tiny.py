@@ -10,6 +10,7 @@ import inspect
 import itertools
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -70,6 +71,32 @@ def test_module_runs_every_combination(name: str, tiny: None) -> None:
                 figures += 1
     assert not errors, "\n".join(errors)
     assert figures > 0
+
+
+def test_gate_module_returns_samples_asv_tests_statistically(tiny: None) -> None:
+    """The gate's track_ methods return `{"samples": [...], "number": 1}`: asv's runner then
+    treats the result as a timing result and keeps samples and statistics (asv/runner.py)."""
+    from benchmarks import gate
+    from sprout_harness.asvtools import continuous
+
+    classes = _classes(gate)
+    assert {c.__name__ for c in classes} == {"GateLevelDB", "GateNotifyLag"}
+    assert len({inspect.getsourcelines(c.setup_cache)[1] for c in classes}) == 1, "one shared setup_cache"
+    cache = classes[0]().setup_cache()
+    assert not isinstance(cache, _common.Skipped), cache
+    for cls in classes:
+        bench = cls()
+        bench.setup(cache)
+        for m in (m for m in dir(cls) if m.startswith("track_")):
+            got = getattr(bench, m)(cache)
+            assert set(got) == {"samples", "number"} and got["number"] == 1, (m, got)
+            assert len(got["samples"]) == gate.REPEATS["tiny"], (m, got)
+            assert all(math.isfinite(v) and v > 0 for v in got["samples"]), (m, got)
+            assert any(re.search(rx, f"gate.{cls.__name__}.{m}") for rx in continuous.GATE_BENCH), m
+    # asv's own parsing of a benchmark result (the contract the gate relies on)
+    asv_runner_src = inspect.getsource(importlib.import_module("asv.runner")._run_benchmark_single_param)
+    assert "'samples' in data and 'number' in data" in asv_runner_src
+    assert all(v >= 9 for k, v in gate.REPEATS.items() if k != "tiny"), "< 7 samples a side can never be significant"
 
 
 def test_fanout_module_runs_every_combination(tiny: None) -> None:

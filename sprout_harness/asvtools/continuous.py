@@ -1,4 +1,17 @@
-"""`make continuous BASE=main`: `asv continuous BASE HEAD --factor 1.2` with its exit status kept.
+"""`make continuous BASE=main`: the pull-request gate, `asv continuous BASE HEAD --factor 1.2`
+over the gated benchmarks, with asv's exit status kept.
+
+What is gated (`GATE_BENCH`, docs/asv.md "The gate"): the `gate` module (the stack's figures over a
+raw anchor measured right next to them, returned to asv as samples) and every `time_`
+benchmark (asv samples those itself). Both carry samples, so asv requires a statistically
+significant difference (Mann-Whitney U, p < 0.002) *and* the factor before it calls a change
+a regression. The absolute `track_` figures (one value per commit, no statistics) are not
+gated: measured on this 2-core shared machine they "regress" by 20 % between two runs of the
+same code (`tools/asv_false_alarms.py`); `--all` compares them anyway (informational).
+
+`ROUNDS` (`-a rounds=2`): every selected benchmark runs in two rounds and asv interleaves the
+rounds across the two commits (B A, then A B), appending the samples: drift during the run
+cancels instead of landing on one commit.
 
 asv's exit status: 0 no significant regression, 1 a benchmark got slower than `--factor`
 (regression), 2 a benchmark failed to run (asv then prints no comparison table). `asv
@@ -18,6 +31,12 @@ from typing import Sequence
 from sprout_harness.asvtools.bench import asv_cmd, postgres_for_run, run
 from sprout_harness.services.postgres import ENV_DSN, PostgresUnavailable
 
+#: `asv --bench` regexes of the gated benchmarks (asv matches them with re.search)
+GATE_BENCH = (r"^gate\.", r"\.time_")
+#: rounds per benchmark and commit (interleaved across the two commits by asv continuous)
+ROUNDS = 2
+DEFAULT_FACTOR = "1.2"
+
 MEANINGS = {
     0: "no benchmark regressed beyond the factor",
     1: "REGRESSION: at least one benchmark got slower than the factor allows",
@@ -29,9 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="asv continuous BASE HEAD, exit 1 on regression, 2 on failure")
     ap.add_argument("base", nargs="?", default="main")
     ap.add_argument("head", nargs="?", default="HEAD")
-    ap.add_argument("--factor", default="1.2")
+    ap.add_argument("--factor", default=DEFAULT_FACTOR)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--bench", default="")
+    ap.add_argument("--bench", action="append", default=[],
+                    help="asv --bench regex (repeatable); default: the gated benchmarks " + " ".join(GATE_BENCH))
+    ap.add_argument("--all", action="store_true",
+                    help="compare the whole suite, ungated absolute track_ figures included (noisy: informational)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help=f"rounds per benchmark and commit, interleaved across the commits (default {ROUNDS}; "
+                         "with --all, asv's own: 2 for time_, 1 for track_)")
     ap.add_argument("--no-postgres", action="store_true", help="run without PostgreSQL (its benchmarks show n/a)")
     args = ap.parse_args(argv)
 
@@ -41,8 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = ["continuous", args.base, args.head, "--factor", args.factor, "--show-stderr"]
     if args.quick:
         cmd.append("--quick")
-    if args.bench:
-        cmd += ["--bench", args.bench]
+    else:
+        rounds = args.rounds if args.rounds is not None else (None if args.all else ROUNDS)
+        if rounds is not None:
+            cmd += ["-a", f"rounds={rounds}", "--interleave-rounds"]
+    bench = args.bench or ([] if args.all else list(GATE_BENCH))
+    for regex in bench:
+        cmd += ["--bench", regex]
     try:
         with postgres_for_run(required=False, enabled=not args.no_postgres) as dsn:
             env = {k: v for k, v in os.environ.items() if k != ENV_DSN}
@@ -52,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PostgresUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"\nasv continuous {args.base} {args.head} --factor {args.factor}: exit {rc} = "
+    what = "the whole suite" if not bench else "benchmarks matching " + " | ".join(bench)
+    print(f"\nasv continuous {args.base} {args.head} --factor {args.factor} ({what}): exit {rc} = "
           f"{MEANINGS.get(rc, 'asv itself failed (see above)')}")
     print("  (exit codes: 0 = ok, 1 = regression, 2 = a benchmark failed)")
     return rc
