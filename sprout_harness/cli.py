@@ -349,6 +349,74 @@ def noise(config: str, sets: tuple[str, ...], runs: str, threshold: str, alpha: 
 
 
 @cli.command()
+@click.argument("config")
+@set_option
+@click.option("--base-sprout", required=True, metavar="PATH",
+              help="the `sprout` executable of the base build (e.g. ../base/.venv/bin/sprout)")
+@click.option("--runs", default="5", show_default=True, metavar="N", help="runs per side, alternating ABBA")
+@click.option("--threshold", default="10%", show_default=True, help="smallest slowdown that counts")
+@click.option("--alpha", default="0.01", show_default=True, help="significance level of each metric's test")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="keep base.json and new.json (merged reports) here")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="write the comparison page here")
+@friendly_errors
+def gate(config: str, sets: tuple[str, ...], base_sprout: str, runs: str, threshold: str, alpha: str,
+         out_dir: str | None, html_path: str | None) -> None:
+    """The pull-request gate: the base build and this one run CONFIG in turn (ABBA, each run
+    a fresh process), then the merged reports are compared as `sprout compare` does.
+
+    Exit 0: no significant regression; 1: a regression, or a run of this build failed;
+    2: could not compare (bad usage, a base run failed, different hosts); 130: interrupted.
+    """
+    import shutil
+
+    from rich.console import Console
+
+    from sprout_harness.config import load_config
+    from sprout_harness.metrics import stats
+    from sprout_harness.reports import compare as cmp
+    from sprout_harness.reports import json_report
+    from sprout_harness.topology.gate import run_gate
+
+    exe = shutil.which(base_sprout)
+    if exe is None:
+        raise ConfigError(f"{base_sprout!r} is not an executable; point it at the base build's sprout "
+                          "(e.g. ../base/.venv/bin/sprout after `make -C ../base venv`)", "--base-sprout")
+    n = _count(runs, "--runs", 2, MAX_REPEAT)
+    try:
+        limit, level = cmp.parse_threshold(threshold), cmp.parse_alpha(alpha)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--threshold" if "threshold" in str(exc) else "--alpha") from None
+    if stats.min_p_value(n, n) > level:
+        raise ConfigError(f"got {n}; {n} runs a side cannot reach alpha {level:g} (needs "
+                          f"{stats.runs_needed(level)})", "--runs")
+    cfg = load_config(config, sets, check_stack=True)
+    err = Console(stderr=True)
+    res = run_gate(cfg, config, sets, base_sprout=exe, runs=n, on_event=lambda line: err.print(f"[dim]{line}[/dim]"))
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        for name, r in (("base", res.base), ("new", res.new)):
+            if r is not None:
+                json_report.write(r, Path(out_dir) / f"{name}.json")
+    if res.cancelled:
+        _fail("interrupted; nothing compared", EXIT_INTERRUPTED)
+    if res.failed:
+        _fail(res.failed, EXIT_FAILED if res.failed.startswith("new") else EXIT_USAGE)
+    assert res.base is not None and res.new is not None
+    try:
+        cmp.check_comparable(res.base, res.new)
+    except cmp.NotComparable as exc:
+        _fail(str(exc), EXIT_USAGE)
+    comparison = cmp.compare_runs(res.base, res.new, limit, level)
+    cmp.render(comparison, Console())
+    if html_path:
+        from sprout_harness.reports import html as html_report
+
+        html_report.write_compare_html(comparison, res.base, res.new, html_path)
+        click.echo(f"html comparison: {html_path}", err=True)
+    sys.exit(EXIT_FAILED if comparison.regressed else EXIT_OK)
+
+
+@cli.command()
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @friendly_errors

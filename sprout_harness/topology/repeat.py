@@ -35,14 +35,14 @@ from sprout_harness.topology.runner import build_metadata
 CHILD_STOP_TIMEOUT_S = 90.0  # a child's teardown is bounded by the runner (30 s per part)
 
 
-class _Stop(Exception):
+class Stop(Exception):
     """SIGTERM in the parent: stop like Ctrl+C."""
 
 
 @contextlib.contextmanager
-def _sigterm_as_stop() -> Iterator[None]:
+def sigterm_as_stop() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise _Stop()
+        raise Stop()
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
@@ -76,6 +76,46 @@ def _failed_result(cfg: SproutConfig, reason: str) -> RunResult:
     return RunResult(metadata=build_metadata(cfg), status="error", reason=reason)
 
 
+def run_child(cmd: list[str], workdir: Path, label: str, cfg: SproutConfig) -> tuple[RunResult, bool]:
+    """Run ``cmd + ["--quiet", "--json", <workdir>/<label>.json]`` (a `sprout run`) as a child
+    process and read its report; (the report, or an error result naming why there is none;
+    whether Ctrl+C/SIGTERM interrupted it). Its output goes to ``<label>.log``."""
+    out = workdir / f"{label}.json"
+    log = workdir / f"{label}.log"
+    interrupted = False
+    with log.open("wb") as sink:
+        # Its own session: a terminal's Ctrl+C reaches only the parent, which passes on
+        # exactly one SIGINT (a second one would cut the child's teardown short).
+        child = subprocess.Popen([*cmd, "--quiet", "--json", str(out)], stdin=subprocess.DEVNULL, stdout=sink,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            child.wait()
+        except (KeyboardInterrupt, Stop):
+            interrupted = True
+            _stop_child(child)
+    if out.exists():
+        try:
+            return load_run(out), interrupted
+        except (OSError, ValueError) as exc:
+            return _failed_result(cfg, f"{label}: unreadable report ({exc})"), interrupted
+    why = _last_line(log) or "no report written"
+    return _failed_result(cfg, f"{label}: {why}"), interrupted
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is not None:
+        return
+    child.send_signal(signal.SIGINT)
+    while True:
+        try:
+            child.wait(timeout=CHILD_STOP_TIMEOUT_S)
+            return
+        except subprocess.TimeoutExpired:
+            child.kill()
+        except (KeyboardInterrupt, Stop):
+            continue  # a second Ctrl+C: keep waiting for the teardown
+
+
 class RepeatedRun:
     """``repeat`` measured runs after ``warmup`` discarded ones; ``on_event`` receives one
     line per run started / finished."""
@@ -86,53 +126,17 @@ class RepeatedRun:
         self.repeat = repeat
         self.warmup = warmup
         self.on_event = on_event or (lambda line: None)
-        self._child: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, workdir: Path, label: str, cfg_path: Path) -> tuple[RunResult | None, bool]:
-        """Run one child; (its report or None, whether the run was interrupted)."""
-        out = workdir / f"{label}.json"
-        log = workdir / f"{label}.log"
-        cmd = [sys.executable, "-m", "sprout_harness", "run", str(cfg_path), "--quiet", "--json", str(out)]
-        interrupted = False
-        with log.open("wb") as sink:
-            # Its own session: a terminal's Ctrl+C reaches only the parent, which passes on
-            # exactly one SIGINT (a second one would cut the child's teardown short).
-            self._child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
-            try:
-                self._child.wait()
-            except (KeyboardInterrupt, _Stop):
-                interrupted = True
-                self._stop_child()
-            finally:
-                self._child = None
-        if out.exists():
-            try:
-                return load_run(out), interrupted
-            except (OSError, ValueError) as exc:
-                return _failed_result(self.cfg, f"{label}: unreadable report ({exc})"), interrupted
-        why = _last_line(log) or "no report written"
-        return _failed_result(self.cfg, f"{label}: {why}"), interrupted
-
-    def _stop_child(self) -> None:
-        child = self._child
-        if child is None or child.poll() is not None:
-            return
-        child.send_signal(signal.SIGINT)
-        while True:
-            try:
-                child.wait(timeout=CHILD_STOP_TIMEOUT_S)
-                return
-            except subprocess.TimeoutExpired:
-                child.kill()
-            except (KeyboardInterrupt, _Stop):
-                continue  # a second Ctrl+C: keep waiting for the teardown
+        """Run one child; (its report, whether the run was interrupted)."""
+        cmd = [sys.executable, "-m", "sprout_harness", "run", str(cfg_path)]
+        return run_child(cmd, workdir, label, self.cfg)
 
     def run(self) -> RunResult:
         """Every run in turn; a warm-up run that fails stops the whole thing."""
         measured: list[RunResult] = []
         total = self.warmup + self.repeat
-        with tempfile.TemporaryDirectory(prefix="sprout-repeat-") as tmp, _sigterm_as_stop():
+        with tempfile.TemporaryDirectory(prefix="sprout-repeat-") as tmp, sigterm_as_stop():
             workdir = Path(tmp)
             cfg_path = workdir / "config.yaml"
             cfg_path.write_text(yaml.safe_dump(child_config(self.cfg), sort_keys=False))
