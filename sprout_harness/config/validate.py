@@ -10,6 +10,7 @@ import typing
 from typing import Any, Union
 
 from sprout_harness.config.schema import ROLES, PhaseConfig, SproutConfig
+from sprout_harness.config.thresholds import check_patterns, parse_thresholds
 from sprout_harness.contracts.errors import ConfigError, StackError, did_you_mean
 
 _NONE = type(None)
@@ -183,6 +184,11 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
         shared = {k: v for k, v in cfg.workload.items() if k in catalog.knob_names(spec)}
         catalog.build_knobs(spec, shared, "workload")
         catalog.build_knobs(spec, {**shared, **ph.params}, f"{p}.params")
+
+    if cfg.thresholds:
+        # a pattern that can match nothing would let a gate pass silently; refuse it before the run
+        check_patterns(parse_thresholds(cfg.thresholds),
+                       [(ph.title, catalog.metric_patterns(phases[ph.name])) for ph in cfg.phases])
 
     if check_stack:
         from sprout_harness import plugins

@@ -371,6 +371,25 @@ def _errors_table(run: RunResult) -> str:
     return "".join(out)
 
 
+def _thresholds_section(run: RunResult) -> str:
+    """The config's thresholds judged on this run, as a small table; "" when it has none."""
+    if not run.thresholds:
+        return ""
+    from sprout_harness.reports.thresholds import observed, verdict
+
+    out = ["<h2>Thresholds</h2>", '<table id="thresholds"><tr><th class="l">rule</th><th class="l">stat</th>'
+           '<th class="l">bound</th><th>worst observed</th><th class="l">metric / detail</th>'
+           '<th class="l">result</th></tr>']
+    for t in run.thresholds:
+        value, metric = observed(t)
+        result = '<span class="ok">ok</span>' if t.ok else '<span class="bad">CROSSED</span>'
+        out.append(f'<tr><td class="l">{_e(t.pattern)}</td><td class="l">{_e(t.stat)}</td>'
+                   f'<td class="l">{_e(t.expression)}</td><td>{_e(value)}</td>'
+                   f'<td class="l">{_e(metric if t.ok else t.detail)}</td><td class="l">{result}</td></tr>')
+    out.append(f'</table><p class="{"ok" if not run.thresholds_failed else "bad"}">{_e(verdict(run.thresholds))}</p>')
+    return "".join(out)
+
+
 # -- the run report ---------------------------------------------------------------------------
 
 def run_figures(run: RunResult) -> dict[str, Any]:
@@ -406,7 +425,7 @@ def render_html(run: RunResult) -> str:
             "<h2>Metadata</h2>", _metadata_table(run),
             "<h2>Summary</h2>",
             '<p class="note">latency in ms, lower is better; ops/s higher is better</p>',
-            _summary_table(rows)]
+            _summary_table(rows), _thresholds_section(run)]
     runs = _runs_rows(run)
     if runs:
         body += ["<h2>Run to run</h2>", _runs_table(run, runs), '<div id="runs-spread" class="chart"></div>']

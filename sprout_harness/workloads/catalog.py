@@ -47,7 +47,10 @@ class PhaseSpec:
 
     `run(ctx, knobs)` does the work and validates it through `ctx` (see workloads/context.py);
     `knobs` is its knob dataclass; `needs` lists Capabilities fields it requires (missing ->
-    the phase reports "unsupported"); `targets` the roles it may run on.
+    the phase reports "unsupported"); `targets` the roles it may run on. `metrics` are fnmatch
+    globs of the metric names the phase records within itself (`create_batch`, `fetch:*`,
+    `lag.notify`), which `sprout validate` matches `thresholds:` patterns against; None means
+    undeclared (any name may appear). The runner adds `connector.*` to every phase.
     """
 
     name: str
@@ -57,6 +60,7 @@ class PhaseSpec:
     needs: tuple[str, ...] = ()
     targets: tuple[str, ...] = ("durable", "ephemeral")
     needs_ephemeral_capability: bool = False
+    metrics: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ class SuiteSpec:
     summary: str
     phases: tuple[SuiteStep, ...]
 
+
+# The runner records every connector message of the running phase as `connector.<type>`.
+RUNNER_METRICS = ("connector.*",)
 
 _PHASES: dict[str, PhaseSpec] = {}
 _SUITES: dict[str, SuiteSpec] = {}
@@ -117,6 +124,14 @@ def get_phase(name: str) -> PhaseSpec:
     if name not in all_:
         raise ConfigError(f"unknown phase {name!r}{did_you_mean(name, all_)}; known phases: {', '.join(sorted(all_))}")
     return all_[name]
+
+
+def metric_patterns(spec: PhaseSpec) -> tuple[str, ...] | None:
+    """Globs of every metric name a run of `spec` can record within its phase (the phase's
+    own and the runner's), or None when the phase does not declare them."""
+    if spec.metrics is None:
+        return None
+    return (*spec.metrics, *RUNNER_METRICS)
 
 
 def knob_names(spec: PhaseSpec) -> set[str]:

@@ -178,4 +178,5 @@ register_phase(PhaseSpec(
     run=run,
     knobs=ChurnKnobs,
     needs=("subscribe", "update"),
+    metrics=("subscribe", "unsubscribe", "update", "lag.notify"),
 ))

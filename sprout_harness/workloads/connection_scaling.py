@@ -156,4 +156,5 @@ register_phase(PhaseSpec(
     knobs=ConnectionScalingKnobs,
     needs=("subscribe", "update"),
     targets=("durable",),
+    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*"),
 ))

@@ -95,6 +95,7 @@ register_phase(PhaseSpec(
     run=run,
     knobs=CreateKnobs,
     needs=("create", "fetch", "get"),
+    metrics=("create_batch", "verify_fetch"),
 ))
 
 __all__ = ["CreateKnobs", "run", "seq_range"]

@@ -165,6 +165,7 @@ register_phase(PhaseSpec(
     knobs=CrudKnobs,
     needs=("create", "get", "update", "delete", "fetch"),
     targets=("durable", "ephemeral"),
+    metrics=KINDS,
 ))
 
 __all__ = ["CrudKnobs", "run"]

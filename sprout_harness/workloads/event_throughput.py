@@ -134,4 +134,5 @@ register_phase(PhaseSpec(
     knobs=EventThroughputKnobs,
     needs=("subscribe", "update"),
     targets=("durable",),
+    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*"),
 ))

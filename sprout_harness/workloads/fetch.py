@@ -77,4 +77,5 @@ register_phase(PhaseSpec(
     run=run,
     knobs=FetchKnobs,
     needs=("get", "fetch"),
+    metrics=("get", "fetch:*"),
 ))

@@ -125,4 +125,6 @@ register_phase(PhaseSpec(
     knobs=FilteredSubscriptionsKnobs,
     needs=("subscribe", "update"),
     targets=("durable",),
+    metrics=("connect", "subscribe", "create_hot", "commit@0_subs", "commit@nonmatching",
+             "commit@matching", "lag.notify"),
 ))

@@ -189,4 +189,6 @@ register_phase(PhaseSpec(
     knobs=IsolationKnobs,
     needs=("create", "get", "fetch", "update", "subscribe"),
     targets=("durable",),
+    metrics=("open_database", "create", "subscribe", "update", "update@*", "fetch", "get", "lag.notify",
+             "lag.notify@*"),
 ))

@@ -205,4 +205,6 @@ register_phase(PhaseSpec(
     run=run,
     knobs=LiveLimitKnobs,
     needs=("subscribe", "live_limit", "update", "delete", "order_by"),
+    metrics=("subscribe", "initial_result", "update", "delete", "verify_fetch", "unsubscribe",
+             "lag.notify", "lag.window_refill"),
 ))

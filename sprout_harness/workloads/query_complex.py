@@ -79,6 +79,7 @@ register_phase(PhaseSpec(
     run=run,
     knobs=QueryComplexKnobs,
     needs=("fetch",),
+    metrics=tuple(f"query:{name}" for name in FAMILIES),
 ))
 
 __all__ = ["FAMILIES", "QueryComplexKnobs", "run"]

@@ -77,6 +77,7 @@ register_phase(PhaseSpec(
     run=run,
     knobs=QueryLargeKnobs,
     needs=("fetch", "order_by"),
+    metrics=("query:range", "query:in", "query:sorted", "query:all"),
 ))
 
 __all__ = ["QueryLargeKnobs", "run"]

@@ -127,6 +127,7 @@ register_phase(PhaseSpec(
     run=run,
     knobs=QueryPaginatedKnobs,
     needs=("fetch", "order_by"),
+    metrics=("query:page_by_id", "query:page_by_field"),
 ))
 
 __all__ = ["QueryPaginatedKnobs", "Walk", "run"]

@@ -59,6 +59,7 @@ register_phase(PhaseSpec(
     run=run,
     knobs=QuerySimpleKnobs,
     needs=("fetch",),
+    metrics=tuple(f"query:{name}" for name in FAMILIES),
 ))
 
 __all__ = ["FAMILIES", "QuerySimpleKnobs", "run"]

@@ -71,6 +71,7 @@ register_phase(PhaseSpec(
     run=run,
     knobs=QuerySortedKnobs,
     needs=("fetch", "order_by"),
+    metrics=("query:asc", "query:desc", "query:string", "query:multi", "query:top_k"),
 ))
 
 __all__ = ["QuerySortedKnobs", "run"]

@@ -132,4 +132,6 @@ register_phase(PhaseSpec(
     knobs=SubscriptionScalingKnobs,
     needs=("subscribe", "update"),
     targets=("durable",),
+    metrics=("connect", "subscribe", "subscribe@*", "create_hot", "update", "lag.notify",
+             "lag.notify@*"),
 ))

@@ -155,4 +155,5 @@ register_phase(PhaseSpec(
     knobs=TriggerKnobs,
     needs=("update",),
     targets=("durable",),
+    metrics=("create_hot", "update", "lag.evaluated", "lag.delivered", "lag.webhook"),
 ))

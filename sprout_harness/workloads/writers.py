@@ -108,4 +108,5 @@ register_phase(PhaseSpec(
     run=run,
     knobs=WritersKnobs,
     needs=("update", "fetch", "get"),
+    metrics=("update",),
 ))

@@ -293,6 +293,7 @@ def _phase(letter: str) -> PhaseSpec:
         knobs=YcsbKnobs,
         needs=tuple(needs),
         targets=("durable", "ephemeral"),
+        metrics=tuple(spec.proportions),  # one latency per operation kind
     ))
 
 
