@@ -181,6 +181,10 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
         click.echo(f"{cfg.name}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
     else:
         console_report.render(result, console=out, verbose=verbose)
+        if result.thresholds:
+            from sprout_harness.reports import thresholds as thresholds_report
+
+            thresholds_report.render(result.thresholds, out)
     if html_path:
         from sprout_harness.reports import html as html_report
 

@@ -372,3 +372,36 @@ def test_the_documented_example_validates_on_leveldb_local():
     example = yaml.safe_load(block.group(1))["thresholds"]
     cfg = load_config(ROOT / "configs" / "leveldb-local.yaml", [f"thresholds={json.dumps(example)}"])
     assert cfg.thresholds == example and len(parse_thresholds(example).rules) == 7
+
+
+# -- sprout run: thresholds judged at the end, exit 99 ----------------------------------------
+
+
+def _run_cli(tmp_path: Path, thresholds: dict[str, object], *extra: str) -> tuple[int, dict[str, object]]:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "thr.yaml"
+    cfg.write_text(yaml.safe_dump({**BASE, "stack": {"name": "loam"}, "storage": {"engine": "leveldb"},
+                                   "phases": [{"name": "create", "params": {"count": 200}}],
+                                   "thresholds": thresholds}, sort_keys=False))
+    out = tmp_path / "thr.json"
+    r = subprocess.run([sys.executable, "-m", "sprout_harness", "run", str(cfg), "--quiet", "--json", str(out),
+                        *extra], capture_output=True, text=True, timeout=300)
+    return r.returncode, json.loads(out.read_text())
+
+
+def test_run_exits_99_when_a_threshold_is_crossed_and_0_when_met(tmp_path: Path) -> None:
+    code, report = _run_cli(tmp_path, {"create@*/create_batch": {"p50": "< 1ns"}, "checks": "100%"})
+    assert code == 99 and report["status"] == "ok"
+    assert [t["ok"] for t in report["thresholds"]] == [False, True]
+    code, report = _run_cli(tmp_path, {"create@*/create_batch": {"p50": "< 60s"}})
+    assert code == 0 and [t["ok"] for t in report["thresholds"]] == [True]
+
+
+def test_repeated_run_judges_thresholds_on_the_merged_result(tmp_path: Path) -> None:
+    code, report = _run_cli(tmp_path, {"create@*/create_batch": {"count": "> 10000"}}, "--repeat", "2")
+    assert code == 99 and len(report["runs"]) == 2
+    (outcome,) = report["thresholds"]
+    merged = sum(r["metrics"]["create@durable/create_batch"]["count"] for r in report["runs"])
+    assert outcome["values"]["create@durable/create_batch"] == merged

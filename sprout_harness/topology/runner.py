@@ -29,6 +29,7 @@ from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError
 from sprout_harness.contracts.stack import Link, StackSettings
 from sprout_harness.metrics import PhaseRecorder, PhaseResult, RunMetadata, RunResult, overall_status
 from sprout_harness.metrics.results import RunFigures
+from sprout_harness.metrics.thresholds import evaluate as evaluate_thresholds
 from sprout_harness.metrics.system import git_info, host_info, python_info
 from sprout_harness.workloads import catalog, datasets
 from sprout_harness.workloads.context import Model, NodeRef, PhaseContext, maybe_await
@@ -200,6 +201,8 @@ class Runner:
             self.result.status = status  # type: ignore[assignment]
             self.result.reason = reason
             self.result.runs = [RunFigures.of(0, self.result)]
+            if self.cfg.thresholds:  # judged before the reports are written, so they carry it
+                self.result.thresholds = evaluate_thresholds(self.result, self.cfg.thresholds)
             self._write_reports()
             self._observe("run_finished", self.result)
             if sigterm:
