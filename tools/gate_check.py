@@ -10,10 +10,15 @@ code is the verdict), for:
   (base) and at ``--delay * s`` for each slowdown ``s`` of ``--slowdowns``: every connector
   delay, lag and ephemeral operation of the run grows with it; a pair must exit 1.
 
+- the whole pull-request gate (``gates``): `sprout gate CONFIG --base-sprout <this same
+  sprout>`, i.e. an unchanged build on both sides, runs alternating ABBA, ``--pairs`` times
+  per config; any exit 1 is a false alarm.
+
 Reports are kept in ``--dir`` and reused when present, so the script can be stopped and
 resumed, and ``analyse`` can re-judge the same reports at another threshold or alpha.
 
     python tools/gate_check.py run --dir .gate --pairs 10 --repeat 5
+    python tools/gate_check.py gates --dir .gate --pairs 10 --repeat 5
     python tools/gate_check.py analyse --dir .gate --threshold 10% --alpha 0.01 --out gate.json
 """
 
@@ -69,6 +74,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gates(args: argparse.Namespace) -> int:
+    """`sprout gate` with the same build on both sides, ``--pairs`` times per config."""
+    d = Path(args.dir)
+    d.mkdir(parents=True, exist_ok=True)
+    sprout = str(Path(sys.executable).with_name("sprout"))
+    for config in args.configs:
+        for i in range(args.pairs):
+            out = d / f"gate-{config}-{i:02d}"
+            verdict = out / "verdict.json"
+            if verdict.exists():
+                continue
+            cmd = SPROUT + ["gate", config, "--base-sprout", sprout, "--runs", str(args.repeat), "--threshold",
+                            args.threshold, "--alpha", args.alpha, "--out-dir", str(out)]
+            t0 = time.monotonic()
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            took = time.monotonic() - t0
+            flagged = [ln.split("│")[1].strip() for ln in r.stdout.splitlines() if "REGRESSED" in ln and "│" in ln]
+            verdict.write_text(json.dumps({"config": config, "exit": r.returncode, "flagged": flagged,
+                                           "seconds": round(took, 1),
+                                           "error": r.stderr.strip().splitlines()[-1] if r.returncode else ""}))
+            print(f"{out.name}: exit {r.returncode} in {took:.1f} s {flagged}", flush=True)
+            if r.returncode not in (0, 1):
+                print(f"error: gate {config} {i} exited {r.returncode}: {r.stderr.strip()[-300:]}", file=sys.stderr)
+                return 1
+    return 0
+
+
 def _compare(base: Path, new: Path, args: argparse.Namespace) -> dict[str, object]:
     cmd = SPROUT + ["compare", str(base), str(new), "--threshold", args.threshold, "--alpha", args.alpha]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -93,6 +125,15 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         pairs = [_compare(b, n, args) for b, n in zip(base, slow)]
         result["detection"][f"x{s:g}"] = {  # type: ignore[index]
             "comparisons": len(pairs), "flagged": sum(p["exit"] == 1 for p in pairs), "pairs": pairs}
+    gates: dict[str, dict[str, object]] = {}
+    for verdict in sorted(d.glob("gate-*/verdict.json")):
+        v = json.loads(verdict.read_text())
+        g = gates.setdefault(v["config"], {"gates": 0, "flagged": 0, "seconds": [], "runs": []})
+        g["gates"] += 1  # type: ignore[operator]
+        g["flagged"] += v["exit"] == 1  # type: ignore[operator]
+        g["seconds"].append(v["seconds"])  # type: ignore[attr-defined]
+        g["runs"].append(v)  # type: ignore[attr-defined]
+    result["gates"] = gates
     timings = d / "timings.json"
     if timings.exists():
         result["timings_s"] = json.loads(timings.read_text())
@@ -103,12 +144,14 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         print(f"false alarms {name}: {fa['flagged']}/{fa['comparisons']} (not compared: {fa['not_compared']})")
     for name, det in result["detection"].items():  # type: ignore[union-attr]
         print(f"detection delay {name}: {det['flagged']}/{det['comparisons']}")
+    for name, g in gates.items():
+        print(f"sprout gate, same build both sides, {name}: {g['flagged']}/{g['gates']} flagged")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=("run", "analyse"))
+    ap.add_argument("action", choices=("run", "gates", "analyse"))
     ap.add_argument("--dir", default=".gate")
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
@@ -119,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", default="0.01")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
-    return cmd_run(args) if args.action == "run" else cmd_analyse(args)
+    return {"run": cmd_run, "gates": cmd_gates, "analyse": cmd_analyse}[args.action](args)
 
 
 if __name__ == "__main__":
