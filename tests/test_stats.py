@@ -152,6 +152,12 @@ def test_too_few_samples_leave_a_side_unbounded() -> None:
     assert (empty.lo, empty.hi, empty.n, empty.bounded) == (0.0, math.inf, 0, False)
 
 
+def test_a_percentile_that_is_zero_ns_is_bounded() -> None:
+    """0 ns is a real lower bound when the order statistic is 0, not "unbounded below"."""
+    iv = stats.quantile_interval(hist_of(np.zeros(2000, dtype=np.int64)), 50.0, 0.99)
+    assert (iv.lo, iv.hi) == (0.0, 0.0) and iv.bounded
+
+
 @pytest.mark.parametrize("q, confidence", [(0.0, 0.99), (100.0, 0.99), (50.0, 1.0), (50.0, 0.0)])
 def test_quantile_interval_refuses_degenerate_requests(q: float, confidence: float) -> None:
     with pytest.raises(ValueError):

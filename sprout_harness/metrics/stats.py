@@ -44,17 +44,18 @@ def estimable(n: int, q: float, min_tail: int = MIN_TAIL) -> bool:
 class QuantileInterval:
     """A ``confidence`` interval (ns) for the ``q``-th percentile of the distribution a
     histogram sampled. ``lo``/``hi`` are 0 / inf when the sample is too small to bound that
-    side (``bounded`` is False then)."""
+    side (``bounded`` is False then); ``lo`` may also be a real 0 ns bound (``has_lo``)."""
 
     q: float
     lo: float
     hi: float
     confidence: float
     n: int
+    has_lo: bool = False   # ``lo`` is an order statistic (not the "no bound below" 0)
 
     @property
     def bounded(self) -> bool:
-        return self.n > 0 and self.lo > 0 and math.isfinite(self.hi)
+        return self.n > 0 and self.has_lo and math.isfinite(self.hi)
 
 
 def order_statistic_ranks(n: int, q: float, confidence: float) -> tuple[int, int]:
@@ -94,7 +95,7 @@ def quantile_interval(h: Histogram, q: float, confidence: float = 1.0 - DEFAULT_
         b = int(np.searchsorted(cum, u_rank, side="left"))
         top = snap.lowers[b + 1] - 1 if b + 1 < len(snap.lowers) else h.max
         hi = float(min(top, h.max))
-    return QuantileInterval(q, lo, hi, confidence, n)
+    return QuantileInterval(q, lo, hi, confidence, n, has_lo=l_rank >= 1)
 
 
 # -- several runs a side: a rank test on the runs' figures --------------------------------------
