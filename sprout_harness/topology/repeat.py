@@ -55,6 +55,30 @@ def sigterm_as_stop() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while a child starts, then raise them (KeyboardInterrupt,
+    Stop): one raised inside ``Popen`` would leave the child running in its own session
+    with nothing left to stop it."""
+    got: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        got.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: the signals are not ours to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if got:
+        raise KeyboardInterrupt() if got[0] == signal.SIGINT else Stop()
+
+
 def child_config(cfg: SproutConfig) -> dict[str, object]:
     """The resolved config one child runs: a single run, no thresholds (the parent judges
     those on the merged result)."""
@@ -86,9 +110,10 @@ def run_child(cmd: list[str], workdir: Path, label: str, cfg: SproutConfig) -> t
     with log.open("wb") as sink:
         # Its own session: a terminal's Ctrl+C reaches only the parent, which passes on
         # exactly one SIGINT (a second one would cut the child's teardown short).
-        child = subprocess.Popen([*cmd, "--quiet", "--json", str(out)], stdin=subprocess.DEVNULL, stdout=sink,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
+            with _signals_deferred():
+                child = subprocess.Popen([*cmd, "--quiet", "--json", str(out)], stdin=subprocess.DEVNULL,
+                                         stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
             child.wait()
         except (KeyboardInterrupt, Stop):
             interrupted = True
@@ -133,35 +158,41 @@ class RepeatedRun:
         return run_child(cmd, workdir, label, self.cfg)
 
     def run(self) -> RunResult:
-        """Every run in turn; a warm-up run that fails stops the whole thing."""
+        """Every run in turn; a warm-up run that fails stops the whole thing. Ctrl+C or
+        SIGTERM at any moment, also between two runs, gives the runs finished so far."""
         measured: list[RunResult] = []
-        total = self.warmup + self.repeat
         with tempfile.TemporaryDirectory(prefix="sprout-repeat-") as tmp, sigterm_as_stop():
-            workdir = Path(tmp)
-            cfg_path = workdir / "config.yaml"
-            cfg_path.write_text(yaml.safe_dump(child_config(self.cfg), sort_keys=False))
-            for k in range(total):
-                warm = k < self.warmup
-                label = f"warmup-{k + 1}" if warm else f"run-{k - self.warmup + 1}"
-                title = (f"warm-up {k + 1}/{self.warmup}" if warm
-                         else f"run {k - self.warmup + 1}/{self.repeat}")
-                t0 = time.monotonic()
-                self.on_event(f"{title}: running")
-                result, interrupted = self._spawn(workdir, label, cfg_path)
-                took = time.monotonic() - t0
-                if interrupted:
-                    if result is not None and not warm and result.phases:
-                        measured.append(result)
-                    return self._cancelled(measured)
-                assert result is not None
-                self.on_event(f"{title}: {result.status} in {took:.1f} s"
-                              + (f" ({result.reason})" if result.reason else ""))
-                if warm:
-                    if result.status != "ok":
-                        failed = _failed_result(self.cfg, f"warm-up run {k + 1} {result.status}: {result.reason}")
-                        return failed if not measured else merge_runs(measured, self.warmup)
-                    continue
-                measured.append(result)
+            try:
+                return self._runs(Path(tmp), measured)
+            except (KeyboardInterrupt, Stop):  # between runs: no child is running
+                return self._cancelled(measured)
+
+    def _runs(self, workdir: Path, measured: list[RunResult]) -> RunResult:
+        """The runs, appending each measured one to ``measured`` as it finishes."""
+        total = self.warmup + self.repeat
+        cfg_path = workdir / "config.yaml"
+        cfg_path.write_text(yaml.safe_dump(child_config(self.cfg), sort_keys=False))
+        for k in range(total):
+            warm = k < self.warmup
+            label = f"warmup-{k + 1}" if warm else f"run-{k - self.warmup + 1}"
+            title = (f"warm-up {k + 1}/{self.warmup}" if warm
+                     else f"run {k - self.warmup + 1}/{self.repeat}")
+            t0 = time.monotonic()
+            self.on_event(f"{title}: running")
+            result, interrupted = self._spawn(workdir, label, cfg_path)
+            took = time.monotonic() - t0
+            if interrupted:
+                if result is not None and not warm and result.phases:
+                    measured.append(result)
+                return self._cancelled(measured)
+            assert result is not None
+            if not warm:
+                measured.append(result)  # before anything else can be interrupted
+            self.on_event(f"{title}: {result.status} in {took:.1f} s"
+                          + (f" ({result.reason})" if result.reason else ""))
+            if warm and result.status != "ok":
+                failed = _failed_result(self.cfg, f"warm-up run {k + 1} {result.status}: {result.reason}")
+                return failed if not measured else merge_runs(measured, self.warmup)
         return merge_runs(measured, self.warmup)
 
     def _cancelled(self, measured: list[RunResult]) -> RunResult:
