@@ -70,7 +70,7 @@ def test_validate_is_a_dry_run():
     (["validate", "nowhere.yaml"], "error: config file 'nowhere.yaml' not found", 2),
     (["run", "configs/leveldb-local.yaml", "--set", "topology.links"], "error: --set 'topology.links': expected path=value", 2),
     (["run", "configs/leveldb-local.yaml", "--set", "storage.engine=ramdisk"], "error: storage.engine: got 'ramdisk'", 2),
-    (["compare", "missing-a.json", "missing-b.json"], "error: run report missing-a.json does not exist", 1),
+    (["compare", "missing-a.json", "missing-b.json"], "error: run report missing-a.json does not exist", 2),
     (["compare", "configs/leveldb-local.yaml", "configs/leveldb-local.yaml", "--threshold", "ten"], "error: --threshold:", 2),
 ])
 def test_errors_are_one_clear_line_and_non_zero(args, expected, code, monkeypatch):
