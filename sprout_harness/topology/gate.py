@@ -19,7 +19,7 @@ from typing import Callable
 from sprout_harness.config.schema import SproutConfig
 from sprout_harness.metrics.merge import merge_runs
 from sprout_harness.metrics.results import RunResult
-from sprout_harness.topology.repeat import run_child, sigterm_as_stop
+from sprout_harness.topology.repeat import Stop, run_child, sigterm_as_stop
 
 
 @dataclass
@@ -50,16 +50,19 @@ def run_gate(cfg: SproutConfig, config: str, sets: tuple[str, ...], *, base_spro
     commands = {"base": [base_sprout, "run", *args], "new": [sys.executable, "-m", "sprout_harness", "run", *args]}
     done: dict[str, list[RunResult]] = {"base": [], "new": []}
     with tempfile.TemporaryDirectory(prefix="sprout-gate-") as tmp, sigterm_as_stop():
-        for k, side in enumerate(order(runs)):
-            n = len(done[side]) + 1
-            event(f"{side} run {n}/{runs}: running")
-            result, interrupted = run_child(commands[side], Path(tmp), f"{side}-{n}", cfg)
-            if interrupted:
-                return GateRuns(*_merged(done), cancelled=True)
-            event(f"{side} run {n}/{runs}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
-            if result.status != "ok":
-                return GateRuns(*_merged(done), failed=f"{side} run {n}: {result.status}: {result.reason}")
-            done[side].append(result)
+        try:
+            for side in order(runs):
+                n = len(done[side]) + 1
+                event(f"{side} run {n}/{runs}: running")
+                result, interrupted = run_child(commands[side], Path(tmp), f"{side}-{n}", cfg)
+                if interrupted:
+                    return GateRuns(*_merged(done), cancelled=True)
+                if result.status != "ok":
+                    return GateRuns(*_merged(done), failed=f"{side} run {n}: {result.status}: {result.reason}")
+                done[side].append(result)  # before anything else can be interrupted
+                event(f"{side} run {n}/{runs}: ok")
+        except (KeyboardInterrupt, Stop):  # between runs: no child is running
+            return GateRuns(*_merged(done), cancelled=True)
     return GateRuns(*_merged(done))
 
 
