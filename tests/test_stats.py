@@ -279,3 +279,52 @@ def test_spread_and_detectable_change() -> None:
     assert stats.slower_beyond(runs, slow, 0.10).p_value == pytest.approx(1 / 252)
     slow_less = [v * (1 + need) * 0.98 for v in runs]
     assert stats.slower_beyond(runs, slow_less, 0.10).p_value > 1 / 252
+
+
+# -- the noise model behind `sprout noise` ------------------------------------------------------
+
+from sprout_harness.metrics import noise  # noqa: E402
+
+
+@pytest.mark.parametrize("k,alpha", [(5, 0.01), (5, 0.05), (6, 0.01), (10, 0.01), (4, 0.05)])
+def test_u_critical_matches_the_exact_mann_whitney_test(k: int, alpha: float) -> None:
+    from scipy.stats import mannwhitneyu
+
+    u = noise.u_critical(k, k, alpha)
+    base = np.arange(k, dtype=float)
+
+    def p_at(pairs_below: int) -> float:  # new values placed so exactly `pairs_below` (new <= base) pairs exist
+        new = np.arange(k, dtype=float) + k
+        left = pairs_below
+        for i in range(k):
+            take = min(left, k)
+            new[i] = (k - take) - 0.5 if take else new[i]
+            left -= take
+        return float(mannwhitneyu(new, base, alternative="greater", method="exact").pvalue)
+
+    assert p_at(u) <= alpha < p_at(u + 1)
+
+
+def test_u_critical_is_minus_one_when_alpha_is_out_of_reach() -> None:
+    assert noise.u_critical(3, 3, 0.01) == -1 and noise.u_critical(5, 5, 0.003) == -1
+
+
+def test_false_alarm_rate_falls_with_the_threshold_and_is_bounded_by_alpha() -> None:
+    sigmas = [0.02, 0.1, 0.3]
+    rates = [noise.false_alarm_rate(sigmas, t, 5, 0.01) for t in (0.0, 0.05, 0.1, 0.3)]
+    assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0]
+    assert noise.false_alarm_rate([1e-9], 0.05, 5, 0.01) == 0.0
+    # however noisy a figure, it alone is flagged at most as often as the test's size (2/252)
+    assert noise.false_alarm_rate([5.0], 0.0, 5, 0.01) <= 2 / 252 + 0.005
+
+
+def test_detectable_slowdown_grows_with_noise_and_threshold() -> None:
+    quiet, noisy = (noise.detectable_slowdown(s, 0.1, 5, 0.01) for s in (0.01, 0.1))
+    assert 0.1 < quiet < noisy
+    assert noise.detectable_slowdown(0.01, 0.2, 5, 0.01) > quiet
+    assert noise.detectable_slowdown(0.01, 0.1, 3, 0.01) == math.inf  # 3 runs cannot reach 0.01
+
+
+def test_sigma_upper_bound_is_wider_with_fewer_runs() -> None:
+    assert noise.sigma_upper(0.1, 3) > noise.sigma_upper(0.1, 10) > 0.1
+    assert noise.sigma_upper(0.1, 1) == math.inf
