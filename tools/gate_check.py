@@ -10,6 +10,7 @@ code is the verdict), for:
   (base) and at ``--delay * s`` for each slowdown ``s`` of ``--slowdowns``: every connector
   delay, lag and ephemeral operation of the run grows with it; a pair must exit 1.
 
+- the cost of repetition (``cost``): `--repeat N` against one run, alternating;
 - the whole pull-request gate (``gates``): `sprout gate CONFIG --base-sprout <this same
   sprout>`, i.e. an unchanged build on both sides, runs alternating ABBA, ``--pairs`` times
   per config; any exit 1 is a false alarm.
@@ -19,6 +20,7 @@ resumed, and ``analyse`` can re-judge the same reports at another threshold or a
 
     python tools/gate_check.py run --dir .gate --pairs 10 --repeat 5
     python tools/gate_check.py gates --dir .gate --pairs 10 --repeat 5
+    python tools/gate_check.py cost --dir .gate --pairs 3 --repeat 5 --configs leveldb-local
     python tools/gate_check.py analyse --dir .gate --threshold 10% --alpha 0.01 --out gate.json
 """
 
@@ -101,6 +103,30 @@ def cmd_gates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cost(args: argparse.Namespace) -> int:
+    """Wall time of `sprout run --repeat N` against one `sprout run` of the first config,
+    alternating the two ``--pairs`` times (so load changes hit both); medians and ratio."""
+    d = Path(args.dir)
+    d.mkdir(parents=True, exist_ok=True)
+    config = args.configs[0]
+    times: dict[str, list[float]] = {"single": [], f"repeat {args.repeat}": []}
+    for _ in range(args.pairs):
+        for label, extra in (("single", []), (f"repeat {args.repeat}", ["--repeat", str(args.repeat)])):
+            t0 = time.monotonic()
+            rc = subprocess.run(SPROUT + ["run", config, "--quiet", *extra], cwd=ROOT, capture_output=True).returncode
+            if rc != 0:
+                print(f"error: {label} run exited {rc}", file=sys.stderr)
+                return 1
+            times[label].append(round(time.monotonic() - t0, 2))
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    ratio = med[f"repeat {args.repeat}"] / med["single"]
+    (d / "cost.json").write_text(json.dumps({"config": config, "times_s": times, "median_s": med,
+                                             "ratio": round(ratio, 2)}, indent=2))
+    print(f"{config}: single {med['single']} s, repeat {args.repeat} {med[f'repeat {args.repeat}']} s: "
+          f"{ratio:.2f}x")
+    return 0
+
+
 def _compare(base: Path, new: Path, args: argparse.Namespace) -> dict[str, object]:
     cmd = SPROUT + ["compare", str(base), str(new), "--threshold", args.threshold, "--alpha", args.alpha]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -134,6 +160,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         g["seconds"].append(v["seconds"])  # type: ignore[attr-defined]
         g["runs"].append(v)  # type: ignore[attr-defined]
     result["gates"] = gates
+    cost = d / "cost.json"
+    if cost.exists():
+        result["cost"] = json.loads(cost.read_text())
     timings = d / "timings.json"
     if timings.exists():
         result["timings_s"] = json.loads(timings.read_text())
@@ -151,7 +180,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=("run", "gates", "analyse"))
+    ap.add_argument("action", choices=("run", "gates", "cost", "analyse"))
     ap.add_argument("--dir", default=".gate")
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
@@ -162,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", default="0.01")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
-    return {"run": cmd_run, "gates": cmd_gates, "analyse": cmd_analyse}[args.action](args)
+    return {"run": cmd_run, "gates": cmd_gates, "cost": cmd_cost, "analyse": cmd_analyse}[args.action](args)
 
 
 if __name__ == "__main__":
