@@ -1,9 +1,11 @@
-"""The `sprout` command line: run, validate, list, compare.
+"""The `sprout` command line: run, validate, list, compare, gate, merge, noise, report.
 
 Every error a user can cause (bad config, unreachable server, a stack that cannot be
 loaded, unreadable report) prints one line `error: ...` and exits non-zero; set
-SPROUT_DEBUG=1 to see tracebacks. Exit codes: 0 ok, 1 failed checks / run error /
-regression, 2 bad usage or config, 130 interrupted.
+SPROUT_DEBUG=1 to see tracebacks. Exit codes: 0 ok; 1 failed checks, run error or a
+significant regression; 2 bad usage, config or input (an unreadable report, reports that
+cannot be compared); 99 a threshold of the config crossed (the run itself ok); 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -464,7 +466,7 @@ def report(run_json: str, html_path: str | None, verbose: bool) -> None:
     try:
         result = load_run(run_json)
     except (OSError, ValueError) as exc:
-        raise SproutError(str(exc)) from None
+        _fail(str(exc), EXIT_USAGE)  # bad input, as a missing config is
     console_report.render(result, console=Console(), verbose=verbose)
     if html_path:
         from sprout_harness.reports import html as html_report

@@ -142,4 +142,4 @@ def test_cli_report_and_compare_write_html(base_run, tmp_path):
 
     done = subprocess.run([*SPROUT, "report", str(tmp_path / "missing.json"), "--html", str(tmp_path / "x.html")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "does not exist" in done.stderr and not (tmp_path / "x.html").exists()
+    assert done.returncode == 2 and "does not exist" in done.stderr and not (tmp_path / "x.html").exists()
