@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from sprout_harness.config import load_config
-from sprout_harness.metrics import Histogram, RunResult, load_run
+from sprout_harness.metrics import Histogram, load_run
 from sprout_harness.reports import json_report
 from sprout_harness.topology.repeat import run_repeated
 

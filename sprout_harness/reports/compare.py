@@ -304,9 +304,8 @@ def render(comparison: Comparison, console: Console | None = None) -> None:
     table = Table(title=f"{c.base_label} -> {c.new_label}: latency in ms, lower is better "
                         f"(threshold {c.threshold * 100:g}%)", title_justify="left", caption=c.method,
                   caption_justify="left")
-    for col, j in (("metric", "left"), ("base", "right"), ("new", "right"), ("change", "right"),
-                   ("evidence", "right"), ("", "left")):
-        table.add_column(col, justify=j)
+    for col in ("metric", "base", "new", "change", "evidence", ""):
+        table.add_column(col, justify="left" if col in ("metric", "") else "right")
     for d in c.deltas:
         table.add_row(d.name, format_ms(d.base_ns), format_ms(d.new_ns), _pct(d.change), evidence(d), verdict_text(d))
     print_table(console, table)
