@@ -6,9 +6,11 @@ code is the verdict), for:
 
 - false alarms: every config of ``--configs`` run ``2 * --pairs`` times; each pair is an
   unchanged comparison, so any exit 1 is a false alarm;
-- detection: leveldb-ephemeral with the in-process connector's one-way delay at ``--delay``
-  (base) and at ``--delay * s`` for each slowdown ``s`` of ``--slowdowns``: every connector
-  delay, lag and ephemeral operation of the run grows with it; a pair must exit 1.
+- detection: ``--detect-config`` (tools/gate_detect.yaml: live queries on an in-process
+  ephemeral, whose commit -> notification lag is mostly the connector's one-way delay) with
+  the delay at ``--delay`` (base) and at ``--delay * s`` for each ``s`` of ``--slowdowns``
+  (keep delays whole milliseconds: asyncio rounds its epoll waits up to 1 ms); the lag's
+  measured growth is reported beside the verdicts; a pair must exit 1.
 
 - the cost of repetition (``cost``): `--repeat N` against one run, alternating;
 - the whole pull-request gate (``gates``): `sprout gate CONFIG --base-sprout <this same
@@ -35,15 +37,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPROUT = [sys.executable, "-m", "sprout_harness"]
-DETECT_CONFIG = "leveldb-ephemeral"
+DETECT_METRIC = ("live-limit@ephemeral/lag.notify", "p50")
 
 
 def _variants(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
     """name -> (config, --set overrides) of every report series."""
     out: dict[str, tuple[str, list[str]]] = {c: (c, []) for c in args.configs}
-    out["delay-base"] = (DETECT_CONFIG, [f"topology.connector_params.delay_s={args.delay}"])
+    out["delay-base"] = (args.detect_config, [f"topology.connector_params.delay_s={args.delay}"])
     for s in args.slowdowns:
-        out[f"delay-x{s:g}"] = (DETECT_CONFIG, [f"topology.connector_params.delay_s={args.delay * s:.9f}"])
+        out[f"delay-x{s:g}"] = (args.detect_config, [f"topology.connector_params.delay_s={args.delay * s:.9f}"])
     return out
 
 
@@ -135,6 +137,15 @@ def _compare(base: Path, new: Path, args: argparse.Namespace) -> dict[str, objec
             "error": r.stderr.strip().splitlines()[-1] if r.returncode == 2 and r.stderr.strip() else ""}
 
 
+def _growth(base: Path, new: Path) -> float:
+    """Change of the detection metric: median of new's runs over median of base's, minus 1."""
+    def med(path: Path) -> float:
+        runs = json.loads(path.read_text())["runs"]
+        values = sorted(r["metrics"][DETECT_METRIC[0]][DETECT_METRIC[1]] for r in runs)
+        return values[len(values) // 2]
+    return round(med(new) / med(base) - 1.0, 4)
+
+
 def cmd_analyse(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     result: dict[str, object] = {"threshold": args.threshold, "alpha": args.alpha, "repeat": args.repeat,
@@ -148,9 +159,14 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     base = sorted(d.glob("delay-base-[0-9][0-9].json"))
     for s in args.slowdowns:
         slow = sorted(d.glob(f"delay-x{s:g}-[0-9][0-9].json"))
-        pairs = [_compare(b, n, args) for b, n in zip(base, slow)]
+        pairs = [_compare(b, n, args) for b, n in zip(base, slow, strict=False)]
+        growth = [_growth(b, n) for b, n in zip(base, slow, strict=False)]
         result["detection"][f"x{s:g}"] = {  # type: ignore[index]
-            "comparisons": len(pairs), "flagged": sum(p["exit"] == 1 for p in pairs), "pairs": pairs}
+            "delay_ms": round(args.delay * s * 1e3, 3), "comparisons": len(pairs),
+            "flagged": sum(p["exit"] == 1 for p in pairs),
+            "metric_flagged": sum(f"{DETECT_METRIC[0]} {DETECT_METRIC[1]}" in p["flagged"] for p in pairs),
+            "lag_growth_median": round(sorted(growth)[len(growth) // 2], 4) if growth else None,
+            "lag_growth": growth, "pairs": pairs}
     gates: dict[str, dict[str, object]] = {}
     for verdict in sorted(d.glob("gate-*/verdict.json")):
         v = json.loads(verdict.read_text())
@@ -172,7 +188,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     for name, fa in result["false_alarms"].items():  # type: ignore[union-attr]
         print(f"false alarms {name}: {fa['flagged']}/{fa['comparisons']} (not compared: {fa['not_compared']})")
     for name, det in result["detection"].items():  # type: ignore[union-attr]
-        print(f"detection delay {name}: {det['flagged']}/{det['comparisons']}")
+        print(f"detection delay {name} ({det['delay_ms']} ms, lag p50 {det['lag_growth_median']:+.1%}): "
+              f"{det['flagged']}/{det['comparisons']} flagged, the lag itself in {det['metric_flagged']}")
     for name, g in gates.items():
         print(f"sprout gate, same build both sides, {name}: {g['flagged']}/{g['gates']} flagged")
     return 0
@@ -185,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--configs", nargs="+", default=["leveldb-local", "leveldb-ephemeral"])
-    ap.add_argument("--delay", type=float, default=0.001, help="base one-way delay of the in-process connector, s")
-    ap.add_argument("--slowdowns", type=float, nargs="+", default=[1.2])
+    ap.add_argument("--detect-config", default=str(ROOT / "tools" / "gate_detect.yaml"))
+    ap.add_argument("--delay", type=float, default=0.008, help="base one-way delay of the in-process connector, s")
+    ap.add_argument("--slowdowns", type=float, nargs="+", default=[1.125, 1.25, 1.375])
     ap.add_argument("--threshold", default="10%")
     ap.add_argument("--alpha", default="0.01")
     ap.add_argument("--out", default="")
