@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default=".gate")
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--configs", nargs="+", default=["leveldb-local", "leveldb-ephemeral"])
+    ap.add_argument("--configs", nargs="*", default=["leveldb-local", "leveldb-ephemeral"])
     ap.add_argument("--detect-config", default=str(ROOT / "tools" / "gate_detect.yaml"))
     ap.add_argument("--delay", type=float, default=0.008, help="base one-way delay of the in-process connector, s")
     ap.add_argument("--slowdowns", type=float, nargs="+", default=[1.125, 1.25, 1.375])
