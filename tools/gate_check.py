@@ -9,7 +9,7 @@ code is the verdict), for:
 - detection: ``--detect-config`` (tools/gate_detect.yaml: live queries on an in-process
   ephemeral, whose commit -> notification lag is mostly the connector's one-way delay) with
   the delay at ``--delay`` (base) and at ``--delay * s`` for each ``s`` of ``--slowdowns``
-  (keep delays whole milliseconds: asyncio rounds its epoll waits up to 1 ms); the lag's
+  (20 ms and up: asyncio rounds its epoll waits up to whole milliseconds); the lag's
   measured growth is reported beside the verdicts; a pair must exit 1.
 
 - the cost of repetition (``cost``): `--repeat N` against one run, alternating;
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--configs", nargs="*", default=["leveldb-local", "leveldb-ephemeral"])
     ap.add_argument("--detect-config", default=str(ROOT / "tools" / "gate_detect.yaml"))
-    ap.add_argument("--delay", type=float, default=0.008, help="base one-way delay of the in-process connector, s")
-    ap.add_argument("--slowdowns", type=float, nargs="+", default=[1.125, 1.25, 1.375])
+    ap.add_argument("--delay", type=float, default=0.020, help="base one-way delay of the in-process connector, s")
+    ap.add_argument("--slowdowns", type=float, nargs="+", default=[1.1, 1.15, 1.2])
     ap.add_argument("--threshold", default="10%")
     ap.add_argument("--alpha", default="0.01")
     ap.add_argument("--out", default="")
