@@ -186,6 +186,30 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def asv_samples(values: Sequence[float]) -> dict[str, Any]:
+    """What a `track_` method returns so that asv keeps *samples* and statistics for it.
+
+    asv's runner (asv/runner.py, `_run_benchmark_single_param`) treats a benchmark result that
+    is a dict with `samples` and `number` as a timing result: `Results.add_result` then
+    computes the median (the value shown and stored), a 99 % confidence interval and
+    quartiles from the samples, and `asv continuous`/`compare` test a change for significance
+    (Mann-Whitney U with >= 7 samples a side, else non-overlapping 99 % CIs) before applying
+    the factor. A plain float gets none of that: the factor alone decides. Samples are kept
+    to 4 significant digits (asv prints values of unknown units unrounded).
+    """
+    if not values:
+        raise ValueError("no samples")
+    return {"samples": [float(f"{v:.4g}") for v in values], "number": 1}
+
+
+def chunked_percentiles(samples: Sequence[float], q: float, chunks: int) -> list[float]:
+    """The `q` percentile of each of `chunks` consecutive slices of `samples`: a percentile
+    figure as several samples (the spread between slices is what asv's test needs)."""
+    n = max(1, min(chunks, len(samples)))
+    size = len(samples) // n
+    return [percentile(samples[i * size:(i + 1) * size if i < n - 1 else len(samples)], q) for i in range(n)]
+
+
 def median_us_per_op(run_batch: Callable[[], int], repeats: int) -> float:
     """Median over `repeats` of (seconds of one `run_batch()` call / ops it reports), in us/op."""
     per_op = []

@@ -2,9 +2,11 @@
 
 Each class measures one raw library on the same payloads the loam benchmarks use
 (`album_payloads`), so every loam figure can be read as a ratio to its anchor. Each class
-runs its workload once in `setup_cache` (median of `scale().repeats` batches, or a latency
-distribution) and its `track_` methods report per-operation times in microseconds: lower
-is better, like every figure in this suite.
+runs its workload once in `setup_cache` (`scale().repeats` batches, or a latency
+distribution cut into `scale().repeats` consecutive slices) and its `track_` methods report
+per-operation times in microseconds, lower is better, as asv *samples*
+(`_common.asv_samples`: one per batch or slice; asv shows and stores their median, and keeps
+statistics so `asv compare` can test a change).
 
 PostgreSQL anchors need `SPROUT_PG_DSN` (set by `make bench-asv`); without it they show n/a.
 """
@@ -12,13 +14,14 @@ PostgreSQL anchors need `SPROUT_PG_DSN` (set by `make bench-asv`); without it th
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import uuid
 from typing import Any
 
 from ._common import (
     UNIT_US,
+    asv_samples,
+    chunked_percentiles,
     album_payloads,
     cache_or_skip,
     median_us_per_op,
@@ -64,7 +67,7 @@ def _measure_leveldb() -> dict[str, float]:
                 db.close()
     finally:
         tmp.cleanup()
-    return {"put_write_batch": statistics.median(put), "get_random": statistics.median(get)}
+    return {"put_write_batch": put, "get_random": get}
 
 
 class AnchorLevelDB:
@@ -81,13 +84,13 @@ class AnchorLevelDB:
     def setup(self, cache: Any) -> None:
         skip_if_skipped(cache)
 
-    def track_put_write_batch(self, cache: dict[str, float]) -> float:
+    def track_put_write_batch(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per put, all records in one write_batch."""
-        return cache["put_write_batch"]
+        return asv_samples(cache["put_write_batch"])
 
-    def track_get_random(self, cache: dict[str, float]) -> float:
+    def track_get_random(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per point get, random key order."""
-        return cache["get_random"]
+        return asv_samples(cache["get_random"])
 
 
 # --- PostgreSQL (psycopg) --------------------------------------------------------------------
@@ -127,7 +130,7 @@ def _measure_postgres() -> dict[str, float]:
                 for _ in range(sc.repeats):
                     fresh_table()
                     per_op.append(median_us_per_op(batch, 1))
-                out[name] = statistics.median(per_op)
+                out[name] = per_op
             (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             if rows != len(pairs):
                 raise AssertionError(f"COPY stored {rows} rows, expected {len(pairs)}")
@@ -151,13 +154,13 @@ class AnchorPostgres:
     def setup(self, cache: Any) -> None:
         skip_if_skipped(cache)
 
-    def track_executemany_one_tx(self, cache: dict[str, float]) -> float:
+    def track_executemany_one_tx(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per row, executemany INSERT of all records in one transaction."""
-        return cache["executemany_one_tx"]
+        return asv_samples(cache["executemany_one_tx"])
 
-    def track_copy(self, cache: dict[str, float]) -> float:
+    def track_copy(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per row, COPY FROM STDIN of all records in one transaction."""
-        return cache["copy"]
+        return asv_samples(cache["copy"])
 
 
 # --- WebSockets (loopback) -------------------------------------------------------------------
@@ -257,11 +260,11 @@ async def _ws_workload() -> dict[str, float]:
 
     latencies = await ws_one_way_latencies_us(sc.samples, payloads)
     return {
-        "round_trip_p50": percentile(rtts, 50),
-        "round_trip_p99": percentile(rtts, 99),
-        "one_way": statistics.median(one_way),
-        "one_way_latency_p50": percentile(latencies, 50),
-        "one_way_latency_p99": percentile(latencies, 99),
+        "round_trip_p50": chunked_percentiles(rtts, 50, sc.repeats),
+        "round_trip_p99": chunked_percentiles(rtts, 99, sc.repeats),
+        "one_way": one_way,
+        "one_way_latency_p50": chunked_percentiles(latencies, 50, sc.repeats),
+        "one_way_latency_p99": chunked_percentiles(latencies, 99, sc.repeats),
     }
 
 
@@ -281,25 +284,25 @@ class AnchorWebsockets:
     def setup(self, cache: Any) -> None:
         skip_if_skipped(cache)
 
-    def track_round_trip_p50(self, cache: dict[str, float]) -> float:
+    def track_round_trip_p50(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us, median round trip of one album payload."""
-        return cache["round_trip_p50"]
+        return asv_samples(cache["round_trip_p50"])
 
-    def track_round_trip_p99(self, cache: dict[str, float]) -> float:
+    def track_round_trip_p99(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us, 99th percentile round trip of one album payload."""
-        return cache["round_trip_p99"]
+        return asv_samples(cache["round_trip_p99"])
 
-    def track_one_way(self, cache: dict[str, float]) -> float:
+    def track_one_way(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per message, streamed one way until the server has read them all."""
-        return cache["one_way"]
+        return asv_samples(cache["one_way"])
 
-    def track_one_way_latency_p50(self, cache: dict[str, float]) -> float:
+    def track_one_way_latency_p50(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us, median send -> the server has read it, one message at a time."""
-        return cache["one_way_latency_p50"]
+        return asv_samples(cache["one_way_latency_p50"])
 
-    def track_one_way_latency_p99(self, cache: dict[str, float]) -> float:
+    def track_one_way_latency_p99(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us, 99th percentile send -> the server has read it, one message at a time."""
-        return cache["one_way_latency_p99"]
+        return asv_samples(cache["one_way_latency_p99"])
 
 
 # --- asyncio queue -----------------------------------------------------------------------------
@@ -385,7 +388,7 @@ async def _queue_workload() -> dict[str, float]:
     await ping_pong(100)  # warm-up
     hops = [await ping_pong(sc.samples) for _ in range(sc.repeats)]
     bursts = [await burst() for _ in range(sc.repeats)]
-    return {"hop": statistics.median(hops), "burst": statistics.median(bursts)}
+    return {"hop": hops, "burst": bursts}
 
 
 class AnchorAsyncioQueue:
@@ -402,11 +405,11 @@ class AnchorAsyncioQueue:
     def setup(self, cache: Any) -> None:
         skip_if_skipped(cache)
 
-    def track_hop(self, cache: dict[str, float]) -> float:
+    def track_hop(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per hop: queue put plus the waiting task waking up (ping-pong / 2)."""
-        return cache["hop"]
+        return asv_samples(cache["hop"])
 
-    def track_burst(self, cache: dict[str, float]) -> float:
+    def track_burst(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per item: a burst put without yielding, drained by one consumer."""
-        return cache["burst"]
+        return asv_samples(cache["burst"])
 

@@ -46,7 +46,7 @@ import statistics
 import time
 from typing import Any
 
-from ._common import TempDir, album_payloads, cache_or_skip, require, scale, shuffled, skip_if_skipped
+from ._common import TempDir, album_payloads, asv_samples, cache_or_skip, require, scale, shuffled, skip_if_skipped
 from ._topology import CACHE_TIMEOUT, ERROR, NA, album_props, entry
 
 UNIT_RATIO = "ratio"
@@ -63,9 +63,7 @@ GETS = {"tiny": 100, "quick": 1000, "full": 1000}
 LAG_UPDATES = {"tiny": 20, "quick": 60, "full": 100}
 
 
-def _samples(values: list[float]) -> dict[str, Any]:
-    """What a `track_` method returns so that asv keeps samples and statistics for it."""
-    return {"samples": [float(f"{v:.4g}") for v in values], "number": 1}  # 4 digits: asv prints them raw
+_samples = asv_samples
 
 
 # --- the phases (registered in the harness's open workload catalog) -------------------------

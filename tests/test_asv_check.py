@@ -79,7 +79,8 @@ def test_postgres_anchor_is_na_without_dsn(monkeypatch: pytest.MonkeyPatch) -> N
 
 def _check_figures(cache: dict, names: set[str]) -> None:
     assert set(cache) == names
-    assert all(isinstance(v, float) and 0 < v < 1e6 for v in cache.values()), cache
+    assert all(isinstance(v, list) and v and all(isinstance(x, float) and 0 < x < 1e6 for x in v)
+               for v in cache.values()), cache
 
 
 def test_anchors_measure_real_libraries(monkeypatch: pytest.MonkeyPatch, pg_dsn: str) -> None:
@@ -98,7 +99,10 @@ def test_anchors_measure_real_libraries(monkeypatch: pytest.MonkeyPatch, pg_dsn:
         _check_figures(cache, names)
         tracked = [m for m in dir(cls) if m.startswith("track_")]
         assert len(tracked) == len(names)
-        assert all(getattr(bench, m)(cache) > 0 for m in tracked)
+        for m in tracked:  # samples asv keeps statistics for (one per batch or slice)
+            got = getattr(bench, m)(cache)
+            assert set(got) == {"samples", "number"} and got["number"] == 1, (m, got)
+            assert len(got["samples"]) == _common.scale().repeats and min(got["samples"]) > 0, (m, got)
         assert cls.unit == "us"
 
 
@@ -124,3 +128,45 @@ def test_offline_package_json_lists_every_asset_package() -> None:
 
     deps = json.loads((REPO_ROOT / offline.PACKAGE_DIR / "package.json").read_text())["dependencies"]
     assert {a.package for a in offline.ASSETS} == set(deps)
+
+
+def _continuous_cmd(monkeypatch: pytest.MonkeyPatch, *argv: str) -> list[str]:
+    """The `asv continuous` command line the wrapper would run (nothing is run)."""
+    from sprout_harness.asvtools import continuous
+
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, env=None, quiet=False):  # noqa: ANN001
+        calls.append(list(cmd))
+        return 0
+
+    monkeypatch.setattr(continuous, "run", fake_run)
+    assert continuous.main(["main", "HEAD", "--no-postgres", *argv]) == 0
+    (cmd,) = [c for c in calls if "continuous" in c]
+    return cmd[cmd.index("continuous"):]
+
+
+def test_continuous_gates_on_benchmarks_with_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import gate
+    from sprout_harness.asvtools import continuous
+
+    cmd = _continuous_cmd(monkeypatch)
+    assert cmd[:5] == ["continuous", "main", "HEAD", "--factor", "1.2"]
+    assert " ".join(cmd).count("--bench") == len(continuous.GATE_BENCH) == 2
+    assert "-a" in cmd and cmd[cmd.index("-a") + 1] == f"rounds={continuous.ROUNDS}" and continuous.ROUNDS >= 2 and "--interleave-rounds" in cmd
+    # the gate selects the gate module and the time_ benchmarks, and no absolute track_ figure
+    selected = lambda name: any(re.search(rx, name) for rx in continuous.GATE_BENCH)  # noqa: E731
+    assert selected("gate.GateLevelDB.track_get_vs_plyvel_get")
+    assert selected("bench_fetch.GetByIdLevelDB.time_get_by_id_x100")
+    assert not selected("anchors.AnchorWebsockets.track_round_trip_p99")
+    assert not selected("bench_live_limit.NotifyLag.track_lag_p50")
+    assert all(name.startswith("track_") for cls in (gate.GateLevelDB, gate.GateNotifyLag)
+               for name in vars(cls) if not name.startswith("_"))
+
+
+def test_continuous_all_and_explicit_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd = _continuous_cmd(monkeypatch, "--all")
+    assert "--bench" not in cmd and "-a" not in cmd  # the whole suite, asv's own rounds
+    cmd = _continuous_cmd(monkeypatch, "--bench", "probe", "--quick", "--factor", "1.5")
+    assert cmd[cmd.index("--bench") + 1] == "probe" and cmd.count("--bench") == 1
+    assert "--quick" in cmd and "-a" not in cmd and cmd[cmd.index("--factor") + 1] == "1.5"

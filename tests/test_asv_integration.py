@@ -106,3 +106,34 @@ def test_continuous_exits_nonzero_on_a_regression(tmp_path: Path, asv_env_dir: P
     assert "PERFORMANCE DECREASED" in out and "probe.time_probe_work" in out, explain(proc)
     assert "REGRESSION" in out, explain(proc)
 
+
+
+SAMPLES_BENCH = '''"""A track_ benchmark that returns samples (the contract benchmarks/gate.py relies on)."""
+
+
+class Probe:
+    unit = "ratio"
+
+    def track_samples(self):
+        return {"samples": [1.0, 1.1, 0.9, 1.0, 1.2, 1.05, 0.95, 1.02, 0.98], "number": 1}
+
+    def track_float(self):
+        return 1.0
+'''
+
+
+def test_track_samples_get_statistics_from_asv(tmp_path: Path, asv_env_dir: Path) -> None:
+    """asv keeps stats (median, 99 % CI, count) and samples for a track_ returning a samples
+    dict, and none for a plain float: what the gate and the anchors rely on (docs/asv.md)."""
+    repo = _prepare_clone(tmp_path, asv_env_dir)
+    (repo / "benchmarks" / "probe.py").write_text(SAMPLES_BENCH)
+    proc = asv(repo, "run", "HEAD^!", "--bench", "probe", "--record-samples", "-a", "rounds=2", "--show-stderr")
+    assert proc.returncode == 0, explain(proc)
+    (data,) = result_files(repo).values()
+    rows = {name: dict(zip(data["result_columns"], row)) for name, row in data["results"].items()}
+    got = rows["probe.Probe.track_samples"]
+    assert got["result"] == [1.0], got  # the median
+    assert got["stats_repeat"] == [18] and got["stats_ci_99_a"][0] < 1.0 < got["stats_ci_99_b"][0], got
+    assert sorted(got["samples"][0]) == sorted([1.0, 1.1, 0.9, 1.0, 1.2, 1.05, 0.95, 1.02, 0.98] * 2), got
+    plain = rows["probe.Probe.track_float"]
+    assert plain["result"] == [1.0] and not plain.get("stats_repeat") and not plain.get("samples"), plain

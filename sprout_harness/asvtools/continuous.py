@@ -9,9 +9,11 @@ a regression. The absolute `track_` figures (one value per commit, no statistics
 gated: measured on this 2-core shared machine they "regress" by 20 % between two runs of the
 same code (`tools/asv_false_alarms.py`); `--all` compares them anyway (informational).
 
-`ROUNDS` (`-a rounds=2`): every selected benchmark runs in two rounds and asv interleaves the
-rounds across the two commits (B A, then A B), appending the samples: drift during the run
-cancels instead of landing on one commit.
+`ROUNDS` (`-a rounds=4`): every selected benchmark runs in four rounds and asv interleaves the
+rounds across the two commits (B A, A B, B A, A B), appending the samples: a burst of load
+during the run lands on both commits instead of on one. Measured: with 2 rounds a `time_`
+benchmark unrelated to the change was flagged (x1.96, load burst) in 1 of 4 comparisons and
+another was flagged faster in 1 of 3 doc-only ones; with 4, none (tools/asv_false_alarms.py).
 
 asv's exit status: 0 no significant regression, 1 a benchmark got slower than `--factor`
 (regression), 2 a benchmark failed to run (asv then prints no comparison table). `asv
@@ -34,7 +36,7 @@ from sprout_harness.services.postgres import ENV_DSN, PostgresUnavailable
 #: `asv --bench` regexes of the gated benchmarks (asv matches them with re.search)
 GATE_BENCH = (r"^gate\.", r"\.time_")
 #: rounds per benchmark and commit (interleaved across the two commits by asv continuous)
-ROUNDS = 2
+ROUNDS = 4
 DEFAULT_FACTOR = "1.2"
 
 MEANINGS = {
