@@ -1,7 +1,7 @@
 """The pull-request gate: loam figures over a raw anchor measured right next to them, each
 returned to asv as a *sample* of paired ratios so `asv continuous` can test it statistically.
 
-Why (measured, docs/asv.md "Gate"): the absolute `track_` figures of this suite are single
+Why (measured, docs/asv.md "The gate"): the absolute `track_` figures of this suite are single
 values per commit. asv keeps no samples for them, so `asv continuous --factor 1.2` flags any
 one-off wobble beyond 20 % (25 of 61 "slower" between two commits that differ only in a doc).
 Two things are wrong with such a figure as a gate:
@@ -12,9 +12,10 @@ Two things are wrong with such a figure as a gate:
   of one commit's run together (the asyncio hop read 3.9 us quiet and 8.2 us busy).
 
 So each gated figure here is a *ratio* (loam time per op / anchor time per op, lower is
-better), and each of its `REPEATS` samples pairs one loam measurement with one anchor
-measurement taken immediately before or after it in the same process and event loop: load
-that slows both cancels in the ratio. A `track_` method returns
+better), and each of its `REPEATS` samples pairs loam and its anchor measured right next to
+each other in the same process and event loop, each side the fastest of `PASSES` passes
+spread over the whole measurement: load that slows both cancels in the ratio, and a burst
+that hits one pass does not make the sample. A `track_` method returns
 `{"samples": [...], "number": 1}`: asv's runner (asv/runner.py,
 `_run_benchmark_single_param`) treats any benchmark result that is a dict with `samples` and
 `number` as a timing result, so `Results.add_result` computes stats (median, 99 % CI) from the
