@@ -44,6 +44,55 @@ def finish_result(result: Any, cfg: Any) -> None:
         result.thresholds = evaluate(result, cfg.thresholds)
 
 
+def _gate_settings(threshold: str, alpha: str) -> tuple[float, float]:
+    """``--threshold`` and ``--alpha`` of compare, gate and noise, each error naming its option."""
+    from sprout_harness.reports import compare as cmp
+
+    try:
+        limit = cmp.parse_threshold(threshold)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--threshold") from None
+    try:
+        level = cmp.parse_alpha(alpha)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--alpha") from None
+    return limit, level
+
+
+def _runs_a_side(value: str | None, option: str, level: float) -> int:
+    """Runs a side for the rank test (default: the fewest that can reach ``level``); a count
+    that cannot reach it is refused naming ``option``."""
+    from sprout_harness.metrics import stats
+
+    k = stats.runs_needed(level) if value is None else _count(value, option, 2, MAX_REPEAT)
+    if stats.min_p_value(k, k) > level:
+        raise ConfigError(f"got {k}; {k} runs a side cannot reach alpha {level:g} "
+                          f"(needs {stats.runs_needed(level)})", option)
+    return k
+
+
+def _judge(base: Any, new: Any, limit: float, level: float, html_path: str | None,
+           warnings: list[str]) -> None:
+    """Compare two comparable reports, print the table (and the page), exit 0 / 1 (2 when
+    they have no figure in common): the verdict of both `compare` and `gate`."""
+    from rich.console import Console
+
+    from sprout_harness.reports import compare as cmp
+
+    comparison = cmp.compare_runs(base, new, limit, level)
+    comparison.warnings[:0] = warnings
+    if not comparison.deltas:
+        _fail("the two reports have no metric in common (0 compared): nothing to gate on; check that both "
+              "runs measured the same phases", EXIT_USAGE)
+    cmp.render(comparison, Console())
+    if html_path:
+        from sprout_harness.reports import html as html_report
+
+        html_report.write_compare_html(comparison, base, new, html_path)
+        click.echo(f"html comparison: {html_path}", err=True)
+    sys.exit(EXIT_FAILED if comparison.regressed else EXIT_OK)
+
+
 def _version() -> str:
     from sprout_harness.topology.runner import sprout_version
 
@@ -270,36 +319,16 @@ def compare(base: str, new: str, threshold: str, alpha: str = "0.01", allow_mism
     Exit 0: no significant regression; 1: a regression (or a phase broke); 2: could not
     compare (unreadable report, different config or host, nothing in common).
     """
-    from rich.console import Console
-
     from sprout_harness.metrics.results import load_run
     from sprout_harness.reports import compare as cmp
 
-    try:
-        limit = cmp.parse_threshold(threshold)
-    except ValueError as exc:
-        raise ConfigError(str(exc), "--threshold") from None
-    try:
-        level = cmp.parse_alpha(alpha)
-    except ValueError as exc:
-        raise ConfigError(str(exc), "--alpha") from None
+    limit, level = _gate_settings(threshold, alpha)
     try:
         a, b = load_run(base), load_run(new)
         warnings = cmp.check_comparable(a, b, allow_mismatch=allow_mismatch, allow_host_change=allow_host_change)
     except (OSError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)
-    comparison = cmp.compare_runs(a, b, limit, level)
-    comparison.warnings[:0] = warnings
-    if not comparison.deltas:
-        _fail("the two reports have no metric in common (0 compared): nothing to gate on; check that both "
-              "runs measured the same phases", EXIT_USAGE)
-    cmp.render(comparison, Console())
-    if html_path:
-        from sprout_harness.reports import html as html_report
-
-        html_report.write_compare_html(comparison, a, b, html_path)
-        click.echo(f"html comparison: {html_path}", err=True)
-    sys.exit(EXIT_FAILED if comparison.regressed else EXIT_OK)
+    _judge(a, b, limit, level, html_path, warnings)
 
 
 @cli.command()
@@ -320,26 +349,14 @@ def noise(config: str, sets: tuple[str, ...], runs: str, threshold: str, alpha: 
     from rich.console import Console
 
     from sprout_harness.config import load_config
-    from sprout_harness.metrics import stats
     from sprout_harness.metrics.noise import noise_rows, suggest
-    from sprout_harness.reports import compare as cmp
     from sprout_harness.reports import json_report
     from sprout_harness.reports import noise as noise_report
     from sprout_harness.topology.repeat import run_repeated
 
     n = _count(runs, "--runs", 2, MAX_REPEAT)
-    try:
-        limit = cmp.parse_threshold(threshold)
-    except ValueError as exc:
-        raise ConfigError(str(exc), "--threshold") from None
-    try:
-        level = cmp.parse_alpha(alpha)
-    except ValueError as exc:
-        raise ConfigError(str(exc), "--alpha") from None
-    k = stats.runs_needed(level) if gate_repeat is None else _count(gate_repeat, "--gate-repeat", 2, MAX_REPEAT)
-    if stats.min_p_value(k, k) > level:
-        raise ConfigError(f"got {k}; {k} runs a side cannot reach alpha {level:g} "
-                          f"(needs {stats.runs_needed(level)})", "--gate-repeat")
+    limit, level = _gate_settings(threshold, alpha)
+    k = _runs_a_side(gate_repeat, "--gate-repeat", level)
     cfg = load_config(config, sets, check_stack=True)
     err = Console(stderr=True)
     result = run_repeated(cfg, repeat=n, warmup=cfg.runner.warmup,
@@ -378,7 +395,6 @@ def gate(config: str, sets: tuple[str, ...], base_sprout: str, runs: str, thresh
     from rich.console import Console
 
     from sprout_harness.config import load_config
-    from sprout_harness.metrics import stats
     from sprout_harness.reports import compare as cmp
     from sprout_harness.reports import json_report
     from sprout_harness.topology.gate import run_gate
@@ -387,14 +403,8 @@ def gate(config: str, sets: tuple[str, ...], base_sprout: str, runs: str, thresh
     if exe is None:
         raise ConfigError(f"{base_sprout!r} is not an executable; point it at the base build's sprout "
                           "(e.g. ../base/.venv/bin/sprout after `make -C ../base venv`)", "--base-sprout")
-    n = _count(runs, "--runs", 2, MAX_REPEAT)
-    try:
-        limit, level = cmp.parse_threshold(threshold), cmp.parse_alpha(alpha)
-    except ValueError as exc:
-        raise ConfigError(str(exc), "--threshold" if "threshold" in str(exc) else "--alpha") from None
-    if stats.min_p_value(n, n) > level:
-        raise ConfigError(f"got {n}; {n} runs a side cannot reach alpha {level:g} (needs "
-                          f"{stats.runs_needed(level)})", "--runs")
+    limit, level = _gate_settings(threshold, alpha)
+    n = _runs_a_side(runs, "--runs", level)
     cfg = load_config(config, sets, check_stack=True)
     err = Console(stderr=True)
     res = run_gate(cfg, config, sets, base_sprout=exe, runs=n, on_event=lambda line: err.print(f"[dim]{line}[/dim]"))
@@ -412,14 +422,7 @@ def gate(config: str, sets: tuple[str, ...], base_sprout: str, runs: str, thresh
         cmp.check_comparable(res.base, res.new)
     except cmp.NotComparable as exc:
         _fail(str(exc), EXIT_USAGE)
-    comparison = cmp.compare_runs(res.base, res.new, limit, level)
-    cmp.render(comparison, Console())
-    if html_path:
-        from sprout_harness.reports import html as html_report
-
-        html_report.write_compare_html(comparison, res.base, res.new, html_path)
-        click.echo(f"html comparison: {html_path}", err=True)
-    sys.exit(EXIT_FAILED if comparison.regressed else EXIT_OK)
+    _judge(res.base, res.new, limit, level, html_path, [])
 
 
 @cli.command()
