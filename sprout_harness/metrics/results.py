@@ -367,6 +367,10 @@ class RunResult:
         of schema 1, or a result not yet written)."""
         return self.runs or [RunFigures.of(0, self)]
 
+    def run_values(self, metric: str, stat: str) -> list[float]:
+        """One figure of one metric as each of ``runs`` measured it (runs without it skipped)."""
+        return [r.metrics[metric][stat] for r in self.runs if metric in r.metrics and stat in r.metrics[metric]]
+
     @property
     def thresholds_failed(self) -> list[ThresholdOutcome]:
         return [t for t in self.thresholds if not t.ok]

@@ -111,7 +111,7 @@ def runs_table(run: RunResult) -> Table | None:
     for name in run.metrics():
         cells = []
         for stat in ("p50", "p99"):
-            values = [r.metrics[name][stat] for r in run.runs if name in r.metrics]
+            values = run.run_values(name, stat)
             if len(values) < 2:
                 cells += ["-", "-"]
                 continue

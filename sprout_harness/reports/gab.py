@@ -86,7 +86,7 @@ def entries(run: RunResult) -> list[dict[str, Any]]:
             values = h.percentiles(q for _, q in STATS)
             full = f"{phase.name}/{metric}"
             for (stat, _), v in zip(STATS, values):
-                per_run = [r.metrics[full][stat] for r in runs if full in r.metrics]
+                per_run = run.run_values(full, stat) if runs else []
                 if runs and len(per_run) == len(runs):
                     add(f"{label}/{full} {stat}", _ms(stats.median(per_run)), _extra(run, h) + runs_note,
                         _spread_ms(per_run))

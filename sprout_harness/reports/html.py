@@ -306,7 +306,7 @@ def _runs_rows(run: RunResult) -> list[dict[str, Any]]:
     rows = []
     for name in run.metrics():
         for stat in ("p50", "p99"):
-            values = [r.metrics[name][stat] for r in run.runs if name in r.metrics]
+            values = run.run_values(name, stat)
             if len(values) >= 2:
                 rows.append({"metric": name, "stat": stat, "values": values, "median": stats.median(values),
                              "spread": stats.spread(values)})

@@ -152,7 +152,7 @@ class RepeatedRun:
         self.warmup = warmup
         self.on_event = on_event or (lambda line: None)
 
-    def _spawn(self, workdir: Path, label: str, cfg_path: Path) -> tuple[RunResult | None, bool]:
+    def _spawn(self, workdir: Path, label: str, cfg_path: Path) -> tuple[RunResult, bool]:
         """Run one child; (its report, whether the run was interrupted)."""
         cmd = [sys.executable, "-m", "sprout_harness", "run", str(cfg_path)]
         return run_child(cmd, workdir, label, self.cfg)
@@ -182,10 +182,9 @@ class RepeatedRun:
             result, interrupted = self._spawn(workdir, label, cfg_path)
             took = time.monotonic() - t0
             if interrupted:
-                if result is not None and not warm and result.phases:
+                if not warm and result.phases:
                     measured.append(result)
                 return self._cancelled(measured)
-            assert result is not None
             if not warm:
                 measured.append(result)  # before anything else can be interrupted
             self.on_event(f"{title}: {result.status} in {took:.1f} s"
