@@ -415,17 +415,7 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
         q = query.QuerySpec(query.Cond("hot", "=", True), kind="equality")
         subs = []
 
-        def on_notify(n: Any, seen_here: dict[str, int]) -> None:
-            now = time.perf_counter_ns()
-            if n.kind != "change":
-                return
-            for d in (*n.added, *n.updated):
-                v = d.props.get("tracks")
-                if isinstance(v, int) and v >= 1000 and v > seen_here.get(d.id, -1):
-                    seen_here[d.id] = v
-                    if n.commit_ns is not None:
-                        lags.append(now - n.commit_ns)
-            got.set()
+        on_notify = tracks_watcher(lags, got)
 
         # The raw anchors again, in this process and event loop, right before and after the
         # samples: a ratio to them does not depend on how the machine was doing minutes
@@ -537,6 +527,26 @@ def _phase_definitions(knob: Callable[..., Any]) -> dict[str, tuple]:
         "asv-idle-memory": ("memory per idle ORDER BY + LIMIT live query", idle_memory, IdleKnobs,
                             ("subscribe", "live_limit", "order_by")),
     }
+
+
+def tracks_watcher(lags: list[int], got: asyncio.Event) -> Callable[[Any, dict[str, int]], None]:
+    """The notification callback of the lag measurements: for every entity whose `tracks`
+    (>= 1000, set by the measured updates) rose past what this subscriber saw, note it in
+    the subscriber's `seen` map and the lag (receipt - commit_ns) in `lags`; set `got`."""
+
+    def on_notify(n: Any, seen_here: dict[str, int]) -> None:
+        now = time.perf_counter_ns()
+        if n.kind != "change":
+            return
+        for d in (*n.added, *n.updated):
+            v = d.props.get("tracks")
+            if isinstance(v, int) and v >= 1000 and v > seen_here.get(d.id, -1):
+                seen_here[d.id] = v
+                if n.commit_ns is not None:
+                    lags.append(now - n.commit_ns)
+        got.set()
+
+    return on_notify
 
 
 @contextlib.contextmanager

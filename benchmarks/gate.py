@@ -72,6 +72,16 @@ _samples = asv_samples
 _REGISTERED: list[bool] = []
 
 
+def keep_samples(extra: dict[str, Any], best: dict[str, list[float]], ratios: dict[str, tuple[str, str]]) -> None:
+    """Each sample r of a phase into its `extra`: every ratio (`name#r` = num / den of that
+    sample's best passes) and the raw figures beside it (`<side>_us#r`)."""
+    for r in range(len(next(iter(best.values())))):
+        for name, (num, den) in ratios.items():
+            extra[f"{name}#{r}"] = best[num][r] / best[den][r]
+        for n, v in best.items():
+            extra[f"{n}_us#{r}"] = v[r]
+
+
 def _register() -> None:
     if _REGISTERED:
         return
@@ -80,7 +90,7 @@ def _register() -> None:
     query = require("sprout_harness.contracts.query")
     from dataclasses import dataclass as dc
 
-    from ._topology import _no_gc
+    from ._topology import _no_gc, tracks_watcher
     from .anchors import queue_hop_us, ws_one_way_latencies_us
 
     @dc
@@ -159,12 +169,7 @@ def _register() -> None:
             for db in dbs.values():
                 db.close()
             tmp.cleanup()
-        extra = ctx.recorder.extra
-        for r in range(k.repeats):
-            extra[f"create_ratio#{r}"] = best["create"][r] / best["put"][r]
-            extra[f"get_ratio#{r}"] = best["get"][r] / best["raw_get"][r]
-            for n, v in best.items():
-                extra[f"{n}_us#{r}"] = v[r]
+        keep_samples(ctx.recorder.extra, best, {"create_ratio": ("create", "put"), "get_ratio": ("get", "raw_get")})
 
     @dc
     class LagKnobs:
@@ -187,17 +192,7 @@ def _register() -> None:
         lags: list[int] = []
         seen: list[dict[str, int]] = []
 
-        def on_notify(n: Any, seen_here: dict[str, int]) -> None:
-            now = time.perf_counter_ns()
-            if n.kind != "change":
-                return
-            for d in (*n.added, *n.updated):
-                v = d.props.get("tracks")
-                if isinstance(v, int) and v >= 1000 and v > seen_here.get(d.id, -1):
-                    seen_here[d.id] = v
-                    if n.commit_ns is not None:
-                        lags.append(now - n.commit_ns)
-            got.set()
+        on_notify = tracks_watcher(lags, got)
 
         raw = [v for _, v in album_payloads(200)]
         q = query.QuerySpec(query.Cond("hot", "=", True), kind="equality")
@@ -235,12 +230,7 @@ def _register() -> None:
         finally:
             for sub in subs:
                 await sub.close()
-        extra = ctx.recorder.extra
-        for r in range(k.repeats):
-            extra[f"lag_hop_ratio#{r}"] = best["lag"][r] / best["hop"][r]
-            extra[f"lag_ws_ratio#{r}"] = best["lag"][r] / best["ws_one_way"][r]
-            for n, v in best.items():
-                extra[f"{n}_us#{r}"] = v[r]
+        keep_samples(ctx.recorder.extra, best, {"lag_hop_ratio": ("lag", "hop"), "lag_ws_ratio": ("lag", "ws_one_way")})
 
     catalog.register_phase(catalog.PhaseSpec(
         name="asv-gate-leveldb", summary="loam create/get over raw plyvel, paired per repeat",
