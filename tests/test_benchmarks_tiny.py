@@ -175,15 +175,15 @@ def _results_file(tmp_path: Path) -> Path:
 def test_targets_table_reads_asv_results(tmp_path: Path) -> None:
     path = _results_file(tmp_path)
     spec = [
-        {"name": "create", "loam": "bench_create.CreateBatched.track_album_us_per_entity",
+        {"name": "create", "title": "t", "figure": "bench_create.CreateBatched.track_album_us_per_entity",
          "params": ["loam-leveldb", "inprocess", 0], "anchor": "anchors.AnchorLevelDB.track_put_write_batch", "max_ratio": 4},
-        {"name": "pg", "loam": "bench_create.CreateBatched.track_album_us_per_entity",
+        {"name": "pg", "title": "t", "figure": "bench_create.CreateBatched.track_album_us_per_entity",
          "params": ["loam-postgres", "inprocess", 0], "anchor": "anchors.AnchorPostgres.track_executemany_one_tx", "max_ratio": 2},
-        {"name": "refill ms vs us", "loam": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
+        {"name": "refill ms vs us", "title": "t", "figure": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
          "params": ["loam-leveldb", "inprocess", 0], "anchor": "anchors.AnchorWebsockets.track_round_trip_p50", "max_ratio": 3},
-        {"name": "n/a", "loam": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
+        {"name": "n/a", "title": "t", "figure": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
          "params": ["loam-leveldb", "websocket", 1], "anchor": "anchors.AnchorWebsockets.track_round_trip_p50", "max_ratio": 3},
-        {"name": "report", "loam": "anchors.AnchorLevelDB.track_put_write_batch", "anchor": None},
+        {"name": "report", "title": "t", "figure": "anchors.AnchorLevelDB.track_put_write_batch", "anchor": None},
     ]
     rows = targets.evaluate(spec, json.loads(path.read_text()), targets._units(tmp_path / "results"))
     verdicts = [r.verdict for r in rows]
@@ -197,8 +197,10 @@ def test_targets_table_reads_asv_results(tmp_path: Path) -> None:
     assert row.verdict == "MISSED by 50%"
     table = targets.format_table(rows)
     assert "MISSED" not in table and "1 met" not in table and "2 met, 0 missed" in table
+    missed = targets.format_table([row]).splitlines()
+    assert missed[-1] == "  !! create MISSED by 50%: 3.00x, bound 2x (t)"  # repeated under the table
     # an anchor that is itself parameterized: the same benchmark at other parameters
-    paired = {"name": "paired", "loam": "bench_create.CreateBatched.track_album_us_per_entity",
+    paired = {"name": "paired", "title": "t", "figure": "bench_create.CreateBatched.track_album_us_per_entity",
               "params": ["loam-leveldb", "inprocess", 0], "anchor": "bench_create.CreateBatched.track_album_us_per_entity",
               "anchor_params": ["loam-postgres", "inprocess", 0], "max_ratio": 1}
     assert targets.evaluate([paired], json.loads(path.read_text()), {})[0].verdict == "n/a: anchor failed"
@@ -207,18 +209,30 @@ def test_targets_table_reads_asv_results(tmp_path: Path) -> None:
     assert row.verdict == "met" and row.ratio == pytest.approx(1.0)
 
 
+def test_targets_spec_is_keyed_by_name(tmp_path: Path) -> None:
+    spec = tmp_path / "targets.py"
+    spec.write_text("TARGETS = [{'title': 'x', 'figure': 'a.B.c'}]\n")
+    with pytest.raises(targets.TargetsError, match="no TARGETS dict"):
+        targets.load_spec(spec)
+    spec.write_text("TARGETS = {'get': {'title': 'x', 'figure': 'a.B.c', 'loam': 'a.B.c'}}\n")
+    with pytest.raises(targets.TargetsError, match=r"TARGETS\['get'\] has unknown keys loam"):
+        targets.load_spec(spec)
+    spec.write_text("TARGETS = {'get': {'title': 'x', 'figure': 'a.B.c', 'max_ratio': 2}}\n")
+    assert targets.load_spec(spec) == [{"title": "x", "figure": "a.B.c", "max_ratio": 2, "name": "get"}]
+
+
 def test_targets_spec_names_real_benchmarks() -> None:
     spec = targets.load_spec(REPO_ROOT / "benchmarks" / "targets.py")
     assert len(spec) >= 7
     for t in spec:
-        for name in filter(None, (t["loam"], t.get("anchor"))):
+        for name in filter(None, (t["figure"], t.get("anchor"))):
             module, cls, method = name.split(".")
             assert hasattr(getattr(importlib.import_module(f"benchmarks.{module}"), cls), method), name
         for key in ("params", "anchor_params"):
             params = t.get(key)
             if params is None:
                 continue
-            module, cls, _ = t["loam" if key == "params" else "anchor"].split(".")
+            module, cls, _ = t["figure" if key == "params" else "anchor"].split(".")
             bench = getattr(importlib.import_module(f"benchmarks.{module}"), cls)
             assert len(params) == len(bench.params), t
             assert all(p in axis for p, axis in zip(params, bench.params)), (t, bench.params)

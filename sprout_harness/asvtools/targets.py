@@ -3,15 +3,16 @@ the asv results of one commit, printed as a table (figure, anchor, ratio, target
 missed by how much).
 
 Generic and harness-level (imports no stack): the targets come from a spec file, a Python
-file defining `TARGETS` (default `benchmarks/targets.py`), a list of dicts:
-`name`, `loam` (asv benchmark name of the figure), `params` (its parameter values, for a
+file defining `TARGETS` (default `benchmarks/targets.py`), a dict from a target's name (a
+short key such as `leveldb-get`) to a dict: `title` (what it measures and its bound, in
+words), `figure` (asv benchmark name of the figure), `params` (its parameter values, for a
 parameterized benchmark), `anchor` (benchmark name, or None: report the figure only;
-`anchor_params` when the anchor is itself parameterized),
-`max_ratio` (figure / anchor must be <= this; both are time or size per op, lower is better).
+`anchor_params` when the anchor is itself parameterized), `max_ratio` (figure / anchor must
+be <= this, or None: a report; both are time or size per op, lower is better).
 Units come from asv's `benchmarks.json`, so figures in ms and anchors in us compare right.
 
-A missed target is reported, never hidden, and does not change the exit status (the run's
-own failures do that). CLI: `python -m sprout_harness.asvtools.targets --help`.
+A missed target is reported, never hidden (listed again under the table with its title), and
+does not change the exit status (the run's own failures do that). CLI: `python -m sprout_harness.asvtools.targets --help`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Figure:
 @dataclass
 class Row:
     name: str
+    title: str
     figure: Figure
     anchor: Figure | None
     ratio: float | None
@@ -70,18 +72,27 @@ class Row:
 # --- reading -----------------------------------------------------------------------------
 
 
+SPEC_KEYS = {"title", "figure", "params", "anchor", "anchor_params", "max_ratio"}
+
+
 def load_spec(path: str | Path = DEFAULT_SPEC) -> list[dict[str, Any]]:
+    """The targets of a spec file, in its order, each with its key as `name`."""
     p = Path(path)
     if not p.exists():
         raise TargetsError(f"targets spec {p} not found (run from the repository root or pass --spec)")
     targets = runpy.run_path(str(p)).get("TARGETS")
-    if not isinstance(targets, list):
-        raise TargetsError(f"{p} defines no TARGETS list")
-    for i, t in enumerate(targets):
-        missing = {"name", "loam"} - set(t)
-        if missing:
-            raise TargetsError(f"{p}: TARGETS[{i}] lacks {', '.join(sorted(missing))}")
-    return targets
+    if not isinstance(targets, dict):
+        raise TargetsError(f"{p} defines no TARGETS dict (target name -> its figure, anchor and bound)")
+    out = []
+    for name, t in targets.items():
+        if not isinstance(t, dict) or "figure" not in t or "title" not in t:
+            raise TargetsError(f"{p}: TARGETS[{name!r}] needs at least 'title' and 'figure'")
+        unknown = set(t) - SPEC_KEYS
+        if unknown:
+            raise TargetsError(f"{p}: TARGETS[{name!r}] has unknown keys {', '.join(sorted(unknown))} "
+                               f"(known: {', '.join(sorted(SPEC_KEYS))})")
+        out.append({**t, "name": name})
+    return out
 
 
 def load_json_with_comments(path: Path) -> dict[str, Any]:
@@ -161,7 +172,7 @@ def _missed_by(over: float) -> str:
 def evaluate(targets: list[dict[str, Any]], data: dict[str, Any], units: dict[str, str]) -> list[Row]:
     rows = []
     for t in targets:
-        fig = lookup(data, units, t["loam"], t.get("params"))
+        fig = lookup(data, units, t["figure"], t.get("params"))
         anchor = lookup(data, units, t["anchor"], t.get("anchor_params")) if t.get("anchor") else None
         max_ratio = t.get("max_ratio")
         ratio = None
@@ -183,7 +194,7 @@ def evaluate(targets: list[dict[str, Any]], data: dict[str, Any], units: dict[st
             else:
                 over = ratio / max_ratio
                 verdict = _missed_by(over)
-        rows.append(Row(t["name"], fig, anchor, ratio, max_ratio, verdict))
+        rows.append(Row(t["name"], t["title"], fig, anchor, ratio, max_ratio, verdict))
     return rows
 
 
@@ -200,6 +211,9 @@ def format_table(rows: list[Row], title: str = "") -> str:
     missed = sum(r.verdict.startswith("MISSED") for r in rows)
     out.append(f"{met} met, {missed} missed, {len(rows) - met - missed} reported or n/a "
                "(ratio = figure / anchor, same run and payloads; lower is better)")
+    for r in rows:
+        if r.verdict.startswith("MISSED"):
+            out.append(f"  !! {r.name} {r.verdict}: {r.ratio:.2f}x, bound {r.max_ratio:g}x ({r.title})")
     return "\n".join(out)
 
 
