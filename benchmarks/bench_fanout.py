@@ -1,4 +1,4 @@
-"""Fan-out: what a commit costs as the number of live queries grows (issue 3).
+"""Fan-out: what a commit costs as the number of live queries grows.
 
 S live queries on the durable LevelDB node (over in-process connections), each watching
 one group of entities (the harness's `filtered-subscriptions` phase, which checks that

@@ -86,7 +86,7 @@ class GetById(FamilyBenchmark):
 
 class NodeGetById(FamilyBenchmark):
     """The same gets on loam's own node API under the adapter (no harness Doc conversion):
-    what issue 2's get target is about. loam only."""
+    what the `leveldb-get` target measures. loam only."""
 
     phase = "asv-albums-get"
     unit = "us"

@@ -111,7 +111,7 @@ def _register() -> None:
         node = ctx.targets[0]
         docs = album_props(k.count)
         pairs = album_payloads(k.count)
-        # loam's own node API under the adapter (issue 2's get target), else the client
+        # loam's own node API under the adapter (the `leveldb-get` target), else the client
         inner, inner_ctx = getattr(node.client, "node", None), getattr(node.client, "ctx", None)
         if inner is not None and inner_ctx is not None and hasattr(inner, "get"):
             def get(coll: str, id_: str) -> Any:
