@@ -1,12 +1,14 @@
 """The durable node: owns a storage engine, applies transactions, serves live queries.
 
-Write path (`apply_transaction`): observe the Lamport clock -> drop a re-sent commit
-(same `commit_id`: the original CommitRecord is returned again, without changes) -> validate ops ->
-read the current states of ids not known to be new -> per op, in order: policy
-check against the visible entity, LWW merge -> Change records -> `storage.apply(WriteBatch)`
--> `durable_ns` -> fan-out to live queries and commit listeners -> dedupe memory. The
-Change records are derived before the write so that nothing but the fan-out lies between
-a commit's timestamp and its notifications.
+Write path (`apply_transaction`): admit and observe the Lamport clock (a clock above
+`loam.node.clock.MAX_CLOCK`, or more than `max_clock_drift` ahead of this node's, is a
+ValidationError and nothing is stored) -> drop a re-sent commit (same `commit_id`: the
+original CommitRecord is returned again, without changes) -> validate ops -> read the
+current states of ids not known to be new -> per op, in order: policy check against the
+visible entity, LWW merge -> Change records -> `storage.apply(WriteBatch)` -> `durable_ns`
+-> fan-out to live queries and commit listeners -> dedupe memory. The Change records are
+derived before the write so that nothing but the fan-out lies between a commit's
+timestamp and its notifications.
 Any error before `storage.apply` leaves storage untouched (all-or-nothing).
 With `require_fresh=True` (client commits forwarded by ephemeral nodes through the
 service) a transaction any of whose writes would lose LWW against a stamp already
@@ -60,7 +62,7 @@ from loam.model import (
     new_node_id,
 )
 from loam.node.api import Context, NotificationCallback
-from loam.node.clock import LamportClock
+from loam.node.clock import DEFAULT_MAX_DRIFT, LamportClock
 from loam.node.client import coerce_query, fetch_filtered
 from loam.policy.base import PolicyAgent
 from loam.query.ast import Query
@@ -102,6 +104,7 @@ class DurableNode:
         *,
         strict_collections: bool = True,
         dedupe_window: int = 100_000,
+        max_clock_drift: int = DEFAULT_MAX_DRIFT,
     ) -> None:
         if policy is None:
             from loam.policy.permissive import PermissivePolicy
@@ -123,6 +126,7 @@ class DurableNode:
         self._recent: OrderedDict[str, CommitRecord] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[CommitRecord]] = {}
         self._dedupe_window = dedupe_window
+        self.max_clock_drift = max_clock_drift  # see loam.node.clock: refused beyond it, nothing stored
         self._locks = _KeyLocks()
         self._lq_seq = itertools.count(1)
         self._live: dict[str, WindowedLiveQuery] = {}
@@ -261,6 +265,11 @@ class DurableNode:
     async def _apply(
         self, tx: Transaction, ctx: Context, require_existing: bool, require_fresh: bool = False
     ) -> CommitRecord:
+        # Checked before the clock observes it: one far-future clock would otherwise be
+        # adopted by this node, stored in its commit log and spread to every client.
+        bad = self.clock.admission_error(tx.clock, self.max_clock_drift)
+        if bad is not None:
+            raise ValidationError(f"commit {tx.commit_id} refused, nothing was written: {bad}")
         self.clock.observe(tx.clock)
         rec = self._recent.get(tx.commit_id)
         if rec is not None:
