@@ -10,7 +10,6 @@ editing summaries."""
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,43 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from sprout_harness.metrics import Histogram, PhaseRecorder, RunMetadata, RunResult, load_run
+from sprout_harness.metrics import PhaseRecorder, RunMetadata, RunResult, load_run
 from sprout_harness.metrics.merge import merge_runs
 from sprout_harness.reports import compare, json_report
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_reports import make_run  # noqa: E402  (shared builder of realistic runs)
+from support.runs import make_run, slowed
 
 
 def render_text(cmp: compare.Comparison) -> str:
     buf = io.StringIO()
     compare.render(cmp, Console(file=buf, width=220, color_system=None))
     return buf.getvalue()
-
-
-def scaled_hist(h: Histogram, factor: float) -> Histogram:
-    """Every sample of ``h`` recorded again ``factor`` times larger (at its bucket's value)."""
-    out = Histogram(h.relative_error, h.max_value_ns)
-    for lo, n in h.to_dict()["buckets"]:
-        out.record_many([lo * factor] * n)
-    return out
-
-
-def slowed(run: RunResult, factor: float, run_id: str | None = None) -> RunResult:
-    """A copy of ``run`` whose every latency, lag and connector delay is ``factor`` times
-    larger: histograms re-recorded, and each run's own figures (but their counts) scaled."""
-    new = RunResult.from_dict(run.to_dict())
-    new.metadata.run_id = run_id or run.metadata.run_id + f"-x{factor:g}"
-    for p in new.phases:
-        for hists in (p.latencies, p.lags, p.connector_delays):
-            for name, h in list(hists.items()):
-                hists[name] = scaled_hist(h, factor)
-    for r in new.runs:
-        for figs in r.metrics.values():
-            for stat in figs:
-                if stat != "count":
-                    figs[stat] *= factor
-    return new
 
 
 def repeated(seeds: range) -> RunResult:

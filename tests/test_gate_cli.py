@@ -21,12 +21,12 @@ from typing import Any, Iterator
 import pytest
 
 from sprout_harness.config import load_config
-from sprout_harness.metrics import Histogram, load_run
+from sprout_harness.metrics import load_run
 from sprout_harness.reports import json_report
 from sprout_harness.topology.repeat import run_repeated
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_cli import SMALL, invoke, one_error_line, sets  # noqa: E402
+from support.cli import SMALL, invoke, one_error_line, sets
+from support.runs import slowed
 
 ROOT = Path(__file__).resolve().parents[1]
 SPROUT_RUN = [sys.executable, "-m", "sprout_harness", "run", "configs/leveldb-local.yaml", *sets(SMALL)]
@@ -60,27 +60,10 @@ def compare(*args: Any) -> Any:
     return invoke("compare", *map(str, args), "--threshold", THRESHOLD)
 
 
-def scaled(h: Histogram, factor: int) -> Histogram:
-    out = Histogram(h.relative_error, h.max_value_ns)
-    for lo, n in h.to_dict()["buckets"]:
-        out.record_many([lo * factor] * n)
-    return out
-
-
 def slowed_copy(src: Path, dst: Path, factor: int = 3) -> Path:
-    """``src`` with every sample recorded ``factor`` times slower: the merged histograms
-    re-recorded through the Histogram API and each run's own figures (not counts) scaled."""
+    """``src`` with every sample recorded ``factor`` times slower (``support.runs.slowed``)."""
     run = load_run(src)
-    for p in run.phases:
-        for hists in (p.latencies, p.lags, p.connector_delays):
-            for name, h in list(hists.items()):
-                hists[name] = scaled(h, factor)
-    for r in run.runs:
-        for figs in r.metrics.values():
-            for stat in figs:
-                if stat != "count":
-                    figs[stat] *= factor
-    return json_report.write(run, dst)
+    return json_report.write(slowed(run, factor, run_id=run.metadata.run_id), dst)
 
 
 def edited(src: Path, dst: Path, edit: Any) -> Path:

@@ -12,8 +12,8 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from scenario_support import ROOT, all_reports, assert_ok, assert_phase_figures
-from test_harness_contracts import DictClient, DictStack, _Store
+from support.scenarios import ROOT, all_reports, assert_ok, assert_phase_figures
+from support.stacks import DictClient, DictStack, Store
 
 from sprout_harness.cli import cli
 from sprout_harness.config import config_from_dict, load_config
@@ -189,7 +189,7 @@ class CountingStack(DictStack):
     durables: list[CountingClient] = []
 
     async def durable(self, index, context):
-        self.stores.append(_Store())
+        self.stores.append(Store())
         CountingStack.durables.append(CountingClient(self.stores[-1], self.live))
         return CountingStack.durables[-1]
 
@@ -253,7 +253,7 @@ class LosesUpdates(DictClient):
 
 class LosingStack(DictStack):
     async def durable(self, index, context):
-        self.stores.append(_Store())
+        self.stores.append(Store())
         return LosesUpdates(self.stores[-1])
 
 
@@ -280,7 +280,7 @@ class StaleReads(DictClient):
 
 class StaleStack(DictStack):
     async def durable(self, index, context):
-        self.stores.append(_Store())
+        self.stores.append(Store())
         StaleReads.snapshot = None
         return StaleReads(self.stores[-1])
 
@@ -310,7 +310,7 @@ class Stalls(DictClient):
 
 class StallStack(DictStack):
     async def durable(self, index, context):
-        self.stores.append(_Store())
+        self.stores.append(Store())
         Stalls.calls = 0
         return Stalls(self.stores[-1])
 

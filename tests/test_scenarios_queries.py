@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from scenario_support import ROOT, all_reports, assert_ok, assert_phase_figures
-from test_harness_contracts import DictClient, DictStack, _Store
+from support.scenarios import ROOT, all_reports, assert_ok, assert_phase_figures
+from support.stacks import DictClient, DictStack, Store
 
 from sprout_harness.cli import cli
 from sprout_harness.config import config_from_dict, load_config
@@ -120,7 +120,7 @@ class InclusiveCursor(DictClient):
 def _stack(client_cls):
     class Wrong(DictStack):
         async def durable(self, index, context):
-            self.stores.append(_Store())
+            self.stores.append(Store())
             return client_cls(self.stores[-1])
 
     return Wrong

@@ -5,21 +5,17 @@ checks catch a stack that loses or misroutes notifications."""
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from sprout_harness.config import load_config
 from sprout_harness.config.load import config_from_dict
 from sprout_harness.contracts.errors import ConfigError
-from sprout_harness.metrics.results import load_run
-from sprout_harness.reports import console, gab
 from sprout_harness.topology.runner import run
 from sprout_loam.adapter import LoamStack
-from test_harness_contracts import DictStack
+from support.scenarios import assert_lag_in_every_report, assert_ok
+from support.stacks import DictStack
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -36,39 +32,10 @@ SMALL = [
 ]
 
 
-def assert_in_every_report(result, tmp_path: Path, phase: str, lag: str, counter: str) -> None:
-    """The phase's lag and counter figures appear in the console, JSON, gab and HTML reports."""
-    json_path, gab_path = tmp_path / "r.json", tmp_path / "g.json"
-    from sprout_harness.reports import json_report
-
-    json_report.write(result, json_path)
-    gab.write(result, gab_path)
-    back = load_run(json_path).phase(phase)
-    assert back.lags[lag].count > 0 and counter in back.counters
-    names = [e["name"] for e in json.loads(gab_path.read_text())]
-    assert any(f"/{phase}/lag.{lag} p99" in n for n in names), names[:10]
-    buf = io.StringIO()
-    console.render(result, Console(file=buf, width=250), verbose=True)
-    text = buf.getvalue()
-    assert f"lag.{lag}" in text and counter in text
-    try:
-        from sprout_harness.reports.html import write_html
-    except ImportError:
-        return
-    html = write_html(result, tmp_path / "r.html").read_text()
-    assert counter in html and phase in html
-
-
-def _ok(result) -> None:
-    assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
-    for p in result.phases:
-        assert p.checks and all(c.ok for c in p.checks), (p.name, [c for c in p.checks if not c.ok])
-
-
 async def test_realtime_suite_on_leveldb_over_websocket(tmp_path):
     cfg = load_config(ROOT / "configs" / "realtime-leveldb.yaml", SMALL, check_stack=True)
     result = await run(cfg)
-    _ok(result)
+    assert_ok(result)
     by = {p.name: p for p in result.phases}
     cs = by["connection-scaling@durable"]
     assert cs.counters["connections"] == 12 and cs.counters["connect_failures"] == 0
@@ -87,8 +54,8 @@ async def test_realtime_suite_on_leveldb_over_websocket(tmp_path):
         assert fs.latencies["commit@0_subs"].count == 20 and fs.latencies["commit@nonmatching"].count == 20
         assert fs.counters["matching_notifications"] == 20  # one subscription per group here
         assert "nonmatching_overhead_p50_ms" in fs.extra
-    assert_in_every_report(result, tmp_path, "event-throughput@durable", "notify@16", "notifications_per_s@16")
-    assert_in_every_report(result, tmp_path, "connection-scaling@durable", "notify@12", "rss_per_connection_bytes")
+    assert_lag_in_every_report(result, tmp_path, "event-throughput@durable", "notify@16", "notifications_per_s@16")
+    assert_lag_in_every_report(result, tmp_path, "connection-scaling@durable", "notify@12", "rss_per_connection_bytes")
 
 
 async def test_connections_in_worker_processes(tmp_path):
@@ -104,7 +71,7 @@ async def test_connections_in_worker_processes(tmp_path):
         ],
     })
     result = await run(cfg)
-    _ok(result)
+    assert_ok(result)
     cs = result.phases[0]
     assert cs.extra["mode"] == "2 worker processes"
     assert cs.counters["connections"] == 10 and cs.lags["notify"].count == 5 * 3 + 10 * 3
@@ -126,7 +93,7 @@ async def test_realtime_on_postgres(pg_database):
         ],
     })
     result = await run(cfg)
-    _ok(result)
+    assert_ok(result)
     assert result.metadata.storage["engine"] == "postgres"
 
 

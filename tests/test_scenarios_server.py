@@ -22,8 +22,8 @@ from sprout_harness.load.webhook import WebhookReceiver
 from sprout_harness.topology.runner import run
 from sprout_harness.workloads import trigger as trigger_phase
 from sprout_loam.adapter import LoamStack
-from test_harness_contracts import DictStack
-from test_scenarios_realtime import assert_in_every_report
+from support.scenarios import assert_lag_in_every_report, assert_ok
+from support.stacks import DictStack
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIGGER_SMALL = ["phases.trigger.params.commits=120", "phases.trigger.params.entities=10"]
@@ -31,15 +31,9 @@ ISOLATION_SMALL = [f"phases.{p}.params.{k}" for p in ("isolation-websocket", "is
                    for k in ("databases=3", "rows=60", "ops=40")]
 
 
-def _ok(result) -> None:
-    assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
-    for p in result.phases:
-        assert p.checks and all(c.ok for c in p.checks), (p.name, [c for c in p.checks if not c.ok])
-
-
 async def test_trigger_on_leveldb(tmp_path):
     result = await run(load_config(ROOT / "configs" / "trigger-leveldb.yaml", TRIGGER_SMALL, check_stack=True))
-    _ok(result)
+    assert_ok(result)
     p = result.phases[0]
     matching = p.counters["matching_commits"]
     assert 0 < matching < 120 and p.counters["delivered"] == matching and p.counters["duplicates"] == 0
@@ -47,16 +41,16 @@ async def test_trigger_on_leveldb(tmp_path):
     for lag in ("evaluated", "delivered", "webhook"):
         assert p.lags[lag].count == matching
     assert p.extra["delivery_success"] == 1.0
-    assert_in_every_report(result, tmp_path, "trigger@durable", "webhook", "matching_commits")
+    assert_lag_in_every_report(result, tmp_path, "trigger@durable", "webhook", "matching_commits")
 
 
 @pytest.mark.postgres
 async def test_trigger_and_isolation_on_postgres(pg_database):
     sets = [*TRIGGER_SMALL, f"storage.dsn={pg_database}"]
-    _ok(await run(load_config(ROOT / "configs" / "trigger-postgres.yaml", sets, check_stack=True)))
+    assert_ok(await run(load_config(ROOT / "configs" / "trigger-postgres.yaml", sets, check_stack=True)))
     result = await run(load_config(ROOT / "configs" / "isolation-postgres.yaml",
                                    [*ISOLATION_SMALL, f"storage.dsn={pg_database}"], check_stack=True))
-    _ok(result)
+    assert_ok(result)
     assert result.metadata.storage["engine"] == "postgres"
     import psycopg
 
@@ -106,7 +100,7 @@ async def test_broken_delivery_fails_the_trigger_check(monkeypatch):
 
 async def test_isolation_on_leveldb_websocket_and_direct(tmp_path):
     result = await run(load_config(ROOT / "configs" / "isolation-leveldb.yaml", ISOLATION_SMALL, check_stack=True))
-    _ok(result)
+    assert_ok(result)
     for p in result.phases:
         assert p.counters["databases"] == 3 and p.counters["updates"] == 120
         assert p.counters["notifications"] == 3 * 2 * 40  # 2 subscribers per database see their 40 updates
@@ -115,7 +109,7 @@ async def test_isolation_on_leveldb_websocket_and_direct(tmp_path):
         assert len(per_db) == 3 and all(p.latencies[k].count == 40 for k in per_db)
     assert result.phases[0].extra["connector"] == "websocket"
     db = next(k[len("notify@"):] for k in result.phases[0].lags if k.startswith("notify@"))
-    assert_in_every_report(result, tmp_path, "isolation-websocket", f"notify@{db}", "databases")
+    assert_lag_in_every_report(result, tmp_path, "isolation-websocket", f"notify@{db}", "databases")
 
 
 class SharedDatabaseStack(LoamStack):

@@ -34,7 +34,7 @@ from sprout_harness.reports import thresholds as threshold_report
 from sprout_harness.reports.html import render_html
 from sprout_harness.topology.runner import run_sync
 from sprout_harness.workloads import catalog
-from test_harness_contracts import DictStack
+from support.stacks import DictStack
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERN = "*/lag.notify"

@@ -1,5 +1,5 @@
-"""Helpers shared by the scenario tests (test_scenarios_mixes.py, test_scenarios_queries.py):
-render one run in every report format, and a DictStack wrapper that gets answers wrong."""
+"""Helpers shared by the scenario tests: render one run in every report format, assert a
+run passed every check, and that a phase's figures reach every report."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.console import Console
 from sprout_harness.metrics.results import RunResult
 from sprout_harness.reports import console, gab, json_report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def all_reports(result: RunResult, tmp_path: Path) -> dict[str, Any]:
@@ -59,3 +59,15 @@ def assert_phase_figures(reports: dict[str, Any], phase: str, ops: list[str], co
         assert c["name"] in text
         if page is not None:
             assert c["name"].split(":")[0].replace("'", "&#x27;") in page
+
+
+def assert_lag_in_every_report(result: RunResult, tmp_path: Path, phase: str, lag: str, counter: str) -> None:
+    """The phase's lag `lag` and counter `counter` appear in the console, JSON, gab and HTML reports."""
+    reports = all_reports(result, tmp_path)
+    pd = next(p for p in reports["json"]["phases"] if p["name"] == phase)
+    assert pd["lags"][lag]["summary"]["count"] > 0 and counter in pd["counters"], (phase, lag, counter)
+    names = [e["name"] for e in reports["gab"]]
+    assert any(f"/{phase}/lag.{lag} p99" in n for n in names), names[:10]
+    assert f"lag.{lag}" in reports["console"] and counter in reports["console"]
+    if reports["html"] is not None:
+        assert counter in reports["html"] and phase in reports["html"]
