@@ -4,9 +4,15 @@ Order: stack.start -> durable nodes -> per ephemeral: connector (its link) then 
 ephemeral node -> seed datasets on every durable node -> sync barrier (each ephemeral must
 read a marker written after seeding, plus a sample of seeded entities: a check with a
 deadline, not a sleep) -> phases -> teardown (ephemerals, connectors, durables, stack,
-cleanups), whatever happened. Ctrl+C / task cancellation become status "cancelled";
-any other exception status "error"; both keep the phases measured so far, and the report
-files (when asked for) are written in every case.
+cleanups), whatever happened. Ctrl+C / SIGTERM / task cancellation become status
+"cancelled"; any other exception status "error"; both keep the phases measured so far, and
+the report files (when asked for) are written in every case.
+
+While `run` is active it owns SIGINT and SIGTERM (main thread only): each is a stop request,
+also during teardown (the run is then reported cancelled; teardown is never cut short), and a
+third Ctrl+C gives up waiting (KeyboardInterrupt). Building and seeding go through
+`_checkpoint` after every stack call, so a stop request reaches them within one call even when
+the stack's calls never suspend (LevelDB, in-process connectors).
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import dataclasses
 import os
 import random
 import signal
+import threading
 import time
 import traceback
 import uuid
 from pathlib import Path
+from types import FrameType
 from typing import Any, Callable, ContextManager
 
 from sprout_harness.config.schema import PhaseConfig, SproutConfig
@@ -36,6 +44,8 @@ from sprout_harness.workloads.context import Model, NodeRef, PhaseContext, maybe
 
 SYNC_COLLECTION = "sprout_sync"
 TEARDOWN_TIMEOUT_S = 30.0
+YIELD_EVERY_S = 0.02  # building and seeding let the loop run (signals, monitor, keepalives) this often
+FORCE_AFTER_SIGINTS = 3  # the Ctrl+C that stops waiting for a teardown (KeyboardInterrupt)
 _SECRET_KEYS = ("password", "secret", "token", "passwd", "key")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,6 +171,9 @@ class Runner:
         self.observer: Any = None  # live monitor hooks (sprout_harness.monitor.RunState), see _observe
         self._task: asyncio.Task[Any] | None = None
         self._stop_reason: str | None = None
+        self._late_stop: str | None = None  # a stop request that came while tearing down or reporting
+        self._sigints = 0
+        self._yielded = time.monotonic()  # when building/seeding last let the loop run
         self._ctx: PhaseContext | None = None  # the running phase's context (request_stop flags it)
 
     # -- the run -----------------------------------------------------------------------------
@@ -169,7 +182,7 @@ class Runner:
         status: str | None = None
         reason: str | None = None
         self._task = asyncio.current_task()
-        sigterm = self._catch_sigterm()
+        restore_signals = self._catch_signals()
         self._observe("run_started", self.result.metadata)
         try:
             await self._setup()
@@ -191,34 +204,72 @@ class Runner:
             status, reason = "error", f"{type(exc).__name__}: {exc}"
         finally:
             self._task = None  # a stop request during teardown has nothing left to stop
-            await self._teardown()
-            self.result.metadata.ended_at = time.time()
-            derived, why = overall_status(self.result.phases)
-            if status is None:
-                status, reason = derived, why
-            if self.teardown_errors:
-                self.result.metadata.notes.append("teardown problems: " + "; ".join(self.teardown_errors))
-            self.result.status = status  # type: ignore[assignment]
-            self.result.reason = reason
-            self.result.runs = [RunFigures.of(0, self.result)]
-            if self.cfg.thresholds:  # judged before the reports are written, so they carry it
-                self.result.thresholds = evaluate_thresholds(self.result, self.cfg.thresholds)
-            self._write_reports()
-            self._observe("run_finished", self.result)
-            if sigterm:
-                with contextlib.suppress(Exception):
-                    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            try:
+                self.log("tearing down")
+                await self._teardown()
+                self.result.metadata.ended_at = time.time()
+                derived, why = overall_status(self.result.phases)
+                if status is None:
+                    status, reason = derived, why
+                if self.teardown_errors:
+                    self.result.metadata.notes.append("teardown problems: " + "; ".join(self.teardown_errors))
+                late: str | None = None
+                while True:  # once more if a stop request came while the reports were written
+                    late = self._late_stop
+                    if late is not None and status != "cancelled":
+                        status, reason = "cancelled", f"{late} while tearing down; {reason or 'every phase had finished'}"
+                    self._finish(status, reason)
+                    if self._late_stop is late:
+                        break
+                self._observe("run_finished", self.result)
+            finally:
+                restore_signals()
         return self.result
 
-    def _catch_sigterm(self) -> bool:
-        """SIGTERM stops the run like Ctrl+C (teardown, partial report) instead of killing it
-        with temp dirs and servers left behind. Only possible on the main thread's loop."""
+    def _finish(self, status: str, reason: str | None) -> None:
+        """Set the outcome, judge the thresholds and write the report files."""
+        self.result.status = status  # type: ignore[assignment]
+        self.result.reason = reason
+        self.result.runs = [RunFigures.of(0, self.result)]
+        if self.cfg.thresholds:  # judged before the reports are written, so they carry it
+            self.result.thresholds = evaluate_thresholds(self.result, self.cfg.thresholds)
+        self.log("writing reports")
+        self._write_reports()
+
+    def _catch_signals(self) -> Callable[[], None]:
+        """Make SIGINT and SIGTERM stop requests until `restore` (the returned function) is called:
+        teardown runs and the partial report is written instead of a KeyboardInterrupt or a kill
+        leaving temp dirs and servers behind. Python-level handlers, not the loop's: they run
+        between two bytecodes, so the flag `_checkpoint` reads is set even while a build loop
+        holds the event loop. Only possible on the main thread; elsewhere nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self._on_signal(signum)
+
+        previous: dict[int, Any] = {}
         try:
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGTERM, lambda: self.request_stop("terminated (SIGTERM)"))
-        except (NotImplementedError, RuntimeError, ValueError):
-            return False
-        return True
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
+        except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+            pass
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+        return restore
+
+    def _on_signal(self, signum: int) -> None:
+        reason = "interrupted (Ctrl+C)" if signum == signal.SIGINT else "terminated (SIGTERM)"
+        if signum == signal.SIGINT:
+            self._sigints += 1
+            if self._sigints >= FORCE_AFTER_SIGINTS:
+                raise KeyboardInterrupt()  # asked three times: stop waiting, whatever is left behind
+        if not self.request_stop(reason) and self._late_stop is None:
+            self._late_stop = reason
 
     def request_stop(self, reason: str = "stop requested") -> bool:
         """Stop gracefully (the monitor's stop button; thread-safe): the phase in progress is cut
@@ -282,13 +333,14 @@ class Runner:
         if callable(sink):
             sink(self._delay)
 
+        links = cfg.topology.resolved_links()
+        self.log(f"building {cfg.topology.durable} durable and {len(links)} ephemeral node(s)")
         for i in range(cfg.topology.durable):
             ctx = self.stack.context("durable", i)
             client = await self._call(f"durable node {i}", self.stack.durable(i, ctx))
             self.durables.append(NodeRef("durable", i, i, client))
             self.models[i] = Model()
 
-        links = cfg.topology.resolved_links()
         if links and not self.caps.ephemeral:
             self.result.metadata.notes.append(
                 f"stack {cfg.stack.name!r} cannot build ephemeral nodes; phases targeting them are unsupported")
@@ -319,32 +371,48 @@ class Runner:
                 self.result.metadata.notes.append("stack: " + ", ".join(f"{k}={v}" for k, v in rest.items()))
 
     async def _call(self, what: str, awaitable: Any) -> Any:
+        """One stack call while building, seeding or syncing, then a `_checkpoint`."""
         try:
-            return await maybe_await(awaitable)
+            out = await maybe_await(awaitable)
         except (SproutError, asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:
             raise StackError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        await self._checkpoint()
+        return out
+
+    async def _checkpoint(self) -> None:
+        """Where building and seeding give way: raise CancelledError once a stop was requested
+        (the signal handler sets the flag at once; the task's cancel() needs the loop), and let
+        the loop run every YIELD_EVERY_S: a stack whose calls never suspend would otherwise hold
+        it for the whole build or seed, deaf to the monitor and to cancel()."""
+        if self._stop_reason is not None:
+            raise asyncio.CancelledError()
+        now = time.monotonic()
+        if now - self._yielded >= YIELD_EVERY_S:
+            self._yielded = now
+            await asyncio.sleep(0)
 
     def _delay(self, message_type: str, ns: int) -> None:
         if self.recorder is not None:
             self.recorder.connector_delay(message_type, ns)
 
     async def _seed(self) -> None:
+        """Each dataset in batches, every batch to every durable node: rows are generated as
+        they are written (never the whole dataset at once) and each write is a `_call`."""
         bs = self.cfg.runner.seed_batch_size
         self._observe("stage", "seeding")
         with self.progress("seed") as bar:
             for kind, size in self.cfg.datasets.items():
                 if size <= 0:
                     continue
-                rows = datasets.build(kind, size, self.cfg.seed)
-                for d in self.durables:
-                    model = self.models[d.group]
-                    for i in range(0, len(rows), bs):
-                        batch = rows[i : i + bs]
+                self.log(f"seeding {kind}: {size} rows on each of {len(self.durables)} durable node(s)")
+                for batch in datasets.batches(kind, size, self.cfg.seed, bs):
+                    for d in self.durables:
                         ack = await self._call(f"seeding {kind} on {d.name}", d.client.create(kind, batch))
                         if len(ack.ids) != len(batch):
                             raise StackError(f"seeding {kind} on {d.name}: {len(ack.ids)} ids for {len(batch)} rows")
+                        model = self.models[d.group]
                         for id_, row in zip(ack.ids, batch):
                             model.put(kind, id_, row)
                         bar.advance(len(batch))
@@ -355,12 +423,14 @@ class Runner:
         if not self.ephemerals:
             return
         self._observe("stage", "syncing")
+        self.log("syncing")
         timeout = self.cfg.runner.sync_timeout_s
         markers: dict[int, str] = {}
         for d in self.durables:
             ack = await self._call(f"sync marker on {d.name}", d.client.create(SYNC_COLLECTION, [{"seq": 0, "node": d.name}]))
             markers[d.group] = ack.ids[0]
         rng = random.Random(self.cfg.seed)
+        ids_of: dict[tuple[int, str], list[str]] = {}  # listed once per group, not once per ephemeral
         for e in self.ephemerals:
             stack_sync = getattr(self.stack, "sync", None)
             if callable(stack_sync):
@@ -369,7 +439,9 @@ class Runner:
             model = self.models[e.group]
             probes: list[tuple[str, str, dict | None]] = [(SYNC_COLLECTION, markers[e.group], None)]
             for kind in model.data:
-                ids = model.ids(kind)
+                ids = ids_of.get((e.group, kind))
+                if ids is None:
+                    ids = ids_of[e.group, kind] = model.ids(kind)
                 probes += [(kind, i, model.get(kind, i)) for i in rng.sample(ids, min(5, len(ids)))]
             deadline = time.monotonic() + timeout
             delay = 0.001

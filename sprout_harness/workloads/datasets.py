@@ -7,8 +7,9 @@ harness's reference evaluator and any stack agree without edge-case semantics.
 
 from __future__ import annotations
 
+import itertools
 import random
-from typing import Callable
+from typing import Callable, Iterator
 
 Row = dict[str, object]
 
@@ -26,12 +27,11 @@ def _rng(kind: str, seed: int, start: int) -> random.Random:
     return random.Random(f"sprout:{kind}:{seed}:{start}")
 
 
-def albums(count: int, seed: int, start: int = 0) -> list[Row]:
+def iter_albums(count: int, seed: int, start: int = 0) -> Iterator[Row]:
     """Music albums: title, artist, genre (8), label (12), year 1960-2023, rating 0.0-5.0, tracks 5-20."""
     r = _rng("albums", seed, start)
-    out: list[Row] = []
     for i in range(start, start + count):
-        out.append({
+        yield {
             "seq": i,
             "title": f"{r.choice(_WORDS)} {r.choice(_WORDS)} {i}",
             "artist": f"artist-{r.randrange(500):03d}",
@@ -40,16 +40,14 @@ def albums(count: int, seed: int, start: int = 0) -> list[Row]:
             "year": r.randrange(*YEARS),
             "rating": round(r.uniform(0.0, 5.0), 2),
             "tracks": r.randint(5, 20),
-        })
-    return out
+        }
 
 
-def pets(count: int, seed: int, start: int = 0) -> list[Row]:
+def iter_pets(count: int, seed: int, start: int = 0) -> Iterator[Row]:
     """Shelter pets: name, species (5), shelter (20), age 0-19, weight kg, adopted, mood counter."""
     r = _rng("pets", seed, start)
-    out: list[Row] = []
     for i in range(start, start + count):
-        out.append({
+        yield {
             "seq": i,
             "name": f"{r.choice(_NAMES)}-{i}",
             "species": r.choice(SPECIES),
@@ -58,20 +56,41 @@ def pets(count: int, seed: int, start: int = 0) -> list[Row]:
             "weight": round(r.uniform(0.1, 60.0), 1),
             "adopted": r.random() < 0.3,
             "mood": 0,
-        })
-    return out
+        }
 
 
+def albums(count: int, seed: int, start: int = 0) -> list[Row]:
+    return list(iter_albums(count, seed, start))
+
+
+def pets(count: int, seed: int, start: int = 0) -> list[Row]:
+    return list(iter_pets(count, seed, start))
+
+
+STREAMS: dict[str, Callable[[int, int, int], Iterator[Row]]] = {"albums": iter_albums, "pets": iter_pets}
 BUILDERS: dict[str, Callable[[int, int, int], list[Row]]] = {"albums": albums, "pets": pets}
 
 
 def kinds() -> list[str]:
-    return sorted(BUILDERS)
+    return sorted(STREAMS)
+
+
+def stream(kind: str, count: int, seed: int, start: int = 0) -> Iterator[Row]:
+    """The rows of `build(kind, count, seed, start)`, one at a time: a large dataset is seeded
+    in batches without holding every row twice (the rows and the runner's model)."""
+    try:
+        rows = STREAMS[kind]
+    except KeyError:
+        raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(kinds())}") from None
+    return rows(count, seed, start)
+
+
+def batches(kind: str, count: int, seed: int, size: int, start: int = 0) -> Iterator[list[Row]]:
+    """`stream(...)` in lists of at most `size` rows (the same rows, in order)."""
+    rows = stream(kind, count, seed, start)
+    while batch := list(itertools.islice(rows, size)):
+        yield batch
 
 
 def build(kind: str, count: int, seed: int, start: int = 0) -> list[Row]:
-    try:
-        builder = BUILDERS[kind]
-    except KeyError:
-        raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(kinds())}") from None
-    return builder(count, seed, start)
+    return list(stream(kind, count, seed, start))
