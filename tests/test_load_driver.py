@@ -65,8 +65,15 @@ async def test_closed_loop_stops_after_the_duration():
 
 
 async def test_warmup_and_ramp_up_are_excluded():
+    active: list[int] = []  # workers inside an op when each op starts
+    running = 0
+
     async def execute(op):
+        nonlocal running
+        running += 1
+        active.append(running)
         await asyncio.sleep(0.002)
+        running -= 1
 
     rec = PhaseRecorder("p")
     d = LoadDriver(execute, counter_ops(), LoadConfig(workers=3, operations=40, warmup_s=0.1, ramp_up_s=0.1),
@@ -80,9 +87,11 @@ async def test_warmup_and_ramp_up_are_excluded():
     assert all(t.intended_ns >= d._measure_from for t in measured)
     assert d._measure_from - d._t0 == 200 * MS
     assert rec.result().latencies["op"].count == 40  # warmup samples never reached the recorder
-    # ramp-up: the third worker starts 2/3 of the ramp after the first
-    first = min(t.start_ns for t in d.trace)
-    assert first - d._t0 < 50 * MS
+    # ramp-up: workers join one by one, the second a third of the ramp (33 ms) after the
+    # first, so the first worker's 2 ms ops run alone for a while (without the stagger the
+    # second op would already overlap the first), and all three run together later
+    alone = next(i for i, a in enumerate(active) if a > 1)
+    assert alone >= 2 and max(active) == 3
 
 
 async def test_open_loop_counts_a_stall_from_the_intended_start():

@@ -148,7 +148,8 @@ class ZipfianGenerator:
             return self.base
         if uz < 1.0 + math.pow(0.5, self.theta):
             return self.base + 1
-        return self.base + int(n * math.pow(self.eta * u - self.eta + 1, self.alpha))
+        # Gray's formula reaches n itself as u -> 1; the last rank is n - 1
+        return self.base + min(int(n * math.pow(self.eta * u - self.eta + 1, self.alpha)), n - 1)
 
 
 class ScrambledZipfianGenerator:
