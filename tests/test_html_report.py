@@ -11,7 +11,8 @@ import pytest
 from sprout_harness.metrics import ErrorStat, RunResult
 from sprout_harness.reports import json_report
 from sprout_harness.reports.compare import compare_runs
-from sprout_harness.reports.html import percentile_curve, write_compare_html, write_html
+from sprout_harness.reports.figures import percentile_curve
+from sprout_harness.reports.html import write_compare_html, write_html
 from sprout_harness.topology.runner import run_sync
 
 from monitor_support import PHASES, REPO, SPROUT, parse, slower, tiny_config
@@ -78,6 +79,24 @@ def test_error_breakdown_and_escaping(base_run, tmp_path):
     bars = data["figures"]["errors-chart"]["data"][0]
     assert dict(zip(bars["y"], bars["x"]))["fetch@durable: Timeout"] == 3
     assert "get: timed out &lt;after 5 s&gt;" in text
+
+
+def test_config_stack_and_phase_names_are_escaped_on_both_pages(base_run, tmp_path):
+    evil = "<script>alert(1)</script>"
+    run = RunResult.from_dict(base_run[0].to_dict())
+    run.metadata.config_name, run.metadata.stack = "cfg" + evil, "stack" + evil
+    run.phases[0].name = "phase" + evil
+    run.phases[0].reason = "why" + evil
+    new = slower(run, "fetch@durable", "get", 3)
+    pages = [write_html(run, tmp_path / "run.html"),
+             write_compare_html(compare_runs(run, new, 0.10), run, new, tmp_path / "cmp.html")]
+    for path in pages:
+        page, data, text = parse(path)
+        assert "<script>alert" not in text and page.inline_scripts == 2, path.name  # plotly.js and the renderer
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, path.name
+    _, data, text = parse(pages[0])
+    assert data["summary"][0]["phase"] == "phase" + evil  # the data block keeps the text as it is
+    assert "phase&lt;script&gt;" in text and "cfg&lt;script&gt;" in text and "stack&lt;script&gt;" in text
 
 
 def test_compare_page_highlights_regressions_with_the_console_rule(base_run, tmp_path):

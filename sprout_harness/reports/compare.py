@@ -273,7 +273,8 @@ def compare_runs(base: RunResult, new: RunResult, threshold: float,
 # -- presentation ----------------------------------------------------------------------------
 
 
-def _pct(change: float) -> str:
+def format_change(change: float) -> str:
+    """A relative change as a signed percentage ("n/a" when there is none)."""
     return "n/a" if not math.isfinite(change) else f"{change * 100:+.1f}%"
 
 
@@ -307,7 +308,7 @@ def render(comparison: Comparison, console: Console | None = None) -> None:
     for col in ("metric", "base", "new", "change", "evidence", ""):
         table.add_column(col, justify="left" if col in ("metric", "") else "right")
     for d in c.deltas:
-        table.add_row(d.name, format_ms(d.base_ns), format_ms(d.new_ns), _pct(d.change), evidence(d), verdict_text(d))
+        table.add_row(d.name, format_ms(d.base_ns), format_ms(d.new_ns), format_change(d.change), evidence(d), verdict_text(d))
     print_table(console, table)
     for w in c.warnings:
         console.print(Text(f"note: {w}", style="yellow"))
