@@ -6,6 +6,8 @@ import io
 import json
 import math
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from sprout_harness.metrics import (
 )
 from sprout_harness.reports import console as console_report
 from sprout_harness.reports import gab, json_report
-from sprout_harness.reports.console import PhaseProgress, format_ms
+from sprout_harness.reports.console import PhaseProgress, format_ms, format_rate
 from support.runs import make_run
 
 
@@ -44,7 +46,13 @@ def test_console_shows_the_figures_statuses_and_checks() -> None:
         assert format_ms(h.percentile(q)) in row
     assert format_ms(h.max) in row
     assert f"{h.count:,}" in row
-    assert f"{create.throughput['create_one']:,.0f}" in row
+    # two ops in the phase: their share of its wall time is unknown, so the rate is stated
+    # once, for all of them, on the "(all ops)" row
+    assert row.split("│")[3].strip() == "-"
+    all_ops = next(line for line in out.splitlines() if "(all ops)" in line)
+    assert f"{create.ops / (create.wall_ns / 1e9):,.0f}" in all_ops
+    commit_row = next(line for line in out.splitlines() if "subscribe" in line)  # the live phase's only op
+    assert format_rate(run.phase("live").throughput["subscribe"]) in commit_row
     lag = run.phase("live").lags["commit_to_notify"]
     lag_row = next(line for line in out.splitlines() if "lag.commit_to_notify" in line)
     assert format_ms(lag.percentile(50)) in lag_row and format_ms(lag.percentile(99)) in lag_row
@@ -73,7 +81,17 @@ def test_console_table_is_whole_in_a_log_of_80_columns() -> None:
     assert "p99.9" in out
     tty = io.StringIO()
     console_report.render(run, Console(file=tty, width=80, color_system=None, force_terminal=True))
-    assert max(len(line) for line in tty.getvalue().splitlines() if "┃" in line or "│" in line) <= 80
+    text = tty.getvalue()
+    assert max(len(line) for line in text.splitlines() if "┃" in line or "│" in line) <= 80
+    # a terminal of 80 columns gives up percentile columns, never cuts a figure
+    assert "…" not in text and "p90" not in text and "p99.9" in text
+    row = next(line for line in text.splitlines() if "create_one" in line)
+    for q in (50, 99):
+        assert format_ms(h.percentile(q)) in row
+    assert format_ms(h.max) in row and f"{h.count:,}" in row
+    wide = io.StringIO()
+    console_report.render(run, Console(file=wide, width=120, color_system=None, force_terminal=True))
+    assert "p99.9" in wide.getvalue() and "p90" in wide.getvalue()  # room for all of them
     cmp_buf = io.StringIO()
     from sprout_harness.reports import compare as cmp_report
 
@@ -216,3 +234,30 @@ def test_phase_progress_draws_and_quiet_is_silent() -> None:
     with PhaseProgress(con, "unknown total") as u:
         u.advance(2)
     assert "create" in buf.getvalue()
+
+
+def test_phase_progress_in_a_log_is_one_line_per_phase() -> None:
+    """Not a terminal: no live bar (it leaves blank lines in a pipe), one line when done."""
+    buf = io.StringIO()
+    con = Console(file=buf, width=80)
+    with PhaseProgress(con, "seed", total=300) as p:
+        p.advance(100)
+        p.advance(200)
+    with PhaseProgress(con, "fetch@durable") as u:
+        u.advance(7)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.strip() for line in lines)
+    assert lines[0].startswith("seed: 300/300 in ") and lines[1].startswith("fetch@durable: 7 in ")
+
+
+def test_phase_progress_on_a_terminal_shows_the_time_left() -> None:
+    buf = io.StringIO()
+    con = Console(file=buf, width=120, force_terminal=True, color_system=None)
+    with PhaseProgress(con, "seed", total=300) as p:
+        p.advance(100)
+        time.sleep(0.05)  # two samples apart in time: rich estimates a speed from them
+        p.advance(50)
+        assert p._progress is not None
+        p._progress.refresh()  # draw now, not at the next tick
+    last = buf.getvalue().split("150/300")[-1]
+    assert re.match(r" \d+:\d\d:\d\d \d+:\d\d:\d\d", last), last[:40]  # elapsed, then time left

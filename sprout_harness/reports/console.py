@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+import time
 from types import TracebackType
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -43,15 +53,20 @@ def format_rate(ops_per_s: float | None) -> str:
     return f"{ops_per_s:,.0f}" if ops_per_s >= 100 else f"{ops_per_s:.1f}"
 
 
-def histogram_row(h: Histogram) -> list[str]:
-    """The p50 .. p99.9 and max cells (ms) of one histogram, as the table shows them."""
-    values = h.percentiles(q for _, q in PERCENTILES) if h.count else [math.nan] * len(PERCENTILES)
+def histogram_row(h: Histogram, shown: tuple[str, ...] | None = None) -> list[str]:
+    """The percentile cells (ms) of one histogram, all of PERCENTILES or the `shown` ones, and max."""
+    picked = [(n, q) for n, q in PERCENTILES if shown is None or n in shown]
+    values = h.percentiles(q for _, q in picked) if h.count else [math.nan] * len(picked)
     return [format_ms(v) for v in values] + [format_ms(float(h.max) if h.count else math.nan)]
 
 
 def _metric_rows(phase: PhaseResult) -> Iterator[tuple[str, Histogram, float | None]]:
+    """(metric, histogram, ops/s) per row. ops/s is a phase's operations over its wall time:
+    stated on the phase's only op, or on "(all ops)" when it has several (each op's share of
+    the wall time is not measured, so a per-op rate would mislead)."""
+    single = len(phase.latencies) == 1
     for op, h in phase.latencies.items():
-        yield op, h, phase.throughput.get(op)
+        yield op, h, phase.throughput.get(op) if single else None
     if len(phase.latencies) > 1:
         yield "(all ops)", phase.all_latencies(), (phase.ops / (phase.wall_ns / 1e9) if phase.wall_ns else None)
     for name, h in phase.lags.items():
@@ -121,26 +136,52 @@ def runs_table(run: RunResult) -> Table | None:
     return table
 
 
+# Percentile columns given up, in this order, when the table is wider than the terminal:
+# every figure stays whole (the JSON report has them all).
+NARROWER = ((), ("p90",), ("p90", "p95"), ("p90", "p95", "p99.9"))
+
+
+def results_table(run: RunResult, drop: tuple[str, ...] = ()) -> Table:
+    """Per phase a heading row (name and status), then per op, lag and connector delay the
+    count, ops/s and latency percentiles (ms) but those in `drop`."""
+    shown = tuple(n for n, _ in PERCENTILES if n not in drop)
+    table = Table(title="latency in ms (lower is better); ops/s higher is better", title_justify="left")
+    table.add_column("phase / metric", justify="left", overflow="fold")
+    for col in ("count", "ops/s", *shown, "max"):
+        table.add_column(col, justify="right", no_wrap=True)
+    blank = [""] * (len(shown) + 3)
+    for phase in run.phases:
+        head = Text(phase.name, style="bold")
+        head.append(" ")
+        head.append(_status_text(phase.status))
+        table.add_row(head, *blank)
+        rows = list(_metric_rows(phase))
+        if not rows:
+            table.add_row("  -", "0", "-", *["-"] * (len(shown) + 1))
+        for name, h, rate in rows:
+            table.add_row(f"  {name}", f"{h.count:,}", format_rate(rate), *histogram_row(h, shown))
+        table.add_section()
+    return table
+
+
+def fitting_results_table(run: RunResult, console: Console) -> Table:
+    """The results table with as many percentile columns as the terminal has room for
+    (all of them where the output is not a terminal: nothing wraps there)."""
+    for drop in NARROWER:
+        table = results_table(run, drop)
+        if not console.is_terminal:
+            return table
+        if console.measure(table, options=console.options.update(max_width=1000)).minimum <= console.width:
+            return table
+    return table
+
+
 def render(run: RunResult, console: Console | None = None, verbose: bool = False) -> None:
     """Print the final results: per phase and op the count, ops/s and latency percentiles (ms),
     lag and connector-delay rows, checks, errors and the phase and run status."""
     console = console or Console()
     console.print(_header(run), soft_wrap=not console.is_terminal)
-    table = Table(title="latency in ms (lower is better); ops/s higher is better", title_justify="left")
-    for col, justify in (("phase", "left"), ("metric", "left"), ("status", "left"), ("count", "right"),
-                         ("ops/s", "right"), ("p50", "right"), ("p90", "right"), ("p95", "right"),
-                         ("p99", "right"), ("p99.9", "right"), ("max", "right")):
-        table.add_column(col, justify=justify, no_wrap=col != "metric")
-    for phase in run.phases:
-        first = True
-        rows = list(_metric_rows(phase))
-        if not rows:
-            table.add_row(phase.name, "-", _status_text(phase.status), "0", "-", *["-"] * 6)
-        for name, h, rate in rows:
-            table.add_row(phase.name if first else "", name, _status_text(phase.status) if first else "",
-                          f"{h.count:,}", format_rate(rate), *histogram_row(h))
-            first = False
-        table.add_section()
+    table = fitting_results_table(run, console)
     print_table(console, table)
     spread = runs_table(run)
     if spread is not None:
@@ -187,22 +228,29 @@ def render(run: RunResult, console: Console | None = None, verbose: bool = False
 class PhaseProgress:
     """A rich progress bar for one phase: ``with PhaseProgress(console, phase, total) as p: p.advance(n)``.
 
-    ``total=None`` shows a spinner and a running count; ``quiet=True`` makes every call a no-op.
+    On a terminal: a bar with done/total and the time left once the total is known (a
+    spinner and a running count until then). Elsewhere (a CI log, a pipe) a live bar would
+    leave blank lines behind: one line per phase when it ends instead. ``quiet=True`` makes
+    every call a no-op.
     """
 
     def __init__(self, console: Console | None, phase: str, total: int | None = None, quiet: bool = False) -> None:
         self.phase = phase
         self.completed = 0
+        self.total = total
+        self._console = None if quiet else console or Console(stderr=True)
         self._progress: Progress | None = None
-        self._task = None
-        if not quiet:
+        self._task: TaskID | None = None
+        self._started = 0.0
+        if self._console is not None and self._console.is_terminal:
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=console or Console(stderr=True), transient=True,
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self._console, transient=True,
             )
             self._task = self._progress.add_task(phase, total=total)
 
-    def __enter__(self) -> "PhaseProgress":
+    def __enter__(self) -> PhaseProgress:
+        self._started = time.monotonic()
         if self._progress is not None:
             self._progress.start()
         return self
@@ -210,15 +258,20 @@ class PhaseProgress:
     def advance(self, n: int = 1) -> None:
         """Count ``n`` more units of work done."""
         self.completed += n
-        if self._progress is not None:
-            self._progress.advance(self._task, n)  # type: ignore[arg-type]
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, n)
 
     def set_total(self, total: int | None) -> None:
         """Change the expected amount of work (e.g. once it becomes known)."""
-        if self._progress is not None:
-            self._progress.update(self._task, total=total)  # type: ignore[arg-type]
+        self.total = total
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._progress is not None:
             self._progress.stop()
+        elif self._console is not None:
+            done = f"{self.completed:,}" + (f"/{self.total:,}" if self.total is not None else "")
+            self._console.print(f"{self.phase}: {done} in {time.monotonic() - self._started:.1f} s",
+                                soft_wrap=True, highlight=False)
