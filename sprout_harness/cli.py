@@ -147,6 +147,12 @@ set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
 @click.option("--verbose", "-v", is_flag=True, help="per-op details, checks and what the runner does")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="write the self-contained HTML report (charts, works offline) here")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
+              help="write JUnit XML here: each check and threshold a test case (GitLab, GitHub, Jenkins read it)")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False),
+              help="write metrics.csv (a row per figure per phase) and counters.csv into this directory")
+@click.option("--prometheus-push", "push_url", metavar="URL",
+              help="push the finished run to this Prometheus Pushgateway (job sprout, grouped by run id)")
 @click.option("--monitor", is_flag=True, help="serve a live dashboard, JSON API and Prometheus /metrics during the run")
 @click.option("--monitor-addr", default="127.0.0.1:9090", show_default=True, metavar="HOST:PORT",
               help="where the monitor listens; port 0 picks a free port")
@@ -162,11 +168,13 @@ set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
 def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str | None, quiet: bool, verbose: bool,
         html_path: str | None = None, monitor: bool = False, monitor_addr: str = "127.0.0.1:9090",
         monitor_public: bool = False, monitor_token: str | None = None, monitor_linger: float = 2.0,
-        repeat: str | None = None, warmup: str | None = None) -> None:
+        repeat: str | None = None, warmup: str | None = None, junit_path: str | None = None,
+        csv_dir: str | None = None, push_url: str | None = None) -> None:
     """Run the phases of CONFIG (a YAML file or a reference config name) and report.
 
-    Exit 0: ok; 1: a check failed or the run broke; 2: bad config or usage; 99: the run
-    was ok but one of the config's thresholds was crossed; 130: interrupted.
+    Exit 0: ok; 1: a check failed, the run broke or the push to --prometheus-push failed;
+    2: bad config or usage; 99: the run was ok but one of the config's thresholds was
+    crossed; 130: interrupted.
     """
     from rich.console import Console
 
@@ -240,9 +248,33 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
         from sprout_harness.reports import html as html_report
 
         html_report.write_html(result, html_path)
-    for label, p in (("json report", json_path), ("gab report", gab_path), ("html report", html_path)):
+    if junit_path:
+        from sprout_harness.reports import junit
+
+        junit.write(result, junit_path)
+    if csv_dir:
+        from sprout_harness.reports import csv_report
+
+        csv_report.write(result, csv_dir)
+    for label, p in (("json report", json_path), ("gab report", gab_path), ("html report", html_path),
+                     ("junit report", junit_path), ("csv reports", csv_dir)):
         if p and not quiet:
             err.print(f"{label}: {p}")
+    push_error = None
+    if push_url:
+        from sprout_harness.monitor import push
+
+        try:
+            push.push(result, push_url)
+            if not quiet:
+                err.print(f"pushed to {push_url} (job {push.DEFAULT_JOB}, run_id {result.metadata.run_id})")
+        except (OSError, ValueError) as exc:
+            push_error = f"error: --prometheus-push: cannot push to {push_url}: {exc}"
+    if result.status == "ok" and push_error:
+        click.echo(push_error, err=True)
+        sys.exit(EXIT_FAILED)
+    if push_error:
+        click.echo(push_error, err=True)
     if result.status == "ok":
         if result.thresholds_failed:
             click.echo(f"error: {len(result.thresholds_failed)} threshold(s) crossed: "

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -24,26 +23,11 @@ from typing import Any
 
 import pytest
 
+from support.system import require_tool
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 _NAMES = ("chromium", "chromium-browser", "google-chrome")
-
-
-def find_chromium() -> str | None:
-    for name in _NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _install() -> str | None:
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return None
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], check=False, capture_output=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "chromium"], check=False, capture_output=True, env=env, timeout=900)
-    return find_chromium()
 
 
 @dataclass
@@ -166,9 +150,6 @@ class DevToolsPage:
 @pytest.fixture(scope="session")
 def chromium() -> Chromium:
     """Headless Chromium (Debian package ``chromium``), installed with apt-get when running as root."""
-    path = find_chromium() or _install()
-    if path is None:
-        pytest.fail("browser tests need Chromium: install it with `apt-get install -y chromium` "
-                    "(Debian/Ubuntu, as root), then re-run", pytrace=False)
+    path = require_tool(_NAMES, "chromium", "browser tests")
     artifacts = os.environ.get("SPROUT_SCREENSHOT_DIR")
     return Chromium(path, Path(artifacts) if artifacts else None)

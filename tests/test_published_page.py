@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -24,39 +23,18 @@ from typing import Iterator
 import pytest
 
 from asv_support import asv, clone_under_test, commit_all, explain
+from support.system import require_tool
 from sprout_harness.asvtools import offline
 
 pytestmark = pytest.mark.slow
 
 GRAPH = "anchors.AnchorLevelDB.track_put_write_batch"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-INSTALL_HINT = "install Debian's chromium package (`apt-get install -y chromium`) and rerun"
-
-
-def _find_chromium() -> str | None:
-    for name in CHROMIUM_NAMES:
-        if path := shutil.which(name):
-            return path
-    return None
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    path = _find_chromium()
-    if path:
-        return path
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.fail(f"headless Chromium not found and cannot be installed here (not root / no apt-get): {INSTALL_HINT}",
-                    pytrace=False)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-        proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            pytest.fail(f"`{' '.join(cmd)}` failed ({proc.stderr.strip()[-800:]}): {INSTALL_HINT}", pytrace=False)
-    path = _find_chromium()
-    if not path:
-        pytest.fail(f"apt-get installed chromium but no browser binary is on PATH: {INSTALL_HINT}", pytrace=False)
-    return path
+    return require_tool(CHROMIUM_NAMES, "chromium", "published-page tests")
 
 
 @pytest.fixture(scope="module")
