@@ -1,7 +1,8 @@
 """A local webhook receiver (HTTP/1.1 on 127.0.0.1) for trigger scenarios and tests.
 
-Stdlib asyncio only: requests with a Content-Length body (what webhook senders send),
-keep-alive connections. Every request is recorded with its `perf_counter_ns` arrival
+HTTP comes from ``sprout_harness.httpserve`` (asyncio streams): requests with a
+Content-Length body (what webhook senders send), keep-alive connections that stay open
+while the sender keeps them. Every request is recorded with its `perf_counter_ns` arrival
 time; a request's answer comes from `respond(body, attempt)` where `attempt` counts
 the requests seen with the same delivery id (1 for the first), so a receiver can fail
 the first attempts, stall, or refuse. Deliveries acknowledged with a 2xx are deduped
@@ -17,12 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Union
 
+from sprout_harness.httpserve import HTTPServer, Request, Response
+
 # (status) or (status, delay before answering in seconds)
 Reply = Union[int, tuple[int, float]]
 Responder = Callable[[dict[str, Any], int], Union[Reply, Awaitable[Reply]]]
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
-            503: "Service Unavailable"}
 _MAX_BODY = 16 << 20
 
 
@@ -54,29 +55,22 @@ class WebhookReceiver:
         self.accepted: dict[str, Received] = {}
         self.duplicates = 0
         self._attempts: dict[str, int] = {}
-        self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[Any]] = set()
+        # No idle timeout: a sender's pooled connection must not be closed under it.
+        self._http = HTTPServer(self._serve, max_body=_MAX_BODY, idle_timeout_s=None)
         self._changed = asyncio.Event()
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        if not self._http.serving:
             raise RuntimeError("WebhookReceiver is not started; await start() (or use `async with`) first")
         return f"http://{self.host}:{self.port}/hook"
 
     async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = await self._http.start(self.host, self.port)
         return self.url
 
     async def close(self) -> None:
-        if self._server is not None:
-            server, self._server = self._server, None
-            server.close()
-            for t in list(self._conns):
-                t.cancel()
-            await asyncio.gather(*self._conns, return_exceptions=True)
-            await server.wait_closed()
+        await self._http.close()
 
     async def __aenter__(self) -> "WebhookReceiver":
         await self.start()
@@ -96,40 +90,15 @@ class WebhookReceiver:
             return False
         return True
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
-                length = int(headers.get("content-length", "0"))
-                if length > _MAX_BODY:
-                    await self._answer(writer, 400, close=True)
-                    return
-                raw = await reader.readexactly(length) if length else b""
-                received_ns = time.perf_counter_ns()
-                did, body, status = await self._handle(raw)
-                if writer.is_closing() or reader.at_eof():  # the sender hung up while we stalled: not delivered
-                    self._record(Received(did, body, received_ns, 499))
-                    return
-                close = headers.get("connection", "").lower() == "close"
-                await self._answer(writer, status, close=close)
-                self._record(Received(did, body, received_ns, status))
-                if close:
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        except asyncio.CancelledError:
-            if self._server is not None:
-                raise
-            # close() cancelled an idle keep-alive connection: end quietly (a cancelled
-            # connection task makes asyncio's stream callback log a spurious traceback)
-        finally:
-            self._conns.discard(task)
-            writer.close()
+    async def _serve(self, req: Request) -> Response | None:
+        received_ns = time.perf_counter_ns()
+        did, body, status = await self._handle(req.body)
+        if req.client_gone():  # the sender hung up while we stalled: not delivered, nothing to answer
+            self._record(Received(did, body, received_ns, 499))
+            return None
+        # No await between this and the server writing the answer: a waiter sees it answered.
+        self._record(Received(did, body, received_ns, status))
+        return Response(status)
 
     async def _handle(self, raw: bytes) -> tuple[str, dict[str, Any], int]:
         try:
@@ -154,13 +123,6 @@ class WebhookReceiver:
             else:
                 self.accepted[rec.delivery_id] = rec
         self._changed.set()
-
-    @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, status: int, *, close: bool) -> None:
-        reason = _REASONS.get(status, "Status")
-        conn = "close" if close else "keep-alive"
-        writer.write(f"HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: {conn}\r\n\r\n".encode())
-        await writer.drain()
 
 
 __all__ = ["Received", "Responder", "Reply", "WebhookReceiver"]

@@ -1,6 +1,6 @@
 """The monitor's HTTP server: dashboard, JSON API, Prometheus text, graceful stop.
 
-A small asyncio HTTP/1.1 server from the standard library (one request per connection):
+HTTP comes from ``sprout_harness.httpserve`` (asyncio streams, keep-alive, bounded reads):
 the dashboard polls the JSON API, so no WebSocket is needed, and ``websockets``' HTTP
 handling only accepts GET (the stop button needs POST). It runs on the monitor thread's loop
 (see ``live``); handlers only read ``RunState`` copies.
@@ -17,27 +17,22 @@ form cannot send without a CORS preflight this server never grants.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import ipaddress
 import json
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
+from sprout_harness.httpserve import HTTPServer, Request, Response, Router, json_response, text_response
 from sprout_harness.monitor.prometheus import CONTENT_TYPE, exposition, make_registry
 from sprout_harness.monitor.state import RunState
 from sprout_harness.reports.assets import plotly_js
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
-_MAX_HEAD = 16 * 1024
-_MAX_BODY = 64 * 1024
-_READ_TIMEOUT_S = 10.0
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error"}
+# Every answer: no MIME sniffing, and live figures are never cached (plotly.js overrides it).
+_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
 class MonitorConfigError(ValueError):
@@ -87,15 +82,6 @@ def check_exposure(host: str, public: bool, token: str | None) -> None:
             "(every request must then carry it)")
 
 
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-
 class MonitorServer:
     """Serves one ``RunState``; ``await start()`` then ``url``; ``await close()``."""
 
@@ -108,17 +94,23 @@ class MonitorServer:
         self.token = token or None
         self.poll_ms = poll_ms
         self.registry = make_registry(state)
-        self._server: asyncio.Server | None = None
+        self._router = Router()
+        for method, path, handler in (
+                ("GET", "/", self._dashboard), ("GET", "/index.html", self._dashboard),
+                ("GET", "/static/plotly.min.js", self._plotly), ("GET", "/api/status", self._status),
+                ("GET", "/api/metrics", self._metrics), ("GET", "/metrics", self._prometheus),
+                ("POST", "/api/stop", self._stop)):
+            self._router.add(method, path, handler)
+        self._http = HTTPServer(self._handle, headers=_HEADERS)
         self._bound_port: int | None = None
 
     async def start(self) -> "MonitorServer":
         try:
-            self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=_MAX_HEAD)
+            self._bound_port = await self._http.start(self.host, self.port)
         except OSError as exc:
             raise MonitorConfigError(
                 f"monitor cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
                 "pick another --monitor-addr (port 0 picks a free one)") from None
-        self._bound_port = self._server.sockets[0].getsockname()[1]
         return self
 
     @property
@@ -136,10 +128,7 @@ class MonitorServer:
         return f"http://{host}:{self.bound_port}/" + (f"?token={quote(self.token)}" if self.token else "")
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        await self._http.close()
 
     async def __aenter__(self) -> "MonitorServer":
         return await self.start()
@@ -149,69 +138,13 @@ class MonitorServer:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                async with asyncio.timeout(_READ_TIMEOUT_S):
-                    req = await self._read(reader)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-                await self._send(writer, 400, {"error": "malformed or incomplete HTTP request"})
-                return
-            if req is None:
-                return
-            status, body, ctype, extra = self._route(req)
-            await self._send(writer, status, body, ctype, extra)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
+    async def _handle(self, req: Request) -> Response | None:
+        if not self._authorized(req):
+            return json_response(401, {"error": "this monitor needs its token: add ?token=... to the URL or send "
+                                                "an X-Sprout-Token header"})
+        return await self._router(req)
 
-    async def _read(self, reader: asyncio.StreamReader) -> _Request | None:
-        line = await reader.readline()
-        if not line:
-            return None
-        parts = line.decode("latin-1").strip().split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            raise ValueError("bad request line")
-        method, target = parts[0].upper(), parts[1]
-        headers: dict[str, str] = {}
-        for _ in range(100):
-            h = await reader.readline()
-            if h in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = h.decode("latin-1").partition(":")
-            if not sep:
-                raise ValueError("bad header line")
-            headers[name.strip().lower()] = value.strip()
-        else:
-            raise ValueError("too many headers")
-        length = int(headers.get("content-length", "0") or 0)
-        if length < 0 or length > _MAX_BODY:
-            raise ValueError("body too large")
-        body = await reader.readexactly(length) if length else b""
-        url = urlsplit(target)
-        return _Request(method, url.path or "/", parse_qs(url.query), headers, body)
-
-    async def _send(self, writer: asyncio.StreamWriter, status: int, body: Any,
-                    ctype: str = "application/json", extra: dict[str, str] | None = None) -> None:
-        if isinstance(body, (dict, list)):
-            data = json.dumps(body, allow_nan=False, default=str).encode()
-        elif isinstance(body, str):
-            data = body.encode("utf-8")
-        else:
-            data = bytes(body)
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}", f"Content-Type: {ctype}",
-                f"Content-Length: {len(data)}", "Connection: close", "X-Content-Type-Options: nosniff",
-                "Cache-Control: " + ("max-age=3600" if ctype.startswith("text/javascript") else "no-store")]
-        head += [f"{k}: {v}" for k, v in (extra or {}).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
-        await writer.drain()
-
-    def _authorized(self, req: _Request) -> bool:
+    def _authorized(self, req: Request) -> bool:
         if self.token is None:
             return True
         given = (req.headers.get("x-sprout-token")
@@ -219,53 +152,31 @@ class MonitorServer:
                  or (req.query.get("token") or [""])[0])
         return hmac.compare_digest(given.encode(), self.token.encode())
 
-    def _route(self, req: _Request) -> tuple[int, Any, str, dict[str, str] | None]:
-        if not self._authorized(req):
-            return 401, {"error": "this monitor needs its token: add ?token=... to the URL or send "
-                                  "an X-Sprout-Token header"}, "application/json", None
-        routes = {
-            "/": ("GET", self._dashboard), "/index.html": ("GET", self._dashboard),
-            "/static/plotly.min.js": ("GET", self._plotly), "/api/status": ("GET", self._status),
-            "/api/metrics": ("GET", self._metrics), "/metrics": ("GET", self._prometheus),
-            "/api/stop": ("POST", self._stop),
-        }
-        route = routes.get(req.path)
-        if route is None:
-            return 404, {"error": f"no such endpoint {req.path!r}", "endpoints": sorted(routes)}, "application/json", None
-        method, fn = route
-        if req.method != method:
-            return 405, {"error": f"{req.path} takes {method}"}, "application/json", {"Allow": method}
-        try:
-            return fn(req)
-        except Exception as exc:  # a monitor bug must not take the run down
-            return 500, {"error": f"{type(exc).__name__}: {exc}"}, "application/json", None
-
-    def _dashboard(self, req: _Request) -> tuple[int, Any, str, None]:
+    def _dashboard(self, req: Request) -> Response:
         tmpl = resources.files("sprout_harness.monitor").joinpath("dashboard.html").read_text(encoding="utf-8")
         page = (tmpl.replace("__TOKEN_JSON__", json.dumps(self.token).replace("<", "\\u003c"))
                 .replace("__TOKEN_QUERY__", f"?token={quote(self.token)}" if self.token else "")
                 .replace("__POLL_MS__", str(int(self.poll_ms))))
-        return 200, page, "text/html; charset=utf-8", None
+        return text_response(200, page, "text/html; charset=utf-8")
 
-    def _plotly(self, req: _Request) -> tuple[int, Any, str, None]:
-        return 200, plotly_js(), "text/javascript; charset=utf-8", None
+    def _plotly(self, req: Request) -> Response:
+        # The library only changes with the installed plotly: let the browser keep it.
+        return text_response(200, plotly_js(), "text/javascript; charset=utf-8", {"Cache-Control": "max-age=3600"})
 
-    def _status(self, req: _Request) -> tuple[int, Any, str, None]:
-        return 200, self.state.status_dict(), "application/json", None
+    def _status(self, req: Request) -> Response:
+        return json_response(200, self.state.status_dict())
 
-    def _metrics(self, req: _Request) -> tuple[int, Any, str, None]:
-        return 200, self.state.metrics_dict(), "application/json", None
+    def _metrics(self, req: Request) -> Response:
+        return json_response(200, self.state.metrics_dict())
 
-    def _prometheus(self, req: _Request) -> tuple[int, Any, str, None]:
-        return 200, exposition(self.registry), CONTENT_TYPE, None
+    def _prometheus(self, req: Request) -> Response:
+        return Response(200, exposition(self.registry), CONTENT_TYPE)
 
-    def _stop(self, req: _Request) -> tuple[int, Any, str, None]:
-        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return 415, {"error": "POST /api/stop needs Content-Type: application/json"}, "application/json", None
+    def _stop(self, req: Request) -> Response:
+        if req.content_type != "application/json":
+            return json_response(415, {"error": "POST /api/stop needs Content-Type: application/json"})
         if self.state.status_dict()["terminal"]:
-            return 409, {"stopping": False, "error": f"the run already ended ({self.state.status})"}, "application/json", None
-        ok = self.state.request_stop("stopped from the monitor")
-        if not ok:
-            return 409, {"stopping": False, "error": "the run cannot be stopped now"}, "application/json", None
-        return 202, {"stopping": True, "status": self.state.status}, "application/json", None
+            return json_response(409, {"stopping": False, "error": f"the run already ended ({self.state.status})"})
+        if not self.state.request_stop("stopped from the monitor"):
+            return json_response(409, {"stopping": False, "error": "the run cannot be stopped now"})
+        return json_response(202, {"stopping": True, "status": self.state.status})
