@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,7 @@ from sprout_harness.config import config_from_dict, load_config
 from sprout_harness.contracts import StackError
 from sprout_harness.topology.runner import Runner, run
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_harness_contracts import TINY, DictClient, DictStack, _Store  # noqa: E402
+from support.stacks import TINY, DictClient, DictStack, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ class Tracking(DictStack):
 
 
 class _Closing(DictClient):
-    def __init__(self, store: _Store, name: str):
+    def __init__(self, store: Store, name: str):
         super().__init__(store)
         self.name = name
 
@@ -258,6 +259,102 @@ def test_sigterm_on_the_cli_is_a_graceful_stop(tmp_path, own_tmp):
     assert data["status"] == "cancelled" and "terminated (SIGTERM)" in data["reason"]
     assert data["phases"][0]["status"] == "cancelled"
     assert list(own_tmp.iterdir()) == []
+
+
+@pytest.fixture
+def sigint_guard():
+    """A SIGINT that reaches pytest outside a run is recorded, not a KeyboardInterrupt: these
+    tests signal their own process and must not take the session down if they miss."""
+    stray: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stray.append(signum))
+    try:
+        yield stray
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_when(condition, timeout_s: float = 30.0) -> threading.Thread:
+    """A thread that sends this process SIGINT once `condition()` holds (Ctrl+C from outside)."""
+    def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+class Blocking(DictStack):
+    """Calls that block and never suspend, like a stack doing its work synchronously: nothing
+    but the runner's own checkpoints can let a stop request in."""
+
+    built = 0
+    seeded = 0
+
+    async def durable(self, index, context):
+        c = await super().durable(index, context)
+        original = c.create
+
+        async def create(collection, props):
+            time.sleep(0.002)
+            if collection != "sprout_sync":
+                Blocking.seeded += len(props)
+            return await original(collection, props)
+
+        c.create = create
+        return c
+
+    async def ephemeral(self, index, connector, context):
+        time.sleep(0.002)
+        Blocking.built += 1
+        return await super().ephemeral(index, connector, context)
+
+
+async def test_sigint_while_building_stops_at_the_next_node(tmp_path, sigint_guard):
+    Blocking.built = 0
+    cfg = _cfg([{"name": "fetch"}], topology={"durable": 1, "ephemeral": 1000, "connector": "direct"})
+    _sigint_when(lambda: Blocking.built >= 10)
+    result = await run(cfg, factory=Blocking, json_path=tmp_path / "r.json")
+    assert result.status == "cancelled" and "interrupted (Ctrl+C)" in result.reason
+    assert Blocking.built < 100, f"{Blocking.built} of 1000 ephemerals built after the signal"
+    assert Blocking.instances[-1].closed
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "cancelled"
+    assert sigint_guard == []
+
+
+async def test_sigint_while_seeding_stops_at_the_next_batch(tmp_path, sigint_guard):
+    Blocking.seeded = 0
+    cfg = _cfg([{"name": "fetch"}], datasets={"albums": 500_000, "pets": 0}, runner={"seed_batch_size": 500})
+    _sigint_when(lambda: Blocking.seeded >= 5000)
+    result = await run(cfg, factory=Blocking, json_path=tmp_path / "r.json")
+    assert result.status == "cancelled" and "interrupted (Ctrl+C)" in result.reason
+    assert result.phases == []
+    assert Blocking.seeded < 50_000, f"{Blocking.seeded} of 500000 rows seeded after the signal"
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "cancelled"
+    assert sigint_guard == []
+
+
+async def test_sigint_while_the_reports_are_written_reports_the_run_cancelled(tmp_path, sigint_guard, monkeypatch):
+    from sprout_harness.reports import json_report
+
+    written: list[str] = []
+    original = json_report.write
+
+    def write(result, path):
+        written.append(result.status)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the first report is being written
+        return original(result, path)
+
+    monkeypatch.setattr(json_report, "write", write)
+    result = await run(_cfg([{"name": "fetch"}]), factory=DictStack, json_path=tmp_path / "r.json")
+    assert written == ["ok", "cancelled"]
+    assert result.status == "cancelled" and "interrupted (Ctrl+C) while tearing down" in result.reason
+    assert [p.status for p in result.phases] == ["ok"]  # the phase had finished: its figures stay
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "cancelled"
+    assert sigint_guard == []
 
 
 def test_stack_error_type_is_public():
