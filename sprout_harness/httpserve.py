@@ -10,7 +10,8 @@ or broken client cannot make it allocate without limit:
   ``413``;
 - a malformed request line, header field or length: ``400``; ``Transfer-Encoding``: ``501``;
   a request not read within ``read_timeout_s`` of its first line: ``408``. Each of these
-  answers with a JSON ``{"error": ...}`` and closes the connection;
+  answers with a JSON ``{"error": ...}`` and closes the connection (after dropping what the
+  client still sends, at most 1 MiB for 2 s, so the answer is not lost to a reset);
 - a handler that raises answers ``500`` with the exception's type and message, and the
   connection goes on.
 
@@ -32,6 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
 MAX_BODY = 64 * 1024
+_LINGER_S = 2.0
+_LINGER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ class HTTPServer:
                     req, keep = await self._read(reader, writer)
                 except _Reject as exc:
                     await self._write(writer, json_response(exc.status, {"error": str(exc)}), keep_alive=False)
+                    await self._linger(reader, writer)
                     return
                 if req is None:
                     return
@@ -226,6 +230,18 @@ class HTTPServer:
             resp = Response(resp.status, resp.body, resp.content_type, {**self.headers, **resp.headers}, resp.close)
         writer.write(encode_response(resp, keep_alive))
         await writer.drain()
+
+    @staticmethod
+    async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Drop what the client still sends (a refused body), for a bounded time and size: closing
+        with unread data would reset the connection, and the client could lose the answer."""
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
+            dropped = 0
+            async with asyncio.timeout(_LINGER_S):
+                while dropped < _LINGER_BYTES and (chunk := await reader.read(64 * 1024)):
+                    dropped += len(chunk)
 
     async def _line(self, reader: asyncio.StreamReader, size: int) -> tuple[bytes, int]:
         """One line without its CRLF, and the head's size so far; 431 past ``max_head``."""

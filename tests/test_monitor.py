@@ -166,6 +166,18 @@ async def test_non_loopback_bind_needs_the_public_flag_and_a_token():
         assert status == 409
 
 
+async def test_dashboard_escapes_the_token_and_refuses_oversized_requests():
+    token = "t</script><script>alert(1)</script>"
+    async with MonitorServer(RunState(), "127.0.0.1", 0, token=token) as server:
+        status, _, page = await ahttp(server.url)
+        assert status == 200 and b"<script>alert" not in page and page.count(b"<script") == 2
+        assert b'var TOKEN = "t\\u003c/script\\u003e' in page
+        base = f"http://127.0.0.1:{server.bound_port}/"
+        status, _, body = await ahttp(base + "api/stop", method="POST", body=b"x" * 100_000,
+                                      headers={"X-Sprout-Token": token, "Content-Type": "application/json"})
+        assert status == 413 and "over the limit" in json.loads(body)["error"]
+
+
 def test_cli_refuses_a_public_bind_without_flag_or_token():
     for extra, needle in ((["--monitor-addr", "0.0.0.0:0"], "--monitor-public"),
                           (["--monitor-addr", "0.0.0.0:0", "--monitor-public"], "--monitor-token"),

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
+
+import jinja2
 
 from sprout_harness.httpserve import HTTPServer, Request, Response, Router, json_response, text_response
 from sprout_harness.monitor.prometheus import CONTENT_TYPE, exposition, make_registry
@@ -33,6 +35,13 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 # Every answer: no MIME sniffing, and live figures are never cached (plotly.js overrides it).
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+@lru_cache(maxsize=1)
+def _dashboard_template() -> jinja2.Template:
+    """dashboard.html as an autoescaped jinja2 template (the token reaches its script via ``tojson``)."""
+    text = resources.files("sprout_harness.monitor").joinpath("dashboard.html").read_text(encoding="utf-8")
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(text)
 
 
 class MonitorConfigError(ValueError):
@@ -153,10 +162,8 @@ class MonitorServer:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _dashboard(self, req: Request) -> Response:
-        tmpl = resources.files("sprout_harness.monitor").joinpath("dashboard.html").read_text(encoding="utf-8")
-        page = (tmpl.replace("__TOKEN_JSON__", json.dumps(self.token).replace("<", "\\u003c"))
-                .replace("__TOKEN_QUERY__", f"?token={quote(self.token)}" if self.token else "")
-                .replace("__POLL_MS__", str(int(self.poll_ms))))
+        page = _dashboard_template().render(token=self.token, poll_ms=int(self.poll_ms),
+                                            token_query=f"?token={quote(self.token)}" if self.token else "")
         return text_response(200, page, "text/html; charset=utf-8")
 
     def _plotly(self, req: Request) -> Response:

@@ -1,6 +1,7 @@
 """What the HTML pages show, as plain data: plotly figures (dicts in plotly's JSON schema) and
-the rows of every table, built from a ``RunResult`` or a ``Comparison``. No markup here: the
-templates of ``reports.html`` lay these out.
+the rows of every table, built from a ``RunResult`` or a ``Comparison``. No page markup here:
+the templates of ``reports.html`` lay these out (names inside plotly hover templates are
+escaped, as plotly draws those as markup).
 
 Percentile curves put the percentile on a "nines" axis, ``x = -log10(1 - q/100)`` (50% -> 0.3,
 90% -> 1, 99% -> 2, 99.9% -> 3), so the tail gets as much room as the median.
