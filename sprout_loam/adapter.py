@@ -18,7 +18,8 @@ Optional hooks (sprout_harness/contracts/hooks.py): extra connections (`open_con
 on a durable node (`add_trigger`, ... through loam.triggers.TriggerManager) and databases
 (`database_client`: a loam.databases.DatabaseHost per durable slot, its storage next to
 the durable node's: LevelDB sub-directories, PostgreSQL schemas, memory engines) and the
-wire codec of a notify (`notify_codec`, the notify-lag phase's codec floor).
+wire codec of a notify (`notify_codec`, the notify-lag phase's codec floor) and direct reads
+(`native_get`: the node API under a client).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from loam.model import Entity
 from loam.node.api import Context
@@ -431,6 +432,16 @@ class LoamStack:
             return msg.commit_ns
 
         return encode, decode
+
+    @staticmethod
+    def native_get(client: Any) -> Callable[[str, str], Awaitable[Entity | None]] | None:
+        """loam's node API under a client of this stack: `get(collection, id)` on its node
+        with its context, no conversion into harness Docs (the `native_get` hook)."""
+        if not isinstance(client, LoamClient):
+            return None
+        get, ctx = client.node.get, client.ctx
+        # a plain closure: the figure times this call (a partial with a keyword costs ~3x more)
+        return lambda collection, id: get(collection, id, ctx)
 
     # --- optional hooks: triggers -------------------------------------------------------
 

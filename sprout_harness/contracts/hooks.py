@@ -45,6 +45,14 @@ Wire codec (the notify-lag phase of the asv suite):
   commit_ns` reads it as the stack's client does. The phase measures this codec plus one
   event-loop turn with no node work: the floor of an in-process connector that keeps the
   wire codec, reported next to the lag.
+
+Direct reads (the asv-albums-get phase; the asv suite's `NodeGetById` and its gate):
+
+- `native_get(client) -> get | None`: for a client this stack built, `async get(collection,
+  id)` reading one entity by id through the stack's own API under the client contract (no
+  conversion into `Doc`s): what a get costs the stack itself. It returns None for an absent
+  entity and anything else for a present one; the hook returns None for a client that has
+  no such path. A stack without the hook has no such figure (n/a, never a stand-in).
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from sprout_harness.contracts.query import Pred
 CONNECTION_HOOKS = ("open_connection",)
 TRIGGER_HOOKS = ("add_trigger", "webhook_event", "trigger_stats", "drain_triggers", "remove_trigger")
 DATABASE_HOOKS = ("database_client",)
+DIRECT_READ_HOOKS = ("native_get",)
 
 
 @dataclass(frozen=True)
@@ -105,4 +114,5 @@ def require(ctx: Any, *names: str) -> list[Any]:
     return found
 
 
-__all__ = ["CONNECTION_HOOKS", "DATABASE_HOOKS", "TRIGGER_HOOKS", "TriggerSpec", "WebhookEvent", "find", "require"]
+__all__ = ["CONNECTION_HOOKS", "DATABASE_HOOKS", "DIRECT_READ_HOOKS", "TRIGGER_HOOKS", "TriggerSpec", "WebhookEvent",
+           "find", "require"]
