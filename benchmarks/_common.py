@@ -1,11 +1,15 @@
-"""Shared payloads, sizes and fixtures for every asv benchmark module (anchors and loam alike).
+"""Shared payloads, sizes, seeded randomness and fixtures for every asv benchmark module.
 
-Every loam figure is meant to be read as a ratio to its anchor, so both sides must use the
-*same* payloads: `album_docs(n, seed)` (dicts) and `album_payloads(n, seed)` (the same dicts
-orjson-encoded to exactly `PAYLOAD_BYTES` bytes, with their `album_key` keys).
+Every figure is meant to be read as a ratio to its anchor, so both sides use the *same*
+payloads: `album_docs(n, seed)` (dicts), `album_payloads(n, seed)` (the same dicts
+orjson-encoded to exactly 100 bytes, with their keys) and `album_props(n)` (the same as
+entity properties). They come from the harness (`sprout_harness.workloads.anchors`), whose
+asv phases and raw anchors use them too.
 
 Sizes follow `SPROUT_BENCH_SCALE` (`tiny` for tests, `quick`, `full` = default): use
-`scale()` rather than literals so the integration tests can shrink every workload at once.
+`scale()` (one table, `SCALES`) rather than literals so the integration tests can shrink
+every workload at once. Random draws go through `rng(seed)` (fixed seeds: a figure is
+measured on the same data in every run and commit).
 
 Conventions for benchmark modules (asv 0.6 / asv-runner 0.3):
 - every figure is lower-is-better: `track_` methods return latencies or time per op with
@@ -22,24 +26,22 @@ Conventions for benchmark modules (asv 0.6 / asv-runner 0.3):
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import random
 import shutil
 import statistics
-import string
 import tempfile
 import time
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, overload
 
-import orjson
+if TYPE_CHECKING:
+    import numpy as np
 
 ENV_SCALE = "SPROUT_BENCH_SCALE"
 ENV_PG_DSN = "SPROUT_PG_DSN"
-PAYLOAD_BYTES = 100
 COLLECTION = "albums"
 DEFAULT_SEED = 20261126
 UNIT_US = "us"
@@ -50,18 +52,51 @@ UNIT_US = "us"
 
 @dataclass(frozen=True)
 class Scale:
-    """Workload sizes for one `SPROUT_BENCH_SCALE` level."""
+    """Workload sizes for one `SPROUT_BENCH_SCALE` level, every module's in one table."""
 
     name: str
+    # the anchors and the album-payload workloads
     records: int  # records per batch (puts, inserts, creates)
     samples: int  # latency samples per distribution (round trips, hops)
     repeats: int  # independent repetitions of a batch; the median is reported
+    album_batch: int  # entities per create call in the album-payload workloads
+    # the workload families (bench_*)
+    dataset: int  # seeded albums / pets
+    create: int  # entities of the harness's create phase
+    get_ops: int
+    fetch_ops: int
+    live_subscribers: int
+    live_ops: int
+    writer_ops: int
+    churn_subscribers: int
+    churn_cycles: int
+    lag_samples: int
+    idle_queries: int
+    fanout_commits: int  # commits per fan-out measurement (bench_fanout)
+    # the gate (gate.py): samples per gated figure, and loam ops per paired measurement
+    gate_repeats: int
+    gate_records: int
+    gate_gets: int
+    gate_lag_updates: int
+    monitor_ops: int  # gets and writes of the monitored run (monitor_overhead)
 
 
 SCALES: dict[str, Scale] = {
-    "tiny": Scale("tiny", records=200, samples=200, repeats=2),
-    "quick": Scale("quick", records=2_000, samples=1_000, repeats=3),
-    "full": Scale("full", records=10_000, samples=5_000, repeats=5),
+    "tiny": Scale("tiny", records=200, samples=200, repeats=2, album_batch=100,
+                  dataset=300, create=300, get_ops=100, fetch_ops=24, live_subscribers=2, live_ops=10,
+                  writer_ops=200, churn_subscribers=2, churn_cycles=1, lag_samples=30, idle_queries=20,
+                  fanout_commits=30, gate_repeats=3, gate_records=200, gate_gets=100, gate_lag_updates=20,
+                  monitor_ops=400),
+    "quick": Scale("quick", records=2_000, samples=1_000, repeats=3, album_batch=500,
+                   dataset=600, create=600, get_ops=200, fetch_ops=36, live_subscribers=3, live_ops=20,
+                   writer_ops=400, churn_subscribers=3, churn_cycles=1, lag_samples=100, idle_queries=40,
+                   fanout_commits=100, gate_repeats=9, gate_records=1000, gate_gets=1000, gate_lag_updates=60,
+                   monitor_ops=3_000),
+    "full": Scale("full", records=10_000, samples=5_000, repeats=5, album_batch=500,
+                  dataset=3000, create=4000, get_ops=1000, fetch_ops=200, live_subscribers=4, live_ops=150,
+                  writer_ops=3000, churn_subscribers=6, churn_cycles=4, lag_samples=1000, idle_queries=200,
+                  fanout_commits=300, gate_repeats=15, gate_records=2000, gate_gets=1000, gate_lag_updates=100,
+                  monitor_ops=10_000),
 }
 
 
@@ -74,57 +109,49 @@ def scale() -> Scale:
         raise ValueError(f"{ENV_SCALE}={name!r} is not one of {sorted(SCALES)}") from None
 
 
-# --- payloads ----------------------------------------------------------------------------
-
-_WORDS = (
-    "amber blue cedar delta ember fern glass harbor iris juniper kelp lumen moss north "
-    "ochre pine quartz river slate tide umber violet willow xenon yarrow zephyr"
-).split()
+# --- randomness and payloads -------------------------------------------------------------
 
 
-def album_key(i: int) -> bytes:
-    """Key of album number `i` (fixed width, so key order = insertion order)."""
-    return b"album/%08d" % i
+@overload
+def rng(seed: int = ..., *, numpy: Literal[False] = ...) -> random.Random: ...
+@overload
+def rng(seed: int = ..., *, numpy: Literal[True]) -> np.random.Generator: ...
+def rng(seed: int = DEFAULT_SEED, *, numpy: bool = False) -> random.Random | np.random.Generator:
+    """The seeded generator every benchmark module draws from: `random.Random(seed)`, or
+    numpy's `default_rng(seed)` with `numpy=True`. Fixed seeds keep the data of a figure
+    the same from run to run and commit to commit."""
+    if numpy:
+        import numpy as np
+
+        return np.random.default_rng(seed)
+    return random.Random(seed)
 
 
-def album_id(i: int) -> str:
-    """Entity id of album number `i` (the string form of `album_key`'s suffix)."""
-    return f"alb{i:08d}"
+def _anchors() -> ModuleType:
+    return require("sprout_harness.workloads.anchors")
 
 
-@functools.lru_cache(maxsize=16)
-def album_docs(n: int, seed: int = DEFAULT_SEED) -> tuple[dict[str, Any], ...]:
-    """`n` deterministic album dicts, each orjson-encoding to exactly PAYLOAD_BYTES bytes.
-
-    Treat the result as read-only: it is cached and shared between callers.
-    """
-    rng = random.Random(seed)
-    docs = []
-    for i in range(n):
-        doc: dict[str, Any] = {
-            "id": album_id(i),
-            "artist": rng.choice(_WORDS).title(),
-            "year": rng.randint(1955, 2025),
-            "tracks": rng.randint(1, 30),
-            "rating": rng.randint(0, 50) / 10,
-            "title": "",
-        }
-        pad = PAYLOAD_BYTES - len(orjson.dumps(doc))
-        doc["title"] = "".join(rng.choice(string.ascii_lowercase) for _ in range(pad))
-        docs.append(doc)
-    return tuple(docs)
+def album_docs(n: int, seed: int | None = None) -> tuple[dict[str, Any], ...]:
+    """`n` deterministic album dicts of 100 encoded bytes (read-only: cached and shared)."""
+    a = _anchors()
+    return a.album_docs(n, a.ALBUM_SEED if seed is None else seed)
 
 
-@functools.lru_cache(maxsize=16)
-def album_payloads(n: int, seed: int = DEFAULT_SEED) -> tuple[tuple[bytes, bytes], ...]:
-    """`n` (key, value) pairs: `album_key(i)` and the orjson encoding of `album_docs(n, seed)[i]`."""
-    return tuple((album_key(i), orjson.dumps(doc)) for i, doc in enumerate(album_docs(n, seed)))
+def album_payloads(n: int, seed: int | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    """`n` (key, value) pairs: each album's key and its orjson encoding."""
+    a = _anchors()
+    return a.album_payloads(n, a.ALBUM_SEED if seed is None else seed)
+
+
+def album_props(n: int) -> list[dict[str, Any]]:
+    """`album_docs(n)` as entity properties (`id` renamed `no`: same encoded size)."""
+    return _anchors().album_props(n)
 
 
 def shuffled(items: Sequence[Any], seed: int = DEFAULT_SEED) -> list[Any]:
     """A deterministic permutation of `items` (random-order reads)."""
     out = list(items)
-    random.Random(seed ^ 0x5EED).shuffle(out)
+    rng(seed ^ 0x5EED).shuffle(out)
     return out
 
 

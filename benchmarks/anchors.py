@@ -8,6 +8,11 @@ per-operation times in microseconds, lower is better, as asv *samples*
 (`_common.asv_samples`: one per batch or slice; asv shows and stores their median, and keeps
 statistics so `asv compare` can test a change).
 
+The payloads and the anchors that the harness's asv phases also measure in their own runs
+(the asyncio queue hop, the websockets one-way latency) are the harness's functions
+(`sprout_harness.workloads.anchors`): the stand-alone anchors here and the paired ones in a
+phase run the same code.
+
 PostgreSQL anchors need `SPROUT_PG_DSN` (set by `make bench-asv`); without it they show n/a.
 """
 
@@ -16,25 +21,30 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from types import ModuleType
 from typing import Any
 
 from ._common import (
     UNIT_US,
-    asv_samples,
-    chunked_percentiles,
+    TempDir,
     album_payloads,
+    asv_samples,
     cache_or_skip,
+    chunked_percentiles,
     median_us_per_op,
-    percentile,
     postgres_dsn_or_skip,
     require,
     scale,
     shuffled,
     skip_if_skipped,
-    TempDir,
 )
 
 CACHE_TIMEOUT = 300
+
+
+def _harness_anchors() -> ModuleType:
+    """The raw anchors the harness's phases measure too (n/a on a commit without them)."""
+    return require("sprout_harness.workloads.anchors")
 
 
 # --- LevelDB (plyvel) ------------------------------------------------------------------------
@@ -166,51 +176,6 @@ class AnchorPostgres:
 # --- WebSockets (loopback) -------------------------------------------------------------------
 
 
-# Both ends read their socket 64 KiB at a time, as loam's WebSocket transport does: asyncio's
-# default 256 KiB read buffer can cost ~15-25 us per message in a process whose malloc serves
-# it with mmap (the harness's, not a fresh one). Without this the in-phase anchor would be
-# slowed by what loam fixed for itself, and the ratio would flatter loam.
-READ_SIZE = 64 * 1024
-
-
-def _read_size(ws: Any) -> None:
-    t = getattr(ws, "transport", None)
-    if isinstance(getattr(t, "max_size", None), int):
-        t.max_size = READ_SIZE
-
-
-async def ws_one_way_latencies_us(samples: int, payloads: list[bytes], warmup: int = 50) -> list[float]:
-    """One message at a time, each awaited at the server: send -> the server has read it,
-    on one clock (same process, same loop), the analogue of a commit -> notification lag.
-    Also run inside the notify-lag phase itself, next to the figure it anchors."""
-    ws_server = require("websockets.asyncio.server")
-    ws_client = require("websockets.asyncio.client")
-    arrived = asyncio.Event()
-    arrived_ns = 0
-
-    async def handler(ws: Any) -> None:
-        nonlocal arrived_ns
-        _read_size(ws)
-        async for _ in ws:
-            arrived_ns = time.perf_counter_ns()
-            arrived.set()
-
-    opts = {"compression": None, "ping_interval": None}
-    latencies = []
-    async with ws_server.serve(handler, "127.0.0.1", 0, **opts) as server:
-        port = server.sockets[0].getsockname()[1]
-        async with ws_client.connect(f"ws://127.0.0.1:{port}", **opts) as ws:
-            _read_size(ws)
-            for i in range(warmup + samples):
-                arrived.clear()
-                t0 = time.perf_counter_ns()
-                await ws.send(payloads[i % len(payloads)])
-                await arrived.wait()
-                if i >= warmup:
-                    latencies.append((arrived_ns - t0) / 1e3)
-    return latencies
-
-
 async def _ws_workload() -> dict[str, float]:
     ws_server = require("websockets.asyncio.server")
     ws_client = require("websockets.asyncio.client")
@@ -258,7 +223,7 @@ async def _ws_workload() -> dict[str, float]:
                 await sink_done.wait()
                 one_way.append((time.perf_counter() - t0) / len(payloads) * 1e6)
 
-    latencies = await ws_one_way_latencies_us(sc.samples, payloads)
+    latencies = await _harness_anchors().ws_one_way_latencies_us(sc.samples, payloads)
     return {
         "round_trip_p50": chunked_percentiles(rtts, 50, sc.repeats),
         "round_trip_p99": chunked_percentiles(rtts, 99, sc.repeats),
@@ -308,59 +273,11 @@ class AnchorWebsockets:
 # --- asyncio queue -----------------------------------------------------------------------------
 
 
-async def queue_hop_us(n: int, payloads: list[bytes]) -> float:
-    """us per hop, ping-pong between two tasks over asyncio.Queue / 2 (one hop = put on a
-    queue + the other task waking up to get it). Also run inside the notify-lag phase."""
-    there: asyncio.Queue[bytes | None] = asyncio.Queue()
-    back: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    async def echo() -> None:
-        while (item := await there.get()) is not None:
-            back.put_nowait(item)
-
-    task = asyncio.create_task(echo())
-    t0 = time.perf_counter()
-    for i in range(n):
-        there.put_nowait(payloads[i % len(payloads)])
-        await back.get()
-    elapsed = time.perf_counter() - t0
-    there.put_nowait(None)
-    await task
-    return elapsed / (2 * n) * 1e6
-
-
-async def codec_hop_p50_us(encode: Any, decode: Any, n: int, docs: list[dict[str, Any]]) -> float:
-    """us, median commit stamp -> received, where the message goes through the stack's own
-    wire codec (`encode(id, props, commit_ns) -> bytes`, `decode(bytes) -> commit_ns`; the
-    `notify_codec` hook) and one event-loop turn, with no node work at all: the floor of an
-    in-process connector that keeps the wire codec. Measured inside the notify-lag phase."""
-    loop = asyncio.get_running_loop()
-    got = asyncio.Event()
-    lags: list[int] = []
-    wrong: list[int] = []
-
-    def receive(data: bytes, sent: int) -> None:
-        commit_ns = decode(data)
-        lags.append(time.perf_counter_ns() - commit_ns)
-        if commit_ns != sent:
-            wrong.append(commit_ns)
-        got.set()
-
-    total = n + n // 10  # the first tenth warms up
-    for i in range(total):
-        got.clear()
-        commit_ns = time.perf_counter_ns()
-        loop.call_soon(receive, encode(f"e{i % len(docs)}", docs[i % len(docs)], commit_ns), commit_ns)
-        await got.wait()
-    if len(lags) != total or wrong:
-        raise AssertionError(f"codec floor: {len(lags)} of {total} messages received, "
-                             f"{len(wrong)} with a commit stamp other than the one sent")
-    return percentile([v / 1e3 for v in lags[n // 10:]], 50)
-
-
 async def _queue_workload() -> dict[str, float]:
     sc = scale()
     payloads = [v for _, v in album_payloads(sc.records)]
+
+    queue_hop_us = _harness_anchors().queue_hop_us
 
     async def ping_pong(n: int) -> float:
         return await queue_hop_us(n, payloads)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import cache_or_skip
-from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family, sizes
+from ._common import cache_or_skip, scale
+from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family
 
 
 def _run() -> Any:
-    sz = sizes()
+    sz = scale()
     return run_family(
         datasets={"albums": 0, "pets": sz.dataset},
         phases=[("churn", {"subscribers": sz.churn_subscribers, "cycles": sz.churn_cycles,

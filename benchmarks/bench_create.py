@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import cache_or_skip, scale
-from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family, sizes
+from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family
 
 
 def _run() -> Any:
-    sz, sc = sizes(), scale()
+    sz = scale()
     return run_family(
         datasets={"albums": 0, "pets": 0},
         phases=[
             ("create", {"collection": "albums", "count": sz.create, "batch_size": 100, "concurrency": 4}),
-            ("asv-albums-create", {"count": sc.records, "batch_size": sz.album_batch, "repeats": sc.repeats}),
+            ("asv-albums-create", {"count": sz.records, "batch_size": sz.album_batch, "repeats": sz.repeats}),
         ],
     )
 

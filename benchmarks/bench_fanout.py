@@ -28,15 +28,11 @@ PREDICATES = ("equality", "range")
 KEY = ("loam-leveldb", "inprocess", 0)
 
 
-def _commits() -> int:
-    return {"tiny": 30, "quick": 100, "full": 300}[scale().name]
-
-
 def _run() -> dict[tuple[int, str], Any]:
     out = {}
     for s in SUBSCRIPTIONS:
         for pred in PREDICATES:
-            n = _commits()
+            n = scale().fanout_commits
             out[(s, pred)] = entry(KEY, {"albums": 0, "pets": 0}, [(
                 "filtered-subscriptions",
                 {"subscriptions": s, "match_fraction": 0.1, "predicate": pred, "connections": 4,

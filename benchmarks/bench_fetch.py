@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import random
 from typing import Any
 
-from ._common import cache_or_skip, require, scale
-from ._topology import CACHE_TIMEOUT, FamilyBenchmark, album_props, run_family, sizes
+from ._common import album_props, cache_or_skip, require, rng, scale
+from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family
 
 FAMILIES = ("equality", "range", "in", "and_or", "order_limit")
 
 
 def _run() -> Any:
-    sz, sc = sizes(), scale()
+    sz = scale()
     return run_family(
         datasets={"albums": sz.dataset, "pets": 0},
         phases=[
             ("fetch", {"collection": "albums", "get_ops": sz.get_ops, "fetch_ops": sz.fetch_ops, "concurrency": 4}),
-            ("asv-albums-get", {"count": sc.records, "batch_size": sz.album_batch, "repeats": sc.repeats,
+            ("asv-albums-get", {"count": sz.records, "batch_size": sz.album_batch, "repeats": sz.repeats,
                                 "gets": sz.get_ops}),
         ],
     )
@@ -85,17 +84,22 @@ class GetById(FamilyBenchmark):
 
 
 class NodeGetById(FamilyBenchmark):
-    """The same gets on loam's own node API under the adapter (no harness Doc conversion):
-    what the `leveldb-get` target measures. loam only."""
+    """The same gets through the stack's `native_get` hook: its own API under the client,
+    no harness Doc conversion (loam: its node API under the adapter). What the `leveldb-get`
+    target measures; n/a for a stack without the hook."""
 
     phase = "asv-albums-get"
     unit = "us"
-    stacks = ("loam-leveldb", "loam-postgres")
     setup_cache = _setup_cache
 
+    def setup(self, cache: Any, stack: str, connector: str, ephemerals: int) -> None:
+        super().setup(cache, stack, connector, ephemerals)
+        if not self.has_extra("native_get_us"):
+            raise NotImplementedError(f"{stack}: the stack has no native_get hook (direct reads)")
+
     def track_get(self, cache: Any, *p: Any) -> float:
-        """us per get on loam's node API; anchor: AnchorLevelDB.track_get_random."""
-        return self.extra("node_get_us")
+        """us per get through the stack's native_get hook; anchor: AnchorLevelDB.track_get_random."""
+        return self.extra("native_get_us")
 
 
 # --- a time_ benchmark on a prepared node (module-level: asv re-runs setup before every call) ---
@@ -125,7 +129,7 @@ def _prepared_leveldb_node() -> dict[str, Any]:
     ids: list[str] = []
     for i in range(0, len(docs), 500):
         ids += loop.run_until_complete(client.create("albums", docs[i:i + 500])).ids
-    order = random.Random(7).sample(ids, min(len(ids), GETS_PER_CALL))
+    order = rng(7).sample(ids, min(len(ids), GETS_PER_CALL))
 
     async def gets() -> None:
         for id_ in order:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._common import cache_or_skip
-from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family, sizes
+from ._common import cache_or_skip, scale
+from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family
 
 
 def _run() -> Any:
-    sz = sizes()
+    sz = scale()
     return run_family(
         datasets={"albums": sz.dataset, "pets": 0},
         phases=[
@@ -83,20 +83,21 @@ class NotifyLag(FamilyBenchmark):
         return self.fig("lag", "notify_single", "p99") * 1e3
 
     def track_paired_queue_hop(self, cache: Any, *p: Any) -> float:
-        """us, the raw asyncio queue hop (anchors.queue_hop_us) measured inside this phase,
+        """us, the raw asyncio queue hop (`queue_hop_us` of sprout_harness.workloads.anchors,
+        the function AnchorAsyncioQueue runs) measured inside this phase,
         before and after its samples: the in-process target's anchor."""
         return self.extra("paired_queue_hop_us")
 
     def track_paired_codec_floor(self, cache: Any, *p: Any) -> float:
         """us, median commit stamp -> received through the stack's own wire codec and one
-        loop turn, no node work (anchors.codec_hop_p50_us, the `notify_codec` hook; n/a
-        without it), measured inside this phase: what the codec the in-process connector
+        loop turn, no node work (`codec_hop_p50_us` of sprout_harness.workloads.anchors, the
+        `notify_codec` hook; n/a without it), measured inside this phase: what the codec the in-process connector
         keeps costs by itself."""
         return self.extra("paired_codec_floor_us") if self.has_extra("paired_codec_floor_us") else math.nan
 
     def track_paired_ws_one_way_p50(self, cache: Any, *p: Any) -> float:
-        """us, the raw websockets one-way latency (anchors.ws_one_way_latencies_us) measured
-        inside this phase, before and after its samples: the WebSocket target's anchor."""
+        """us, the raw websockets one-way latency (`ws_one_way_latencies_us`, the function
+        AnchorWebsockets runs) measured inside this phase, before and after its samples: the WebSocket target's anchor."""
         return self.extra("paired_ws_one_way_p50_us")
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import cache_or_skip
-from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family, sizes
+from ._common import cache_or_skip, scale
+from ._topology import CACHE_TIMEOUT, FamilyBenchmark, run_family
 
 WRITERS = 4
 
 
 def _run() -> Any:
-    sz = sizes()
+    sz = scale()
     return run_family(
         datasets={"albums": 0, "pets": sz.dataset},
         phases=[("writers", {"collection": "pets", "writers": WRITERS, "ops": sz.writer_ops, "readback_sample": 50})],

@@ -12,8 +12,8 @@ Two things are wrong with such a figure as a gate:
   of one commit's run together (the asyncio hop read 3.9 us quiet and 8.2 us busy).
 
 So each gated figure here is a *ratio* (loam time per op / anchor time per op, lower is
-better), and each of its `REPEATS` samples pairs loam and its anchor measured right next to
-each other in the same process and event loop, each side the fastest of `PASSES` passes
+better), and each of its `gate_repeats` samples pairs loam and its anchor measured right next
+to each other in the same process and event loop, each side the fastest of `PASSES` passes
 spread over the whole measurement: load that slows both cancels in the ratio, and a burst
 that hits one pass does not make the sample. A `track_` method returns
 `{"samples": [...], "number": 1}`: asv's runner (asv/runner.py,
@@ -22,7 +22,8 @@ that hits one pass does not make the sample. A `track_` method returns
 samples, `asv continuous` records them, and `asv compare`'s `_is_result_better` requires a
 Mann-Whitney U difference (p < 0.002) on top of the factor. The value shown is the median.
 With fewer than 7 samples per side that test can never reach p < 0.002 (two-sided exact
-U test, complete separation at 6 + 6 gives p = 2/924), hence `REPEATS` >= 9 (15 at full scale).
+U test, complete separation at 6 + 6 gives p = 2/924), hence `gate_repeats` >= 9 in
+`_common.SCALES` (15 at full scale).
 
 The gated figures, all on loam's LevelDB engine (no PostgreSQL needed, so a pull request's
 gate cannot turn n/a on a machine without it):
@@ -30,7 +31,7 @@ gate cannot turn n/a on a machine without it):
 | benchmark | loam (per op) | anchor (per op), same process, right next to it |
 |---|---|---|
 | `GateLevelDB.track_create_vs_write_batch` | create of album payloads, batches of 500 | plyvel put in one write_batch, same payloads |
-| `GateLevelDB.track_get_vs_plyvel_get` | get by id on loam's node API (random ids) | plyvel get, same keys, random order |
+| `GateLevelDB.track_get_vs_plyvel_get` | get by id through the `native_get` hook: loam's node API (random ids) | plyvel get, same keys, random order |
 | `GateNotifyLag.track_inprocess_lag_vs_queue_hop` | commit -> notification p50, 1 in-process ephemeral | asyncio queue hop |
 | `GateNotifyLag.track_websocket_lag_vs_ws_one_way` | the same over WebSocket | websockets one-way latency p50 |
 
@@ -47,21 +48,27 @@ import statistics
 import time
 from typing import Any
 
-from ._common import TempDir, album_payloads, asv_samples, cache_or_skip, require, scale, shuffled, skip_if_skipped
-from ._topology import CACHE_TIMEOUT, ERROR, NA, album_props, entry
+from ._common import (
+    TempDir,
+    album_payloads,
+    album_props,
+    asv_samples,
+    cache_or_skip,
+    require,
+    scale,
+    shuffled,
+    skip_if_skipped,
+)
+from ._topology import CACHE_TIMEOUT, ERROR, NA, entry
 
 UNIT_RATIO = "ratio"
 DURABLE = ("loam-leveldb", "inprocess", 0)
 INPROCESS_1 = ("loam-leveldb", "inprocess", 1)
 WEBSOCKET_1 = ("loam-leveldb", "websocket", 1)
-#: samples (paired measurements) per gated figure and commit, by SPROUT_BENCH_SCALE
-REPEATS = {"tiny": 3, "quick": 9, "full": 15}
+# Sizes (`_common.SCALES`): `gate_repeats` samples (paired measurements) per gated figure
+# and commit; `gate_records` / `gate_gets` / `gate_lag_updates` loam ops per measurement.
 #: passes over all samples: each sample keeps its fastest pass per side (loam and anchor)
 PASSES = 3
-#: loam ops per paired measurement (records created / gets / notified updates)
-RECORDS = {"tiny": 200, "quick": 1000, "full": 2000}
-GETS = {"tiny": 100, "quick": 1000, "full": 1000}
-LAG_UPDATES = {"tiny": 20, "quick": 60, "full": 100}
 
 
 _samples = asv_samples
@@ -88,10 +95,12 @@ def _register() -> None:
     catalog = require("sprout_harness.workloads.catalog")
     knob = require("sprout_harness.workloads.knobs").knob
     query = require("sprout_harness.contracts.query")
+    anchors = require("sprout_harness.workloads.anchors")
+    asv_phases = require("sprout_harness.workloads.asv_phases")
     from dataclasses import dataclass as dc
 
-    from ._topology import _no_gc, tracks_watcher
-    from .anchors import queue_hop_us, ws_one_way_latencies_us
+    _no_gc, tracks_watcher = anchors.no_gc, asv_phases.tracks_watcher
+    queue_hop_us, ws_one_way_latencies_us = anchors.queue_hop_us, anchors.ws_one_way_latencies_us
 
     @dc
     class LevelDBKnobs:
@@ -104,20 +113,18 @@ def _register() -> None:
     async def leveldb_pairs(ctx: Any, k: LevelDBKnobs) -> None:
         """Sample r: loam creates `count` album payloads (fresh collection), raw plyvel puts
         the same payloads in one write_batch (fresh DB); loam gets `gets` of them by id on
-        its node API, plyvel gets the same keys in random order. Every sample is measured
+        its `native_get` hook, plyvel gets the same keys in random order (no gets, and no get
+        ratio, for a stack without the hook). Every sample is measured
         once per pass, passes one after the other over all samples (so a sample's passes
         are ~R measurements apart in time); a sample keeps the fastest pass of each side."""
         plyvel = require("plyvel")
         node = ctx.targets[0]
         docs = album_props(k.count)
         pairs = album_payloads(k.count)
-        # loam's own node API under the adapter (the `leveldb-get` target), else the client
-        inner, inner_ctx = getattr(node.client, "node", None), getattr(node.client, "ctx", None)
-        if inner is not None and inner_ctx is not None and hasattr(inner, "get"):
-            def get(coll: str, id_: str) -> Any:
-                return inner.get(coll, id_, inner_ctx)
-        else:
-            get = node.client.get
+        # the stack's own API under the client (the `leveldb-get` target): no stand-in without it
+        native = asv_phases.native_get(ctx, node)
+        ctx.recorder.extra["native_get"] = float(native is not None)
+        get = native or node.client.get  # keeps the loop's shape; its figures are dropped below
         tmp = TempDir("sprout-gate-")
         dbs: dict[int, Any] = {}
         reads: dict[int, tuple[str, list[str], list[bytes]]] = {}
@@ -169,7 +176,10 @@ def _register() -> None:
             for db in dbs.values():
                 db.close()
             tmp.cleanup()
-        keep_samples(ctx.recorder.extra, best, {"create_ratio": ("create", "put"), "get_ratio": ("get", "raw_get")})
+        ratios = {"create_ratio": ("create", "put"), "get_ratio": ("get", "raw_get")}
+        if native is None:
+            del best["get"], best["raw_get"], ratios["get_ratio"]
+        keep_samples(ctx.recorder.extra, best, ratios)
 
     @dc
     class LagKnobs:
@@ -246,12 +256,12 @@ async def _true(value: bool) -> bool:
 
 
 def _run() -> dict[str, Any]:
-    name = scale().name
-    repeats = REPEATS[name]
+    sc = scale()
     _register()
-    passes = PASSES if name != "tiny" else 1
-    leveldb = {"repeats": repeats, "passes": passes, "count": RECORDS[name], "gets": GETS[name], "batch_size": 500}
-    lag = {"repeats": repeats, "passes": passes, "updates": LAG_UPDATES[name]}
+    passes = PASSES if sc.name != "tiny" else 1
+    leveldb = {"repeats": sc.gate_repeats, "passes": passes, "count": sc.gate_records, "gets": sc.gate_gets,
+               "batch_size": 500}
+    lag = {"repeats": sc.gate_repeats, "passes": passes, "updates": sc.gate_lag_updates}
     return {
         DURABLE: entry(DURABLE, {"albums": 0, "pets": 0}, [("asv-gate-leveldb", leveldb)]),
         INPROCESS_1: entry(INPROCESS_1, {"albums": 0, "pets": 0}, [("asv-gate-lag", lag)]),
@@ -275,7 +285,7 @@ class _Gate:
         skip_if_skipped(cache)
         self.cache = cache
 
-    def _ratios(self, key: tuple[str, str, int], phase: str, name: str) -> dict[str, Any]:
+    def _ratios(self, key: tuple[str, str, int], phase: str, name: str) -> dict[str, Any] | float:
         got = self.cache.get(key)
         if got is None:
             raise NotImplementedError(f"{key}: not run")
@@ -286,6 +296,8 @@ class _Gate:
         ph = got["phases"][phase]
         if ph["status"] != "ok":
             raise NotImplementedError(ph.get("reason", "unsupported"))
+        if name == "get_ratio" and not ph["extra"].get("native_get", 1.0):
+            return math.nan  # the stack has no native_get hook: n/a (setup is shared with the create ratio)
         values = [v for k, v in sorted(ph["extra"].items(), key=lambda kv: kv[0]) if k.startswith(name + "#")]
         if not values:
             raise RuntimeError(f"{'/'.join(map(str, key))} {phase}: no {name} samples")
@@ -299,8 +311,9 @@ class GateLevelDB(_Gate):
         """loam us per created album payload / plyvel us per put in one write_batch."""
         return self._ratios(DURABLE, "asv-gate-leveldb", "create_ratio")
 
-    def track_get_vs_plyvel_get(self, cache: Any) -> dict[str, Any]:
-        """loam node-API us per get by id / plyvel us per get, random order."""
+    def track_get_vs_plyvel_get(self, cache: Any) -> dict[str, Any] | float:
+        """us per get by id through the stack's native_get hook (loam: its node API) /
+        plyvel us per get, random order; n/a without the hook."""
         return self._ratios(DURABLE, "asv-gate-leveldb", "get_ratio")
 
 

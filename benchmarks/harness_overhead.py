@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import require
+from ._common import require, rng
 
-_rng = np.random.default_rng(2026)
-_ARRAY = np.clip(_rng.lognormal(mean=np.log(200_000), sigma=1.5, size=100_000), 1_000, 10**9).astype(np.int64)
+_DRAWS = rng(2026, numpy=True).lognormal(mean=np.log(200_000), sigma=1.5, size=100_000)
+_ARRAY = np.clip(_DRAWS, 1_000, 10**9).astype(np.int64)
 _SAMPLES_1000 = [int(v) for v in _ARRAY[:1000]]
 _FULL: list = []  # one read-only histogram shared by the read benchmarks, built on first use
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ._common import require, scale
-
-_OPS = {"tiny": 400, "quick": 3_000, "full": 10_000}
+from ._common import require, rng, scale
 
 
 def _config(ops: int):
@@ -42,7 +40,7 @@ class MonitorRun:
     def setup(self, monitor: str) -> None:
         self.runner_mod = require("sprout_harness.topology.runner")
         self.monitor_mod = require("sprout_harness.monitor") if monitor == "on" else None
-        self.cfg = _config(_OPS[scale().name])
+        self.cfg = _config(scale().monitor_ops)
 
     def time_run(self, monitor: str) -> None:
         runner = self.runner_mod.Runner(self.cfg)
@@ -64,11 +62,11 @@ class MonitorCosts:
         prom = require("sprout_harness.monitor.prometheus")
         import numpy as np
 
-        rng = np.random.default_rng(7)
+        draws = rng(7, numpy=True)
         rec = recorder_mod.PhaseRecorder("bench")
         rec.start()
         for op in ("get", "fetch:equality", "fetch:range", "update", "delete"):
-            rec.latency(op).record_many(rng.lognormal(np.log(200_000), 1.2, size=20_000).astype(np.int64))
+            rec.latency(op).record_many(draws.lognormal(np.log(200_000), 1.2, size=20_000).astype(np.int64))
         rec.lag("notify", 300_000)
         self.state = state_mod.RunState()
         self.state.phase_started("bench", rec)

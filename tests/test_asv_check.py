@@ -46,14 +46,37 @@ def test_conf_matches_the_project() -> None:
 
 
 def test_album_payloads_are_deterministic_100_byte_json() -> None:
+    from sprout_harness.workloads import anchors as harness_anchors
+
     pairs = _common.album_payloads(300, seed=7)
     assert pairs == _common.album_payloads(300, seed=7)
     assert pairs != _common.album_payloads(300, seed=8)
-    assert {len(v) for _, v in pairs} == {_common.PAYLOAD_BYTES}
+    assert {len(v) for _, v in pairs} == {harness_anchors.PAYLOAD_BYTES}
     assert len({k for k, _ in pairs}) == 300
     docs = _common.album_docs(300, seed=7)
     assert [orjson.loads(v) for _, v in pairs] == list(docs)
-    assert docs[5]["id"] == _common.album_id(5)
+    assert docs[5]["id"] == harness_anchors.album_id(5)
+    # the suite's payloads are the harness's (its asv phases create the same documents)
+    assert _common.album_payloads(50) == harness_anchors.album_payloads(50)
+    props = _common.album_props(3)
+    assert [p["no"] for p in props] == [d["id"] for d in _common.album_docs(3)] and "id" not in props[0]
+
+
+def test_one_sizes_table_and_one_seeded_rng() -> None:
+    """Every scale has every size (one table), and benchmark modules draw random numbers
+    only through `_common.rng` (fixed seeds: the same data in every run and commit)."""
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(_common.Scale)]
+    for name, sc in _common.SCALES.items():
+        assert sc.name == name
+        assert all(getattr(sc, f) > 0 for f in fields if f != "name"), sc
+    assert _common.rng(3).random() == _common.rng(3).random()
+    assert _common.rng(3, numpy=True).random() == _common.rng(3, numpy=True).random()
+    drawing = re.compile(r"random\.Random\(|default_rng\(|np\.random\.|^import random|^from random", re.M)
+    for path in sorted((REPO_ROOT / "benchmarks").glob("*.py")):
+        if path.name != "_common.py":
+            assert not drawing.search(path.read_text()), f"{path.name}: draw through _common.rng"
 
 
 def test_scale_follows_env(monkeypatch: pytest.MonkeyPatch) -> None:

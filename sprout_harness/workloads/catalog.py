@@ -37,6 +37,7 @@ BUILTIN_MODULES = (
     "sprout_harness.workloads.filtered_subscriptions",
     "sprout_harness.workloads.trigger",
     "sprout_harness.workloads.isolation",
+    "sprout_harness.workloads.asv_phases",
     "sprout_harness.workloads.suites",
 )
 
