@@ -55,7 +55,8 @@ STACK_SETTINGS = {
 # btree ((doc -> 'genre'), (doc -> 'rating')), but the compiled ORDER BY sorts by type-rank
 # CASE expressions it cannot match, so it would only add write cost (docs/storage.md), and
 # pgnotify takes single fields.
-INDEXES = {"albums": ["genre", "year", "rating", ["genre", "rating"]], "pets": ["shelter", "species"]}
+INDEXES: dict[str, list[str | list[str]]] = {"albums": ["genre", "year", "rating", ["genre", "rating"]],
+                                            "pets": ["shelter", "species"]}
 NA, ERROR = "na", "error"
 CACHE_TIMEOUT = 1200  # a whole family (every combination) at full scale, with margin
 
@@ -127,7 +128,7 @@ def figures(result: Any) -> dict[str, Any]:
             raise RuntimeError(f"phase {ph.name} {ph.status}: {ph.reason or ''}"
                                + (f"; failed checks: {failed}" if failed else "")
                                + (f"; errors: {errors}" if errors else ""))
-        summaries = {}
+        summaries: dict[str, dict[str, dict[str, float]]] = {}
         latencies = dict(ph.latencies)
         fetches = [h for op, h in latencies.items() if op.startswith("fetch:")]
         if fetches:  # every predicate family together

@@ -50,7 +50,7 @@ def _harness_anchors() -> ModuleType:
 # --- LevelDB (plyvel) ------------------------------------------------------------------------
 
 
-def _measure_leveldb() -> dict[str, float]:
+def _measure_leveldb() -> dict[str, list[float]]:
     plyvel = require("plyvel")
     sc = scale()
     pairs = album_payloads(sc.records)
@@ -106,7 +106,7 @@ class AnchorLevelDB:
 # --- PostgreSQL (psycopg) --------------------------------------------------------------------
 
 
-def _measure_postgres() -> dict[str, float]:
+def _measure_postgres() -> dict[str, list[float]]:
     dsn = postgres_dsn_or_skip()
     psycopg = require("psycopg")
     sc = scale()
@@ -176,7 +176,7 @@ class AnchorPostgres:
 # --- WebSockets (loopback) -------------------------------------------------------------------
 
 
-async def _ws_workload() -> dict[str, float]:
+async def _ws_workload() -> dict[str, list[float]]:
     ws_server = require("websockets.asyncio.server")
     ws_client = require("websockets.asyncio.client")
     sc = scale()
@@ -273,7 +273,7 @@ class AnchorWebsockets:
 # --- asyncio queue -----------------------------------------------------------------------------
 
 
-async def _queue_workload() -> dict[str, float]:
+async def _queue_workload() -> dict[str, list[float]]:
     sc = scale()
     payloads = [v for _, v in album_payloads(sc.records)]
 

@@ -255,7 +255,7 @@ async def _true(value: bool) -> bool:
     return value
 
 
-def _run() -> dict[str, Any]:
+def _run() -> dict[tuple[str, str, int], Any]:
     sc = scale()
     _register()
     passes = PASSES if sc.name != "tiny" else 1
@@ -307,7 +307,7 @@ class _Gate:
 class GateLevelDB(_Gate):
     """loam on LevelDB (durable node, no ephemerals) over raw plyvel, paired per sample."""
 
-    def track_create_vs_write_batch(self, cache: Any) -> dict[str, Any]:
+    def track_create_vs_write_batch(self, cache: Any) -> dict[str, Any] | float:
         """loam us per created album payload / plyvel us per put in one write_batch."""
         return self._ratios(DURABLE, "asv-gate-leveldb", "create_ratio")
 
@@ -320,10 +320,10 @@ class GateLevelDB(_Gate):
 class GateNotifyLag(_Gate):
     """Commit -> notification p50 on one ephemeral over the raw anchor of its connector."""
 
-    def track_inprocess_lag_vs_queue_hop(self, cache: Any) -> dict[str, Any]:
+    def track_inprocess_lag_vs_queue_hop(self, cache: Any) -> dict[str, Any] | float:
         """in-process ephemeral: lag p50 / asyncio queue hop (measured right before)."""
         return self._ratios(INPROCESS_1, "asv-gate-lag", "lag_hop_ratio")
 
-    def track_websocket_lag_vs_ws_one_way(self, cache: Any) -> dict[str, Any]:
+    def track_websocket_lag_vs_ws_one_way(self, cache: Any) -> dict[str, Any] | float:
         """WebSocket ephemeral: lag p50 / websockets one-way latency p50 (measured right before)."""
         return self._ratios(WEBSOCKET_1, "asv-gate-lag", "lag_ws_ratio")

@@ -107,7 +107,7 @@ WS_OPTIONS: dict[str, Any] = {"compression": None, "ping_interval": None}
 def set_read_size(ws: Any) -> None:
     """Read `ws`'s socket READ_SIZE bytes at a time (where its transport allows it)."""
     t = getattr(ws, "transport", None)
-    if isinstance(getattr(t, "max_size", None), int):
+    if t is not None and isinstance(getattr(t, "max_size", None), int):
         t.max_size = READ_SIZE
 
 

@@ -17,6 +17,7 @@ the asv suite has always used them, so results across commits stay comparable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
 import tracemalloc
@@ -62,8 +63,8 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-async def _true(value: bool) -> bool:
-    return value
+async def _holds(sub: Any, count: int) -> bool:
+    return len(sub.results) == count
 
 
 # --- albums ----------------------------------------------------------------------------------
@@ -202,6 +203,9 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
 
     on_notify = tracks_watcher(lags, got)
 
+    def relay(seen_here: dict[str, int]) -> Callable[[Any], None]:
+        return lambda n: on_notify(n, seen_here)
+
     # The raw anchors again, in this process and event loop, right before and after the
     # samples: a ratio to them does not depend on how the machine was doing minutes
     # earlier, when the stand-alone anchors ran in their own process (docs/performance.md).
@@ -212,16 +216,15 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
     codec_hook = hooks.find(ctx.stack, "notify_codec")
     codec = codec_hook() if codec_hook is not None else None
     floor_docs = [dict(d, tracks=1000 + i) for i, d in enumerate(docs)]
-    floors = [await codec_hop_p50_us(*codec, 2000, floor_docs)] if codec else []
+    floors = [await codec_hop_p50_us(codec[0], codec[1], 2000, floor_docs)] if codec else []
     hops = [await queue_hop_us(2000, raw)]
     one_way = await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
     try:
         for node in ctx.targets:
             seen.append({})
-            subs.append(await ctx.timed("subscribe", node.client.subscribe(
-                coll, q, lambda n, s=seen[-1]: on_notify(n, s))))
+            subs.append(await ctx.timed("subscribe", node.client.subscribe(coll, q, relay(seen[-1]))))
         for node, sub in zip(ctx.targets, subs):
-            ok = await ctx.retry(lambda sub=sub: _true(len(sub.results) == len(ids)))
+            ok = await ctx.retry(functools.partial(_holds, sub, len(ids)))
             ctx.require("initial result", ok, f"{node.name}: {len(sub.results)} of {len(ids)} entities")
         async with ctx.stall_guard() as guard:
             for i in range(k.samples):
@@ -248,7 +251,7 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
             ctx.recorder.lag("notify_single", max(0, v))
         hops.append(await queue_hop_us(2000, raw))
         if codec:
-            floors.append(await codec_hop_p50_us(*codec, 2000, floor_docs))
+            floors.append(await codec_hop_p50_us(codec[0], codec[1], 2000, floor_docs))
             ctx.recorder.extra["paired_codec_floor_us"] = sum(floors) / len(floors)
         one_way += await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
         ctx.recorder.extra["paired_queue_hop_us"] = sum(hops) / len(hops)
