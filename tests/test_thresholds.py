@@ -335,6 +335,10 @@ TINY = {
                                "baseline_commits": 3},
     "trigger": {"commits": 10, "entities": 4},
     "isolation": {"databases": 2, "rows": 10, "ops": 6, "foreign_gets": 3},
+    "asv-albums-create": {"count": 40, "batch_size": 10, "repeats": 1},
+    "asv-albums-get": {"count": 40, "batch_size": 10, "repeats": 1, "gets": 20},
+    "asv-notify-lag": {"samples": 5},
+    "asv-idle-memory": {"queries": 4},
 }
 PHASE_TARGETS = [(name, target) for name, spec in sorted(catalog.phases().items()) for target in spec.targets]
 
