@@ -30,12 +30,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="clients must present this token in their hello")
     p.add_argument("--policy", default=None, help="policy agent name (default: permissive)")
     p.add_argument("--node-id", default=None, help="node id (default: random)")
-    p.add_argument("--max-message-size", type=int, default=None, help="protocol message size limit in bytes")
+    p.add_argument("--max-message-size", type=int, default=None,
+                   help="protocol message size limit in bytes (default 1 MiB, at least 4096)")
     p.add_argument("--max-pending", type=int, default=None,
                    help="messages that may wait for one client that does not read before it is disconnected "
                         "(code 1013; default 10000)")
+    p.add_argument("--max-pending-bytes", type=int, default=None,
+                   help="bytes that may wait for one client that does not read before it is disconnected "
+                        "(code 1013; default 64 MiB, at least --max-message-size)")
+    p.add_argument("--max-subscriptions", type=int, default=None,
+                   help="live queries one connection may hold (default 1000)")
     p.add_argument("--log-level", default="WARNING")
     return p
+
+
+# Numeric flags: attribute, lowest and highest value (None: no limit), unit.
+_NUMERIC: tuple[tuple[str, int, int | None, str], ...] = (
+    ("port", 0, 65535, ""),
+    ("pool_size", 1, 1024, "connections"),
+    ("max_message_size", 4096, 1 << 30, "bytes"),  # 4096: NodeService's MIN_MAX_SIZE
+    ("max_pending", 1, None, "messages"),
+    ("max_pending_bytes", 4096, None, "bytes"),
+    ("max_subscriptions", 1, None, "live queries"),
+)
+
+
+def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse out-of-range numeric flags with an argparse error (exit 2) naming the flag."""
+    for attr, low, high, unit in _NUMERIC:
+        v = getattr(args, attr, None)
+        if v is None or (v >= low and (high is None or v <= high)):
+            continue
+        flag = "--" + attr.replace("_", "-")
+        unit = f" ({unit})" if unit else ""
+        if high is None:
+            parser.error(f"{flag} must be at least {low}{unit}, got {v}")
+        parser.error(f"{flag} must be in {low}..{high}{unit}, got {v}")
+    size = args.max_message_size if args.max_message_size is not None else 1 << 20
+    if args.max_pending_bytes is not None and args.max_pending_bytes < size:
+        parser.error(f"--max-pending-bytes must be at least the message size limit ({size} bytes), "
+                     f"got {args.max_pending_bytes}")
 
 
 def engine_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,7 +89,7 @@ async def serve(args: argparse.Namespace) -> None:
     from loam.policy import create_policy
     from loam.protocol.codec import DEFAULT_MAX_SIZE
     from loam.storage import create_engine
-    from loam.transport.service import DEFAULT_MAX_PENDING
+    from loam.transport.service import DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTIONS
     from loam.transport.websocket import NodeServer
 
     storage = create_engine(args.storage, **engine_params(args))
@@ -67,8 +101,11 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server = NodeServer(node, args.host, args.port, token=args.token,
-                        max_size=args.max_message_size or DEFAULT_MAX_SIZE,
-                        max_pending=args.max_pending or DEFAULT_MAX_PENDING)
+                        max_size=DEFAULT_MAX_SIZE if args.max_message_size is None else args.max_message_size,
+                        max_pending=DEFAULT_MAX_PENDING if args.max_pending is None else args.max_pending,
+                        max_pending_bytes=args.max_pending_bytes,
+                        max_subscriptions=DEFAULT_MAX_SUBSCRIPTIONS if args.max_subscriptions is None
+                        else args.max_subscriptions)
     try:
         await server.start()
         print(f"loam serving on {server.url}", flush=True)
@@ -81,8 +118,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.max_pending is not None and args.max_pending < 1:
-        parser.error(f"--max-pending must be at least 1 (messages), got {args.max_pending}")
+    check_numbers(parser, args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(serve(args))

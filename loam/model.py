@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from typing import Annotated, Literal, Union
 
@@ -89,6 +90,43 @@ def _encode(v: int, chars: int) -> str:
 
 
 _LOW10 = [_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024)]
+
+
+# The syntax of entity ids and collection names a server accepts from the wire
+# (docs/protocol.md, "Ids and collection names"). Generated ids (IdGenerator: 26 chars
+# of Crockford base32), node ids and the usual key forms (`user:42`, `shared-7`, UUIDs)
+# fit; path separators, whitespace, control characters and NUL (a storage key
+# separator) do not.
+MAX_ID_LENGTH = 128
+MAX_COLLECTION_LENGTH = 64
+_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,%d}" % (MAX_ID_LENGTH - 1))
+_COLLECTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,%d}" % (MAX_COLLECTION_LENGTH - 1))
+
+
+def id_error(id: object) -> str | None:
+    """Why `id` is not a valid entity id, or None: 1-128 characters of A-Z, a-z, 0-9,
+    `_`, `-`, `.`, `:`, the first a letter, digit or `_`."""
+    # Generated ids are plain alphanumerics: two C-level checks, no regex.
+    if type(id) is str and len(id) <= MAX_ID_LENGTH and id.isascii() and id.isalnum():
+        return None
+    if type(id) is str and _ID_RE.fullmatch(id):
+        return None
+    return (f"entity id {_short_repr(id)} is invalid: use 1-{MAX_ID_LENGTH} characters of A-Z, a-z, 0-9, "
+            "'_', '-', '.', ':', starting with a letter, digit or '_'")
+
+
+def collection_error(name: object) -> str | None:
+    """Why `name` is not a valid collection name, or None: 1-64 characters of A-Z, a-z,
+    0-9, `_`, `-`, the first a letter or `_`."""
+    if type(name) is str and _COLLECTION_RE.fullmatch(name):
+        return None
+    return (f"collection name {_short_repr(name)} is invalid: use 1-{MAX_COLLECTION_LENGTH} characters of "
+            "A-Z, a-z, 0-9, '_', '-', starting with a letter or '_'")
+
+
+def _short_repr(v: object) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def new_node_id() -> str:

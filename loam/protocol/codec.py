@@ -16,7 +16,7 @@ was expected; so does a message larger than `max_size` bytes.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import msgspec
 import orjson
@@ -28,6 +28,8 @@ from loam.protocol import messages as m
 from loam.query.ast import And, Compare, Expr, In, Not, Or, OrderKey, Query
 
 DEFAULT_MAX_SIZE = 1 << 20  # 1 MiB
+
+Rid = Annotated[int, msgspec.Meta(ge=0, le=m.MAX_RID)]  # the typed pass's request id
 
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -213,6 +215,12 @@ class _Reader:
         v = self.get(key)
         if type(v) is not int:
             raise self.bad(f"field {key!r} must be an integer, got {_tn(v)}")
+        return v
+
+    def rid(self) -> int:
+        v = self.int("rid")
+        if not 0 <= v <= m.MAX_RID:
+            raise self.bad(f"field 'rid' must be in 0..{m.MAX_RID}, got {v}")
         return v
 
     def opt_int(self, key: str) -> int | None:
@@ -403,27 +411,27 @@ def _str_list(r: _Reader, key: str) -> list[str]:
 
 
 _DECODERS: dict[str, Callable[[_Reader], Any]] = {
-    "hello": lambda r: m.Hello(r.int("rid"), r.opt_str("token"), r.str("node_id"), r.int("version"),
+    "hello": lambda r: m.Hello(r.rid(), r.opt_str("token"), r.str("node_id"), r.int("version"),
                                database=r.opt_str("database") if "database" in r.d else None),
-    "welcome": lambda r: m.Welcome(r.int("rid"), r.str("node_id"), _nonneg(r, "clock"), r.int("version"),
+    "welcome": lambda r: m.Welcome(r.rid(), r.str("node_id"), _nonneg(r, "clock"), r.int("version"),
                                    r.int("max_size")),
-    "commit": lambda r: m.Commit(r.int("rid"), _d_tx(r), _d_ctx(r)),
-    "ack": lambda r: m.Ack(r.int("rid"), _d_record(r), _opt_clock(r)),
-    "get": lambda r: m.Get(r.int("rid"), r.str("collection"), r.str("id"), _d_ctx(r)),
+    "commit": lambda r: m.Commit(r.rid(), _d_tx(r), _d_ctx(r)),
+    "ack": lambda r: m.Ack(r.rid(), _d_record(r), _opt_clock(r)),
+    "get": lambda r: m.Get(r.rid(), r.str("collection"), r.str("id"), _d_ctx(r)),
     "get_result": lambda r: m.GetResult(
-        r.int("rid"), None if r.get("entity") is None else _d_ent(r, "entity", r.get("entity")), _opt_clock(r)),
-    "fetch": lambda r: m.Fetch(r.int("rid"), r.str("collection"), _d_query(r), _d_ctx(r)),
-    "fetch_result": lambda r: m.FetchResult(r.int("rid"), _d_ents(r, "entities"), _opt_clock(r)),
-    "subscribe": lambda r: m.Subscribe(r.int("rid"), r.str("collection"), _d_query(r), _d_ctx(r)),
-    "subscribed": lambda r: m.Subscribed(r.int("rid"), r.str("query_id"), _d_ents(r, "results"),
+        r.rid(), None if r.get("entity") is None else _d_ent(r, "entity", r.get("entity")), _opt_clock(r)),
+    "fetch": lambda r: m.Fetch(r.rid(), r.str("collection"), _d_query(r), _d_ctx(r)),
+    "fetch_result": lambda r: m.FetchResult(r.rid(), _d_ents(r, "entities"), _opt_clock(r)),
+    "subscribe": lambda r: m.Subscribe(r.rid(), r.str("collection"), _d_query(r), _d_ctx(r)),
+    "subscribed": lambda r: m.Subscribed(r.rid(), r.str("query_id"), _d_ents(r, "results"),
                                          _nonneg(r, "clock")),
-    "unsubscribe": lambda r: m.Unsubscribe(r.int("rid"), r.str("query_id")),
-    "unsubscribed": lambda r: m.Unsubscribed(r.int("rid"), r.str("query_id")),
+    "unsubscribe": lambda r: m.Unsubscribe(r.rid(), r.str("query_id")),
+    "unsubscribed": lambda r: m.Unsubscribed(r.rid(), r.str("query_id")),
     "notify": _d_notify,
-    "error": lambda r: m.Error(r.opt_int("rid"), _code(r), r.str("message"),
+    "error": lambda r: m.Error(None if r.get("rid") is None else r.rid(), _code(r), r.str("message"),
                                _nonneg(r, "clock") if "clock" in r.d else None),
-    "ping": lambda r: m.Ping(r.int("rid")),
-    "pong": lambda r: m.Pong(r.int("rid")),
+    "ping": lambda r: m.Ping(r.rid()),
+    "pong": lambda r: m.Pong(r.rid()),
 }
 
 _FIELDS: dict[str, frozenset[str]] = {
@@ -486,28 +494,28 @@ def _code(r: _Reader) -> str:
 
 
 class _AckW(msgspec.Struct, tag_field="t", tag="ack", forbid_unknown_fields=True, kw_only=True):
-    rid: int
+    rid: Rid
     record: CommitRecord
     clock: NonNegative = 0  # older peers omit it
     sent_ns: int
 
 
 class _GetResultW(msgspec.Struct, tag_field="t", tag="get_result", forbid_unknown_fields=True, kw_only=True):
-    rid: int
+    rid: Rid
     entity: Entity | None
     clock: NonNegative = 0
     sent_ns: int
 
 
 class _FetchResultW(msgspec.Struct, tag_field="t", tag="fetch_result", forbid_unknown_fields=True, kw_only=True):
-    rid: int
+    rid: Rid
     entities: list[Entity]
     clock: NonNegative = 0
     sent_ns: int
 
 
 class _SubscribedW(msgspec.Struct, tag_field="t", tag="subscribed", forbid_unknown_fields=True):
-    rid: int
+    rid: Rid
     query_id: str
     results: list[Entity]
     clock: NonNegative
@@ -520,14 +528,14 @@ class _CtxW(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _CommitW(msgspec.Struct, tag_field="t", tag="commit", forbid_unknown_fields=True):
-    rid: int
+    rid: Rid
     tx: Transaction
     ctx: _CtxW
     sent_ns: int
 
 
 class _GetW(msgspec.Struct, tag_field="t", tag="get", forbid_unknown_fields=True):
-    rid: int
+    rid: Rid
     collection: str
     id: str
     ctx: _CtxW
@@ -602,6 +610,17 @@ def _typed(data: bytes) -> m.Message | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     return entry[1](w)
+
+
+def request_id(data: bytes | str) -> int | None:
+    """The request id of a message `decode` refused, when it has one in range (so the
+    error reply can name the request); else None. Only for the error path: parses again."""
+    try:
+        d = _loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    v = d.get("rid") if type(d) is dict else None
+    return v if type(v) is int and 0 <= v <= m.MAX_RID else None
 
 
 def decode(data: bytes | str, max_size: int = DEFAULT_MAX_SIZE) -> m.Message:

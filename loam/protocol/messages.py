@@ -1,7 +1,7 @@
 """Every message of loam's wire protocol, as plain dataclasses (no I/O here); `Notify`,
 the hot one, is a msgspec Struct so the codec decodes it in one typed pass.
 
-Requests carry a request id `rid` chosen by the sender; the reply echoes it. Every
+Requests carry a request id `rid` chosen by the sender (0..MAX_RID); the reply echoes it. Every
 message carries `sent_ns` (`time.perf_counter_ns()` when it was sent) so the receiver
 can record a one-way connector delay per message type (meaningful when both ends share
 a clock, i.e. one process). `TYPE` is the value of the wire field `t`.
@@ -23,6 +23,10 @@ from loam.node.api import Context
 from loam.query.ast import Query
 
 PROTOCOL_VERSION = 1
+
+# A request id is an integer in 0..MAX_RID: exact in an IEEE double, so a client in
+# any language can echo it. Decoding refuses others (`malformed`).
+MAX_RID = (1 << 53) - 1
 
 
 @dataclass(slots=True)

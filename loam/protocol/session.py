@@ -10,7 +10,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from loam.errors import ProtocolError
+from loam.errors import ProtocolError, ValidationError
+from loam.model import collection_error, id_error
 from loam.protocol import codec
 from loam.protocol import messages as m
 
@@ -44,8 +45,10 @@ class ServerSession:
         try:
             msg = codec.decode(data, self.max_size)
         except ProtocolError as exc:
-            code = "too_large" if "limit" in str(exc) and len(data) > self.max_size else "malformed"
-            return self._reject(None, code, str(exc))
+            if len(data) > self.max_size and "limit" in str(exc):
+                return self._reject(None, "too_large", str(exc))
+            # The reply names the request when its rid is readable and in range.
+            return self._reject(codec.request_id(data), "malformed", str(exc))
         rid = getattr(msg, "rid", None)
         if self.state == "handshake":
             if not isinstance(msg, m.Hello):
@@ -65,6 +68,24 @@ class ServerSession:
             return self._reject(rid, "unexpected", f"a client may not send {msg.TYPE} messages "
                                 f"(allowed: {', '.join(sorted(_CLIENT_REQUESTS))})")
         return msg
+
+    @staticmethod
+    def check_request(msg: m.Message) -> None:
+        """ValidationError if a request names an entity id or collection outside the wire
+        syntax (`loam.model.id_error` / `collection_error`); the connection stays open."""
+        t = type(msg)
+        if t is m.Commit:
+            seen = None
+            for op in msg.tx.ops:  # type: ignore[union-attr]
+                if op.collection != seen:  # a transaction's ops mostly share one collection
+                    _check(collection_error(op.collection))
+                    seen = op.collection
+                _check(id_error(op.id))
+        elif t is m.Get:
+            _check(collection_error(msg.collection))  # type: ignore[union-attr]
+            _check(id_error(msg.id))  # type: ignore[union-attr]
+        elif t is m.Fetch or t is m.Subscribe:
+            _check(collection_error(msg.collection))  # type: ignore[union-attr]
 
     def welcome(self, hello: m.Hello, clock: int) -> m.Welcome:
         return m.Welcome(hello.rid, self.server_node_id, clock, m.PROTOCOL_VERSION, self.max_size)
@@ -87,3 +108,8 @@ class ServerSession:
         self.state = "closed"
         held, self.queries = self.queries, set()
         return held
+
+
+def _check(error: str | None) -> None:
+    if error is not None:
+        raise ValidationError(error)

@@ -62,26 +62,45 @@ def _is_host(target: Any) -> bool:
 
 
 DEFAULT_MAX_PENDING = 10_000
+DEFAULT_MAX_PENDING_BYTES = 64 << 20  # 64 MiB
+DEFAULT_MAX_SUBSCRIPTIONS = 1_000
+MIN_MAX_SIZE = 4096  # smaller, and a welcome or an error reply with its message may not fit
 
 
 class NodeService:
     """Serves `node` (a durable node, or a DatabaseHost of several) over any number of channels.
 
-    `max_pending` bounds what a peer that does not read can cost the server: when more than
-    that many messages wait to be sent to one peer (its transport is paused by flow control
-    and they pile up), they are dropped, its live queries are released and its connection
-    is closed with code 1013 ("try again later"). A loam client then reconnects and
-    resubscribes, and its live queries report the difference (`kind="resubscribed"`)."""
+    `max_pending` and `max_pending_bytes` bound what a peer that does not read can cost
+    the server: when more than that many messages, or more than that many encoded bytes,
+    wait to be sent to one peer (its transport is paused by flow control and they pile
+    up), they are dropped, its live queries are released and its connection is closed
+    with code 1013 ("try again later"). A loam client then reconnects and resubscribes,
+    and its live queries report the difference (`kind="resubscribed"`).
+    `max_pending_bytes` defaults to 64 MiB, or `max_size` if that is larger (one message
+    must always fit). `max_subscriptions` bounds the live queries one connection may hold:
+    a `subscribe` past it gets `error{code: "validation"}`, the others are unaffected."""
 
     def __init__(self, node: Any, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE,
-                 max_pending: int = DEFAULT_MAX_PENDING):
+                 max_pending: int = DEFAULT_MAX_PENDING, max_pending_bytes: int | None = None,
+                 max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS):
+        if type(max_size) is not int or max_size < MIN_MAX_SIZE:
+            raise ValueError(f"max_size must be at least {MIN_MAX_SIZE} bytes, got {max_size!r}")
         if not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"max_pending must be a positive number of messages, got {max_pending!r}")
+        if max_pending_bytes is None:
+            max_pending_bytes = max(DEFAULT_MAX_PENDING_BYTES, max_size)
+        if type(max_pending_bytes) is not int or max_pending_bytes < max_size:
+            raise ValueError(f"max_pending_bytes must be at least max_size ({max_size} bytes), "
+                             f"got {max_pending_bytes!r}")
+        if type(max_subscriptions) is not int or max_subscriptions < 1:
+            raise ValueError(f"max_subscriptions must be a positive number, got {max_subscriptions!r}")
         self.host: Any = node if _is_host(node) else None
         self.node = None if self.host is not None else node
         self.token = token
         self.max_size = max_size
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
+        self.max_subscriptions = max_subscriptions
         self.slow_peers_closed = 0
         self.stats = DelayStats()  # delays of messages received from clients
         self.peers: set[_Peer] = set()
@@ -134,7 +153,9 @@ class _Peer:
         self.label = label
         server_id = getattr(service.node if service.host is None else service.host, "node_id", "?")
         self.session = ServerSession(server_id, service.token, service.max_size)
-        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        self.out: asyncio.Queue[Any] = asyncio.Queue()  # encoded messages for the writer
+        self._out_bytes = 0  # their total size (plus the one the writer is sending)
+        self._subscribing = 0  # subscribe requests past the bound check, not yet in `live`
         self._send_nowait = getattr(channel, "send_nowait", None)
         self._writing = False  # the writer holds a message it has not finished sending
         self._too_slow = False  # over max_pending: nothing more is queued, the close is under way
@@ -214,23 +235,33 @@ class _Peer:
             return
         self._queue(msg)
 
-    def _queue(self, item: Any) -> None:
+    def _queue(self, item: m.Message | bytes) -> None:
         """Hand `item` (a message, or bytes already encoded) to the writer, unless the peer
-        is too slow: see `NodeService.max_pending`."""
+        is too slow: see `NodeService.max_pending` and `max_pending_bytes`.
+
+        Messages are encoded here, not by the writer, so the bytes waiting are known as
+        they are queued (their `sent_ns` is then the time they were queued)."""
         if self._too_slow:
             return
+        data = item if type(item) is bytes else self._encode(item)  # type: ignore[arg-type]
+        if data is None:
+            return
         out = self.out
-        out.put_nowait(item)
-        if out.qsize() > self.service.max_pending:
+        out.put_nowait(data)
+        self._out_bytes += len(data)
+        service = self.service
+        if self._out_bytes > service.max_pending_bytes or out.qsize() > service.max_pending:
             self._drop_slow_peer()
 
     def _drop_slow_peer(self) -> None:
         self._too_slow = True
-        waiting = self.out.qsize()
+        waiting, size = self.out.qsize(), self._out_bytes
         while not self.out.empty():
             self.out.get_nowait()
+        self._out_bytes = 0
         self.service.slow_peers_closed += 1
-        reason = f"client too slow: {waiting} messages waiting (max_pending {self.service.max_pending})"
+        reason = (f"client too slow: {waiting} messages, {size} bytes waiting "
+                  f"(max_pending {self.service.max_pending}, max_pending_bytes {self.service.max_pending_bytes})")
         log.warning("%s: %s; closing the connection (1013)", self.label, reason)
 
         async def release_and_close() -> None:
@@ -262,14 +293,17 @@ class _Peer:
 
     async def _writer(self) -> None:
         while True:
-            msg = await self.out.get()
+            item = await self.out.get()
             self._writing = True
-            data = msg if type(msg) is bytes else self._encode(msg)
+            # `_queue` puts bytes (counted); a message object (not counted) is encoded here.
+            data = item if type(item) is bytes else self._encode(item)
             if data is not None:
                 try:
                     await self.channel.send(data)
                 except ChannelClosed:
                     return
+                if data is item and not self._too_slow:  # a drop has already zeroed the count
+                    self._out_bytes -= len(data)
             self._writing = False
 
     def _too_large(self, msg: m.Message, exc: ProtocolError) -> bytes | None:
@@ -302,6 +336,7 @@ class _Peer:
 
     async def _dispatch(self, msg: m.Message) -> m.Message | None:
         node = self.node
+        self.session.check_request(msg)  # ids and collection names (ValidationError)
         if isinstance(msg, m.Commit):
             # A client's commit must land if acked: a stale stamp is refused (stale_clock), not merged away.
             rec = await node.apply_transaction(msg.tx, msg.ctx, require_fresh=True)
@@ -333,7 +368,16 @@ class _Peer:
             else:
                 self._queue_notify(qid_box[0], n)
 
-        lq = await self.node.subscribe(msg.collection, msg.query, msg.ctx, listener)
+        limit = self.service.max_subscriptions
+        if len(self.live) + self._subscribing >= limit:
+            raise ValidationError(f"this connection already holds {limit} live queries, the server's limit "
+                                  "(max_subscriptions, --max-subscriptions); unsubscribe some or open "
+                                  "another connection")
+        self._subscribing += 1  # counted while the initial result is read: concurrent subscribes see it
+        try:
+            lq = await self.node.subscribe(msg.collection, msg.query, msg.ctx, listener)
+        finally:
+            self._subscribing -= 1
         if self.session.state == "closed":  # the peer left while the initial result was read
             await lq.close()
             return None
@@ -347,26 +391,26 @@ class _Peer:
         return None
 
     def _queue_notify(self, qid: str, n: Notification) -> None:
-        if qid not in self.live:
+        if qid not in self.live or self._too_slow:
             return
         if n.kind == "closed":
             self.live.pop(qid, None)
             self.session.remove_query(qid)
             self._enqueue(m.closed_notify(qid, n.commit_id, n.commit_ns, n.reason))
             return
-        gap = n.gap_filled
+        # Encoded straight from the notification (the hot path), then sent inline when
+        # nothing is ahead of it (_enqueue), else queued with its size counted.
+        try:
+            data = codec.encode_change_notify(qid, n.commit_id, n.commit_ns, n.added, n.updated, n.removed,
+                                              n.gap_filled, self._clock(), _perf_ns(), self.service.max_size)
+        except ProtocolError:  # over the limit: the message path ends the query with the reason
+            self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated),
+                                   list(n.removed), n.gap_filled, self._clock(), "change", None, 0))
+            return
         if self._inline():
-            # The hot path: encoded straight from the notification, sent inline (_enqueue).
-            try:
-                data = codec.encode_change_notify(qid, n.commit_id, n.commit_ns, n.added, n.updated, n.removed,
-                                                  gap, self._clock(), _perf_ns(), self.service.max_size)
-            except ProtocolError:
-                pass  # over the limit: the message path below ends the query with the reason
-            else:
-                self._send_inline(data)
-                return
-        self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated), list(n.removed),
-                               gap, self._clock(), "change", None, 0))
+            self._send_inline(data)
+        else:
+            self._queue(data)
 
     async def _release(self, qid: str) -> None:
         self.session.remove_query(qid)

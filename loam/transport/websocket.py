@@ -22,7 +22,7 @@ from websockets.streams import StreamReader
 from loam.protocol import codec
 from loam.transport.base import ChannelClosed
 from loam.transport.client import Connector
-from loam.transport.service import DEFAULT_MAX_PENDING, NodeService
+from loam.transport.service import DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTIONS, NodeService
 from loam.transport.wsframes import binary_frame, split_binary_frames
 
 log = logging.getLogger("loam.transport")
@@ -186,14 +186,20 @@ class NodeServer:
 
     `await server.start()` (or `async with`) binds; `port` is then the bound port and
     `url` the address to give to `WebSocketConnector`.
+
+    `max_pending`, `max_pending_bytes` and `max_subscriptions` bound each connection's
+    queued output and live queries (see `NodeService`).
     """
 
     def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_size: int = codec.DEFAULT_MAX_SIZE, max_pending: int = DEFAULT_MAX_PENDING):
+                 max_size: int = codec.DEFAULT_MAX_SIZE, max_pending: int = DEFAULT_MAX_PENDING,
+                 max_pending_bytes: int | None = None, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS):
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be in 0..65535 (0: any free port), got {port!r}")
         self.node = node
         self.host = host
         self.requested_port = port
-        self.service = NodeService(node, token, max_size, max_pending)
+        self.service = NodeService(node, token, max_size, max_pending, max_pending_bytes, max_subscriptions)
         self._server: Server | None = None
         self.port: int | None = None
 
@@ -227,7 +233,8 @@ class NodeServer:
 
     def stats(self) -> dict[str, Any]:
         return {"received": self.service.stats.snapshot(), "peers": len(self.service.peers),
-                "slow_peers_closed": self.service.slow_peers_closed}
+                "slow_peers_closed": self.service.slow_peers_closed,
+                "pending_bytes": sum(p._out_bytes for p in self.service.peers)}
 
 
 class WebSocketConnector(Connector):
