@@ -10,6 +10,7 @@ interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -18,6 +19,7 @@ from typing import Any, Callable
 
 import click
 
+from sprout_harness.config.text import one_line
 from sprout_harness.config.validate import MAX_REPEAT, MAX_WARMUP
 from sprout_harness.contracts.errors import ConfigError, SproutError
 
@@ -100,7 +102,8 @@ def _version() -> str:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    # one inert line: a config value quoted in it may be huge or carry escape sequences
+    click.echo(f"error: {one_line(message, 500)}", err=True)
     sys.exit(code)
 
 
@@ -117,6 +120,8 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             _fail(str(exc), EXIT_FAILED)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:
@@ -510,8 +515,19 @@ def report(run_json: str, html_path: str | None, verbose: bool) -> None:
         click.echo(f"html report: {html_path}", err=True)
 
 
+def _quiet_broken_pipe() -> None:
+    """The reader of our output went away (`sprout list | head`): exit quietly, and keep
+    Python from complaining again when it flushes stdout at exit."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(EXIT_OK)
+
+
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="sprout")
+    try:
+        cli.main(args=argv, prog_name="sprout")
+    except BrokenPipeError:
+        _quiet_broken_pipe()
 
 
 if __name__ == "__main__":

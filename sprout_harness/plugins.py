@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -58,6 +59,23 @@ def resolve_stack(name: str) -> Any:
             factory = load_object(entries[name].target)
         except StackError as exc:
             raise StackError(f"stack {name!r} cannot be loaded: {exc}") from None
-    if not callable(factory):
-        raise StackError(f"stack {name!r}: {type(factory).__name__} object is not a stack factory (not callable)")
+    missing = stack_contract_gaps(factory)
+    if missing:
+        raise StackError(f"stack {name!r} does not resolve to a stack factory: {missing}")
     return factory
+
+
+# The methods of `contracts.Stack`: a factory's instances must have them all.
+STACK_METHODS = ("capabilities", "start", "context", "durable", "connector", "ephemeral", "close", "describe")
+
+
+def stack_contract_gaps(factory: Any) -> str | None:
+    """Why `factory` is not a stack factory (a class whose instances have the `Stack`
+    methods), or None. Checked on the class itself: nothing is called, so an import path
+    such as `os:system` is refused before it could run."""
+    if not inspect.isclass(factory):
+        return f"{factory!r} is not a class"
+    absent = [m for m in STACK_METHODS if not callable(getattr(factory, m, None))]
+    if absent:
+        return f"class {factory.__name__} lacks the Stack method(s) {', '.join(absent)}"
+    return None

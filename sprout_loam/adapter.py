@@ -24,6 +24,7 @@ wire codec of a notify (`notify_codec`, the notify-lag phase's codec floor) and 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -172,6 +173,13 @@ class LoamStack:
             if key not in _STACK_PARAMS:
                 raise ConfigError(f"unknown loam stack parameter{did_you_mean(key, _STACK_PARAMS)}; "
                                   f"allowed: {', '.join(sorted(_STACK_PARAMS))}", f"stack.params.{key}")
+        timeout = settings.params.get("request_timeout")
+        if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout <= 3600):
+            raise ConfigError(f"got {timeout!r:.60}; seconds a request may wait for its reply: a number > 0 "
+                              "and <= 3600 (default 30)", "stack.params.request_timeout")
+        user = settings.params.get("user")
+        if user is not None and type(user) is not str:
+            raise ConfigError(f"got {user!r:.60}; a user name (text)", "stack.params.user")
         pending = settings.params.get("max_pending")
         if pending is not None and (type(pending) is not int or pending < 1):
             raise ConfigError(f"got {pending!r}; messages that may wait for one connection that does not read "
@@ -189,6 +197,8 @@ class LoamStack:
                     raise ConfigError(f"unknown {link['connector']} connector parameter"
                                       f"{did_you_mean(key, _CONNECTOR_PARAMS[link['connector']])}; allowed: "
                                       f"{', '.join(sorted(_CONNECTOR_PARAMS[link['connector']]))}", f"{where}.params.{key}")
+        _check_storage(str(engine), settings.storage)
+        _check_policy(str(policy), settings.policy)
         path = settings.storage.get("path")
         if engine == "leveldb" and path and Path(path).exists() and any(Path(path).iterdir()):
             raise ConfigError(f"{path!r} already holds data; a run needs a fresh store: give a new or empty "
@@ -566,6 +576,81 @@ def _drop_schema(dsn: str, schema: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _check_policy(policy: str, config: Mapping[str, Any]) -> None:
+    """Build the policy agent (cheap, no I/O) so its own constructor judges its parameters."""
+    from loam.errors import ValidationError
+    from loam.policy import create_policy
+
+    params = {k: v for k, v in config.items() if k != "id"}
+    try:
+        create_policy(policy, **params)
+    except TypeError as exc:  # an unknown keyword: the constructor names it
+        found = re.search(r"argument '(\w+)'", str(exc))
+        key = found.group(1) if found else next(iter(params), "id")
+        raise ConfigError(f"policy {policy!r} takes no parameter {key!r}", f"policy.params.{key}") from None
+    except ValidationError as exc:
+        raise ConfigError(str(exc), "policy.params") from None
+
+
+# Storage parameters the engines take, with the type each must have (before anything opens).
+_BOOL, _POS_INT = "a boolean (true or false)", "a whole number >= 1"
+_STORAGE_PARAMS: dict[str, dict[str, str]] = {
+    "leveldb": {"path": "", "pool_size": "", "sync": _BOOL, "create_if_missing": _BOOL, "indexes": "",
+                "write_buffer_size": _POS_INT, "lru_cache_size": _POS_INT},
+    "postgres": {"dsn": "", "pool_size": "", "indexes": "", "schema": "", "synchronous_commit": _BOOL,
+                 "copy_threshold": _POS_INT, "connect_timeout": _POS_INT},
+    "memory": {"path": "", "pool_size": "", "dsn": "", "indexes": ""},
+}
+
+
+def _check_storage(engine: str, storage: Mapping[str, Any]) -> None:
+    """Every storage parameter known to `engine` and of the right type; `indexes` shaped as
+    {collection: [field or [fields]]}; a DSN that libpq can parse."""
+    allowed = _STORAGE_PARAMS.get(engine)
+    if allowed is None:
+        return  # an engine registered by another package checks its own parameters
+    for key, value in storage.items():
+        if key == "engine":
+            continue
+        where = f"storage.{key}" if key in ("path", "dsn", "pool_size") else f"storage.params.{key}"
+        if key not in allowed:
+            raise ConfigError(f"unknown {engine} storage parameter{did_you_mean(key, allowed)}; allowed: "
+                              f"{', '.join(sorted(k for k in allowed if k not in ('path', 'dsn', 'pool_size')))}",
+                              where)
+        want = allowed[key]
+        if want == _BOOL and type(value) is not bool:
+            raise ConfigError(f"got {value!r:.60}; must be {want}", where)
+        if want == _POS_INT and (type(value) is not int or value < 1 or value > 1 << 40):
+            raise ConfigError(f"got {value!r:.60}; must be {want} (at most 2**40)", where)
+        if key == "indexes":
+            _check_indexes(value, where)
+        if key == "schema" and (type(value) is not str or not value.isidentifier()):
+            raise ConfigError(f"got {value!r:.60}; must be a plain SQL identifier (letters, digits, _)", where)
+    dsn = storage.get("dsn")
+    if engine == "postgres" and dsn is not None:
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(str(dsn))
+        except Exception as exc:  # psycopg.ProgrammingError: libpq's own parse error
+            raise ConfigError(f"not a PostgreSQL connection string libpq can parse ({str(exc).strip():.80}); "
+                              "e.g. postgresql://user@127.0.0.1:5432/db", "storage.dsn") from None
+
+
+def _check_indexes(value: Any, where: str) -> None:
+    shape = "a mapping {collection: [field, [field, field], ...]}"
+    if not isinstance(value, dict):
+        raise ConfigError(f"got {value!r:.60}; must be {shape}", where)
+    for coll, fields in value.items():
+        if not isinstance(coll, str) or not isinstance(fields, list):
+            raise ConfigError(f"got {coll!r:.40}: {fields!r:.40}; must be {shape}", f"{where}.{coll}")
+        for f in fields:
+            ok = isinstance(f, str) or (isinstance(f, list) and f and all(isinstance(x, str) for x in f))
+            if not ok:
+                raise ConfigError(f"got {f!r:.60}; an index is a field name or a list of field names",
+                                  f"{where}.{coll}")
 
 
 stack = LoamStack

@@ -5,22 +5,42 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from typing import Any, Union
 
 from sprout_harness.config.schema import ROLES, PhaseConfig, SproutConfig
+from sprout_harness.config.text import name as _name
+from sprout_harness.config.text import short as _short
 from sprout_harness.config.thresholds import check_patterns, parse_thresholds
 from sprout_harness.contracts.errors import ConfigError, StackError, did_you_mean
 
 _NONE = type(None)
 MAX_REPEAT = 100
 MAX_WARMUP = 10
+# Upper bounds of the config's sizes (docs/configuration.md, "Bounds"): a config that passes
+# `validate` must not be able to exhaust the machine before the first phase starts.
+MAX_DURABLE = 64
+MAX_EPHEMERAL = 1000
+MAX_DATASET = 10_000_000  # entities of one kind seeded on each durable node
+MAX_POOL_SIZE = 1000
+MAX_SEED_BATCH = 100_000
+MAX_TIMEOUT_S = 86_400.0
+MAX_SEED = 2**63 - 1
+SEEDED_ROW_BYTES = 2048
+"""Estimated memory one seeded entity costs while a run holds it (the row, the runner's
+model of it, the storage engine's share); measured at about 800 bytes plus the engine's."""
+MEMORY_SHARE = 0.5
+"""Share of the machine's memory the seeded datasets may be estimated to take."""
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def memory_bytes() -> int:
+    """This machine's physical memory (bytes)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        return 4 << 30
 
 
 def _type_name(tp: Any) -> str:
@@ -65,7 +85,7 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         key_tp, val_tp = typing.get_args(tp) or (str, Any)
         if not isinstance(value, dict):
             raise ConfigError(f"got {_short(value)}; expected a mapping", path)
-        return {str(k): coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+        return {str(k): coerce(v, val_tp, f"{path}.{_name(k)}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, path)
     if tp is bool:
@@ -74,9 +94,20 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        # integral floats are refused too (one rule for every integer field and knob):
+        # 1e3 in YAML is text and 1.0e+3 a float, and neither is what the field counts in
+        if isinstance(value, float) or (isinstance(value, str) and _looks_numeric(value)):
+            raise ConfigError(f"got {_short(value)}; expected an integer written as digits, e.g. 1000 "
+                              "(no decimal point or exponent)", path)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond a float's range
+                pass
+        elif isinstance(value, str) and _looks_numeric(value):
+            raise ConfigError(f"got {_short(value)}; YAML reads that as text: write a number with a decimal "
+                              "point, e.g. 1.0e+3 or 1000", path)
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -85,20 +116,32 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"got {_short(value)}; expected {_type_name(tp)}", path)
 
 
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def build_dataclass(cls: type, data: Any, path: str) -> Any:
     """`cls(**data)` with every field type-checked and unknown keys rejected."""
     if isinstance(data, str) and cls is PhaseConfig:
         data = {"name": data}  # `phases: [create, fetch]` shorthand
+    if data is None and path:
+        # `stack: null` would silently mean the defaults; leaving the field out says that
+        raise ConfigError("got null; expected a mapping (leave the field out for its defaults)", path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"got {_short(data)}; expected a mapping", path or "config")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
-    unknown = sorted(set(map(str, data)) - known)
+    unknown = sorted((k for k in data if not isinstance(k, str) or k not in known), key=str)
     if unknown:
-        where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise ConfigError(f"unknown field{did_you_mean(unknown[0], known)}; allowed fields here: "
+        key = _name(unknown[0])
+        where = f"{path}.{key}" if path else key
+        raise ConfigError(f"unknown field{did_you_mean(key, known)}; allowed fields here: "
                           f"{', '.join(sorted(known))}", where)
     kwargs = {k: coerce(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
     return cls(**kwargs)
@@ -120,8 +163,12 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     from sprout_harness.workloads import catalog, datasets
 
     topo = cfg.topology
-    _require(topo.durable >= 1, "topology.durable", f"got {topo.durable}; at least 1 durable node is needed")
-    _require(topo.ephemeral >= 0, "topology.ephemeral", f"got {topo.ephemeral}; must be >= 0")
+    # Sizes first: later checks (and the stack's) iterate over them.
+    _require(1 <= topo.durable <= MAX_DURABLE, "topology.durable",
+             f"got {_short(topo.durable)}; must be 1..{MAX_DURABLE} durable nodes")
+    _require(0 <= topo.ephemeral <= MAX_EPHEMERAL, "topology.ephemeral",
+             f"got {_short(topo.ephemeral)}; must be 0..{MAX_EPHEMERAL} ephemeral nodes "
+             "(thousands of clients: the connection-scaling phases open them in worker processes)")
     _require(bool(topo.connector), "topology.connector", "must name a connector (e.g. inprocess, websocket)")
     seen: set[int] = set()
     for i, link in enumerate(topo.links):
@@ -134,14 +181,17 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
         if link.durable is not None:
             _require(0 <= link.durable < topo.durable, f"{p}.durable",
                      f"got {link.durable}; must be a durable index in 0..{topo.durable - 1}")
-    _require(cfg.storage.pool_size >= 1, "storage.pool_size", f"got {cfg.storage.pool_size}; must be >= 1")
+    _require(1 <= cfg.storage.pool_size <= MAX_POOL_SIZE, "storage.pool_size",
+             f"got {_short(cfg.storage.pool_size)}; must be 1..{MAX_POOL_SIZE}")
     _require(bool(cfg.storage.engine), "storage.engine", "must name a storage engine")
     _require(bool(cfg.policy.id), "policy.id", "must name a policy agent")
-    _require(cfg.seed >= 0, "seed", f"got {cfg.seed}; must be >= 0")
+    _require(0 <= cfg.seed <= MAX_SEED, "seed", f"got {_short(cfg.seed)}; must be 0..2**63-1")
     r = cfg.runner
-    _require(r.sync_timeout_s > 0, "runner.sync_timeout_s", f"got {r.sync_timeout_s}; must be > 0")
-    _require(r.check_timeout_s > 0, "runner.check_timeout_s", f"got {r.check_timeout_s}; must be > 0")
-    _require(r.seed_batch_size >= 1, "runner.seed_batch_size", f"got {r.seed_batch_size}; must be >= 1")
+    for name in ("sync_timeout_s", "check_timeout_s"):
+        v = getattr(r, name)
+        _require(0 < v <= MAX_TIMEOUT_S, f"runner.{name}", f"got {_short(v)}; must be > 0 and <= {MAX_TIMEOUT_S:g} s")
+    _require(1 <= r.seed_batch_size <= MAX_SEED_BATCH, "runner.seed_batch_size",
+             f"got {_short(r.seed_batch_size)}; must be 1..{MAX_SEED_BATCH}")
     _require(1 <= r.repeat <= MAX_REPEAT, "runner.repeat",
              f"got {r.repeat}; must be 1..{MAX_REPEAT} runs (5 is what a rank test at alpha 0.01 needs)")
     _require(0 <= r.warmup <= MAX_WARMUP, "runner.warmup", f"got {r.warmup}; must be 0..{MAX_WARMUP} warm-up runs")
@@ -150,7 +200,14 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     for kind, size in cfg.datasets.items():
         _require(kind in kinds, f"datasets.{kind}",
                  f"unknown dataset kind{did_you_mean(kind, kinds)}; allowed: {', '.join(kinds)}")
-        _require(isinstance(size, int) and size >= 0, f"datasets.{kind}", f"got {_short(size)}; must be an integer >= 0")
+        _require(isinstance(size, int) and 0 <= size <= MAX_DATASET, f"datasets.{kind}",
+                 f"got {_short(size)}; must be an integer 0..{MAX_DATASET:,}")
+    rows = sum(cfg.datasets.values()) * topo.durable
+    budget = memory_bytes() * MEMORY_SHARE
+    _require(rows * SEEDED_ROW_BYTES <= budget, "datasets",
+             f"{rows:,} seeded entities in all (each dataset on each of {topo.durable} durable node(s)) need about "
+             f"{rows * SEEDED_ROW_BYTES / 2**30:.1f} GiB, more than half this machine's "
+             f"{memory_bytes() / 2**30:.1f} GiB; seed fewer")
 
     suites = catalog.suites()
     _require(cfg.suite in suites, "suite",

@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any, Awaitable, Callable
 
 from sprout_harness.contracts.errors import ConfigError, did_you_mean
+from sprout_harness.config.text import short
 
 ENTRY_POINT_GROUP = "sprout_harness.workloads"
 BUILTIN_MODULES = (
@@ -148,6 +149,10 @@ def knob_docs(spec: PhaseSpec) -> list[tuple[str, Any, str]]:
     return out
 
 
+MAX_KNOB = 100_000_000
+"""Upper bound of an integer knob that declares none (docs/configuration.md, "Bounds")."""
+
+
 def build_knobs(spec: PhaseSpec, values: dict[str, Any], path: str) -> Any:
     """The phase's knob dataclass from `values`, type- and range-checked (errors name `path.knob`)."""
     from sprout_harness.config.validate import coerce
@@ -166,8 +171,11 @@ def build_knobs(spec: PhaseSpec, values: dict[str, Any], path: str) -> Any:
             raise ConfigError(f"got {v!r}; allowed: {', '.join(map(str, meta['choices']))}", p)
         if meta.get("min") is not None and isinstance(v, (int, float)) and v < meta["min"]:
             raise ConfigError(f"got {v!r}; must be >= {meta['min']}", p)
-        if meta.get("max") is not None and isinstance(v, (int, float)) and v > meta["max"]:
-            raise ConfigError(f"got {v!r}; must be <= {meta['max']}", p)
+        high = meta.get("max")
+        if high is None and isinstance(v, int) and not isinstance(v, bool):
+            high = MAX_KNOB  # counts a phase loops over or allocates: bounded even when undeclared
+        if high is not None and isinstance(v, (int, float)) and v > high:
+            raise ConfigError(f"got {short(v)}; must be <= {high:,}", p)
         kwargs[key] = v
     knobs = spec.knobs(**kwargs)
     check = getattr(knobs, "validate", None)
