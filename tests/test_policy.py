@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loam.errors import PolicyDenied, ValidationError
-from loam.model import Create
+from loam.model import Create, Transaction
 from loam.node.api import Context
 from loam.node.durable import DurableNode
 from loam.policy import create_policy, policy_names, register_policy
@@ -132,3 +132,48 @@ async def test_owner_read_all(engine):
     await node.create("docs", [{"owner": "alice"}], ALICE)
     assert len(await node.fetch("docs", "", BOB)) == 1
     await node.close()
+
+
+@pytest.mark.parametrize("require_fresh", [False, True])
+async def test_a_create_cannot_take_over_another_users_entity(engine, require_fresh):
+    node = await node_with(engine, create_policy("owner"))
+    (a,), _ = await node.create("docs", [{"owner": "alice", "secret": "s1"}], ALICE)
+    tx = Transaction("bob:1", "bob-node", node.clock.value + 1, (Create("docs", a, {"owner": "bob", "v": 9}),))
+    with pytest.raises(PolicyDenied, match="belongs to 'alice'"):
+        await node.apply_transaction(tx, BOB, require_fresh=require_fresh)
+    assert (await node.get("docs", a, ALICE)).props == {"owner": "alice", "secret": "s1"}
+    # the owner may still replace her own entity with a create, but not give it away
+    mine = Transaction("alice:1", "alice-node", node.clock.value + 1, (Create("docs", a, {"owner": "alice"}),))
+    await node.apply_transaction(mine, ALICE, require_fresh=require_fresh)
+    gift = Transaction("alice:2", "alice-node", node.clock.value + 1, (Create("docs", a, {"owner": "bob"}),))
+    with pytest.raises(PolicyDenied):
+        await node.apply_transaction(gift, ALICE, require_fresh=require_fresh)
+    await node.close()
+
+
+async def test_a_create_over_websocket_cannot_take_over_another_users_entity():
+    import orjson
+    from websockets.asyncio.client import connect
+
+    from loam.protocol import codec
+    from loam.protocol import messages as m
+    from loam.transport.websocket import NodeServer
+
+    node = await node_with(create_engine("memory"), create_policy("owner", read="owner"))
+    server = await NodeServer(node).start()
+    try:
+        (a,), _ = await node.create("docs", [{"owner": "alice", "secret": "s1"}], ALICE)
+        async with connect(server.url, compression=None, proxy=None) as ws:
+            await ws.send(codec.encode(m.Hello(1, None, "bob-node")))
+            assert isinstance(codec.decode(await ws.recv()), m.Welcome)
+            tx = {"commit_id": "bob:1", "node_id": "bob-node", "clock": node.clock.value + 1,
+                  "ops": [["c", "docs", a, {"owner": "bob"}]]}
+            await ws.send(orjson.dumps({"t": "commit", "rid": 2, "tx": tx, "ctx": {"user": "bob", "data": {}},
+                                        "sent_ns": 0}))
+            reply = codec.decode(await ws.recv())
+            assert isinstance(reply, m.Error) and reply.rid == 2 and reply.code == "denied", reply
+        assert (await node.get("docs", a, ALICE)).props == {"owner": "alice", "secret": "s1"}
+        assert await node.get("docs", a, BOB) is None  # read="owner": still not bob's
+    finally:
+        await server.close()
+        await node.close()

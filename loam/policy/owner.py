@@ -1,6 +1,8 @@
 """Owner policy: a user writes only entities whose `owner` property is their user name.
 
-- create: the new entity's `owner` (config `field`, default "owner") must equal ctx.user;
+- create: the new entity's `owner` (config `field`, default "owner") must equal ctx.user,
+  and a create on an id that already exists (it replaces that entity) is allowed only to
+  the existing entity's owner;
 - update/delete: the current entity's owner must equal ctx.user, and an update may not
   set the owner to anybody else (no giving entities away). An update of an entity that
   does not exist (possible for transactions replicated out of order) is treated like a
@@ -42,6 +44,11 @@ class OwnerPolicy(BasePolicy):
         if user is None:
             self._deny(ctx, op, "the context has no user; connect with a user name")
         f = self.field
+        if isinstance(op, Create) and before is not None:
+            # A create on an id that exists replaces that entity: only its owner may, so a
+            # create can never take over somebody else's entity (nor give it away below).
+            if before.props.get(f) != user:
+                self._deny(ctx, op, f"the entity belongs to {before.props.get(f)!r}")
         if isinstance(op, Create) or (isinstance(op, Update) and before is None):
             if op.props.get(f) != user:
                 self._deny(ctx, op, f"set property {f!r} to your user name {user!r}")
