@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     p.add_argument("--token", default=None, help="clients must present this token in their hello")
     p.add_argument("--policy", default=None, help="policy agent name (default: permissive)")
+    p.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the policy agent, e.g. --policy-param read=owner (repeatable; "
+                        "true/false and integers are typed, anything else is text)")
     p.add_argument("--node-id", default=None, help="node id (default: random)")
     p.add_argument("--max-message-size", type=int, default=None,
                    help="protocol message size limit in bytes (default 1 MiB, at least 4096)")
@@ -72,6 +75,34 @@ def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                      f"got {args.max_pending_bytes}")
 
 
+def policy_params(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs as the policy's keyword arguments (ValueError naming a bad one)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--policy-param {item!r}: expected KEY=VALUE, e.g. read=owner")
+        low = raw.lower()
+        out[key] = True if low == "true" else False if low == "false" else int(raw) if raw.lstrip("-").isdigit() else raw
+    return out
+
+
+def build_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The policy agent the flags name, built now so a bad parameter is a usage error."""
+    from loam.errors import LoamError
+    from loam.policy import create_policy
+
+    try:
+        params = policy_params(args.policy_param)
+        if params and not args.policy:
+            raise ValueError("--policy-param needs --policy NAME")
+        return create_policy(args.policy, **params) if args.policy else None
+    except (ValueError, LoamError) as exc:
+        parser.error(str(exc))
+    except TypeError as exc:  # an unknown keyword
+        parser.error(f"--policy-param: policy {args.policy!r} does not take that parameter ({exc})")
+
+
 def engine_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.storage == "leveldb":
         if not args.path:
@@ -84,16 +115,14 @@ def engine_params(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, policy: Any = None) -> None:
     from loam.node.durable import DurableNode
-    from loam.policy import create_policy
     from loam.protocol.codec import DEFAULT_MAX_SIZE
     from loam.storage import create_engine
     from loam.transport.service import DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTIONS
     from loam.transport.websocket import NodeServer
 
     storage = create_engine(args.storage, **engine_params(args))
-    policy = create_policy(args.policy) if args.policy else None
     node = DurableNode(storage, policy=policy, node_id=args.node_id)
     await node.start()
     stop = asyncio.Event()
@@ -119,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_numbers(parser, args)
+    policy = build_policy(parser, args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        asyncio.run(serve(args))
+        asyncio.run(serve(args, policy))
     except LoamError as exc:
         print(f"loam serve: {exc}", file=sys.stderr)
         return 1

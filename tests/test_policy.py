@@ -177,3 +177,23 @@ async def test_a_create_over_websocket_cannot_take_over_another_users_entity():
     finally:
         await server.close()
         await node.close()
+
+
+def test_loam_serve_passes_policy_params_and_refuses_bad_ones():
+    import signal
+    import subprocess
+    import sys
+
+    serve = [sys.executable, "-m", "loam", "serve", "--storage", "memory", "--policy", "owner"]
+    for bad, says in ((["--policy-param", "read=nobody"], "read must be 'all' or 'owner'"),
+                      (["--policy-param", "colour=1"], "colour"),
+                      (["--policy-param", "read"], "expected KEY=VALUE")):
+        proc = subprocess.run([*serve, *bad], capture_output=True, text=True, timeout=60)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and last.startswith("python -m loam serve: error:") and says in last, proc.stderr
+    proc = subprocess.Popen([*serve, "--policy-param", "read=owner"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("loam serving on ws://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
