@@ -3,6 +3,7 @@ run passed every check, and that a phase's figures reach every report."""
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import io
 import json
@@ -58,7 +59,7 @@ def assert_phase_figures(reports: dict[str, Any], phase: str, ops: list[str], co
     for c in pd["checks"]:
         assert c["name"] in text
         if page is not None:
-            assert c["name"].split(":")[0].replace("'", "&#x27;") in page
+            assert c["name"].split(":")[0] in html.unescape(page)
 
 
 def assert_lag_in_every_report(result: RunResult, tmp_path: Path, phase: str, lag: str, counter: str) -> None:
