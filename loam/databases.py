@@ -149,7 +149,7 @@ class DatabaseHost:
         nodes, self._nodes = list(self._nodes.values()), {}
         await asyncio.gather(*(n.close(reason) for n in nodes))
 
-    async def __aenter__(self) -> "DatabaseHost":
+    async def __aenter__(self) -> DatabaseHost:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -35,11 +35,22 @@ from loam.node.api import Context
 from loam.node.api import Notification as LoamNotification
 from loam.protocol import codec
 from loam.protocol.messages import Notify
-from loam.query.ast import And, Compare, In, Not, OrderKey, Or, Query
-
+from loam.query.ast import And, Compare, In, Not, Or, OrderKey, Query
 from sprout_harness.contracts import (
-    AllOf, AnyOf, Capabilities, Cond, ConfigError, Doc, InList, Link, Notification, QuerySpec, StackError,
-    StackSettings, WriteAck, did_you_mean,
+    AllOf,
+    AnyOf,
+    Capabilities,
+    Cond,
+    ConfigError,
+    Doc,
+    InList,
+    Link,
+    Notification,
+    QuerySpec,
+    StackError,
+    StackSettings,
+    WriteAck,
+    did_you_mean,
 )
 from sprout_harness.contracts import Not as HNot
 

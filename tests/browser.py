@@ -61,14 +61,14 @@ class Chromium:
                                                         stderr=asyncio.subprocess.PIPE)
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), 180)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
                 raise AssertionError(f"chromium did not finish loading {url} within 180 s")
         assert proc.returncode == 0, f"chromium failed on {url}: {err.decode(errors='replace')[-2000:]}"
         return out.decode("utf-8", errors="replace")
 
-    def page(self, url: str) -> "DevToolsPage":
+    def page(self, url: str) -> DevToolsPage:
         return DevToolsPage(self, url)
 
 
@@ -82,7 +82,7 @@ class DevToolsPage:
         self._ws: Any = None
         self._ids = itertools.count(1)
 
-    async def __aenter__(self) -> "DevToolsPage":
+    async def __aenter__(self) -> DevToolsPage:
         from websockets.asyncio.client import connect
 
         argv = self.browser._argv(self._profile.name, self.url, ["--remote-debugging-port=0", "--window-size=1300,1000"])

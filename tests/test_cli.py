@@ -12,7 +12,6 @@ import pytest
 
 from sprout_harness.metrics import Histogram, PhaseResult, RunMetadata, RunResult
 from sprout_harness.reports import json_report
-
 from support.cli import ROOT, SMALL, invoke, one_error_line, sets
 
 

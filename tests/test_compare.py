@@ -20,7 +20,6 @@ from rich.console import Console
 from sprout_harness.metrics import PhaseRecorder, RunMetadata, RunResult, load_run
 from sprout_harness.metrics.merge import merge_runs
 from sprout_harness.reports import compare, json_report
-
 from support.runs import make_run, slowed
 
 

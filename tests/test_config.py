@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from sprout_harness.config import (
-    LinkConfig, PhaseConfig, SproutConfig, TopologyConfig, apply_overrides, config_from_dict, load_config, load_yaml,
+    LinkConfig,
+    PhaseConfig,
+    SproutConfig,
+    TopologyConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    load_yaml,
 )
 from sprout_harness.config.validate import validate_config
 from sprout_harness.contracts import ConfigError

@@ -14,6 +14,7 @@ import asyncio
 
 import orjson
 import pytest
+from transport_helpers import KINDS, Cluster, wait_until
 
 from loam.errors import StaleClockError
 from loam.model import Create, Delete, Transaction, Update
@@ -23,7 +24,6 @@ from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.protocol.matching import error_from_message
 from loam.storage import create_engine
-from transport_helpers import KINDS, Cluster, wait_until
 
 CTX = Context()
 

@@ -14,12 +14,19 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+from transport_helpers import KINDS, Cluster, settle
 
 from loam.model import Entity
 from loam.node.api import Context, Notification
-from transport_helpers import KINDS, Cluster, settle
 
 CTX = Context()
 QUERY = "v > 10 ORDER BY v DESC LIMIT 3"

@@ -24,7 +24,6 @@ from sprout_harness.config import load_config
 from sprout_harness.metrics import load_run
 from sprout_harness.reports import json_report
 from sprout_harness.topology.repeat import run_repeated
-
 from support.cli import SMALL, invoke, one_error_line, sets
 from support.runs import slowed
 

@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 
 from sprout_harness.load.distributions import (
+    SCRAMBLED_ZETAN,
     AcknowledgedCounterGenerator,
     CounterGenerator,
     DiscreteGenerator,
     LatestGenerator,
-    SCRAMBLED_ZETAN,
     ScrambledZipfianGenerator,
     UniformGenerator,
     ZipfianGenerator,

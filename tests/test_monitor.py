@@ -9,6 +9,19 @@ import math
 import random
 
 import pytest
+from monitor_support import (
+    PHASES,
+    REPO,
+    aget_json,
+    ahttp,
+    http,
+    read_monitor_url,
+    start_cli_run,
+    start_run_in_thread,
+    tiny_config,
+    tiny_sets,
+    wait_for_status,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from sprout_harness.metrics import Histogram, load_run
@@ -17,11 +30,6 @@ from sprout_harness.monitor.prometheus import BUCKETS_S, prom_buckets
 from sprout_harness.monitor.server import parse_addr
 from sprout_harness.monitor.state import HistView
 from sprout_harness.topology.runner import Runner
-
-from monitor_support import (
-    PHASES, REPO, ahttp, aget_json, http, read_monitor_url, start_cli_run, start_run_in_thread, tiny_config, tiny_sets,
-    wait_for_status,
-)
 
 
 def families(text: str) -> dict:

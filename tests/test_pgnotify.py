@@ -25,10 +25,22 @@ import pytest
 from sprout_harness import plugins
 from sprout_harness.config import load_config
 from sprout_harness.contracts import (
-    AllOf, AnyOf, Cond, ConfigError, Doc, InList, Not, Notification, Order, QuerySpec, StackSettings, Unsupported,
+    AllOf,
+    AnyOf,
+    Cond,
+    ConfigError,
+    Doc,
+    InList,
+    Not,
+    Notification,
+    Order,
+    QuerySpec,
+    StackSettings,
+    Unsupported,
 )
 from sprout_harness.topology.runner import run
 from sprout_harness.workloads import reference
+
 try:
     from sprout_pgnotify.client import NotFound, PgClient
     from sprout_pgnotify.stack import PgNotifyStack
@@ -226,7 +238,7 @@ class Watch:
             self.event.clear()
             try:
                 await asyncio.wait_for(self.event.wait(), min(left, 0.05))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return True
 

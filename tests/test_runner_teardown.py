@@ -21,7 +21,6 @@ import pytest
 from sprout_harness.config import config_from_dict, load_config
 from sprout_harness.contracts import StackError
 from sprout_harness.topology.runner import Runner, run
-
 from support.stacks import TINY, DictClient, DictStack, Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,6 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from support.scenarios import ROOT, all_reports, assert_ok, assert_phase_figures
-from support.stacks import DictClient, DictStack, Store
 
 from sprout_harness.cli import cli
 from sprout_harness.config import config_from_dict, load_config
@@ -21,6 +19,8 @@ from sprout_harness.contracts import Doc, WriteAck
 from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.topology.runner import run
 from sprout_harness.workloads.loadphase import EXISTS, History
+from support.scenarios import ROOT, all_reports, assert_ok, assert_phase_figures
+from support.stacks import DictClient, DictStack, Store
 
 YCSB_OPS = {"a": ["read", "update"], "b": ["read", "update"], "c": ["read"], "d": ["read", "insert"],
             "e": ["scan", "insert"], "f": ["read", "readmodifywrite"]}

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from support.scenarios import ROOT, all_reports, assert_ok, assert_phase_figures
-from support.stacks import DictClient, DictStack, Store
 
 from sprout_harness.cli import cli
 from sprout_harness.config import config_from_dict, load_config
 from sprout_harness.contracts import AllOf, AnyOf, Cond, QuerySpec
 from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.topology.runner import run
+from support.scenarios import ROOT, all_reports, assert_ok, assert_phase_figures
+from support.stacks import DictClient, DictStack, Store
 
 TYPES = {
     "query-simple": ["eq", "gt", "lt"],

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import fnmatch
 import io
-import json
 import itertools
+import json
 import math
 import re
 from fnmatch import fnmatchcase
@@ -24,7 +24,14 @@ from sprout_harness.cli import cli
 from sprout_harness.config import load_config
 from sprout_harness.config.load import config_from_dict
 from sprout_harness.config.thresholds import (
-    STATS, UNITS_NS, ChecksRule, MetricRule, common_match, field_path, parse_expression, parse_thresholds,
+    STATS,
+    UNITS_NS,
+    ChecksRule,
+    MetricRule,
+    common_match,
+    field_path,
+    parse_expression,
+    parse_thresholds,
 )
 from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.metrics.results import RunResult, load_run

@@ -26,7 +26,7 @@ class Cluster:
         self.server: Any = None
         self.ephemerals: list[EphemeralNode] = []
 
-    async def start(self) -> "Cluster":
+    async def start(self) -> Cluster:
         await self.durable.start()
         if self.kind == "inprocess":
             self.server = InProcessServer(self.durable, token=self.token, **self.server_kw)

@@ -64,7 +64,7 @@ class WindowedLiveQuery(NotificationStream):
         key: Callable[[Entity], Any],
         predicate: Callable[[Entity], bool] | None,
         readable: Callable[[Entity], bool] | None,
-        on_release: Callable[["WindowedLiveQuery"], None],
+        on_release: Callable[[WindowedLiveQuery], None],
         callback: NotificationCallback | None = None,
     ) -> None:
         self.id = id

@@ -33,7 +33,7 @@ class NotificationStream:
         async with asyncio.timeout(timeout):
             return await q.get()
 
-    def __aiter__(self) -> "NotificationStream":
+    def __aiter__(self) -> NotificationStream:
         return self
 
     async def __anext__(self) -> Notification:

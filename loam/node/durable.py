@@ -38,8 +38,8 @@ import asyncio
 import gc
 import itertools
 import time
-from contextlib import contextmanager
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from loam.errors import NodeClosedError, StaleClockError, ValidationError
@@ -62,8 +62,8 @@ from loam.model import (
     new_node_id,
 )
 from loam.node.api import Context, NotificationCallback
-from loam.node.clock import DEFAULT_MAX_DRIFT, LamportClock
 from loam.node.client import coerce_query, fetch_filtered
+from loam.node.clock import DEFAULT_MAX_DRIFT, LamportClock
 from loam.policy.base import PolicyAgent
 from loam.query.ast import Query
 from loam.storage.base import StorageEngine, WriteBatch

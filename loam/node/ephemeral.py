@@ -27,9 +27,21 @@ from bisect import bisect_left
 from typing import Any, Callable, Sequence
 
 from loam.errors import NodeClosedError, StaleClockError, ValidationError
-from loam.model import (CommitRecord, Create, Delete, Entity, EntityState, IdGenerator, Op, Scalar, Transaction,
-                        Update, check_props, new_node_id)
 from loam.live.stream import NotificationStream
+from loam.model import (
+    CommitRecord,
+    Create,
+    Delete,
+    Entity,
+    EntityState,
+    IdGenerator,
+    Op,
+    Scalar,
+    Transaction,
+    Update,
+    check_props,
+    new_node_id,
+)
 from loam.node.api import Context, Notification, NotificationCallback
 from loam.node.client import coerce_query
 from loam.node.clock import LamportClock
@@ -57,7 +69,7 @@ class EphemeralLiveQuery(NotificationStream):
     node's live query id for the current connection.
     """
 
-    def __init__(self, node: "EphemeralNode", id: str, collection: str, query: Query, ctx: Context):
+    def __init__(self, node: EphemeralNode, id: str, collection: str, query: Query, ctx: Context):
         self.node = node
         self.id = id
         self.collection = collection
@@ -232,7 +244,7 @@ class EphemeralNode:
         await self.connector.close()
         self.cache.close()
 
-    async def __aenter__(self) -> "EphemeralNode":
+    async def __aenter__(self) -> EphemeralNode:
         await self.start()
         return self
 

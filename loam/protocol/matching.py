@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loam.errors import LoamError, NodeClosedError, PolicyDenied, ProtocolError, QueryError, StaleClockError, \
-    StorageError, ValidationError
+from loam.errors import (
+    LoamError,
+    NodeClosedError,
+    PolicyDenied,
+    ProtocolError,
+    QueryError,
+    StaleClockError,
+    StorageError,
+    ValidationError,
+)
 from loam.protocol import messages as m
 
 

@@ -77,16 +77,16 @@ class Desc:
     def __init__(self, k: Any) -> None:
         self.k = k
 
-    def __lt__(self, other: "Desc") -> bool:
+    def __lt__(self, other: Desc) -> bool:
         return self.k > other.k
 
-    def __gt__(self, other: "Desc") -> bool:
+    def __gt__(self, other: Desc) -> bool:
         return self.k < other.k
 
-    def __le__(self, other: "Desc") -> bool:
+    def __le__(self, other: Desc) -> bool:
         return self.k >= other.k
 
-    def __ge__(self, other: "Desc") -> bool:
+    def __ge__(self, other: Desc) -> bool:
         return self.k <= other.k
 
     def __eq__(self, other: object) -> bool:

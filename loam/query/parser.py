@@ -17,9 +17,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from loam.errors import QueryError
+from loam.model import Scalar
 from loam.query.ast import And, Compare, Expr, In, Not, Or, OrderKey, Query
 from loam.query.lexer import Token, tokenize
-from loam.model import Scalar
 
 MAX_DEPTH = 100  # nesting of parentheses/NOT; keeps every recursive consumer far from Python's limit
 
@@ -198,7 +198,7 @@ def parse(text: str) -> Query:
     return _parse_cached(text)
 
 
-def parse_or_query(q: "str | Query") -> Query:
+def parse_or_query(q: str | Query) -> Query:
     """Accept either query text or an already-built `Query`."""
     if isinstance(q, Query):
         return q

@@ -186,7 +186,7 @@ class InProcessServer:
         task.add_done_callback(lambda t: (self._tasks.discard(t), self._server_ends.discard(server)))
         return client
 
-    def connector(self, **kwargs: Any) -> "InProcessConnector":
+    def connector(self, **kwargs: Any) -> InProcessConnector:
         return InProcessConnector(self, **kwargs)
 
     async def drop_connections(self, reason: str = "dropped") -> None:

@@ -64,7 +64,7 @@ class TriggerStats:
     cancelled: int = 0  # still queued or in flight when the manager was closed
     last_error: str | None = None
 
-    def add(self, other: "TriggerStats") -> None:
+    def add(self, other: TriggerStats) -> None:
         for k in ("evaluated", "matched", "delivered", "retried", "failed", "dropped", "cancelled"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         if other.last_error is not None:
@@ -368,7 +368,7 @@ class TriggerManager:
             await self._client.aclose()
             self._client = None
 
-    async def __aenter__(self) -> "TriggerManager":
+    async def __aenter__(self) -> TriggerManager:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -204,7 +204,10 @@ def format_table(rows: list[Row], title: str = "") -> str:
              f"{r.ratio:.2f}x" if r.ratio is not None else "-",
              f"<= {r.max_ratio:g}x" if r.max_ratio else "-", r.verdict) for r in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    def line(cells: Sequence[Any]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     out = [title] if title else []
     out += [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
     met = sum(r.verdict == "met" for r in rows)

@@ -43,19 +43,19 @@ class InList:
 class AllOf:
     """Conjunction (AND)."""
 
-    items: tuple["Pred", ...]
+    items: tuple[Pred, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class AnyOf:
     """Disjunction (OR)."""
 
-    items: tuple["Pred", ...]
+    items: tuple[Pred, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    item: "Pred"
+    item: Pred
 
 
 Pred = Union[Cond, InList, AllOf, AnyOf, Not]

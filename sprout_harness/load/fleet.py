@@ -262,7 +262,7 @@ class _Worker:
                 try:
                     async with asyncio.timeout(2):
                         err = await self.proc.stderr.read(4000)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             raise WorkerError(f"client worker {self.index} exited during {msg['op']!r}: "
                               f"{err.decode(errors='replace').strip()[-800:] or 'no output'}")
@@ -369,7 +369,7 @@ class WorkerFleet:
                 try:
                     async with asyncio.timeout(10):
                         await w.proc.wait()
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     w.proc.kill()
                     await w.proc.wait()
         self.workers = []

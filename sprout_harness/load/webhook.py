@@ -72,7 +72,7 @@ class WebhookReceiver:
     async def close(self) -> None:
         await self._http.close()
 
-    async def __aenter__(self) -> "WebhookReceiver":
+    async def __aenter__(self) -> WebhookReceiver:
         await self.start()
         return self
 

@@ -57,7 +57,7 @@ class YcsbSpec:
     ordered_inserts: bool = False  # YCSB insertorder=hashed by default
     description: str = ""
 
-    def with_options(self, **changes: Any) -> "YcsbSpec":
+    def with_options(self, **changes: Any) -> YcsbSpec:
         """A copy with other counts or knobs (e.g. `record_count=100_000`)."""
         return replace(self, **changes)
 

@@ -156,7 +156,7 @@ class Histogram:
         self._min = min(self._min, lo)
         self._max = max(self._max, hi)
 
-    def merge(self, other: "Histogram") -> None:
+    def merge(self, other: Histogram) -> None:
         """Add every sample of ``other`` to this histogram (same layout required)."""
         if other._layout is not self._layout:
             raise ValueError(
@@ -172,7 +172,7 @@ class Histogram:
         self._min = min(self._min, other._min)
         self._max = max(self._max, other._max)
 
-    def copy(self) -> "Histogram":
+    def copy(self) -> Histogram:
         """An independent histogram with the same samples."""
         h = Histogram(self._layout.relative_error, self._layout.max_value_ns)
         h.merge(self)
@@ -198,7 +198,7 @@ class Histogram:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def snapshot(self) -> "HistogramSnapshot":
+    def snapshot(self) -> HistogramSnapshot:
         """The samples recorded so far, read without changing anything: safe from another
         thread than the recording one (a live monitor).
 
@@ -316,7 +316,7 @@ class Histogram:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Histogram":
+    def from_dict(cls, d: dict[str, Any]) -> Histogram:
         """Inverse of ``to_dict`` (unknown keys, e.g. a report's ``summary``, are ignored)."""
         try:
             h = cls(d.get("relative_error", 0.01), d.get("max_value_ns", 3_600 * 10**9))

@@ -27,13 +27,13 @@ class _Timer:
 
     __slots__ = ("_rec", "_op", "_t0", "elapsed_ns")
 
-    def __init__(self, rec: "PhaseRecorder", op: str) -> None:
+    def __init__(self, rec: PhaseRecorder, op: str) -> None:
         self._rec = rec
         self._op = op
         self._t0 = 0
         self.elapsed_ns: int | None = None
 
-    def __enter__(self) -> "_Timer":
+    def __enter__(self) -> _Timer:
         self._t0 = self._rec._clock()
         return self
 
@@ -204,7 +204,7 @@ class PhaseRecorder:
 
     # -- reading while it runs ----------------------------------------------------------------
 
-    def peek(self) -> "PhaseSnapshot":
+    def peek(self) -> PhaseSnapshot:
         """What was measured so far, copied without changing anything: safe from another
         thread than the one recording (the live monitor). `result()` is for the end of the
         phase: it flushes every histogram and builds the per-second timeline."""

@@ -37,7 +37,7 @@ class ErrorStat:
         return {"count": self.count, "samples": list(self.samples)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ErrorStat":
+    def from_dict(cls, d: dict[str, Any]) -> ErrorStat:
         return cls(count=int(d["count"]), samples=[str(s) for s in d.get("samples", [])])
 
 
@@ -53,7 +53,7 @@ class Check:
         return {"name": self.name, "ok": self.ok, "detail": self.detail}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Check":
+    def from_dict(cls, d: dict[str, Any]) -> Check:
         return cls(name=str(d["name"]), ok=bool(d["ok"]), detail=str(d.get("detail", "")))
 
 
@@ -144,7 +144,7 @@ class PhaseResult:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PhaseResult":
+    def from_dict(cls, d: dict[str, Any]) -> PhaseResult:
         status = d.get("status", "ok")
         if status not in PHASE_STATUSES:
             raise ValueError(f"phase {d.get('name')!r}: unknown status {status!r} (expected one of {PHASE_STATUSES})")
@@ -221,7 +221,7 @@ class RunMetadata:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunMetadata":
+    def from_dict(cls, d: dict[str, Any]) -> RunMetadata:
         return cls(
             run_id=str(d["run_id"]),
             suite=d.get("suite", ""),
@@ -279,7 +279,7 @@ class RunFigures:
     wall_ns: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, index: int, run: "RunResult") -> "RunFigures":
+    def of(cls, index: int, run: RunResult) -> RunFigures:
         metrics = {}
         for phase in run.phases:
             for name, h in phase.metrics().items():
@@ -297,7 +297,7 @@ class RunFigures:
                 "wall_ns": dict(self.wall_ns)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunFigures":
+    def from_dict(cls, d: dict[str, Any]) -> RunFigures:
         status = d.get("status", "ok")
         if status not in RUN_STATUSES:
             raise ValueError(f"runs[{d.get('index')}].status: unknown status {status!r}")
@@ -333,7 +333,7 @@ class ThresholdOutcome:
                 "values": dict(self.values), "detail": self.detail}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ThresholdOutcome":
+    def from_dict(cls, d: dict[str, Any]) -> ThresholdOutcome:
         return cls(pattern=str(d["pattern"]), stat=str(d["stat"]), expression=str(d["expression"]),
                    ok=bool(d["ok"]), values={str(k): float(v) for k, v in (d.get("values") or {}).items()},
                    detail=str(d.get("detail", "")))
@@ -395,7 +395,7 @@ class RunResult:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunResult":
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
         version = d.get("schema_version")
         if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
             raise ValueError(

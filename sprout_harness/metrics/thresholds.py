@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from sprout_harness.config.thresholds import (
-    CHECKS_KEY, PERCENTILE_OF, ChecksRule, MetricRule, matches, parse_thresholds,
+    CHECKS_KEY,
+    PERCENTILE_OF,
+    ChecksRule,
+    MetricRule,
+    matches,
+    parse_thresholds,
 )
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import RunResult, ThresholdOutcome

@@ -26,7 +26,7 @@ class TimelinePoint:
         return {"second": self.second, "ops": self.ops, "p99_ns": self.p99_ns}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TimelinePoint":
+    def from_dict(cls, d: dict[str, Any]) -> TimelinePoint:
         return cls(second=int(d["second"]), ops=int(d["ops"]), p99_ns=float(d["p99_ns"]))
 
 

@@ -67,7 +67,7 @@ class LiveMonitor:
         self._thread.start()
         return ready.result(timeout=30)
 
-    def _main(self, ready: "Future[str]") -> None:
+    def _main(self, ready: Future[str]) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -75,7 +75,7 @@ class LiveMonitor:
         finally:
             loop.close()
 
-    async def _serve(self, ready: "Future[str]") -> None:
+    async def _serve(self, ready: Future[str]) -> None:
         self._stopped = asyncio.Event()
         try:
             await self.server.start()

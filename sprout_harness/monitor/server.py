@@ -113,7 +113,7 @@ class MonitorServer:
         self._http = HTTPServer(self._handle, headers=_HEADERS)
         self._bound_port: int | None = None
 
-    async def start(self) -> "MonitorServer":
+    async def start(self) -> MonitorServer:
         try:
             self._bound_port = await self._http.start(self.host, self.port)
         except OSError as exc:
@@ -139,7 +139,7 @@ class MonitorServer:
     async def close(self) -> None:
         await self._http.close()
 
-    async def __aenter__(self) -> "MonitorServer":
+    async def __aenter__(self) -> MonitorServer:
         return await self.start()
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -48,7 +48,7 @@ class HistView:
     max_value_ns: int = 3_600 * 10**9
 
     @classmethod
-    def of_snapshot(cls, snap: HistogramSnapshot) -> "HistView":
+    def of_snapshot(cls, snap: HistogramSnapshot) -> HistView:
         """From `Histogram.snapshot()` (taken by the recording side's own API, any thread)."""
         counts = snap.counts
         nz = np.flatnonzero(counts)
@@ -63,7 +63,7 @@ class HistView:
                    buckets=buckets, relative_error=snap.relative_error, max_value_ns=snap.max_value_ns)
 
     @classmethod
-    def of(cls, h: Histogram) -> "HistView":
+    def of(cls, h: Histogram) -> HistView:
         d = h.to_dict()
         return cls(count=d["count"], sum_ns=d["sum"], min_ns=d["min"], max_ns=d["max"],
                    buckets={int(lo): int(n) for lo, n in d["buckets"]},
@@ -74,7 +74,7 @@ class HistView:
                                     "count": self.count, "sum": self.sum_ns, "min": self.min_ns,
                                     "max": self.max_ns, "buckets": sorted(self.buckets.items())})
 
-    def minus(self, earlier: "HistView | None") -> "HistView":
+    def minus(self, earlier: HistView | None) -> HistView:
         """Samples added since ``earlier`` (min/max bounded by the bucket range: within the histogram's error)."""
         if earlier is None or not earlier.count:
             return self
@@ -86,7 +86,7 @@ class HistView:
                         max_ns=self.max_ns, buckets=delta, relative_error=self.relative_error,
                         max_value_ns=self.max_value_ns)
 
-    def merged(self, other: "HistView") -> "HistView":
+    def merged(self, other: HistView) -> HistView:
         if not other.count:
             return self
         if not self.count:
@@ -132,7 +132,7 @@ class PhaseView:
         return sum(h.count for h in self.latencies.values())
 
     @classmethod
-    def of_result(cls, r: PhaseResult) -> "PhaseView":
+    def of_result(cls, r: PhaseResult) -> PhaseView:
         return cls(name=r.name, status=r.status, reason=r.reason, wall_s=r.wall_ns / 1e9,
                    latencies={k: HistView.of(h) for k, h in r.latencies.items()},
                    lags={k: HistView.of(h) for k, h in r.lags.items()},

@@ -164,7 +164,7 @@ class PostgresHandle:
     socket_dir: Path | None = None
     port: int | None = None
     bin_dir: Path | None = None
-    _service: "PostgresService | None" = field(default=None, repr=False)
+    _service: PostgresService | None = field(default=None, repr=False)
 
     @property
     def socket_dsn(self) -> str | None:
@@ -191,7 +191,7 @@ class PostgresHandle:
         return out
 
 
-_LIVE: "set[PostgresService]" = set()
+_LIVE: set[PostgresService] = set()
 _LIVE_LOCK = threading.Lock()
 _HOOKS_INSTALLED = False
 _PREV_SIGTERM: Any = None

@@ -37,8 +37,8 @@ from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError
 from sprout_harness.contracts.stack import Link, StackSettings
 from sprout_harness.metrics import PhaseRecorder, PhaseResult, RunMetadata, RunResult, overall_status
 from sprout_harness.metrics.results import RunFigures
-from sprout_harness.metrics.thresholds import evaluate as evaluate_thresholds
 from sprout_harness.metrics.system import git_info, host_info, python_info
+from sprout_harness.metrics.thresholds import evaluate as evaluate_thresholds
 from sprout_harness.workloads import catalog, datasets
 from sprout_harness.workloads.context import Model, NodeRef, PhaseContext, maybe_await
 
@@ -53,7 +53,7 @@ ProgressFactory = Callable[[str], ContextManager[Any]]
 
 
 class _NullProgress:
-    def __enter__(self) -> "_NullProgress":
+    def __enter__(self) -> _NullProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Awaitable, Callable
 
-from sprout_harness.contracts.errors import ConfigError, did_you_mean
 from sprout_harness.config.text import short
+from sprout_harness.contracts.errors import ConfigError, did_you_mean
 
 ENTRY_POINT_GROUP = "sprout_harness.workloads"
 BUILTIN_MODULES = (

@@ -38,7 +38,7 @@ class StallGuard:
         self._event: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> "StallGuard":
+    def start(self) -> StallGuard:
         self._task = asyncio.get_running_loop().create_task(self._watch())
         return self
 
@@ -51,7 +51,7 @@ class StallGuard:
                 pass
             self._task = None
 
-    async def __aenter__(self) -> "StallGuard":
+    async def __aenter__(self) -> StallGuard:
         return self.start()
 
     async def __aexit__(self, *exc: Any) -> None:

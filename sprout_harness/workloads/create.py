@@ -63,7 +63,7 @@ async def run(ctx: PhaseContext, k: CreateKnobs) -> None:
     ctx.require("every write acknowledged", total == k.count, f"{total} of {k.count} entities acknowledged")
 
     q = seq_range(start, start + k.count)
-    for group, ids in created.items():
+    for group in created:
         durable = ctx.durables[group]
         model = ctx.models[group]
         expected = reference.evaluate(q, model.docs(coll))

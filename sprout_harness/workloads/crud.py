@@ -30,7 +30,15 @@ from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
 from sprout_harness.workloads.loadphase import (
-    EXISTS, History, LoadKnobs, ReadStats, defer, drive, lane_clients, lane_turns, verify_final_states,
+    EXISTS,
+    History,
+    LoadKnobs,
+    ReadStats,
+    defer,
+    drive,
+    lane_clients,
+    lane_turns,
+    verify_final_states,
 )
 
 _ROW_CHUNK = 256

@@ -45,7 +45,9 @@ def window_diff(got: list[Doc] | tuple[Doc, ...], expected: list[Doc]) -> str:
         g = got[i] if i < len(got) else None
         e = expected[i] if i < len(expected) else None
         if g is None or e is None or g.id != e.id or not reference.same_props(g.props, e.props):
-            show = lambda d: "nothing" if d is None else f"{d.id} (rating {d.props.get('rating')})"
+            def show(d: Doc | None) -> str:
+                return "nothing" if d is None else f"{d.id} (rating {d.props.get('rating')})"
+
             return f"position {i}: {show(g)}, expected {show(e)} ({len(got)} vs {len(expected)} members)"
     return "equal"
 

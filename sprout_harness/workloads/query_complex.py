@@ -18,7 +18,15 @@ from sprout_harness.contracts.query import AllOf, AnyOf, Cond, InList, Not, Quer
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.queryrun import (
-    CATEGORICAL, NUMERIC, QueryKnobs, generate, pick_cat, pick_num, require_dataset, run_queries, value_of,
+    CATEGORICAL,
+    NUMERIC,
+    QueryKnobs,
+    generate,
+    pick_cat,
+    pick_num,
+    require_dataset,
+    run_queries,
+    value_of,
 )
 
 

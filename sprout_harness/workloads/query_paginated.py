@@ -89,7 +89,7 @@ async def run(ctx: PhaseContext, k: QueryPaginatedKnobs) -> None:
         max_pages = len(expected) // k.page_size + 1
         got: list[Doc] = []
         after: Doc | None = None
-        for n in range(max_pages + 1):
+        for _ in range(max_pages + 1):
             q = w.page(after, k.page_size)
             async with sem:
                 page = await ctx.timed(f"query:{q.kind}", node.client.fetch(coll, q))

@@ -17,7 +17,13 @@ from sprout_harness.workloads import predicates
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.queryrun import (
-    QueryKnobs, generate, pick_cat, pick_num, require_dataset, run_queries, value_of,
+    QueryKnobs,
+    generate,
+    pick_cat,
+    pick_num,
+    require_dataset,
+    run_queries,
+    value_of,
 )
 
 

@@ -18,7 +18,14 @@ from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
 from sprout_harness.workloads.queryrun import (
-    STRINGS, QueryKnobs, generate, pick_cat, pick_num, require_dataset, run_queries, value_of,
+    STRINGS,
+    QueryKnobs,
+    generate,
+    pick_cat,
+    pick_num,
+    require_dataset,
+    run_queries,
+    value_of,
 )
 
 

@@ -88,7 +88,7 @@ class _Desc:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Desc) and self.k == other.k
 
-    def __lt__(self, other: "_Desc") -> bool:
+    def __lt__(self, other: _Desc) -> bool:
         return other.k < self.k
 
 

@@ -36,7 +36,14 @@ from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext, chunks
 from sprout_harness.workloads.knobs import knob
 from sprout_harness.workloads.loadphase import (
-    History, LoadKnobs, ReadStats, defer, drive, lane_clients, lane_turns, verify_final_states,
+    History,
+    LoadKnobs,
+    ReadStats,
+    defer,
+    drive,
+    lane_clients,
+    lane_turns,
+    verify_final_states,
 )
 
 KEY_FIELD = "key"

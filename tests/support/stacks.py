@@ -12,8 +12,19 @@ import time
 from typing import Any, Mapping, Sequence
 
 from sprout_harness.contracts import (
-    AllOf, AnyOf, Capabilities, Cond, Doc, InList, Link, Not, Notification, QuerySpec, StackSettings,
-    Unsupported, WriteAck,
+    AllOf,
+    AnyOf,
+    Capabilities,
+    Cond,
+    Doc,
+    InList,
+    Link,
+    Not,
+    Notification,
+    QuerySpec,
+    StackSettings,
+    Unsupported,
+    WriteAck,
 )
 
 # --- a tiny independent query evaluator (deliberately not the harness's) ------------------
@@ -56,7 +67,7 @@ def query_rows(rows: dict[str, dict], q: QuerySpec) -> list[Doc]:
 
 
 class Sub:
-    def __init__(self, store: "Store", coll: str, q: QuerySpec, cb: Any) -> None:
+    def __init__(self, store: Store, coll: str, q: QuerySpec, cb: Any) -> None:
         self.store, self.coll, self.q, self.cb = store, coll, q, cb
         self._results = query_rows(store.data.get(coll, {}), q)
 
@@ -142,7 +153,7 @@ class DictStack:
 
     name = "dict"
     live = True
-    instances: list["DictStack"] = []
+    instances: list[DictStack] = []
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings

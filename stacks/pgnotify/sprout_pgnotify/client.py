@@ -16,7 +16,6 @@ from psycopg.types.json import Jsonb
 
 from sprout_harness.contracts.client import Doc, NotificationCallback, WriteAck
 from sprout_harness.contracts.query import QuerySpec, Value
-
 from sprout_pgnotify import queries, schema
 from sprout_pgnotify.listener import Commits, Listener, LiveQuery
 

@@ -35,7 +35,6 @@ import psycopg
 
 from sprout_harness.contracts.client import Doc, Notification
 from sprout_harness.contracts.query import QuerySpec
-
 from sprout_pgnotify import queries, schema
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,7 @@ class Commits:
             try:
                 async with asyncio.timeout(COMMIT_WAIT_S):
                     got = await asyncio.shield(fut)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 got = None
             if got is not None:
                 return got

@@ -21,7 +21,6 @@ import uuid
 from typing import Any
 
 from sprout_harness.contracts import Capabilities, ConfigError, Link, StackError, StackSettings, Unsupported
-
 from sprout_pgnotify import __version__, schema
 from sprout_pgnotify.client import PgClient
 from sprout_pgnotify.listener import Commits, Listener
