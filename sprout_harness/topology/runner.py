@@ -62,6 +62,9 @@ class _NullProgress:
     def advance(self, n: int = 1) -> None:
         pass
 
+    def set_total(self, total: int | None) -> None:
+        pass
+
 
 def mask_secrets(value: Any) -> Any:
     """A copy with DSNs' passwords and secret-looking keys masked (for reports)."""
@@ -403,6 +406,7 @@ class Runner:
         bs = self.cfg.runner.seed_batch_size
         self._observe("stage", "seeding")
         with self.progress("seed") as bar:
+            bar.set_total(sum(max(size, 0) for size in self.cfg.datasets.values()) * len(self.durables))
             for kind, size in self.cfg.datasets.items():
                 if size <= 0:
                     continue
@@ -504,6 +508,7 @@ class Runner:
         cancelled: BaseException | None = None
         with self.progress(ph.title) as bar:
             ctx.advance = bar.advance
+            ctx.set_total = bar.set_total
             rec.start()
             self._observe("phase_started", ph.title, rec)
             try:

@@ -139,7 +139,8 @@ class PhaseContext:
 
     `targets` are the nodes of the phase's target role; `durables` / `ephemerals` all nodes;
     `models[group]` the expected state of durable group `group`; `recorder` the phase's
-    PhaseRecorder; `advance(n)` moves the progress bar.
+    PhaseRecorder; `advance(n)` moves the progress bar and `set_total(n)` says how far it goes
+    (a phase that knows its amount of work sets it first, so the bar shows the time left).
     """
 
     title: str
@@ -153,6 +154,7 @@ class PhaseContext:
     seed: int
     check_timeout_s: float
     advance: Callable[[int], None] = lambda n: None
+    set_total: Callable[[int | None], None] = lambda n: None
     sequences: dict[str, int] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     stop_requested: bool = False

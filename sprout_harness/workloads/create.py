@@ -57,6 +57,7 @@ async def run(ctx: PhaseContext, k: CreateKnobs) -> None:
         ctx.recorder.count("batches")
         ctx.advance(len(batch))
 
+    ctx.set_total(sum(len(b) for b in batches))
     await asyncio.gather(*(one(j, b) for j, b in enumerate(batches)))
     ctx.require("acks", not bad_acks, "; ".join(bad_acks[:3]))
     total = sum(len(v) for v in created.values())

@@ -63,6 +63,7 @@ async def run(ctx: PhaseContext, k: FetchKnobs) -> None:
         ctx.recorder.count("rows_returned", len(got))
         ctx.advance(1)
 
+    ctx.set_total(k.get_ops + len(queries))
     await asyncio.gather(*(one_get(i) for i in range(k.get_ops)))
     ctx.check("every get returned the expected entity", not any(w.startswith("get") for w in wrong),
               "; ".join(w for w in wrong if w.startswith("get"))[:500])

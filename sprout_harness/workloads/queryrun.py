@@ -79,6 +79,7 @@ async def run_queries(ctx: PhaseContext, collection: str, queries: list[QuerySpe
         rows[0] += len(got)
         ctx.advance(1)
 
+    ctx.set_total(len(queries))
     await asyncio.gather(*(one(i) for i in range(len(queries))))
     ctx.recorder.count("queries", len(queries))
     ctx.recorder.count("rows_returned", rows[0])

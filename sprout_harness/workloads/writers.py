@@ -40,6 +40,8 @@ async def run(ctx: PhaseContext, k: WritersKnobs) -> None:
     counter = {"n": 0}
     touched: dict[int, set[str]] = {}
     deadline = time.monotonic() + k.duration_s if k.duration_s > 0 else None
+    if deadline is None:
+        ctx.set_total(k.ops)
     for g, m in ctx.models.items():
         ctx.require("dataset present", m.size(coll) > 0, f"collection {coll!r} is empty on durable-{g}: set datasets.{coll} > 0")
 
