@@ -60,7 +60,7 @@ def histogram_row(h: Histogram, shown: tuple[str, ...] | None = None) -> list[st
     return [format_ms(v) for v in values] + [format_ms(float(h.max) if h.count else math.nan)]
 
 
-def _metric_rows(phase: PhaseResult) -> Iterator[tuple[str, Histogram, float | None]]:
+def metric_rows(phase: PhaseResult) -> Iterator[tuple[str, Histogram, float | None]]:
     """(metric, histogram, ops/s) per row. ops/s is a phase's operations over its wall time:
     stated on the phase's only op, or on "(all ops)" when it has several (each op's share of
     the wall time is not measured, so a per-op rate would mislead)."""
@@ -155,7 +155,7 @@ def results_table(run: RunResult, drop: tuple[str, ...] = ()) -> Table:
         head.append(" ")
         head.append(_status_text(phase.status))
         table.add_row(head, *blank)
-        rows = list(_metric_rows(phase))
+        rows = list(metric_rows(phase))
         if not rows:
             table.add_row("  -", "0", "-", *["-"] * (len(shown) + 1))
         for name, h, rate in rows:

@@ -19,7 +19,7 @@ from sprout_harness.metrics import stats
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
 from sprout_harness.reports.compare import Comparison, MetricDelta, evidence
-from sprout_harness.reports.console import PERCENTILES
+from sprout_harness.reports.console import PERCENTILES, metric_rows
 
 _NINES_MAX = 4.0                  # the curves stop at 99.99%
 _CURVE_POINTS = 41
@@ -175,13 +175,7 @@ def summary_rows(run: RunResult) -> list[dict[str, Any]]:
     """One row per (phase, metric): what the console table shows, as numbers (ns, ops/s)."""
     rows: list[dict[str, Any]] = []
     for phase in run.phases:
-        metrics: list[tuple[str, Histogram, float | None]] = [
-            (op, h, phase.throughput.get(op)) for op, h in phase.latencies.items()]
-        if len(phase.latencies) > 1:
-            metrics.append(("(all ops)", phase.all_latencies(),
-                            phase.ops / (phase.wall_ns / 1e9) if phase.wall_ns else None))
-        metrics += [(f"lag.{n}", h, None) for n, h in phase.lags.items()]
-        metrics += [(f"connector.{n}", h, None) for n, h in phase.connector_delays.items()]
+        metrics = list(metric_rows(phase))  # the console's rows, ops/s stated where it is honest
         if not metrics:
             rows.append({"phase": phase.name, "metric": None, "status": phase.status, "count": 0})
         for name, h, rate in metrics:
