@@ -9,7 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from asv_support import REPO_ROOT, asv, explain, load_conf
+
+from support.asv import REPO_ROOT, asv, explain, load_conf
 
 sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a package at the repo root, as asv imports it
 

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from asv_support import asv, clone_under_test, commit_all, explain, git, override_conf, result_files
+
+from support.asv import asv, clone_under_test, commit_all, explain, git, override_conf, result_files
 
 pytestmark = pytest.mark.slow
 

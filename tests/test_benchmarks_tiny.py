@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from asv_support import REPO_ROOT
+
+from support.asv import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a package at the repo root, as asv imports it
 

@@ -11,14 +11,14 @@ import asyncio
 from html.parser import HTMLParser
 
 import pytest
-from browser import chromium  # noqa: F401  (session fixture)
-from monitor_support import PHASES, parse, slower, start_run_in_thread, tiny_config, wait_for_status
 
 from sprout_harness.metrics import RunResult, load_run
 from sprout_harness.monitor import LiveMonitor
 from sprout_harness.reports.compare import compare_runs
 from sprout_harness.reports.html import write_compare_html, write_html
 from sprout_harness.topology.runner import Runner, run_sync
+from support.browser import chromium  # noqa: F401  (session fixture)
+from support.monitor import PHASES, parse, slower, start_run_in_thread, tiny_config, wait_for_status
 
 pytestmark = pytest.mark.slow
 

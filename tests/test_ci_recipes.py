@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 import yaml
-from asv_support import REPO_ROOT, clone_under_test, commit_all, explain, git
 
 from support.actionlint import Actionlint, actionlint, describe
+from support.asv import REPO_ROOT, clone_under_test, commit_all, explain, git
 from support.system import require_tool
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))

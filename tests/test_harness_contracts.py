@@ -8,8 +8,6 @@ from sprout_harness.contracts import Capabilities
 from sprout_harness.topology.runner import run
 from support.stacks import TINY, DictClient, DictStack, NoLiveStack, Store, Sub, query_rows
 
-_Store = Store  # still imported under this name by test_runner_teardown.py
-
 
 async def test_sprout_suite_runs_on_a_stack_that_is_not_loam(tmp_path):
     cfg = config_from_dict(TINY)

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from monitor_support import PHASES, REPO, SPROUT, parse, slower, tiny_config
 
 from sprout_harness.metrics import ErrorStat, RunResult
 from sprout_harness.reports import json_report
@@ -15,6 +14,7 @@ from sprout_harness.reports.compare import compare_runs
 from sprout_harness.reports.figures import percentile_curve
 from sprout_harness.reports.html import write_compare_html, write_html
 from sprout_harness.topology.runner import run_sync
+from support.monitor import PHASES, REPO, SPROUT, parse, slower, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,15 @@ import math
 import random
 
 import pytest
-from monitor_support import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from sprout_harness.metrics import Histogram, load_run
+from sprout_harness.monitor import LiveMonitor, MonitorConfigError, MonitorServer, RunState
+from sprout_harness.monitor.prometheus import BUCKETS_S, prom_buckets
+from sprout_harness.monitor.server import parse_addr
+from sprout_harness.monitor.state import HistView
+from sprout_harness.topology.runner import Runner
+from support.monitor import (
     PHASES,
     REPO,
     aget_json,
@@ -22,14 +30,6 @@ from monitor_support import (
     tiny_sets,
     wait_for_status,
 )
-from prometheus_client.parser import text_string_to_metric_families
-
-from sprout_harness.metrics import Histogram, load_run
-from sprout_harness.monitor import LiveMonitor, MonitorConfigError, MonitorServer, RunState
-from sprout_harness.monitor.prometheus import BUCKETS_S, prom_buckets
-from sprout_harness.monitor.server import parse_addr
-from sprout_harness.monitor.state import HistView
-from sprout_harness.topology.runner import Runner
 
 
 def families(text: str) -> dict:

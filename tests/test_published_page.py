@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from asv_support import asv, clone_under_test, commit_all, explain
 
 from sprout_harness.asvtools import offline
+from support.asv import asv, clone_under_test, commit_all, explain
 from support.system import require_tool
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT_ID = {
     "GIT_AUTHOR_NAME": "sprout tests",
     "GIT_AUTHOR_EMAIL": "tests@sprout.invalid",

@@ -1,7 +1,7 @@
 """Headless Chromium for browser tests: a session fixture that finds (or installs) it, one-shot
 ``--dump-dom`` / ``--screenshot`` runs, and a minimal DevTools-protocol page for clicking.
 
-Use in a test module with ``from browser import chromium`` (pytest then sees the fixture).
+Use in a test module with ``from support.browser import chromium`` (pytest then sees the fixture).
 Chromium missing and not installable makes the test fail with what to install, never skip.
 """
 

@@ -22,7 +22,7 @@ from sprout_harness.config.schema import SproutConfig
 from sprout_harness.metrics import Histogram, RunResult
 from sprout_harness.reports.html import DATA_ELEMENT_ID
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPROUT = [sys.executable, "-m", "sprout_harness.cli"]
 
 # The reference LevelDB config cut down to seconds; writers' ops decide how long the run lasts.
