@@ -28,7 +28,10 @@ bench: $(STAMP)
 		--gab $(REPORTS)/leveldb-local.gab.json --html $(REPORTS)/leveldb-local.html
 	$(MAKE) --no-print-directory bench-asv
 
+# Lint and types first (seconds), then every test.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 clean:

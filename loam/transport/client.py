@@ -149,7 +149,7 @@ class Connector:
             try:
                 async with asyncio.timeout(self.request_timeout):  # not wait_for: see PendingRequests.wait
                     await self._connected.wait()
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 raise ConnectionLost(f"durable node unreachable for {self.request_timeout} s "
                                      "(still reconnecting)") from None
         assert self._channel is not None
@@ -265,7 +265,7 @@ class Connector:
                 self._fatal = exc
                 log.error("reconnect refused: %s", exc)
                 return
-            except (OSError, NodeClosedError, TimeoutError, asyncio.TimeoutError, ProtocolError) as exc:
+            except (OSError, NodeClosedError, TimeoutError, ProtocolError) as exc:
                 log.debug("reconnect failed (%s); retrying in %.3f s", exc, delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue

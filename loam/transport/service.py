@@ -23,8 +23,16 @@ import logging
 import time
 from typing import Any
 
-from loam.errors import LoamError, NodeClosedError, PolicyDenied, ProtocolError, QueryError, StaleClockError, \
-    StorageError, ValidationError
+from loam.errors import (
+    LoamError,
+    NodeClosedError,
+    PolicyDenied,
+    ProtocolError,
+    QueryError,
+    StaleClockError,
+    StorageError,
+    ValidationError,
+)
 from loam.node.api import Notification
 from loam.protocol import codec
 from loam.protocol import messages as m

@@ -8,7 +8,6 @@ messages and wrong tokens get an `error` message, then a close with code 1008.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -207,7 +206,7 @@ class NodeServer:
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
-    async def start(self) -> "NodeServer":
+    async def start(self) -> NodeServer:
         self._server = await serve(
             self._handler, self.host, self.requested_port, compression=None,
             max_size=self.service.max_size, logger=log,
@@ -225,7 +224,7 @@ class NodeServer:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> "NodeServer":
+    async def __aenter__(self) -> NodeServer:
         return await self.start()
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -250,7 +249,7 @@ class WebSocketConnector(Connector):
         try:
             ws = await connect(self.url, compression=None, max_size=self.max_size, proxy=None,
                                open_timeout=self.request_timeout, create_connection=_PushingClientConnection)
-        except (OSError, asyncio.TimeoutError, TimeoutError):
+        except (OSError, TimeoutError):
             raise
         except Exception as exc:  # handshake refused (e.g. not a WebSocket server)
             raise OSError(f"cannot open a WebSocket to {self.url}: {exc}") from exc
