@@ -201,7 +201,7 @@ def evaluate(targets: list[dict[str, Any]], data: dict[str, Any], units: dict[st
 def format_table(rows: list[Row], title: str = "") -> str:
     head = ("target", "figure", "anchor", "ratio", "bound", "result")
     body = [(r.name, r.figure.show(), r.anchor.show() if r.anchor else "-",
-             f"{r.ratio:.2f}x" if r.ratio is not None else "-",
+             f"{r.ratio:.3g}x" if r.ratio is not None else "-",
              f"<= {r.max_ratio:g}x" if r.max_ratio else "-", r.verdict) for r in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
 
@@ -216,7 +216,7 @@ def format_table(rows: list[Row], title: str = "") -> str:
                "(ratio = figure / anchor, same run and payloads; lower is better)")
     for r in rows:
         if r.verdict.startswith("MISSED"):
-            out.append(f"  !! {r.name} {r.verdict}: {r.ratio:.2f}x, bound {r.max_ratio:g}x ({r.title})")
+            out.append(f"  !! {r.name} {r.verdict}: {r.ratio:.3g}x, bound {r.max_ratio:g}x ({r.title})")
     return "\n".join(out)
 
 
