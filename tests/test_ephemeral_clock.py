@@ -14,7 +14,6 @@ import asyncio
 
 import orjson
 import pytest
-from transport_helpers import KINDS, Cluster, wait_until
 
 from loam.errors import StaleClockError
 from loam.model import Create, Delete, Transaction, Update
@@ -24,6 +23,7 @@ from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.protocol.matching import error_from_message
 from loam.storage import create_engine
+from support.transport import KINDS, Cluster, wait_until
 
 CTX = Context()
 

@@ -23,10 +23,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from transport_helpers import KINDS, Cluster, settle
 
 from loam.model import Entity
 from loam.node.api import Context, Notification
+from support.transport import KINDS, Cluster, settle
 
 CTX = Context()
 QUERY = "v > 10 ORDER BY v DESC LIMIT 3"

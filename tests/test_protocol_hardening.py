@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-from transport_helpers import wait_until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -27,6 +26,7 @@ from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.storage import create_engine
 from loam.transport.websocket import NodeServer, WebSocketConnector
+from support.transport import wait_until
 
 CTX = Context()
 _CTX_WIRE = {"user": None, "data": {}}

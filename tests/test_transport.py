@@ -7,7 +7,6 @@ import random
 from typing import Any, AsyncIterator
 
 import pytest
-from transport_helpers import KINDS, Cluster, settle, wait_until
 
 from loam.errors import PolicyDenied, ProtocolError, QueryError, ValidationError
 from loam.model import Delete, Update
@@ -20,6 +19,7 @@ from loam.storage import create_engine
 from loam.transport.base import ChannelClosed
 from loam.transport.inprocess import InProcessChannel, pipe
 from loam.transport.service import NodeService
+from support.transport import KINDS, Cluster, settle, wait_until
 
 CTX = Context()
 

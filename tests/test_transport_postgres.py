@@ -10,12 +10,12 @@ import subprocess
 import sys
 
 import pytest
-from transport_helpers import Cluster, settle
 
 from loam.node.api import Context
 from loam.node.ephemeral import EphemeralNode
 from loam.storage import create_engine
 from loam.transport.websocket import WebSocketConnector
+from support.transport import Cluster, settle
 
 pytestmark = pytest.mark.postgres
 CTX = Context()

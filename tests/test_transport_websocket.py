@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
-from transport_helpers import Cluster, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -24,6 +23,7 @@ from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.storage import create_engine
 from loam.transport.websocket import NodeServer, WebSocketConnector
+from support.transport import Cluster, wait_until
 
 CTX = Context()
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transport_helpers import wait_until
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
@@ -18,6 +17,7 @@ from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.transport.websocket import WebSocketConnector, _parser_idle
 from loam.transport.wsframes import binary_frame, split_binary_frames
+from support.transport import wait_until
 
 SIZES = [0, 1, 125, 126, 127, 1000, 65535, 65536, 70000]
 
