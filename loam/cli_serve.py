@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     p.add_argument("--token", default=None, help="clients must present this token in their hello")
+    p.add_argument("--auth", default=None, metavar="token-file:PATH",
+                   help="authenticate every connection: PATH holds `TOKEN USER` lines; each connection "
+                        "is then served as its token's user (default: trust the user each request names)")
     p.add_argument("--policy", default=None, help="policy agent name (default: permissive)")
     p.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the policy agent, e.g. --policy-param read=owner (repeatable; "
@@ -115,7 +118,20 @@ def engine_params(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-async def serve(args: argparse.Namespace, policy: Any = None) -> None:
+def build_authenticator(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The authenticator `--auth` names, built now so a bad spec or file is a usage error."""
+    from loam.auth import create_authenticator
+    from loam.errors import LoamError
+
+    if args.auth is None:
+        return None
+    try:
+        return create_authenticator(args.auth)
+    except LoamError as exc:
+        parser.error(str(exc))
+
+
+async def serve(args: argparse.Namespace, policy: Any = None, authenticator: Any = None) -> None:
     from loam.node.durable import DurableNode
     from loam.protocol.codec import DEFAULT_MAX_SIZE
     from loam.storage import create_engine
@@ -134,7 +150,7 @@ async def serve(args: argparse.Namespace, policy: Any = None) -> None:
                         max_pending=DEFAULT_MAX_PENDING if args.max_pending is None else args.max_pending,
                         max_pending_bytes=args.max_pending_bytes,
                         max_subscriptions=DEFAULT_MAX_SUBSCRIPTIONS if args.max_subscriptions is None
-                        else args.max_subscriptions)
+                        else args.max_subscriptions, authenticator=authenticator)
     try:
         await server.start()
         print(f"loam serving on {server.url}", flush=True)
@@ -149,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_numbers(parser, args)
     policy = build_policy(parser, args)
+    authenticator = build_authenticator(parser, args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        asyncio.run(serve(args, policy))
+        asyncio.run(serve(args, policy, authenticator))
     except LoamError as exc:
         print(f"loam serve: {exc}", file=sys.stderr)
         return 1

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from loam.errors import ProtocolError, ValidationError
+from loam.auth import Authenticator
+from loam.errors import PolicyDenied, ProtocolError, ValidationError
 from loam.model import collection_error, id_error
+from loam.node.api import Context
 from loam.protocol import codec
 from loam.protocol import messages as m
 
@@ -30,9 +32,12 @@ class Reject:
 class ServerSession:
     """State of one client connection on the server: "handshake" -> "open" -> "closed"."""
 
-    def __init__(self, server_node_id: str, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE):
+    def __init__(self, server_node_id: str, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE,
+                 authenticator: Authenticator | None = None):
         self.server_node_id = server_node_id
         self.token = token
+        self.authenticator = authenticator
+        self.user: str | None = None  # bound at hello by the authenticator
         self.max_size = max_size
         self.state = "handshake"
         self.peer_node_id: str | None = None
@@ -61,6 +66,11 @@ class ServerSession:
             ):
                 return self._reject(rid, "auth", "wrong or missing token; pass the token the server was "
                                     "started with (--token)")
+            if self.authenticator is not None:
+                self.user = self.authenticator.authenticate(msg.token)
+                if self.user is None:
+                    return self._reject(rid, "auth", "unknown or missing token: this server authenticates "
+                                        "every connection; present a token it was given (--auth)")
             self.state = "open"
             self.peer_node_id = msg.node_id
             return msg
@@ -69,11 +79,21 @@ class ServerSession:
                                 f"(allowed: {', '.join(sorted(_CLIENT_REQUESTS))})")
         return msg
 
-    @staticmethod
-    def check_request(msg: m.Message) -> None:
+    def check_request(self, msg: m.Message) -> None:
         """ValidationError if a request names an entity id or collection outside the wire
-        syntax (`loam.model.id_error` / `collection_error`); the connection stays open."""
+        syntax (`loam.model.id_error` / `collection_error`); the connection stays open.
+
+        On an authenticated connection the request is bound to the connection's user: a
+        context naming nobody is served as that user, one naming another user is refused
+        (PolicyDenied, nothing read or written)."""
         t = type(msg)
+        if self.user is not None and t in (m.Commit, m.Get, m.Fetch, m.Subscribe):
+            ctx = msg.ctx  # type: ignore[union-attr]
+            if ctx.user is None:
+                msg.ctx = Context(self.user, ctx.data)  # type: ignore[union-attr]
+            elif ctx.user != self.user:
+                raise PolicyDenied(f"this connection is authenticated as {self.user!r}; a request may not "
+                                   f"act as {ctx.user!r}")
         if t is m.Commit:
             seen = None
             for op in msg.tx.ops:  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from loam.auth import Authenticator
 from loam.errors import (
     LoamError,
     NodeClosedError,
@@ -90,7 +91,7 @@ class NodeService:
 
     def __init__(self, node: Any, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE,
                  max_pending: int = DEFAULT_MAX_PENDING, max_pending_bytes: int | None = None,
-                 max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS):
+                 max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS, authenticator: Authenticator | None = None):
         if type(max_size) is not int or max_size < MIN_MAX_SIZE:
             raise ValueError(f"max_size must be at least {MIN_MAX_SIZE} bytes, got {max_size!r}")
         if not isinstance(max_pending, int) or max_pending < 1:
@@ -105,6 +106,7 @@ class NodeService:
         self.host: Any = node if _is_host(node) else None
         self.node = None if self.host is not None else node
         self.token = token
+        self.authenticator = authenticator  # binds each connection's user at hello (loam.auth)
         self.max_size = max_size
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
@@ -160,7 +162,7 @@ class _Peer:
         self.channel = channel
         self.label = label
         server_id = getattr(service.node if service.host is None else service.host, "node_id", "?")
-        self.session = ServerSession(server_id, service.token, service.max_size)
+        self.session = ServerSession(server_id, service.token, service.max_size, service.authenticator)
         self.out: asyncio.Queue[Any] = asyncio.Queue()  # encoded messages for the writer
         self._out_bytes = 0  # their total size (plus the one the writer is sending)
         self._subscribing = 0  # subscribe requests past the bound check, not yet in `live`

@@ -187,18 +187,21 @@ class NodeServer:
     `url` the address to give to `WebSocketConnector`.
 
     `max_pending`, `max_pending_bytes` and `max_subscriptions` bound each connection's
-    queued output and live queries (see `NodeService`).
+    queued output and live queries (see `NodeService`); an `authenticator` (`loam.auth`)
+    binds each connection's user at hello.
     """
 
     def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  max_size: int = codec.DEFAULT_MAX_SIZE, max_pending: int = DEFAULT_MAX_PENDING,
-                 max_pending_bytes: int | None = None, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS):
+                 max_pending_bytes: int | None = None, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+                 authenticator: Any = None):
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535 (0: any free port), got {port!r}")
         self.node = node
         self.host = host
         self.requested_port = port
-        self.service = NodeService(node, token, max_size, max_pending, max_pending_bytes, max_subscriptions)
+        self.service = NodeService(node, token, max_size, max_pending, max_pending_bytes, max_subscriptions,
+                                   authenticator)
         self._server: Server | None = None
         self.port: int | None = None
 
