@@ -319,3 +319,20 @@ def test_typed_commit_refuses_what_the_readers_refuse(bad: list) -> None:
     assert codec._typed(orjson.dumps(d)) is None
     with pytest.raises(ProtocolError, match="ctx"):
         codec.decode(orjson.dumps(d))
+
+
+def test_deeply_nested_request_data_decodes_or_is_malformed_never_a_recursion_error():
+    """msgspec's typed pass gives up on nesting orjson still reads (RecursionError): the field
+    readers then take the message, and past orjson's own limit it is malformed."""
+    from loam.errors import ProtocolError
+    from loam.protocol import codec
+    from loam.protocol import messages as m
+
+    def get_with(depth: int) -> bytes:
+        deep = "[" * depth + "]" * depth
+        return (b'{"t":"get","rid":1,"collection":"a","id":"b","ctx":{"user":null,"data":{"x":'
+                + deep.encode() + b'}},"sent_ns":0}')
+
+    assert isinstance(codec.decode(get_with(1000)), m.Get)
+    with pytest.raises(ProtocolError):
+        codec.decode(get_with(5000))

@@ -607,7 +607,9 @@ def _typed(data: bytes) -> m.Message | None:
         return None
     try:
         w = entry[0].decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        # msgspec's nesting bound is lower than orjson's and surfaces as RecursionError
+        # (deep `ctx.data`, deep props): the field readers accept it or name what is wrong.
         return None
     return entry[1](w)
 
