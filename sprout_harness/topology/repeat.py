@@ -109,7 +109,7 @@ def run_child(cmd: list[str], workdir: Path, label: str, cfg: SproutConfig) -> t
     interrupted = False
     with log.open("wb") as sink:
         # Its own session: a terminal's Ctrl+C reaches only the parent, which passes on
-        # exactly one SIGINT (a second one would cut the child's teardown short).
+        # exactly one SIGINT and decides how long to wait for the child's teardown.
         try:
             with _signals_deferred():
                 child = subprocess.Popen([*cmd, "--quiet", "--json", str(out)], stdin=subprocess.DEVNULL,

@@ -8,11 +8,12 @@ cleanups), whatever happened. Ctrl+C / SIGTERM / task cancellation become status
 "cancelled"; any other exception status "error"; both keep the phases measured so far, and
 the report files (when asked for) are written in every case.
 
-While `run` is active it owns SIGINT and SIGTERM (main thread only): each is a stop request,
-also during teardown (the run is then reported cancelled; teardown is never cut short), and a
-third Ctrl+C gives up waiting (KeyboardInterrupt). Building and seeding go through
-`_checkpoint` after every stack call, so a stop request reaches them within one call even when
-the stack's calls never suspend (LevelDB, in-process connectors).
+While `run` is active it owns SIGINT and SIGTERM (main thread only): each one is a stop
+request, also during teardown (the run is then reported cancelled); none cuts the teardown
+short, so an impatient second Ctrl+C cannot leave servers or temp dirs behind (each part of
+the teardown has its own timeout). Building and seeding go through `_checkpoint` after every
+stack call, so a stop request reaches them within one call even when the stack's calls never
+suspend (LevelDB, in-process connectors).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from sprout_harness.workloads.context import Model, NodeRef, PhaseContext, maybe
 SYNC_COLLECTION = "sprout_sync"
 TEARDOWN_TIMEOUT_S = 30.0
 YIELD_EVERY_S = 0.02  # building and seeding let the loop run (signals, monitor, keepalives) this often
-FORCE_AFTER_SIGINTS = 3  # the Ctrl+C that stops waiting for a teardown (KeyboardInterrupt)
 _SECRET_KEYS = ("password", "secret", "token", "passwd", "key")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,7 +175,6 @@ class Runner:
         self._task: asyncio.Task[Any] | None = None
         self._stop_reason: str | None = None
         self._late_stop: str | None = None  # a stop request that came while tearing down or reporting
-        self._sigints = 0
         self._yielded = time.monotonic()  # when building/seeding last let the loop run
         self._ctx: PhaseContext | None = None  # the running phase's context (request_stop flags it)
 
@@ -267,10 +266,6 @@ class Runner:
 
     def _on_signal(self, signum: int) -> None:
         reason = "interrupted (Ctrl+C)" if signum == signal.SIGINT else "terminated (SIGTERM)"
-        if signum == signal.SIGINT:
-            self._sigints += 1
-            if self._sigints >= FORCE_AFTER_SIGINTS:
-                raise KeyboardInterrupt()  # asked three times: stop waiting, whatever is left behind
         if not self.request_stop(reason) and self._late_stop is None:
             self._late_stop = reason
 
