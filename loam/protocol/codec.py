@@ -191,7 +191,7 @@ class _Reader:
         self.t, self.d = t, d
 
     def bad(self, what: str) -> ProtocolError:
-        return ProtocolError(f"malformed {self.t} message: {what}")
+        return ProtocolError(_ascii(f"malformed {self.t} message: {what}"))
 
     def get(self, key: str) -> Any:
         try:
@@ -306,7 +306,8 @@ _OP_LEN = {"c": 4, "u": 4, "d": 3}
 
 def _d_op(r: _Reader, i: int, v: Any) -> Op:
     where = f"tx.ops[{i}]"
-    if type(v) is not list or not v or v[0] not in _OP_LEN or len(v) != _OP_LEN[v[0]]:
+    # `type(...) is str` before each set lookup: an array or object there is unhashable.
+    if type(v) is not list or not v or type(v[0]) is not str or v[0] not in _OP_LEN or len(v) != _OP_LEN[v[0]]:
         raise r.bad(f"{where}: an op must be [\"c\"|\"u\", collection, id, {{props}}] or "
                     f"[\"d\", collection, id], got {_short(v)}")
     if type(v[1]) is not str or not v[1] or type(v[2]) is not str or not v[2]:
@@ -348,7 +349,7 @@ def _d_record(r: _Reader) -> CommitRecord:
     for i, c in enumerate(t.list("changes")):
         where = f"record.changes[{i}]"
         if (type(c) is not list or len(c) != 5 or type(c[0]) is not str or type(c[1]) is not str
-                or c[2] not in _CHANGE_KINDS):
+                or type(c[2]) is not str or c[2] not in _CHANGE_KINDS):
             raise r.bad(f"{where}: a change must be [collection, id, kind, before, after], got {_short(c)}")
         before = None if c[3] is None else _d_ent(r, where + ".before", c[3])
         after = None if c[4] is None else _d_ent(r, where + ".after", c[4])
@@ -366,7 +367,7 @@ def _d_expr(r: _Reader, v: Any, depth: int = 0) -> Expr:
     if type(v) is not list or not v or type(v[0]) is not str:
         raise r.bad(f"query expression must be a tagged array, got {_short(v)}")
     tag, n = v[0], len(v)
-    if tag == "cmp" and n == 4 and type(v[1]) is str and v[2] in _CMP_OPS:
+    if tag == "cmp" and n == 4 and type(v[1]) is str and type(v[2]) is str and v[2] in _CMP_OPS:
         return Compare(v[1], v[2], _scalar(r, "query value", v[3]))
     if tag == "in" and n == 4 and type(v[1]) is str and type(v[2]) is list and type(v[3]) is bool:
         return In(v[1], tuple(_scalar(r, "query value", x) for x in v[2]), v[3])
@@ -398,8 +399,14 @@ def _d_query(r: _Reader) -> str | Query:
 
 
 def _short(v: Any) -> str:
-    s = repr(v)
+    s = ascii(v)
     return s if len(s) <= 80 else s[:77] + "..."
+
+
+def _ascii(s: str) -> str:
+    """`s` with anything beyond ASCII escaped. Error messages quote what the peer sent, and
+    they end up in close reasons (at most 123 bytes of UTF-8, cut by characters) and logs."""
+    return s if s.isascii() else s.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def _str_list(r: _Reader, key: str) -> list[str]:
@@ -636,7 +643,7 @@ def decode(data: bytes | str, max_size: int = DEFAULT_MAX_SIZE) -> m.Message:
     try:
         d = _loads(data)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"malformed message: not JSON ({exc})") from None
+        raise ProtocolError(_ascii(f"malformed message: not JSON ({exc})")) from None
     if type(d) is not dict:
         raise ProtocolError(f"malformed message: expected a JSON object, got {_tn(d)}")
     t = d.pop("t", None)
@@ -650,7 +657,7 @@ def decode(data: bytes | str, max_size: int = DEFAULT_MAX_SIZE) -> m.Message:
     if d.keys() != _FIELDS[t] and not (t in _OPTIONAL and d.keys() - _OPTIONAL[t] == _FIELDS[t]):
         extra = sorted(set(d) - _FIELDS[t] - _OPTIONAL.get(t, frozenset()))
         missing = sorted(_FIELDS[t] - set(d))
-        raise ProtocolError(f"malformed {t} message: unexpected fields {extra}, missing fields {missing}")
+        raise ProtocolError(f"malformed {t} message: unexpected fields {_short(extra)}, missing fields {missing}")
     msg = dec(_Reader(t, d))
     msg.sent_ns = sent
     return msg
