@@ -572,7 +572,8 @@ def test_deep_context_data_is_decoded_not_a_recursion_error(kind: str) -> None:
 def test_deep_context_data_over_the_wire(server: Server) -> None:
     msg = template("get", 23) | {"ctx": {"user": None, "data": {"x": nested(1000, 1, False)}}}
     out = run(server.url, [Frame(dumps(msg))])
-    assert out.close is None and isinstance(out.replies[0], m.GetResult) and out.replies[0].rid == 23, out
+    # requests are served concurrently: the closing ping's pong may overtake the get's reply
+    assert out.close is None and any(isinstance(r, m.GetResult) and r.rid == 23 for r in out.replies), out
 
 
 @pytest.mark.parametrize("data", [
