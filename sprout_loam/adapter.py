@@ -24,7 +24,9 @@ wire codec of a notify (`notify_codec`, the notify-lag phase's codec floor) and 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -53,6 +55,7 @@ from sprout_harness.contracts import (
     did_you_mean,
 )
 from sprout_harness.contracts import Not as HNot
+from sprout_harness.services.postgres import PostgresHandle, PostgresUnavailable, ensure_postgres
 
 CONNECTORS = ("inprocess", "websocket")
 _CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
@@ -241,15 +244,10 @@ class LoamStack:
 
     async def start(self) -> None:
         if self.engine_name == "postgres" and not self.storage.get("dsn"):
-            import asyncio
-
-            from sprout_harness.services.postgres import PostgresUnavailable, ensure_postgres
-
             try:
-                self.pg = await asyncio.to_thread(ensure_postgres)
+                self.pg = await _start_postgres(self.settings.add_cleanup)
             except PostgresUnavailable as exc:
                 raise StackError(str(exc)) from None
-            self.settings.add_cleanup(self.pg.stop)
             self.storage["dsn"] = self.pg.dsn
 
     def context(self, role: str, index: int) -> Context:
@@ -330,8 +328,6 @@ class LoamStack:
         if key in servers:
             return servers[key]
         if self._server_lock is None:
-            import asyncio
-
             self._server_lock = asyncio.Lock()
         async with self._server_lock:  # concurrent open_connection calls must share one server
             if key in servers:
@@ -580,6 +576,33 @@ class LoamStack:
             storage["server"] = self.pg.describe()
         return {"stack": "loam", "version": getattr(loam, "__version__", "?"), "storage": storage,
                 "policy": dict(self.settings.policy), "connectors": sorted({k[1] for k in self.servers})}
+
+
+async def _start_postgres(add_cleanup: Callable[[Callable[[], Any]], None]) -> PostgresHandle:
+    """`ensure_postgres()` in a thread, its stop registered as a cleanup whatever happens.
+
+    Ctrl+C cancels the await while the thread goes on starting the cluster; the handle is
+    then handed over under a lock: a cluster that starts after the cancellation stops itself,
+    one that had started is stopped by the run's cleanups.
+    """
+    lock = threading.Lock()
+    abandoned = False
+
+    def start() -> PostgresHandle:
+        pg = ensure_postgres()
+        with lock:
+            if abandoned:
+                pg.stop()
+            else:
+                add_cleanup(pg.stop)
+        return pg
+
+    try:
+        return await asyncio.to_thread(start)
+    except asyncio.CancelledError:
+        with lock:
+            abandoned = True
+        raise
 
 
 def _drop_schema(dsn: str, schema: str) -> None:

@@ -58,6 +58,7 @@ class Point:
 # rule covers as well; only the teardown point needs the run to end, so it stays short.
 POINTS = [
     Point("stack-start", "starting stack", 0.0, 0.6),
+    Point("initdb", "starting stack", 0.02, 0.15),  # inside the cluster's start, in its thread
     Point("building", "building 1 durable", 0.0, 0.3),
     Point("seeding", "seeding albums", 0.0, 0.5),
     Point("phase", "phase writers", 0.05, 1.0),
