@@ -9,11 +9,13 @@ phases with their own checks, teardown) and keeps plain figures (`figures()`): a
 the cache, so no histograms or live objects cross into it.
 
 The matrix (`PARAMS` / `PARAM_NAMES`): stack x connector x ephemeral count.
-- `loam-leveldb`, `loam-postgres`: loam on its LevelDB / PostgreSQL engine;
-  `pgnotify`: the second stack (plain PostgreSQL, triggers, LISTEN/NOTIFY), durable only.
-- connector `inprocess` / `websocket`: how ephemerals reach the durable node. With 0
-  ephemerals there is nothing to connect: the durable-only run is listed under
-  `inprocess` and `websocket` is n/a.
+- stack: every variant of every installed stack (`sprout_harness.asvtools.variants`: a
+  stack factory's `benchmark_variants`, or one durable-only variant named after its entry
+  point; `SPROUT_ASV_STACKS` restricts them). Installing a stack adds its rows; here that is
+  `loam-leveldb`, `loam-postgres` (loam on its two engines) and `pgnotify` (durable only).
+- connector: every connector some variant is benchmarked over. With 0 ephemerals there is
+  nothing to connect: the durable-only run is listed under the first connector, the others
+  are n/a.
 - ephemerals 0 (phases target the durable node), 1 or 4 (phases target the ephemerals).
 Combinations that make no sense, or that cannot run here (no `SPROUT_PG_DSN`, pgnotify
 not installed, a commit that predates the harness), are n/a (`NotImplementedError` in
@@ -33,34 +35,66 @@ import itertools
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ._common import postgres_dsn_or_skip, require
 
-STACKS = ("loam-leveldb", "loam-postgres", "pgnotify")
-CONNECTORS = ("inprocess", "websocket")
+# What the benchmark queries filter and sort on, per dataset collection (a list is a
+# compound key, filter first): each stack turns it into the indexes its storage takes.
+QUERY_FIELDS: dict[str, list[str | list[str]]] = {"albums": ["genre", "year", "rating", ["genre", "rating"]],
+                                                  "pets": ["shelter", "species"]}
 EPHEMERALS = (0, 1, 4)
-PARAM_NAMES = ["stack", "connector", "ephemerals"]
-PARAMS = [list(STACKS), list(CONNECTORS), list(EPHEMERALS)]
-
-# stack parameter value -> (stack entry point name, storage engine)
-STACK_SETTINGS = {
-    "loam-leveldb": ("loam", "leveldb"),
-    "loam-postgres": ("loam", "postgres"),
-    "pgnotify": ("pgnotify", "postgres"),
-}
-# The live-limit windows are `genre = G ORDER BY rating DESC LIMIT K`: with the compound
-# index [genre, rating] a LevelDB refill walks the genre's entries in rating order from the
-# window's last member and stops after K matches. LevelDB only: PostgreSQL would build the
-# btree ((doc -> 'genre'), (doc -> 'rating')), but the compiled ORDER BY sorts by type-rank
-# CASE expressions it cannot match, so it would only add write cost (docs/storage.md), and
-# pgnotify takes single fields.
-INDEXES: dict[str, list[str | list[str]]] = {"albums": ["genre", "year", "rating", ["genre", "rating"]],
-                                            "pets": ["shelter", "species"]}
+NO_CONNECTOR = "none"  # the connector value of every row when no stack builds ephemerals
 NA, ERROR = "na", "error"
 CACHE_TIMEOUT = 1200  # a whole family (every combination) at full scale, with margin
 
 Key = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """`sprout_harness.asvtools.variants.Variant` as this suite reads it (also for commits
+    whose harness predates it: see `_LEGACY`)."""
+
+    name: str
+    stack: str
+    storage: dict[str, Any] = field(default_factory=dict)
+    connectors: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    policy: dict[str, Any] = field(default_factory=dict)
+    stack_params: dict[str, Any] = field(default_factory=dict)
+    broken: str | None = None
+
+
+_SINGLE = {c: [f for f in fs if isinstance(f, str)] for c, fs in QUERY_FIELDS.items()}
+# A harness without `asvtools.variants` names no variants: the axis it was benchmarked with.
+_PERMISSIVE = {"id": "permissive"}
+_LEGACY = (
+    _Variant("loam-leveldb", "loam", {"engine": "leveldb", "params": {"indexes": QUERY_FIELDS}},
+             ("inprocess", "websocket"), policy=_PERMISSIVE),
+    _Variant("loam-postgres", "loam", {"engine": "postgres", "pool_size": 4, "params": {"indexes": _SINGLE}},
+             ("inprocess", "websocket"), ("postgres",), _PERMISSIVE),
+    _Variant("pgnotify", "pgnotify", {"engine": "postgres", "pool_size": 4, "params": {"indexes": _SINGLE}},
+             (), ("postgres",), _PERMISSIVE),
+)
+
+
+def _installed_variants() -> tuple[_Variant, ...]:
+    """The installed stacks' variants (asv discovery imports this module once per run)."""
+    try:
+        variants = require("sprout_harness.asvtools.variants")
+    except NotImplementedError:
+        return _LEGACY
+    return tuple(_Variant(v.name, v.stack, dict(v.storage), tuple(v.connectors), tuple(v.needs), dict(v.policy),
+                          dict(v.stack_params), v.broken) for v in variants.installed(QUERY_FIELDS))
+
+
+VARIANTS = {v.name: v for v in _installed_variants()}
+STACKS = tuple(VARIANTS)
+CONNECTORS = tuple(dict.fromkeys(c for v in VARIANTS.values() for c in v.connectors)) or (NO_CONNECTOR,)
+PARAM_NAMES = ["stack", "connector", "ephemerals"]
+PARAMS = [list(STACKS), list(CONNECTORS), list(EPHEMERALS)]
 
 
 # --- the matrix ------------------------------------------------------------------------------
@@ -68,8 +102,11 @@ Key = tuple[str, str, int]
 
 def not_applicable(stack: str, connector: str, ephemerals: int) -> str | None:
     """Why a combination makes no sense (n/a), or None."""
-    if stack == "pgnotify" and ephemerals:
-        return "pgnotify builds no ephemeral nodes (durable only): n/a with ephemerals"
+    v = VARIANTS[stack]
+    if ephemerals and connector not in v.connectors:
+        if not v.connectors:
+            return f"{stack} builds no ephemeral nodes (durable only): n/a with ephemerals"
+        return f"{stack} is benchmarked over {', '.join(v.connectors)}, not {connector}"
     if ephemerals == 0 and connector != CONNECTORS[0]:
         return f"no ephemerals, nothing to connect: the durable-only run is listed under connector={CONNECTORS[0]}"
     return None
@@ -84,20 +121,21 @@ def combinations(stacks: Sequence[str] = STACKS) -> list[Key]:
 def config_dict(key: Key, datasets: dict[str, int], phases: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """The harness config (as YAML would give it) for one combination."""
     stack, connector, ephemerals = key
-    name, engine = STACK_SETTINGS[stack]
-    indexes = INDEXES if engine == "leveldb" else {c: [f for f in fs if isinstance(f, str)] for c, fs in INDEXES.items()}
-    storage: dict[str, Any] = {"engine": engine, "params": {"indexes": indexes}}
-    if engine == "postgres":
+    v = VARIANTS[stack]
+    if v.broken is not None:
+        raise NotImplementedError(v.broken)
+    storage: dict[str, Any] = {k: (dict(x) if isinstance(x, dict) else x) for k, x in v.storage.items()}
+    if "postgres" in v.needs:
         storage["dsn"] = postgres_dsn_or_skip()
-        storage["pool_size"] = 4
     target = "ephemeral" if ephemerals else "durable"
-    return {
+    topology: dict[str, Any] = {"durable": 1, "ephemeral": ephemerals}
+    if ephemerals:
+        topology["connector"] = connector
+    config: dict[str, Any] = {
         "name": f"asv-{stack}-{connector}-{ephemerals}",
         "seed": 42,
-        "stack": {"name": name},
-        "storage": storage,
-        "policy": {"id": "permissive"},
-        "topology": {"durable": 1, "ephemeral": ephemerals, "connector": connector},
+        "stack": {"name": v.stack, **({"params": dict(v.stack_params)} if v.stack_params else {})},
+        "topology": topology,
         "datasets": dict(datasets),
         "phases": [{"name": p, "target": target, "label": p, "params": dict(params)} for p, params in phases],
         # Checks wait for convergence with a deadline; a healthy stack converges in ms, and a
@@ -105,6 +143,11 @@ def config_dict(key: Key, datasets: dict[str, int], phases: Iterable[tuple[str, 
         "runner": {"check_timeout_s": float(os.environ.get("SPROUT_BENCH_CHECK_TIMEOUT", "3")),
                    "sync_timeout_s": 60.0},
     }
+    if storage:
+        config["storage"] = storage
+    if v.policy:
+        config["policy"] = dict(v.policy)
+    return config
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -166,7 +209,7 @@ def entry(key: Key, datasets: dict[str, int], phases: Sequence[tuple[str, dict[s
         plugins = require("sprout_harness.plugins")
         catalog = require("sprout_harness.workloads.catalog")
         try:
-            plugins.resolve_stack(STACK_SETTINGS[stack][0])
+            plugins.resolve_stack(VARIANTS[stack].stack)
         except Exception as exc:  # not installed in this environment (or this commit)
             raise NotImplementedError(f"{stack}: {exc}") from None
         known = catalog.phases()

@@ -55,6 +55,7 @@ from sprout_harness.contracts import (
     did_you_mean,
 )
 from sprout_harness.contracts import Not as HNot
+from sprout_harness.contracts.variants import BenchVariant, QueryFields
 from sprout_harness.services.postgres import PostgresHandle, PostgresUnavailable, ensure_postgres
 
 CONNECTORS = ("inprocess", "websocket")
@@ -169,6 +170,24 @@ class LoamStack:
 
     name = "loam"
     connector_names: tuple[str, ...] = CONNECTORS  # subclasses adding a transport extend this
+
+    @classmethod
+    def benchmark_variants(cls, query_fields: QueryFields) -> Sequence[BenchVariant]:
+        """loam on each engine, ephemerals over each connector.
+
+        LevelDB takes the compound keys: a `genre = G ORDER BY rating DESC LIMIT K` refill walks
+        [genre, rating] from the window's last member and stops after K matches. PostgreSQL
+        gets single properties only: its compiled ORDER BY sorts by type-rank CASE expressions
+        that a compound expression index cannot match, so one would only add write cost
+        (docs/storage.md)."""
+        single = {c: [f for f in fields if isinstance(f, str)] for c, fields in query_fields.items()}
+        permissive = {"id": "permissive"}
+        return [
+            BenchVariant("loam-leveldb", {"engine": "leveldb", "params": {"indexes": dict(query_fields)}},
+                         cls.connector_names, policy=permissive),
+            BenchVariant("loam-postgres", {"engine": "postgres", "pool_size": 4, "params": {"indexes": single}},
+                         cls.connector_names, needs=("postgres",), policy=permissive),
+        ]
 
     @classmethod
     def validate(cls, settings: StackSettings) -> None:

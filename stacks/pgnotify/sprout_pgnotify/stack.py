@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from sprout_harness.contracts import Capabilities, ConfigError, Link, StackError, StackSettings, Unsupported
+from sprout_harness.contracts.variants import BenchVariant, QueryFields
 from sprout_pgnotify import __version__, schema
 from sprout_pgnotify.client import PgClient
 from sprout_pgnotify.listener import Commits, Listener
@@ -36,6 +37,13 @@ class PgNotifyStack:
     """The factory the runner calls (see sprout_harness/contracts/stack.py)."""
 
     name = "pgnotify"
+
+    @classmethod
+    def benchmark_variants(cls, query_fields: QueryFields) -> Sequence[BenchVariant]:
+        """One variant, durable only; expression indexes take single properties."""
+        indexes = {c: [f for f in fields if isinstance(f, str)] for c, fields in query_fields.items()}
+        return [BenchVariant("pgnotify", {"engine": "postgres", "pool_size": 4, "params": {"indexes": indexes}},
+                             needs=("postgres",), policy={"id": "permissive"})]
 
     @classmethod
     def validate(cls, settings: StackSettings) -> None:
