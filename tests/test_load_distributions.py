@@ -20,8 +20,8 @@ from sprout_harness.load.distributions import (
     rng_for,
     zeta,
 )
-from sprout_harness.load.mixes import PRESETS, CrudMix, CrudWorkload, KeyPool, crud_mix
-from sprout_harness.load.ycsb import WORKLOADS, YcsbWorkload, workload_spec
+from sprout_harness.workloads.phases.mixes.crud_mixes import PRESETS, CrudMix, CrudWorkload, KeyPool, crud_mix
+from sprout_harness.workloads.phases.mixes.ycsb_workloads import WORKLOADS, YcsbWorkload, workload_spec
 
 N = 50_000
 

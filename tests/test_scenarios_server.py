@@ -20,7 +20,7 @@ from sprout_harness.config import load_config
 from sprout_harness.config.load import config_from_dict
 from sprout_harness.load.webhook import WebhookReceiver
 from sprout_harness.topology.runner import run
-from sprout_harness.workloads import trigger as trigger_phase
+from sprout_harness.workloads.phases import triggers as trigger_phase
 from sprout_loam.adapter import LoamStack
 from support.scenarios import assert_lag_in_every_report, assert_ok
 from support.stacks import DictStack

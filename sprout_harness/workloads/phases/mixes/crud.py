@@ -1,6 +1,6 @@
 """crud — a weighted create / read / update (partial) / delete mix over a seeded dataset.
 
-Operations come from `load.mixes.CrudWorkload` (presets `write-heavy`, `read-heavy`,
+Operations come from `crud_mixes.CrudWorkload` (presets `write-heavy`, `read-heavy`,
 `balanced`, or `preset: custom` with `weights`) over the ids of the seeded collection;
 creates insert new rows of the dataset kind (continuing its `seq`), updates set one
 property, deletes remove the entity (its id leaves the pool when the delete is generated).
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sprout_harness.contracts.errors import ConfigError
-from sprout_harness.load.mixes import KINDS, PRESETS, CrudOperation, CrudWorkload, KeyPool, crud_mix
 from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
@@ -39,6 +38,14 @@ from sprout_harness.workloads.loadphase import (
     lane_clients,
     lane_turns,
     verify_final_states,
+)
+from sprout_harness.workloads.phases.mixes.crud_mixes import (
+    KINDS,
+    PRESETS,
+    CrudOperation,
+    CrudWorkload,
+    KeyPool,
+    crud_mix,
 )
 
 _ROW_CHUNK = 256

@@ -1,4 +1,4 @@
-"""ycsb-a … ycsb-f — the six YCSB core workloads, from `load/ycsb.py`'s published definitions.
+"""ycsb-a … ycsb-f — the six YCSB core workloads, from `ycsb_workloads.py`'s published definitions.
 
 Each phase first loads `record_count` records (`key` plus `field0..N`) into `collection`
 unless an earlier YCSB phase of the run already did (then it continues on that table, as
@@ -30,7 +30,6 @@ from typing import Any
 
 from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.contracts.query import Cond, Order, QuerySpec
-from sprout_harness.load.ycsb import WORKLOADS, YcsbOperation, YcsbWorkload, workload_spec
 from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext, chunks
@@ -45,6 +44,7 @@ from sprout_harness.workloads.loadphase import (
     lane_turns,
     verify_final_states,
 )
+from sprout_harness.workloads.phases.mixes.ycsb_workloads import WORKLOADS, YcsbOperation, YcsbWorkload, workload_spec
 
 KEY_FIELD = "key"
 

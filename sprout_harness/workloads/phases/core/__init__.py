@@ -1,0 +1,1 @@
+"""Suite `sprout`: create, fetch, live-limit, writers, churn."""

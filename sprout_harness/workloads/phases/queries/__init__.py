@@ -1,0 +1,1 @@
+"""Suite `queries`: generated queries checked against the reference evaluator."""

@@ -1,0 +1,1 @@
+"""Suite `realtime`: many connections holding live queries against the target durable node."""
