@@ -105,3 +105,15 @@ def test_sprout_asv_stacks_restricts_the_axis(tmp_path: Path) -> None:
     assert got["connectors"] == ["inprocess", "websocket", "direct"]
     got = _probe(tmp_path, only="pgnotify")
     assert got["stacks"] == ["pgnotify"] and got["connectors"] == ["none"], got
+
+
+def test_asv_skips_exactly_the_cells_that_make_no_sense() -> None:
+    """asv skips `skip_params` cells without calling setup (no "skipped" block per cell);
+    together with the combinations that run they cover the matrix once."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks import _topology as t
+
+    cells = {(s, c, e) for s in t.STACKS for c in t.CONNECTORS for e in t.EPHEMERALS}
+    skipped = set(t.FamilyBenchmark.skip_params)
+    assert skipped.isdisjoint(t.combinations()) and skipped | set(t.combinations()) == cells
+    assert all(t.not_applicable(*cell) for cell in skipped)
