@@ -23,7 +23,9 @@ from rich.console import Console
 from sprout_harness.cli import cli
 from sprout_harness.config import load_config
 from sprout_harness.config.load import config_from_dict
-from sprout_harness.config.thresholds import (
+from sprout_harness.contracts.errors import ConfigError
+from sprout_harness.metrics.results import RunResult, load_run
+from sprout_harness.metrics.threshold_rules import (
     STATS,
     UNITS_NS,
     ChecksRule,
@@ -33,8 +35,6 @@ from sprout_harness.config.thresholds import (
     parse_expression,
     parse_thresholds,
 )
-from sprout_harness.contracts.errors import ConfigError
-from sprout_harness.metrics.results import RunResult, load_run
 from sprout_harness.metrics.thresholds import NO_MATCH, evaluate, statistic
 from sprout_harness.reports import json_report
 from sprout_harness.reports import thresholds as threshold_report

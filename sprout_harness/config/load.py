@@ -10,6 +10,7 @@ import yaml
 
 from sprout_harness.config.schema import SproutConfig
 from sprout_harness.config.text import clip, short
+from sprout_harness.config.validate import build_config
 from sprout_harness.contracts.errors import ConfigError, did_you_mean
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -193,13 +194,9 @@ def _list_index(node: list, key: str, where: str) -> int:
 
 def load_config(path: str | Path, sets: Iterable[str] = (), check_stack: bool = False) -> SproutConfig:
     """Load, override and validate; raises ConfigError naming the field path."""
-    from sprout_harness.config.validate import build_config
-
     raw = apply_overrides(load_yaml(path), sets)
     return build_config(raw, check_stack=check_stack)
 
 
 def config_from_dict(raw: dict[str, Any], sets: Iterable[str] = (), check_stack: bool = False) -> SproutConfig:
-    from sprout_harness.config.validate import build_config
-
     return build_config(apply_overrides(raw, sets), check_stack=check_stack)

@@ -1,5 +1,6 @@
 """Build a SproutConfig from plain data, and check it: every error names the field path,
-the bad value and what is allowed."""
+the bad value and what is allowed. The phases and their knobs are checked against the
+workload catalog, the stack's parameters through the stack's own `validate`."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import types
 import typing
 from typing import Any, Union
 
+from sprout_harness import plugins
 from sprout_harness.config.schema import ROLES, PhaseConfig, SproutConfig
+from sprout_harness.config.settings import stack_settings
 from sprout_harness.config.text import name as _name
 from sprout_harness.config.text import short as _short
-from sprout_harness.config.thresholds import check_patterns, parse_thresholds
 from sprout_harness.contracts.errors import ConfigError, StackError, did_you_mean
+from sprout_harness.metrics.threshold_rules import check_patterns, parse_thresholds
+from sprout_harness.workloads import catalog, datasets
+from sprout_harness.workloads.catalog import PhaseSpec
 
 _NONE = type(None)
 MAX_REPEAT = 100
@@ -160,8 +165,6 @@ def _require(ok: bool, path: str, message: str) -> None:
 
 def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     """Semantic checks (ranges, names known to the catalog); `check_stack` also loads the stack."""
-    from sprout_harness.workloads import catalog, datasets
-
     topo = cfg.topology
     # Sizes first: later checks (and the stack's) iterate over them.
     _require(1 <= topo.durable <= MAX_DURABLE, "topology.durable",
@@ -239,8 +242,8 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
                  f"{ph.title!r} appears twice; give one of them a distinct `label`")
         labels.add(ph.title)
         shared = {k: v for k, v in cfg.workload.items() if k in catalog.knob_names(spec)}
-        catalog.build_knobs(spec, shared, "workload")
-        catalog.build_knobs(spec, {**shared, **ph.params}, f"{p}.params")
+        build_knobs(spec, shared, "workload")
+        build_knobs(spec, {**shared, **ph.params}, f"{p}.params")
 
     if cfg.thresholds:
         # a pattern that can match nothing would let a gate pass silently; refuse it before the run
@@ -248,9 +251,6 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
                        [(ph.title, catalog.metric_patterns(phases[ph.name])) for ph in cfg.phases])
 
     if check_stack:
-        from sprout_harness import plugins
-        from sprout_harness.topology.runner import stack_settings
-
         try:
             factory = plugins.resolve_stack(cfg.stack.name)
         except StackError as exc:
@@ -258,3 +258,36 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
         check = getattr(factory, "validate", None)
         if callable(check):
             check(stack_settings(cfg))
+
+
+MAX_KNOB = 100_000_000
+"""Upper bound of an integer knob that declares none (docs/configuration.md, "Bounds")."""
+
+
+def build_knobs(spec: PhaseSpec, values: dict[str, Any], path: str) -> Any:
+    """The phase's knob dataclass from `values`, type- and range-checked (errors name `path.knob`)."""
+    hints = typing.get_type_hints(spec.knobs)
+    names = catalog.knob_names(spec)
+    kwargs = {}
+    for key, value in values.items():
+        p = f"{path}.{key}"
+        if key not in names:
+            raise ConfigError(f"phase {spec.name!r} has no such knob{did_you_mean(key, names)}; "
+                              f"its knobs: {', '.join(sorted(names))}", p)
+        v = coerce(value, hints[key], p)
+        meta = next(f.metadata for f in dataclasses.fields(spec.knobs) if f.name == key)
+        if meta.get("choices") and v not in meta["choices"]:
+            raise ConfigError(f"got {v!r}; allowed: {', '.join(map(str, meta['choices']))}", p)
+        if meta.get("min") is not None and isinstance(v, (int, float)) and v < meta["min"]:
+            raise ConfigError(f"got {v!r}; must be >= {meta['min']}", p)
+        high = meta.get("max")
+        if high is None and isinstance(v, int) and not isinstance(v, bool):
+            high = MAX_KNOB  # counts a phase loops over or allocates: bounded even when undeclared
+        if high is not None and isinstance(v, (int, float)) and v > high:
+            raise ConfigError(f"got {_short(v)}; must be <= {high:,}", p)
+        kwargs[key] = v
+    knobs = spec.knobs(**kwargs)
+    check = getattr(knobs, "validate", None)
+    if callable(check):
+        check(path)
+    return knobs

@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable
 
+from sprout_harness import plugins
 from sprout_harness.contracts.client import Client, Notification
 from sprout_harness.contracts.query import AllOf, AnyOf, Cond, InList, Not, Order, Pred, QuerySpec
 from sprout_harness.metrics.histogram import Histogram
@@ -389,8 +390,6 @@ def _jsonable(out: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _worker_main() -> None:
-    from sprout_harness import plugins
-
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 28)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

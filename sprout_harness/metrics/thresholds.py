@@ -1,14 +1,16 @@
 """Judge a config's `thresholds:` on a finished run: one `ThresholdOutcome` per rule.
 
 Pure: reads the run's histograms and checks, writes nothing. The syntax is parsed by
-`sprout_harness.config.thresholds`; docs/configuration.md describes it.
+`threshold_rules`; docs/configuration.md describes it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sprout_harness.config.thresholds import (
+from sprout_harness.metrics.histogram import Histogram
+from sprout_harness.metrics.results import RunResult, ThresholdOutcome
+from sprout_harness.metrics.threshold_rules import (
     CHECKS_KEY,
     PERCENTILE_OF,
     ChecksRule,
@@ -16,8 +18,6 @@ from sprout_harness.config.thresholds import (
     matches,
     parse_thresholds,
 )
-from sprout_harness.metrics.histogram import Histogram
-from sprout_harness.metrics.results import RunResult, ThresholdOutcome
 
 NO_MATCH = "matched no metric in this run"
 _SHOWN = 3  # crossing metrics named in a failed rule's detail

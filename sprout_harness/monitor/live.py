@@ -17,6 +17,7 @@ from typing import Any, Callable
 from sprout_harness.metrics.results import RunResult
 from sprout_harness.monitor.server import DEFAULT_HOST, DEFAULT_PORT, MonitorServer
 from sprout_harness.monitor.state import RunState
+from sprout_harness.topology.runner import Runner
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_LINGER_S = 2.0
@@ -142,8 +143,6 @@ def run_monitored_sync(cfg: Any, *, host: str = DEFAULT_HOST, port: int = DEFAUL
     """``topology.runner.run_sync`` with a live monitor around the run (the ``sprout run --monitor`` path).
 
     The monitor's settings are checked (``MonitorConfigError``) before anything starts."""
-    from sprout_harness.topology.runner import Runner
-
     monitor = LiveMonitor(host, port, public=public, token=token, interval_s=interval_s)
 
     async def main() -> RunResult:

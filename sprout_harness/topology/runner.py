@@ -32,7 +32,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, ContextManager
 
+from sprout_harness import plugins
 from sprout_harness.config.schema import PhaseConfig, SproutConfig
+from sprout_harness.config.settings import stack_settings
+from sprout_harness.config.validate import build_knobs
 from sprout_harness.contracts.client import Capabilities, Doc
 from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError, Unsupported
 from sprout_harness.contracts.stack import Link, StackSettings
@@ -40,6 +43,7 @@ from sprout_harness.metrics import PhaseRecorder, PhaseResult, RunMetadata, RunR
 from sprout_harness.metrics.results import RunFigures
 from sprout_harness.metrics.system import git_info, host_info, python_info
 from sprout_harness.metrics.thresholds import evaluate as evaluate_thresholds
+from sprout_harness.services.postgres import mask_dsn
 from sprout_harness.workloads import catalog, datasets
 from sprout_harness.workloads.context import Model, NodeRef, PhaseContext, maybe_await
 
@@ -68,8 +72,6 @@ class _NullProgress:
 
 def mask_secrets(value: Any) -> Any:
     """A copy with DSNs' passwords and secret-looking keys masked (for reports)."""
-    from sprout_harness.services.postgres import mask_dsn
-
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
@@ -83,18 +85,6 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     return value
-
-
-def stack_settings(cfg: SproutConfig) -> StackSettings:
-    return StackSettings(
-        name=cfg.stack.name,
-        params=dict(cfg.stack.params),
-        storage=cfg.storage.as_settings(),
-        policy={"id": cfg.policy.id, **cfg.policy.params},
-        topology={"durable": cfg.topology.durable, "ephemeral": cfg.topology.ephemeral,
-                  "links": cfg.topology.resolved_links()},
-        seed=cfg.seed,
-    )
 
 
 def topology_summary(cfg: SproutConfig) -> dict[str, Any]:
@@ -297,6 +287,8 @@ class Runner:
                 self.log(f"monitor hook {hook} failed: {type(exc).__name__}: {exc}")
 
     def _write_reports(self) -> None:
+        # reports/__init__ imports compare, and with it scipy (~0.4 s): only a run that writes
+        # report files pays for it
         from sprout_harness.reports import gab, json_report
 
         for path, writer in ((self.json_path, json_report.write), (self.gab_path, gab.write)):
@@ -311,8 +303,6 @@ class Runner:
     # -- building ----------------------------------------------------------------------------
 
     async def _setup(self) -> None:
-        from sprout_harness import plugins
-
         cfg = self.cfg
         factory = self.factory or plugins.resolve_stack(cfg.stack.name)
         check = getattr(factory, "validate", None)
@@ -469,7 +459,7 @@ class Runner:
         rec.extra["phase"] = ph.name
         rec.extra["target"] = ph.target
         shared = {k: v for k, v in self.cfg.workload.items() if k in catalog.knob_names(spec)}
-        knobs = catalog.build_knobs(spec, {**shared, **ph.params}, f"phases.{ph.title}.params")
+        knobs = build_knobs(spec, {**shared, **ph.params}, f"phases.{ph.title}.params")
         rec.extra["knobs"] = dataclasses.asdict(knobs)
         missing = self.caps.missing(spec.needs)
         if ph.target == "ephemeral" and not self.ephemerals:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import typing
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Awaitable, Callable
 
-from sprout_harness.config.text import short
 from sprout_harness.contracts.errors import ConfigError, did_you_mean
 
 ENTRY_POINT_GROUP = "sprout_harness.workloads"
@@ -147,38 +145,3 @@ def knob_docs(spec: PhaseSpec) -> list[tuple[str, Any, str]]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         out.append((f.name, default, f.metadata.get("help", "")))
     return out
-
-
-MAX_KNOB = 100_000_000
-"""Upper bound of an integer knob that declares none (docs/configuration.md, "Bounds")."""
-
-
-def build_knobs(spec: PhaseSpec, values: dict[str, Any], path: str) -> Any:
-    """The phase's knob dataclass from `values`, type- and range-checked (errors name `path.knob`)."""
-    from sprout_harness.config.validate import coerce
-
-    hints = typing.get_type_hints(spec.knobs)
-    names = knob_names(spec)
-    kwargs = {}
-    for key, value in values.items():
-        p = f"{path}.{key}"
-        if key not in names:
-            raise ConfigError(f"phase {spec.name!r} has no such knob{did_you_mean(key, names)}; "
-                              f"its knobs: {', '.join(sorted(names))}", p)
-        v = coerce(value, hints[key], p)
-        meta = next(f.metadata for f in dataclasses.fields(spec.knobs) if f.name == key)
-        if meta.get("choices") and v not in meta["choices"]:
-            raise ConfigError(f"got {v!r}; allowed: {', '.join(map(str, meta['choices']))}", p)
-        if meta.get("min") is not None and isinstance(v, (int, float)) and v < meta["min"]:
-            raise ConfigError(f"got {v!r}; must be >= {meta['min']}", p)
-        high = meta.get("max")
-        if high is None and isinstance(v, int) and not isinstance(v, bool):
-            high = MAX_KNOB  # counts a phase loops over or allocates: bounded even when undeclared
-        if high is not None and isinstance(v, (int, float)) and v > high:
-            raise ConfigError(f"got {short(v)}; must be <= {high:,}", p)
-        kwargs[key] = v
-    knobs = spec.knobs(**kwargs)
-    check = getattr(knobs, "validate", None)
-    if callable(check):
-        check(path)
-    return knobs

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from sprout_harness.contracts.errors import ConfigError
+from sprout_harness.contracts.query import QuerySpec
 from sprout_harness.load.driver import LoadConfig, LoadDriver, LoadResult
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
@@ -372,8 +373,6 @@ async def verify_final_states(ctx: PhaseContext, lanes: Sequence[Lane], collecti
     """Fetch the whole collection of each lane's group, check it against the lane's history,
     and make it the group's expected state. Read from the durable node, the authority:
     through an ephemeral the whole collection can be more than one protocol message carries."""
-    from sprout_harness.contracts.query import QuerySpec
-
     for lane in lanes:
         where = f"group {lane.group}: " if len(lanes) > 1 else ""
         docs = await ctx.durables[lane.group].client.fetch(collection, QuerySpec(kind="all"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
+from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.contracts.query import AllOf, AnyOf, Cond, InList, Not, Order, QuerySpec
 from sprout_harness.workloads import datasets
 
@@ -99,8 +100,6 @@ DEFAULT_MIX = {"equality": 1.0, "range": 1.0, "in": 1.0, "and_or": 1.0, "order_l
 
 
 def check_mix(mix: dict[str, float], path: str) -> None:
-    from sprout_harness.contracts.errors import ConfigError
-
     for name, w in mix.items():
         if name not in FAMILIES:
             raise ConfigError(f"unknown predicate family; allowed: {', '.join(FAMILIES)}", f"{path}.predicate_mix.{name}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.workloads import realtime as rt
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
@@ -43,8 +44,6 @@ class ConnectionScalingKnobs:
     commit_interval_ms: float = knob(20.0, "pause between two beacon commits", min=0)
 
     def validate(self, path: str) -> None:
-        from sprout_harness.contracts.errors import ConfigError
-
         if self.steps > self.connections:
             raise ConfigError(f"steps={self.steps} is more than connections={self.connections}; "
                               "lower steps", f"{path}.steps")

@@ -21,6 +21,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.workloads import realtime as rt
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
@@ -41,8 +42,6 @@ class EventThroughputKnobs:
     rate: float = knob(0.0, "commits per second (0: each commit as soon as the previous one is acked)", min=0)
 
     def validate(self, path: str) -> None:
-        from sprout_harness.contracts.errors import ConfigError
-
         if self.steps > self.subscribers:
             raise ConfigError(f"steps={self.steps} is more than subscribers={self.subscribers}", f"{path}.steps")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.workloads import realtime as rt
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
@@ -39,8 +40,6 @@ class SubscriptionScalingKnobs:
     commit_interval_ms: float = knob(10.0, "pause between two beacon commits", min=0)
 
     def validate(self, path: str) -> None:
-        from sprout_harness.contracts.errors import ConfigError
-
         if self.steps > self.subscriptions:
             raise ConfigError(f"steps={self.steps} is more than subscriptions={self.subscriptions}", f"{path}.steps")
 

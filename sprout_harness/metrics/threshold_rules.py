@@ -4,6 +4,8 @@ Keys are case-sensitive fnmatch globs over metric names (`<phase title>/<op>`,
 `<phase title>/lag.<name>`, `<phase title>/connector.<type>`), each mapping statistics to
 bounds (`{p99: "< 5ms"}`); the reserved key `checks` takes the minimum fraction of passed
 checks (`"100%"`). Syntax and semantics: docs/configuration.md, section `thresholds`.
+`config.validate` refuses a config whose rules do not parse or match nothing; `thresholds`
+judges a finished run against them.
 """
 
 from __future__ import annotations
