@@ -90,7 +90,8 @@ def charts_of(dom: str, ids: set[str]) -> Charts:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory) -> RunResult:
-    result = run_sync(tiny_config(writer_ops=1500), json_path=tmp_path_factory.mktemp("runs") / "base.json")
+    result = run_sync(tiny_config(extra=["phases.3.params.duration_s=2.3"]),  # a timeline of 3 seconds
+                      json_path=tmp_path_factory.mktemp("runs") / "base.json")
     assert result.status == "ok", result.reason
     return result
 
@@ -109,7 +110,9 @@ async def test_report_page_from_disk_draws_every_chart(chromium, base_run, tmp_p
     for i in range(len(PHASES)):  # curves, not dots (plotly drops collinear points, so only a few for flat ones)
         assert c.counts[f"dist-latency-{i}"]["line_points"] >= 2 * len(data["figures"][f"dist-latency-{i}"]["data"])
     assert c.counts[f"dist-latency-{PHASES.index('writers@durable')}"]["line_points"] >= 5
-    assert c.counts["timeline-throughput"]["bars"] >= len(PHASES)
+    writers = base_run.phase("writers@durable")
+    assert c.counts[f"timeline-{PHASES.index('writers@durable')}"]["bars"] == len(writers.timeline) >= 3
+    assert c.counts["lag-by-phase"]["markers"] >= 4  # p50 and p99 of each lag of two phases
     assert "ok" in c.texts["run-status"]
 
 

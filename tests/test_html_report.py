@@ -20,7 +20,8 @@ from support.monitor import PHASES, REPO, SPROUT, parse, slower, tiny_config
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory) -> tuple[RunResult, Path]:
     out = tmp_path_factory.mktemp("runs") / "base.json"
-    result = run_sync(tiny_config(writer_ops=1500), json_path=out)
+    # writers runs 2.3 s: a phase over several seconds gets a timeline chart of its own
+    result = run_sync(tiny_config(extra=["phases.3.params.duration_s=2.3"]), json_path=out)
     assert result.status == "ok", result.reason
     return result, out
 
@@ -57,13 +58,26 @@ def test_run_report_is_self_contained_and_holds_the_data(base_run, tmp_path):
     h = run.phase("writers@durable").latencies["update"]
     assert trace["y"] == percentile_curve(h)["ms"]
     assert trace["y"][0] == pytest.approx(h.min / 1e6) and max(trace["y"]) <= h.max / 1e6
-    # Throughput timeline: every phase's per-second points; lag timeline and distributions.
-    tl = data["figures"]["timeline-throughput"]["data"]
-    bars = {t["name"]: t for t in tl if t["type"] == "bar"}
+    # Timelines: each phase of two or more per-second buckets on its own time axis; the
+    # others are named in the note instead of drawn as one bar.
+    for i, phase in enumerate(run.phases):
+        assert (f"timeline-{i}" in data["figures"]) == (len(phase.timeline) >= 2), (phase.name, len(phase.timeline))
     writers = run.phase("writers@durable")
-    assert len(bars["writers@durable ops/s"]["y"]) == len(writers.timeline)
-    lag_fig = data["figures"]["timeline-lag"]
+    assert len(writers.timeline) >= 3, writers.timeline
+    tl = data["figures"][f"timeline-{PHASES.index('writers@durable')}"]
+    bars = next(t for t in tl["data"] if t["type"] == "bar")
+    assert len(bars["y"]) == len(writers.timeline)
+    assert sum(y * w for y, w in zip(bars["y"], bars["width"])) == pytest.approx(sum(p.ops for p in writers.timeline),
+                                                                                   rel=1e-3)
+    assert tl["layout"]["xaxis"]["range"] == [0, pytest.approx(writers.wall_ns / 1e9)]
+    short = [p.name for p in run.phases if len(p.timeline) == 1]
+    assert short and "ran within one second: " + ", ".join(short) in text
+    # Lag per phase: one category per phase that has lags, p50 and p99 of each.
+    lag_fig = data["figures"]["lag-by-phase"]
     assert {t["name"] for t in lag_fig["data"]} >= {f"lag.{n} p99" for n in run.phase("live-limit@durable").lags}
+    notify_p99 = next(t for t in lag_fig["data"] if t["name"] == "lag.notify p99")
+    h = run.phase("churn@durable").lags["notify"]
+    assert dict(zip(notify_p99["x"], notify_p99["y"]))["churn@durable"] == pytest.approx(h.percentile(99.0) / 1e6, rel=1e-4)
     assert f"dist-lag-{PHASES.index('live-limit@durable')}" in data["figures"]
     # Every figure has an element to be drawn in; the metadata and error sections are there.
     assert set(data["figures"]) <= page.ids

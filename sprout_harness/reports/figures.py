@@ -57,72 +57,87 @@ def _curve_trace(name: str, h: Histogram, **style: Any) -> dict[str, Any]:
     }
 
 
-def _curve_layout(title: str) -> dict[str, Any]:
+def _title(text: str) -> dict[str, Any]:
+    """A chart title on the left: plotly's toolbar sits on the right and would cover a centred one."""
+    return {"text": text, "font": {"size": 14}, "x": 0.01, "xanchor": "left"}
+
+
+def _log_axis(values: Iterable[float | None]) -> dict[str, Any]:
+    """A log axis labelled at 1, 2, 5 x 10^k (10^k alone over more than three decades) across
+    the values, written out in full: plotly's own labels on a narrow log range are bare
+    digits ("2", "5") that read as the wrong value."""
+    vs = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    axis: dict[str, Any] = {"title": {"text": "ms"}, "type": "log"}
+    if not vs:
+        return axis
+    lo, hi = math.floor(math.log10(min(vs))), math.ceil(math.log10(max(vs)))
+    steps = (1, 2, 5) if hi - lo <= 3 else (1,)  # over more decades 1-2-5 crowds the axis
+    ticks = [m * 10.0 ** k for k in range(lo, hi + 1) for m in steps]
+    ticks = [t for t in ticks if min(vs) / 2 <= t <= max(vs) * 2]
+    axis["tickvals"] = ticks
+    axis["ticktext"] = [f"{t:g}" for t in ticks]
+    return axis
+
+
+def _curve_layout(title: str, traces: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     return {
-        "title": {"text": title, "font": {"size": 14}},
+        "title": _title(title),
         "xaxis": {"title": {"text": "percentile"}, "tickvals": [t for t, _ in _TICKS],
                   "ticktext": [l for _, l in _TICKS], "range": [0, _NINES_MAX]},
-        "yaxis": {"title": {"text": "ms"}, "type": "log", "rangemode": "tozero"},
-        "height": 340, "margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "legend": {"orientation": "h", "y": -0.25},
+        "yaxis": _log_axis(y for t in traces for y in t["y"]),
+        "height": 340, "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+        "legend": {"orientation": "h", "y": -0.25, "yanchor": "top"},
     }
 
 
-def _phase_offset_s(run: RunResult, phase: PhaseResult) -> float | None:
-    if not phase.started_at or not run.metadata.started_at:
-        return None
-    return max(0.0, phase.started_at - run.metadata.started_at)
-
-
-def _throughput_timeline(run: RunResult) -> dict[str, Any]:
-    data: list[dict[str, Any]] = []
-    for phase in run.phases:
-        off = _phase_offset_s(run, phase)
-        if off is None or not phase.timeline:
-            continue
-        wall_s = phase.wall_ns / 1e9
-        # The last second of a phase is usually partial: its rate is ops over the part that ran.
-        widths = [max(1e-3, min(1.0, wall_s - p.second)) if wall_s > p.second else 1.0 for p in phase.timeline]
-        xs = [round(off + p.second + w / 2, 4) for p, w in zip(phase.timeline, widths)]
-        data.append({"type": "bar", "name": f"{phase.name} ops/s", "x": xs, "width": widths,
-                     "y": [round(p.ops / w, 1) for p, w in zip(phase.timeline, widths)],
-                     "hovertemplate": "%{y:,} ops/s<extra>" + html.escape(phase.name) + "</extra>"})
-        data.append({"type": "scatter", "mode": "lines+markers", "name": f"{phase.name} p99", "yaxis": "y2",
-                     "x": xs, "y": [_ms(p.p99_ns) if p.ops else None for p in phase.timeline],
-                     "line": {"dash": "dot"}})
-    return {"data": data, "layout": {
-        "title": {"text": "throughput (bars, ops/s) and p99 latency (dotted, ms) over the run", "font": {"size": 14}},
-        "xaxis": {"title": {"text": "seconds since run start"}, "rangemode": "tozero"},
+def _phase_timeline(phase: PhaseResult) -> dict[str, Any]:
+    """One phase's ops/s per second (bars) and p99 (dotted), on the phase's own time axis: on
+    one axis for the whole run, the longest phase would squash the others into a sliver."""
+    wall_s = phase.wall_ns / 1e9
+    # The last second of a phase is usually partial: its rate is ops over the part that ran.
+    widths = [max(1e-3, min(1.0, wall_s - p.second)) if wall_s > p.second else 1.0 for p in phase.timeline]
+    xs = [round(p.second + w / 2, 4) for p, w in zip(phase.timeline, widths)]
+    name = html.escape(phase.name)
+    return {"data": [
+        {"type": "bar", "name": "ops/s", "x": xs, "width": widths,
+         "y": [round(p.ops / w, 1) for p, w in zip(phase.timeline, widths)],
+         "hovertemplate": "%{y:,} ops/s<extra>" + name + "</extra>"},
+        {"type": "scatter", "mode": "lines+markers", "name": "p99 ms", "yaxis": "y2", "x": xs,
+         "y": [_ms(p.p99_ns) if p.ops else None for p in phase.timeline], "line": {"dash": "dot"},
+         "hovertemplate": "p99 %{y:.4f} ms<extra>" + name + "</extra>"},
+    ], "layout": {
+        "title": _title(phase.name),
+        "xaxis": {"title": {"text": "seconds since the phase started"}, "range": [0, max(wall_s, 1e-3)]},
         "yaxis": {"title": {"text": "ops/s"}, "rangemode": "tozero"},
         "yaxis2": {"title": {"text": "p99 ms"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
-        "barmode": "overlay", "height": 360, "margin": {"l": 60, "r": 60, "t": 40, "b": 50},
-        "legend": {"orientation": "h", "y": -0.25}}}
+        "barmode": "overlay", "height": 280, "margin": {"l": 60, "r": 60, "t": 40, "b": 50},
+        "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"}}}
 
 
-def _lag_timeline(run: RunResult) -> dict[str, Any] | None:
-    """Lag p50/p99 per phase, drawn over each phase's time span (reports keep lag per phase, not per second)."""
+def _lag_by_phase(run: RunResult) -> dict[str, Any] | None:
+    """Lag p50 and p99 per phase (reports keep lag per phase, not per second): one category
+    per phase, so a short phase gets as much room as a long one."""
     series: dict[str, dict[str, list[Any]]] = {}
     for phase in run.phases:
-        off = _phase_offset_s(run, phase)
-        if off is None:
-            continue
-        end = off + phase.wall_ns / 1e9
         for name, h in phase.lags.items():
             if not h.count:
                 continue
             p50, p99 = h.percentiles([50.0, 99.0])
             for stat, v in (("p50", p50), ("p99", p99)):
                 s = series.setdefault(f"lag.{name} {stat}", {"x": [], "y": []})
-                s["x"] += [round(off, 3), round(end, 3), None]
-                s["y"] += [_ms(v), _ms(v), None]
+                s["x"].append(phase.name)
+                s["y"].append(_ms(v))
     if not series:
         return None
-    data = [{"type": "scatter", "mode": "lines", "name": k, "x": v["x"], "y": v["y"], "connectgaps": False,
-             "line": {"width": 3, "dash": "solid" if k.endswith("p99") else "dot"}} for k, v in series.items()]
+    data = [{"type": "scatter", "mode": "markers", "name": k, "x": v["x"], "y": v["y"],
+             "marker": {"size": 11, "symbol": "diamond" if k.endswith("p99") else "circle"}}
+            for k, v in series.items()]
     return {"data": data, "layout": {
-        "title": {"text": "subscription lag over the run (p50 dotted, p99 solid; one level per phase)",
-                  "font": {"size": 14}},
-        "xaxis": {"title": {"text": "seconds since run start"}}, "yaxis": {"title": {"text": "ms"}, "rangemode": "tozero"},
-        "height": 320, "margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "legend": {"orientation": "h", "y": -0.3}}}
+        "title": _title("subscription lag per phase (commit -> notification; circles p50, diamonds p99)"),
+        "xaxis": {"type": "category", "automargin": True},
+        "yaxis": _log_axis(y for v in series.values() for y in v["y"]),
+        "height": 340, "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+        "legend": {"orientation": "h", "y": -0.25, "yanchor": "top"}}}
 
 
 def _errors_figure(run: RunResult) -> dict[str, Any] | None:
@@ -131,7 +146,7 @@ def _errors_figure(run: RunResult) -> dict[str, Any] | None:
         return None
     return {"data": [{"type": "bar", "orientation": "h", "name": "errors", "y": [r[0] for r in rows],
                       "x": [r[1] for r in rows], "marker": {"color": "#c0392b"}}],
-            "layout": {"title": {"text": "errors by phase and category", "font": {"size": 14}},
+            "layout": {"title": _title("errors by phase and category"),
                        "xaxis": {"title": {"text": "count"}}, "height": 120 + 30 * len(rows),
                        "margin": {"l": 260, "r": 20, "t": 40, "b": 40}}}
 
@@ -210,7 +225,7 @@ def _runs_figure(rows: list[dict[str, Any]]) -> dict[str, Any]:
             ys.append(round((v / r["median"] - 1.0) * 100.0, 3) if r["median"] > 0 else 0.0)
     return {"data": [{"type": "scatter", "mode": "markers", "x": ys, "y": xs, "name": "runs",
                       "marker": {"size": 8, "opacity": 0.7}}],
-            "layout": {"title": {"text": "each run's p50 against the runs' median (%)", "font": {"size": 14}},
+            "layout": {"title": _title("each run's p50 against the runs' median (%)"),
                        "xaxis": {"title": {"text": "% from median"}, "zeroline": True},
                        "yaxis": {"autorange": "reversed", "automargin": True},
                        "height": 160 + 24 * len(p50), "margin": {"l": 20, "r": 20, "t": 40, "b": 50},
@@ -250,10 +265,13 @@ def threshold_rows(run: RunResult) -> dict[str, Any] | None:
 
 def run_figures(run: RunResult) -> dict[str, Any]:
     """Every figure of the run report, keyed by the id of the element it is drawn in."""
-    figures: dict[str, Any] = {"timeline-throughput": _throughput_timeline(run)}
-    lag = _lag_timeline(run)
+    figures: dict[str, Any] = {}
+    for i, phase in enumerate(run.phases):
+        if len(phase.timeline) >= 2:  # one per-second bucket is one bar: the summary says it all
+            figures[f"timeline-{i}"] = _phase_timeline(phase)
+    lag = _lag_by_phase(run)
     if lag is not None:
-        figures["timeline-lag"] = lag
+        figures["lag-by-phase"] = lag
     errors = _errors_figure(run)
     if errors is not None:
         figures["errors-chart"] = errors
@@ -264,9 +282,9 @@ def run_figures(run: RunResult) -> dict[str, Any]:
         for key, title, hists in _latency_groups(phase):
             hists = {k: h for k, h in hists.items() if h.count}
             if hists:
-                figures[f"dist-{key}-{i}"] = {
-                    "data": [_curve_trace(name, h) for name, h in hists.items()],
-                    "layout": _curve_layout(f"{phase.name}: {title}")}
+                traces = [_curve_trace(name, h) for name, h in hists.items()]
+                figures[f"dist-{key}-{i}"] = {"data": traces,
+                                              "layout": _curve_layout(title, traces)}  # the heading names the phase
     return figures
 
 
@@ -316,8 +334,7 @@ def _bars(c: Comparison, stat: str) -> dict[str, Any] | None:
          "x": [_ms(d.base_ns) for d in ds], "marker": {"color": "#aab7b8"}},
         {"type": "bar", "orientation": "h", "name": f"new ({c.new_label})", "y": names,
          "x": [_ms(d.new_ns) for d in ds], "marker": {"color": colors}},
-    ], "layout": {"title": {"text": f"{stat} latency, base vs new (ms, lower is better; red = regressed)",
-                            "font": {"size": 14}},
+    ], "layout": {"title": _title(f"{stat} latency, base vs new (ms, lower is better; red = regressed)"),
                   "barmode": "group", "xaxis": {"title": {"text": "ms"}, "type": "log"},
                   "yaxis": {"autorange": "reversed", "automargin": True},
                   "height": 160 + 36 * len(ds), "margin": {"l": 20, "r": 20, "t": 40, "b": 40},
@@ -337,7 +354,7 @@ def _throughput_bars(base: RunResult, new: RunResult, c: Comparison) -> dict[str
          "marker": {"color": "#aab7b8"}},
         {"type": "bar", "orientation": "h", "name": f"new ({c.new_label})", "y": names, "x": [n[k] for k in names],
          "marker": {"color": "#2e86c1"}},
-    ], "layout": {"title": {"text": "throughput, base vs new (ops/s, higher is better)", "font": {"size": 14}},
+    ], "layout": {"title": _title("throughput, base vs new (ops/s, higher is better)"),
                   "barmode": "group", "yaxis": {"autorange": "reversed", "automargin": True},
                   "height": 160 + 36 * len(names), "margin": {"l": 20, "r": 20, "t": 40, "b": 40},
                   "legend": {"orientation": "h"}}}
@@ -358,12 +375,13 @@ def compare_figures(comparison: Comparison, base: RunResult, new: RunResult) -> 
     common = [k for k in bm if k in nm]
     common.sort(key=lambda k: k not in regressed)  # regressed metrics first, then run order
     for i, name in enumerate(common[:_MAX_COMPARE_CURVES]):
-        layout = _curve_layout(("REGRESSED: " if name in regressed else "") + name)
-        figures[f"cmp-curve-{i}"] = {"data": [
+        traces = [
             _curve_trace(f"base {comparison.base_label}", bm[name], line={"dash": "dot", "color": "#7f8c8d"}),
             _curve_trace(f"new {comparison.new_label}", nm[name],
                          line={"color": "#c0392b" if name in regressed else "#2e86c1"}),
-        ], "layout": layout}
+        ]
+        figures[f"cmp-curve-{i}"] = {
+            "data": traces, "layout": _curve_layout(("REGRESSED: " if name in regressed else "") + name, traces)}
     return figures
 
 

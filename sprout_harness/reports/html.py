@@ -85,7 +85,9 @@ def render_html(run: RunResult) -> str:
         run_status=run.status, run_reason=run.reason, metadata=fig.metadata_rows(run), notes=m.notes,
         summary=rows, percentiles=[k for k, _ in PERCENTILES], thresholds=fig.threshold_rows(run),
         runs={"count": len(run.runs), "warmup": run.warmup_runs, "rows": runs} if runs else None,
-        phases=fig.phase_rows(run, figures), errors=fig.error_rows(run))
+        phases=fig.phase_rows(run, figures), errors=fig.error_rows(run),
+        timelines=[f"timeline-{i}" for i in range(len(run.phases)) if f"timeline-{i}" in figures],
+        short_phases=[p.name for i, p in enumerate(run.phases) if p.timeline and f"timeline-{i}" not in figures])
 
 
 def _write_text(path: str | os.PathLike[str], text: str) -> Path:
