@@ -1,6 +1,7 @@
 """Shared parts of the realtime scenarios (connection-scaling, subscription-scaling,
-event-throughput, filtered-subscriptions): the fleet of connections, hot entities, the
-commit stream and the delivery checks.
+event-throughput, filtered-subscriptions): the fleet of connections with its live queries
+and their checks (`LiveQueries`), hot entities, the commit stream. The trigger and
+isolation phases commit on the same counter fields.
 
 Every live query these scenarios open is `seq in (...)` over a dataset collection: an
 equality-indexable predicate whose initial result the harness knows exactly (the `seq`
@@ -216,3 +217,83 @@ def initial_mismatches(results: list[list[str] | None], expected: list[set[str]]
             if len(out) >= limit:
                 break
     return out
+
+
+@dataclass
+class LiveQueries:
+    """A fleet of connections to the target durable node and the live queries opened on it,
+    with what every realtime phase checks of them: from which commit on each live query must
+    see every commit (`since`), failed connections or subscriptions, wrong initial results.
+    `async with` closes the fleet whatever happens."""
+
+    ctx: PhaseContext
+    fleet: Any
+    stream: CommitStream
+    ids: dict[int, str] = field(default_factory=dict)  # seq -> id of every entity a query may watch
+    since: list[int] = field(default_factory=list)  # per live query: its first commit to see
+    wrong_initial: list[str] = field(default_factory=list)
+    failures: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, ctx: PhaseContext, stream: CommitStream, processes: int, connector: str,
+                    ids: dict[int, str] | None = None) -> LiveQueries:
+        return cls(ctx, await make_fleet(ctx, processes, connector, stream.collection), stream, ids or {})
+
+    async def __aenter__(self) -> LiveQueries:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.fleet.close()
+
+    async def connect(self, n: int, concurrency: int) -> int:
+        """Open `n` connections, each required to open; the number open."""
+        res = await self.fleet.open(n, concurrency)
+        self.ctx.recorder.latency("connect").merge(res["connect"])
+        self.ctx.require("every connection opened", res["failures"] == 0 and res["open"] > 0,
+                         f"{res['failures']} failed: {'; '.join(res['errors'][:2])}")
+        return int(res["open"])
+
+    def expected(self, specs: list[tuple[int, str, QuerySpec]]) -> list[set[str]]:
+        """The initial result of each `seq in (...)` live query of `specs`."""
+        return [{self.ids[v] for v in q.where.values} for _, _, q in specs]  # type: ignore[union-attr]
+
+    def subscribed(self, specs: list[tuple[int, str, QuerySpec]], sres: dict[str, Any]) -> None:
+        """Book a `fleet.subscribe(specs)` answer: its latencies, failures and initial results;
+        each of these live queries must see every commit from now on."""
+        self.ctx.recorder.latency("subscribe").merge(sres["initial"])
+        self.failures += sres["failures"]
+        self.errors += sres["errors"]
+        self.wrong_initial += initial_mismatches(sres["results"], self.expected(specs))
+        self.since += [len(self.stream.commits)] * len(specs)
+
+    async def subscribe(self, specs: list[tuple[int, str, QuerySpec]], concurrency: int) -> dict[str, Any]:
+        sres = await self.fleet.subscribe(specs, concurrency)
+        self.subscribed(specs, sres)
+        return sres
+
+    async def delivered(self, label: int) -> dict[str, Any]:
+        """Wait until every live query has seen the commits it owes, collect: lag into
+        `lag.notify` and `lag.notify@<label>`."""
+        await wait_counts(self.ctx, self.fleet, [len(self.stream.commits) - s for s in self.since])
+        col = await self.fleet.collect()
+        self.ctx.recorder.merge_lag("notify", col["lag"])
+        self.ctx.recorder.merge_lag(f"notify@{label}", col["lag"])
+        return col
+
+    async def deliveries(self) -> list[tuple[list[int], list[int], int]]:
+        """After the last commit (late arrivals collected too), per live query: the commit
+        values it missed, those it got unexpectedly or twice, and how many it was owed."""
+        final = await self.fleet.collect()
+        self.ctx.recorder.merge_lag("notify", final["lag"])
+        out = []
+        for s, since in enumerate(self.since):
+            expect = [c.value for c in self.stream.commits[since:]]
+            missing, extra = missing_and_extra(final["seen"][s], expect)
+            out.append((missing, extra, len(expect)))
+        return out
+
+    def check_started(self, name: str) -> None:
+        """`name` holds when nothing failed to open or subscribe; every initial result is exact."""
+        self.ctx.check(name, self.failures == 0, f"{self.failures} failed: {'; '.join(self.errors[:2])}")
+        self.ctx.check_none("initial results are the watched rows", self.wrong_initial)

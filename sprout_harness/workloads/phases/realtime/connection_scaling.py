@@ -57,18 +57,15 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
                 f"watch={k.watch} needs seeded {coll}: raise datasets.{coll} (or set watch: 0)")
     seqs = rt.seq_index(ctx, node, coll)
     beacon = await rt.create_hot(ctx, node, coll, 1)
-    ids = {**seqs, beacon.seqs[0]: beacon.ids[0]}
     stream = rt.CommitStream(ctx, node, coll)
-    fleet = await rt.make_fleet(ctx, k.processes, k.connector, coll)
+    live = await rt.LiveQueries.start(ctx, stream, k.processes, k.connector, {**seqs, beacon.seqs[0]: beacon.ids[0]})
+    fleet = live.fleet
     rec = ctx.recorder
     rec.extra["mode"] = f"{k.processes} worker processes" if k.processes else "in this process"
-    subs_since: list[int] = []  # per subscription: index of the first commit it must see
-    wrong_initial: list[str] = []
-    failures, errors = 0, []
     steps = []
-    base_rss, base_client = rt.rss(), await fleet.client_rss()
-    base_server = rt.server_stats(ctx, node).get("live_query_memory_bytes")
-    try:
+    async with live:
+        base_rss, base_client = rt.rss(), await fleet.client_rss()
+        base_server = rt.server_stats(ctx, node).get("live_query_memory_bytes")
         opened = 0
         for step in range(k.steps):
             target = round(k.connections * (step + 1) / k.steps)
@@ -77,29 +74,20 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
             t0 = time.perf_counter_ns()
             res = await fleet.open(target - opened, k.connect_concurrency)
             rec.latency("connect").merge(res["connect"])
-            failures += res["failures"]
-            errors += res["errors"]
+            live.failures += res["failures"]
+            live.errors += res["errors"]
             new = list(range(opened, res["open"]))
             specs = [(c, coll, rt.watch_query([beacon.seqs[0], *rt.dataset_seqs(seqs, seeded, k.watch, c)]))
                      for c in new]
             sres = await fleet.subscribe(specs, k.connect_concurrency)
             connect_wall = time.perf_counter_ns() - t0
-            rec.latency("subscribe").merge(sres["initial"])
-            failures += sres["failures"]
-            errors += sres["errors"]
-            expected = [{ids[v] for v in q.where.values} for _, _, q in specs]  # type: ignore[union-attr]
-            wrong_initial += rt.initial_mismatches(sres["results"], expected)
-            subs_since += [len(stream.commits)] * len(specs)
+            live.subscribed(specs, sres)
             opened = res["open"]
             rss1, client1 = rt.rss(), await fleet.client_rss()
             st1 = rt.server_stats(ctx, node)
 
             await stream.run(beacon.ids, k.commits_per_step, k.commit_interval_ms)
-            want = [len(stream.commits) - s for s in subs_since]
-            await rt.wait_counts(ctx, fleet, want)
-            col = await fleet.collect()
-            rec.merge_lag("notify", col["lag"])
-            rec.merge_lag(f"notify@{opened}", col["lag"])
+            col = await live.delivered(opened)
             added = max(1, len(new))
             row = {
                 "connections": opened, "opened": len(new), "failures": res["failures"] + sres["failures"],
@@ -120,19 +108,11 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
             steps.append(row)
             ctx.advance(len(new))
 
-        final = await fleet.collect()  # late arrivals, if any
-        rec.merge_lag("notify", final["lag"])
-        seen = final["seen"]
-        lost = []
-        for s, since in enumerate(subs_since):
-            expect = [c.value for c in stream.commits[since:]]
-            missing, _ = rt.missing_and_extra(seen[s], expect)
-            if missing:
-                lost.append(f"subscription {s} missed {len(missing)} of {len(expect)} commits "
-                            f"(first: value {missing[0]})")
+        lost = [f"subscription {s} missed {len(missing)} of {owed} commits (first: value {missing[0]})"
+                for s, (missing, _, owed) in enumerate(await live.deliveries()) if missing]
         rec.count("connections", opened)
-        rec.count("connect_failures", failures)
-        rec.count("subscriptions", len(subs_since))
+        rec.count("connect_failures", live.failures)
+        rec.count("subscriptions", len(live.since))
         if opened:
             rec.count("rss_per_connection_bytes", max(0, (rt.rss() - base_rss) // opened))
             if k.processes:
@@ -141,11 +121,8 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
             if top is not None and base_server is not None:
                 rec.count("server_live_query_bytes_per_connection", max(0, (top - base_server) // opened))
         rec.extra["steps"] = steps
-        ctx.check("every connection opened", failures == 0, f"{failures} failed: {'; '.join(errors[:2])}")
-        ctx.check_none("initial results are the watched rows", wrong_initial)
+        live.check_started("every connection opened")
         ctx.check_none("every connection received every commit", lost, "subscriptions")
-    finally:
-        await fleet.close()
 
 
 register_phase(PhaseSpec(

@@ -52,33 +52,20 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
     seeded = ctx.datasets.get(coll, 0)
     seqs = rt.seq_index(ctx, node, coll)
     hot = await rt.create_hot(ctx, node, coll, k.hot)
-    ids = {**seqs, **dict(zip(hot.seqs, hot.ids))}
     stream = rt.CommitStream(ctx, node, coll)
     rec = ctx.recorder
-    fleet = await rt.make_fleet(ctx, k.processes, k.connector, coll)
-    subs_since: list[int] = []
-    wrong_initial: list[str] = []
-    failures, errors, steps = 0, [], []
-    try:
-        res = await fleet.open(k.connections, k.concurrency)
-        rec.latency("connect").merge(res["connect"])
-        ctx.require("every connection opened", res["failures"] == 0 and res["open"] > 0,
-                    f"{res['failures']} failed: {'; '.join(res['errors'][:2])}")
-        conns = res["open"]
+    live = await rt.LiveQueries.start(ctx, stream, k.processes, k.connector, {**seqs, **dict(zip(hot.seqs, hot.ids))})
+    steps = []
+    async with live:
+        conns = await live.connect(k.connections, k.concurrency)
         total = 0
         for step in range(k.steps):
             target = round(k.subscribers * (step + 1) / k.steps)
             specs = [(s % conns, coll, rt.watch_query([*hot.seqs, *rt.dataset_seqs(seqs, seeded, 1, s)]))
                      for s in range(total, target)]
-            sres = await fleet.subscribe(specs, k.concurrency)
-            rec.latency("subscribe").merge(sres["initial"])
-            failures += sres["failures"]
-            errors += sres["errors"]
-            wrong_initial += rt.initial_mismatches(
-                sres["results"], [{ids[v] for v in q.where.values} for _, _, q in specs])  # type: ignore[union-attr]
-            subs_since += [len(stream.commits)] * len(specs)
+            await live.subscribe(specs, k.concurrency)
             total = target
-            await fleet.collect()  # start the step's counts from zero
+            await live.fleet.collect()  # start the step's counts from zero
 
             t0 = time.perf_counter_ns()
             gap_s = 1.0 / k.rate if k.rate > 0 else 0.0
@@ -90,10 +77,7 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
                 elif i % 16 == 15:
                     await asyncio.sleep(0)
             commit_wall = time.perf_counter_ns() - t0
-            await rt.wait_counts(ctx, fleet, [len(stream.commits) - s for s in subs_since])
-            col = await fleet.collect()
-            rec.merge_lag("notify", col["lag"])
-            rec.merge_lag(f"notify@{target}", col["lag"])
+            col = await live.delivered(target)
             span = (col["last_ns"] - t0) if col["last_ns"] is not None else 0
             rate = round(col["notifications"] / (span / 1e9)) if span > 0 else 0
             rec.count(f"notifications_per_s@{target}", rate)
@@ -104,14 +88,8 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
                           "delivery_span_s": round(span / 1e9, 3), "lag": rt.lag_summary(col["lag"])})
             ctx.advance(1)
 
-        final = await fleet.collect()
-        rec.merge_lag("notify", final["lag"])
-        bad = []
-        for s, since in enumerate(subs_since):
-            expect = [c.value for c in stream.commits[since:]]
-            missing, extra = rt.missing_and_extra(final["seen"][s], expect)
-            if missing or extra:
-                bad.append(f"subscriber {s}: {len(missing)} of {len(expect)} missing, {len(extra)} unexpected/duplicate")
+        bad = [f"subscriber {s}: {len(missing)} of {owed} missing, {len(extra)} unexpected/duplicate"
+               for s, (missing, extra, owed) in enumerate(await live.deliveries()) if missing or extra]
         if bad:
             slow = rt.server_stats(ctx, node).get("slow_connections_closed")
             if slow:  # the likely cause, first: the server's backpressure dropped slow readers
@@ -119,11 +97,8 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
         rec.count("commits", len(stream.commits))
         rec.count("subscribers", total)
         rec.extra["steps"] = steps
-        ctx.check("every subscription started", failures == 0, f"{failures} failed: {'; '.join(errors[:2])}")
-        ctx.check_none("initial results are the watched rows", wrong_initial)
+        live.check_started("every subscription started")
         ctx.check_none("every notification arrived, once", bad, "subscribers")
-    finally:
-        await fleet.close()
 
 
 register_phase(PhaseSpec(

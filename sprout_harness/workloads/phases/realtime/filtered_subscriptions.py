@@ -61,13 +61,10 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
         return rt.watch_query([a, hot.seqs[2 * g + 1]]) if k.predicate == "equality" else rt.range_query(a, a + 2)
 
     await stream.run([cold], k.baseline_commits, k.commit_interval_ms, op="commit@0_subs")
-    fleet = await rt.make_fleet(ctx, k.processes, k.connector, coll)
-    try:
-        res = await fleet.open(k.connections, k.concurrency)
-        rec.latency("connect").merge(res["connect"])
-        ctx.require("every connection opened", res["failures"] == 0 and res["open"] > 0,
-                    f"{res['failures']} failed: {'; '.join(res['errors'][:2])}")
-        conns = res["open"]
+    live = await rt.LiveQueries.start(ctx, stream, k.processes, k.connector)
+    fleet = live.fleet
+    async with live:
+        conns = await live.connect(k.connections, k.concurrency)
         group_of = [s % groups for s in range(k.subscriptions)]
         specs = [(s % conns, coll, query(group_of[s])) for s in range(k.subscriptions)]
         sres = await fleet.subscribe(specs, k.concurrency)
@@ -114,8 +111,6 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
         rec.extra["subscriptions_per_matching_write"] = round(k.subscriptions / groups, 1)
         ctx.check_none("matching subscribers got exactly their notifications", missing_subs)
         ctx.check_none("non-matching subscribers got none", extra_subs)
-    finally:
-        await fleet.close()
 
 
 register_phase(PhaseSpec(

@@ -52,19 +52,12 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
                 f"result_size={k.result_size} needs seeded {coll}: raise datasets.{coll}")
     seqs = rt.seq_index(ctx, node, coll)
     beacon = await rt.create_hot(ctx, node, coll, 1)
-    ids = {**seqs, beacon.seqs[0]: beacon.ids[0]}
     stream = rt.CommitStream(ctx, node, coll)
     rec = ctx.recorder
-    fleet = await rt.make_fleet(ctx, k.processes, k.connector, coll)
-    subs_since: list[int] = []
-    wrong_initial: list[str] = []
-    failures, errors, steps = 0, [], []
-    try:
-        res = await fleet.open(k.connections, k.concurrency)
-        rec.latency("connect").merge(res["connect"])
-        ctx.require("every connection opened", res["failures"] == 0 and res["open"] > 0,
-                    f"{res['failures']} failed: {'; '.join(res['errors'][:2])}")
-        conns = res["open"]
+    live = await rt.LiveQueries.start(ctx, stream, k.processes, k.connector, {**seqs, beacon.seqs[0]: beacon.ids[0]})
+    steps = []
+    async with live:
+        conns = await live.connect(k.connections, k.concurrency)
         base_server = rt.server_stats(ctx, node).get("live_query_memory_bytes")
         base_rss = rt.rss()
         total = 0
@@ -74,23 +67,15 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
                      for s in range(total, target)]
             rss0, st0 = rt.rss(), rt.server_stats(ctx, node)
             t0 = time.perf_counter_ns()
-            sres = await fleet.subscribe(specs, k.concurrency)
+            sres = await live.fleet.subscribe(specs, k.concurrency)
             wall = time.perf_counter_ns() - t0
-            rec.latency("subscribe").merge(sres["initial"])
+            live.subscribed(specs, sres)
             rec.latency(f"subscribe@{target}").merge(sres["initial"])
-            failures += sres["failures"]
-            errors += sres["errors"]
-            expected = [{ids[v] for v in q.where.values} for _, _, q in specs]  # type: ignore[union-attr]
-            wrong_initial += rt.initial_mismatches(sres["results"], expected)
-            subs_since += [len(stream.commits)] * len(specs)
             rss1, st1 = rt.rss(), rt.server_stats(ctx, node)
             total = target
 
             await stream.run(beacon.ids, k.commits_per_step, k.commit_interval_ms)
-            await rt.wait_counts(ctx, fleet, [len(stream.commits) - s for s in subs_since])
-            col = await fleet.collect()
-            rec.merge_lag("notify", col["lag"])
-            rec.merge_lag(f"notify@{target}", col["lag"])
+            col = await live.delivered(target)
             added = max(1, len(specs))
             row = {"subscriptions": target, "added": len(specs), "subscribe_wall_s": round(wall / 1e9, 3),
                    "initial_result": rt.lag_summary(sres["initial"]),
@@ -102,26 +87,17 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
             steps.append(row)
             ctx.advance(len(specs))
 
-        final = await fleet.collect()
-        rec.merge_lag("notify", final["lag"])
-        lost = []
-        for s, since in enumerate(subs_since):
-            expect = [c.value for c in stream.commits[since:]]
-            missing, _ = rt.missing_and_extra(final["seen"][s], expect)
-            if missing:
-                lost.append(f"subscription {s} missed {len(missing)} of {len(expect)} commits")
+        lost = [f"subscription {s} missed {len(missing)} of {owed} commits"
+                for s, (missing, _, owed) in enumerate(await live.deliveries()) if missing]
         rec.count("subscriptions", total)
-        rec.count("subscribe_failures", failures)
+        rec.count("subscribe_failures", live.failures)
         rec.count("rss_per_subscription_bytes", max(0, (rt.rss() - base_rss) // max(1, total)))
         top = rt.server_stats(ctx, node).get("live_query_memory_bytes")
         if top is not None and base_server is not None:
             rec.count("server_live_query_bytes_per_subscription", max(0, (top - base_server) // max(1, total)))
         rec.extra["steps"] = steps
-        ctx.check("every subscription started", failures == 0, f"{failures} failed: {'; '.join(errors[:2])}")
-        ctx.check_none("initial results are the watched rows", wrong_initial)
+        live.check_started("every subscription started")
         ctx.check_none("every live query received every commit", lost)
-    finally:
-        await fleet.close()
 
 
 register_phase(PhaseSpec(
