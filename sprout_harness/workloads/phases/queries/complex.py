@@ -15,17 +15,13 @@ from dataclasses import dataclass
 
 from sprout_harness.contracts.client import Doc
 from sprout_harness.contracts.query import AllOf, AnyOf, Cond, InList, Not, QuerySpec
-from sprout_harness.workloads.catalog import PhaseSpec, register_phase
-from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.queryrun import (
     CATEGORICAL,
     NUMERIC,
     QueryKnobs,
-    generate,
     pick_cat,
     pick_num,
-    require_dataset,
-    run_queries,
+    register_query_phase,
     value_of,
 )
 
@@ -75,19 +71,8 @@ def nested(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
 FAMILIES = {"and": and_, "or": or_, "in": in_, "not": not_, "nested": nested}
 
 
-async def run(ctx: PhaseContext, k: QueryComplexKnobs) -> None:
-    docs = require_dataset(ctx, k.collection)
-    queries = generate(ctx.rng, k.collection, docs, FAMILIES, k.queries)
-    await run_queries(ctx, k.collection, queries, k.concurrency)
+SPEC = register_query_phase(
+    "query-complex", "boolean combinations (and, or, in, not, nested); each result checked against the expected answer",
+    QueryComplexKnobs, lambda k: FAMILIES)
 
-
-register_phase(PhaseSpec(
-    name="query-complex",
-    summary="boolean combinations (and, or, in, not, nested); each result checked against the expected answer",
-    run=run,
-    knobs=QueryComplexKnobs,
-    needs=("fetch",),
-    metrics=tuple(f"query:{name}" for name in FAMILIES),
-))
-
-__all__ = ["FAMILIES", "QueryComplexKnobs", "run"]
+__all__ = ["FAMILIES", "SPEC", "QueryComplexKnobs"]

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 from sprout_harness.contracts.client import Doc
 from sprout_harness.contracts.query import Cond, InList, Order, QuerySpec
-from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
-from sprout_harness.workloads.queryrun import QueryKnobs, generate, pick_cat, pick_num, require_dataset, run_queries
+from sprout_harness.workloads.queryrun import Family, QueryKnobs, pick_cat, pick_num, register_query_phase
 
 
 @dataclass
@@ -34,7 +33,7 @@ def _threshold(rng: random.Random, docs: list[Doc], name: str, min_rows: int) ->
     return vals[len(vals) - want]  # type: ignore[return-value]
 
 
-def families(min_rows: int) -> dict:
+def families(min_rows: int) -> dict[str, Family]:
     def range_(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
         name = pick_num(rng, kind)
         return QuerySpec(Cond(name, ">=", _threshold(rng, docs, name, min_rows)))
@@ -63,21 +62,13 @@ def families(min_rows: int) -> dict:
     return {"range": range_, "in": in_, "sorted": sorted_, "all": all_}
 
 
-async def run(ctx: PhaseContext, k: QueryLargeKnobs) -> None:
-    docs = require_dataset(ctx, k.collection)
+def _holds_min_rows(ctx: PhaseContext, k: QueryLargeKnobs, docs: list[Doc]) -> None:
     ctx.require(f"the collection holds at least min_rows ({k.min_rows}) entities", len(docs) >= k.min_rows,
                 f"{k.collection!r} holds {len(docs)}: raise datasets.{k.collection} or lower min_rows")
-    queries = generate(ctx.rng, k.collection, docs, families(k.min_rows), k.queries)
-    await run_queries(ctx, k.collection, queries, k.concurrency)
 
 
-register_phase(PhaseSpec(
-    name="query-large",
-    summary="queries returning thousands of rows (range, in, sorted, all); each result checked",
-    run=run,
-    knobs=QueryLargeKnobs,
-    needs=("fetch", "order_by"),
-    metrics=("query:range", "query:in", "query:sorted", "query:all"),
-))
+SPEC = register_query_phase(
+    "query-large", "queries returning thousands of rows (range, in, sorted, all); each result checked",
+    QueryLargeKnobs, lambda k: families(k.min_rows), needs=("fetch", "order_by"), precheck=_holds_min_rows)
 
-__all__ = ["QueryLargeKnobs", "run"]
+__all__ = ["SPEC", "QueryLargeKnobs"]

@@ -22,9 +22,18 @@ from sprout_harness.contracts.client import Doc
 from sprout_harness.contracts.query import AllOf, AnyOf, Cond, Order, Pred, QuerySpec
 from sprout_harness.workloads import reference
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
-from sprout_harness.workloads.context import PhaseContext
+from sprout_harness.workloads.context import NodeRef, PhaseContext
 from sprout_harness.workloads.knobs import knob
-from sprout_harness.workloads.queryrun import QueryKnobs, check_result, pick_cat, pick_num, require_dataset, value_of
+from sprout_harness.workloads.queryrun import (
+    QueryKnobs,
+    check_answers,
+    check_result,
+    on_targets,
+    pick_cat,
+    pick_num,
+    require_dataset,
+    value_of,
+)
 
 
 @dataclass
@@ -75,17 +84,12 @@ async def run(ctx: PhaseContext, k: QueryPaginatedKnobs) -> None:
     coll = k.collection
     docs = require_dataset(ctx, coll)
     walks = [make_walk(ctx.rng, coll, docs) for _ in range(k.queries)]
-    targets = ctx.targets
-    docs_by_group = {g: m.docs(coll) for g, m in ctx.models.items()}
-    sem = asyncio.Semaphore(k.concurrency)
-    wrong: list[str] = []
     totals = {"pages": 0, "rows": 0}
 
-    async def walk(i: int) -> None:
-        node = targets[i % len(targets)]
+    async def walk(i: int, node: NodeRef, docs: list[Doc], sem: asyncio.Semaphore) -> str | None:
         w = walks[i]
         full = w.full()
-        expected = reference.evaluate(full, docs_by_group[node.group])
+        expected = reference.evaluate(full, docs)
         max_pages = len(expected) // k.page_size + 1
         got: list[Doc] = []
         after: Doc | None = None
@@ -100,26 +104,22 @@ async def run(ctx: PhaseContext, k: QueryPaginatedKnobs) -> None:
                 break
             after = page[-1]
         else:
-            wrong.append(f"walk `{full.text}` page {k.page_size} on {node.name}: still full pages after "
-                         f"{max_pages + 1} pages for {len(expected)} expected rows")
-            return
+            return (f"walk `{full.text}` page {k.page_size} on {node.name}: still full pages after "
+                    f"{max_pages + 1} pages for {len(expected)} expected rows")
         ids = [d.id for d in got]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
-            wrong.append(f"walk `{full.text}` on {node.name}: {dup} returned twice")
-            return
+            return f"walk `{full.text}` on {node.name}: {dup} returned twice"
         ok, detail = check_result(full, got, expected)
-        if not ok:
-            wrong.append(f"walk `{full.text}` page {k.page_size} on {node.name}: {detail}")
         ctx.advance(1)
+        return None if ok else f"walk `{full.text}` page {k.page_size} on {node.name}: {detail}"
 
-    await asyncio.gather(*(walk(i) for i in range(len(walks))))
+    wrong = await on_targets(ctx, coll, len(walks), k.concurrency, walk)
     ctx.recorder.count("walks", len(walks))
     ctx.recorder.count("pages", totals["pages"])
     ctx.recorder.count("rows_returned", totals["rows"])
-    ctx.check("every walk's pages concatenate to the full expected answer (no duplicates, no gaps)", not wrong,
-              f"{len(wrong)} of {len(walks)} walks wrong, first: {wrong[0][:400]}" if wrong else "")
-
+    check_answers(ctx, "every walk's pages concatenate to the full expected answer (no duplicates, no gaps)",
+                  wrong, len(walks), "walks")
 
 register_phase(PhaseSpec(
     name="query-paginated",

@@ -14,15 +14,11 @@ from dataclasses import dataclass
 from sprout_harness.contracts.client import Doc
 from sprout_harness.contracts.query import Cond, QuerySpec
 from sprout_harness.workloads import predicates
-from sprout_harness.workloads.catalog import PhaseSpec, register_phase
-from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.queryrun import (
     QueryKnobs,
-    generate,
     pick_cat,
     pick_num,
-    require_dataset,
-    run_queries,
+    register_query_phase,
     value_of,
 )
 
@@ -53,19 +49,8 @@ def lt(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
 FAMILIES = {"eq": eq, "gt": gt, "lt": lt}
 
 
-async def run(ctx: PhaseContext, k: QuerySimpleKnobs) -> None:
-    docs = require_dataset(ctx, k.collection)
-    queries = generate(ctx.rng, k.collection, docs, FAMILIES, k.queries)
-    await run_queries(ctx, k.collection, queries, k.concurrency)
+SPEC = register_query_phase(
+    "query-simple", "single comparisons (eq, gt, lt); each result checked against the expected answer",
+    QuerySimpleKnobs, lambda k: FAMILIES)
 
-
-register_phase(PhaseSpec(
-    name="query-simple",
-    summary="single comparisons (eq, gt, lt); each result checked against the expected answer",
-    run=run,
-    knobs=QuerySimpleKnobs,
-    needs=("fetch",),
-    metrics=tuple(f"query:{name}" for name in FAMILIES),
-))
-
-__all__ = ["FAMILIES", "QuerySimpleKnobs", "run"]
+__all__ = ["FAMILIES", "SPEC", "QuerySimpleKnobs"]

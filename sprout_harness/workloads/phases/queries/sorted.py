@@ -14,17 +14,14 @@ from dataclasses import dataclass
 
 from sprout_harness.contracts.client import Doc
 from sprout_harness.contracts.query import Cond, Order, QuerySpec
-from sprout_harness.workloads.catalog import PhaseSpec, register_phase
-from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
 from sprout_harness.workloads.queryrun import (
     STRINGS,
+    Family,
     QueryKnobs,
-    generate,
     pick_cat,
     pick_num,
-    require_dataset,
-    run_queries,
+    register_query_phase,
     value_of,
 )
 
@@ -65,20 +62,12 @@ def top_k_family(k: int):
     return top_k
 
 
-async def run(ctx: PhaseContext, k: QuerySortedKnobs) -> None:
-    docs = require_dataset(ctx, k.collection)
-    families = {"asc": asc, "desc": desc, "string": string, "multi": multi, "top_k": top_k_family(k.top_k)}
-    queries = generate(ctx.rng, k.collection, docs, families, k.queries)
-    await run_queries(ctx, k.collection, queries, k.concurrency)
+def families(k: QuerySortedKnobs) -> dict[str, Family]:
+    return {"asc": asc, "desc": desc, "string": string, "multi": multi, "top_k": top_k_family(k.top_k)}
 
 
-register_phase(PhaseSpec(
-    name="query-sorted",
-    summary="ORDER BY (asc, desc, string keys, multi-key, top-k); each result checked in order",
-    run=run,
-    knobs=QuerySortedKnobs,
-    needs=("fetch", "order_by"),
-    metrics=("query:asc", "query:desc", "query:string", "query:multi", "query:top_k"),
-))
+SPEC = register_query_phase(
+    "query-sorted", "ORDER BY (asc, desc, string keys, multi-key, top-k); each result checked in order",
+    QuerySortedKnobs, families, needs=("fetch", "order_by"))
 
-__all__ = ["QuerySortedKnobs", "run"]
+__all__ = ["SPEC", "QuerySortedKnobs"]
