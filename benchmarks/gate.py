@@ -42,10 +42,23 @@ statistically sampled `time_` benchmarks).
 
 from __future__ import annotations
 
+import asyncio
 import math
+import statistics
+import time
 from typing import Any
 
-from ._common import asv_samples, cache_or_skip, scale, skip_if_skipped
+from ._common import (
+    TempDir,
+    album_payloads,
+    album_props,
+    asv_samples,
+    cache_or_skip,
+    require,
+    scale,
+    shuffled,
+    skip_if_skipped,
+)
 from ._topology import CACHE_TIMEOUT, ERROR, NA, entry
 
 UNIT_RATIO = "ratio"
@@ -61,12 +74,190 @@ PASSES = 3
 _samples = asv_samples
 
 
-# --- the runs (the paired phases `asv-gate-leveldb`, `asv-gate-lag` are built-in phases of
-# the harness's catalog: sprout_harness/workloads/asv_phases.py) ----------------------------
+# --- the phases (registered in the harness's open workload catalog) -------------------------
+
+_REGISTERED: list[bool] = []
+
+
+def keep_samples(extra: dict[str, Any], best: dict[str, list[float]], ratios: dict[str, tuple[str, str]]) -> None:
+    """Each sample r of a phase into its `extra`: every ratio (`name#r` = num / den of that
+    sample's best passes) and the raw figures beside it (`<side>_us#r`)."""
+    for r in range(len(next(iter(best.values())))):
+        for name, (num, den) in ratios.items():
+            extra[f"{name}#{r}"] = best[num][r] / best[den][r]
+        for n, v in best.items():
+            extra[f"{n}_us#{r}"] = v[r]
+
+
+def _register() -> None:
+    if _REGISTERED:
+        return
+    catalog = require("sprout_harness.workloads.catalog")
+    knob = require("sprout_harness.workloads.knobs").knob
+    query = require("sprout_harness.contracts.query")
+    anchors = require("sprout_harness.workloads.anchors")
+    asv_phases = require("sprout_harness.workloads.asv_phases")
+    from dataclasses import dataclass as dc
+
+    _no_gc, tracks_watcher = anchors.no_gc, asv_phases.tracks_watcher
+    queue_hop_us, ws_one_way_latencies_us = anchors.queue_hop_us, anchors.ws_one_way_latencies_us
+
+    @dc
+    class LevelDBKnobs:
+        repeats: int = knob(9, "samples (each one ratio)", min=1)
+        passes: int = knob(3, "passes over all samples; each sample keeps its fastest pass per side", min=1)
+        count: int = knob(2000, "album payloads created per measurement (fresh collection / DB)", min=1)
+        gets: int = knob(1000, "gets per measurement, random ids", min=1)
+        batch_size: int = knob(500, "entities per create call", min=1)
+
+    async def leveldb_pairs(ctx: Any, k: LevelDBKnobs) -> None:
+        """Sample r: loam creates `count` album payloads (fresh collection), raw plyvel puts
+        the same payloads in one write_batch (fresh DB); loam gets `gets` of them by id on
+        its `native_get` hook, plyvel gets the same keys in random order (no gets, and no get
+        ratio, for a stack without the hook). Every sample is measured
+        once per pass, passes one after the other over all samples (so a sample's passes
+        are ~R measurements apart in time); a sample keeps the fastest pass of each side."""
+        plyvel = require("plyvel")
+        node = ctx.targets[0]
+        docs = album_props(k.count)
+        pairs = album_payloads(k.count)
+        # the stack's own API under the client (the `leveldb-get` target): no stand-in without it
+        native = asv_phases.native_get(ctx, node)
+        ctx.recorder.extra["native_get"] = float(native is not None)
+        get = native or node.client.get  # keeps the loop's shape; its figures are dropped below
+        tmp = TempDir("sprout-gate-")
+        dbs: dict[int, Any] = {}
+        reads: dict[int, tuple[str, list[str], list[bytes]]] = {}
+        best: dict[str, list[float]] = {n: [math.inf] * k.repeats for n in ("create", "put", "get", "raw_get")}
+        try:
+            for p in range(k.passes):
+                for r in range(-1 if p == 0 else 0, k.repeats):  # r = -1 warms up: dropped
+                    coll = f"gate_albums_{p}_{r + 1}"
+                    ids: list[str] = []
+                    with _no_gc():
+                        t0 = time.perf_counter_ns()
+                        for i in range(0, len(docs), k.batch_size):
+                            ack = await node.client.create(coll, docs[i:i + k.batch_size])
+                            ids.extend(ack.ids)
+                        create_us = (time.perf_counter_ns() - t0) / len(docs) / 1e3
+                    ctx.require("one id per created entity", len(ids) == len(docs), f"{len(ids)} ids for {len(docs)}")
+                    db = plyvel.DB(tmp.sub(f"db{p}-{r + 1}"), create_if_missing=True)
+                    with _no_gc():
+                        t0 = time.perf_counter_ns()
+                        with db.write_batch() as wb:
+                            for key, value in pairs:
+                                wb.put(key, value)
+                        put_us = (time.perf_counter_ns() - t0) / len(pairs) / 1e3
+                    if r not in reads:  # the first pass's collection and DB serve every pass's gets
+                        picks = ctx.rng.sample(range(len(ids)), min(k.gets, len(ids)))
+                        reads[r] = (coll, [ids[j] for j in picks], shuffled([pairs[j][0] for j in picks], seed=r + 1))
+                        dbs[r] = db
+                        for id_ in reads[r][1][:50]:  # warm-up, and every get must find its album
+                            ctx.require("every get returns its album", await get(coll, id_) is not None,
+                                        f"{coll}/{id_} missing")
+                    else:
+                        db.close()
+                    rcoll, rids, rkeys = reads[r]
+                    with _no_gc():
+                        t0 = time.perf_counter_ns()
+                        for id_ in rids:
+                            await get(rcoll, id_)
+                        get_us = (time.perf_counter_ns() - t0) / len(rids) / 1e3
+                        read = dbs[r].get
+                        t0 = time.perf_counter_ns()
+                        for key in rkeys:
+                            read(key)
+                        raw_get_us = (time.perf_counter_ns() - t0) / len(rkeys) / 1e3
+                    if r < 0:
+                        continue
+                    for n, v in (("create", create_us), ("put", put_us), ("get", get_us), ("raw_get", raw_get_us)):
+                        best[n][r] = min(best[n][r], v)
+        finally:
+            for db in dbs.values():
+                db.close()
+            tmp.cleanup()
+        ratios = {"create_ratio": ("create", "put"), "get_ratio": ("get", "raw_get")}
+        if native is None:
+            del best["get"], best["raw_get"], ratios["get_ratio"]
+        keep_samples(ctx.recorder.extra, best, ratios)
+
+    @dc
+    class LagKnobs:
+        repeats: int = knob(9, "samples (each one ratio)", min=1)
+        passes: int = knob(3, "passes over all samples; each sample keeps its fastest pass per side", min=1)
+        updates: int = knob(100, "updates per measurement, one at a time, each awaited", min=1)
+
+    async def lag_pairs(ctx: Any, k: LagKnobs) -> None:
+        """One live query on every target. Sample r: the asyncio hop and the websockets
+        one-way latency p50 (raw anchors), then `updates` updates through the durable node,
+        one at a time, each awaited on every target (commit -> notification p50). Passes as
+        in `leveldb_pairs`; a sample keeps the fastest pass of each side."""
+        coll = "gate_lag"
+        docs = album_props(8)
+        for d in docs:
+            d["hot"] = True
+        writer = ctx.durables[0]
+        ids = list((await writer.client.create(coll, docs)).ids)
+        got = asyncio.Event()
+        lags: list[int] = []
+        seen: list[dict[str, int]] = []
+
+        on_notify = tracks_watcher(lags, got)
+
+        raw = [v for _, v in album_payloads(200)]
+        q = query.QuerySpec(query.Cond("hot", "=", True), kind="equality")
+        subs = []
+        best: dict[str, list[float]] = {n: [math.inf] * k.repeats for n in ("lag", "hop", "ws_one_way")}
+        try:
+            for node in ctx.targets:
+                seen.append({})
+                subs.append(await node.client.subscribe(coll, q, lambda n, s=seen[-1]: on_notify(n, s)))
+            for node, sub in zip(ctx.targets, subs):
+                ok = await ctx.retry(lambda sub=sub: _true(len(sub.results) == len(ids)))
+                ctx.require("initial result", ok, f"{node.name}: {len(sub.results)} of {len(ids)} entities")
+            value = 1000
+            async with ctx.stall_guard() as guard:
+                for p in range(k.passes):
+                    for r in range(-1 if p == 0 else 0, k.repeats):  # r = -1 warms up: dropped
+                        hop = await queue_hop_us(2000, raw)
+                        one_way = statistics.median(await ws_one_way_latencies_us(50, raw, warmup=20))
+                        lags.clear()
+                        for i in range(k.updates):
+                            id_ = ids[i % len(ids)]
+                            value += 1
+                            got.clear()
+                            await writer.client.update(coll, id_, {"tracks": value})
+                            ok = await guard.wait(got, lambda: got.is_set() and all(s.get(id_, -1) >= value for s in seen))
+                            if not ctx.check("no missed notification", ok,
+                                             f"update ({id_} tracks={value}) not notified on every target "
+                                             f"within {ctx.check_timeout_s:g} s"):
+                                return
+                        ctx.require("commit timestamps carried", bool(lags), "no notification carried commit_ns")
+                        if r < 0:
+                            continue
+                        for n, v in (("lag", statistics.median(lags) / 1e3), ("hop", hop), ("ws_one_way", one_way)):
+                            best[n][r] = min(best[n][r], v)
+        finally:
+            for sub in subs:
+                await sub.close()
+        keep_samples(ctx.recorder.extra, best, {"lag_hop_ratio": ("lag", "hop"), "lag_ws_ratio": ("lag", "ws_one_way")})
+
+    catalog.register_phase(catalog.PhaseSpec(
+        name="asv-gate-leveldb", summary="loam create/get over raw plyvel, paired per repeat",
+        run=leveldb_pairs, knobs=LevelDBKnobs, needs=("create", "get")))
+    catalog.register_phase(catalog.PhaseSpec(
+        name="asv-gate-lag", summary="commit -> notification p50 over the raw hop / ws one-way, paired per repeat",
+        run=lag_pairs, knobs=LagKnobs, needs=("subscribe", "update", "create")))
+    _REGISTERED.append(True)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def _run() -> dict[tuple[str, str, int], Any]:
     sc = scale()
+    _register()
     passes = PASSES if sc.name != "tiny" else 1
     leveldb = {"repeats": sc.gate_repeats, "passes": passes, "count": sc.gate_records, "gets": sc.gate_gets,
                "batch_size": 500}
