@@ -194,3 +194,26 @@ def test_continuous_all_and_explicit_selection(monkeypatch: pytest.MonkeyPatch) 
     cmd = _continuous_cmd(monkeypatch, "--bench", "probe", "--quick", "--factor", "1.5")
     assert cmd[cmd.index("--bench") + 1] == "probe" and cmd.count("--bench") == 1
     assert "--quick" in cmd and "-a" not in cmd and cmd[cmd.index("--factor") + 1] == "1.5"
+
+
+def test_the_uncommitted_note_names_any_project_file_but_the_benchmarks(tmp_path: Path, monkeypatch) -> None:
+    """asv builds HEAD but reads the benchmark files from the working tree: a change to any
+    other tracked file is what the note warns about, whatever the project's layout."""
+    import subprocess
+
+    from sprout_harness.asvtools import bench
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for rel in ("store/engine.py", "benchmarks/bench_x.py", "README.md"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_text("v1\n")
+    git("add", ".")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "one")
+    for rel in ("store/engine.py", "benchmarks/bench_x.py"):
+        (tmp_path / rel).write_text("v2\n")
+    (tmp_path / "untracked.py").write_text("new\n")
+    monkeypatch.chdir(tmp_path)
+    assert [line[3:] for line in bench._dirty_project_files()] == ["store/engine.py"]

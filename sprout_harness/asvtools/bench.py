@@ -79,12 +79,14 @@ def postgres_for_run(required: bool, enabled: bool = True) -> Iterator[str | Non
         _say("PostgreSQL: throwaway cluster stopped")
 
 
-def _dirty_project_files() -> list[str]:
-    proc = subprocess.run(
-        ["git", "status", "--porcelain", "--", "loam", "sprout_harness", "sprout_loam", "pyproject.toml"],
-        capture_output=True, text=True,
-    )
-    return proc.stdout.splitlines() if proc.returncode == 0 else []
+def _dirty_project_files(benchmark_dir: str = "benchmarks") -> list[str]:
+    """Modified tracked files that asv will not measure: it builds the project from HEAD,
+    while the benchmark files themselves come from the working tree."""
+    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return []
+    prefix = benchmark_dir.rstrip("/") + "/"
+    return [line for line in proc.stdout.splitlines() if not line[3:].startswith(prefix)]
 
 
 def print_targets(commit: str) -> None:
