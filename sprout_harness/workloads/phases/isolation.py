@@ -61,75 +61,93 @@ class _Db:
     update_ns: int = 0
 
 
-async def run(ctx: PhaseContext, k: IsolationKnobs) -> None:
-    (open_db,) = hooks.require(ctx, "database_client")
-    node = ctx.targets[0]
-    coll = k.collection
-    fieldname = rt.COUNTER_FIELD[coll]
-    connector = None if k.connector == "direct" else k.connector
-    rec = ctx.recorder
-    dbs: list[_Db] = []
-    try:
-        tag = uuid.uuid4().hex[:6]  # fresh databases: another phase's databases keep their data
-        for i in range(k.databases):
-            name = f"iso{tag}_{i}"
-            client = await ctx.timed("open_database", open_db(node.index, name, connector))
-            dbs.append(_Db(name, client))
-        rows = datasets.build(coll, k.rows, ctx.seed, 0)  # the same rows in every database
+class Isolation:
+    """One run of the phase, step by step, over its databases (`dbs`, in opening order)."""
 
-        async def load(db: _Db) -> None:
-            for j in range(0, len(rows), k.batch_size):
-                batch = rows[j:j + k.batch_size]
-                ack = await ctx.timed("create", db.client.create(coll, batch))
+    def __init__(self, ctx: PhaseContext, k: IsolationKnobs) -> None:
+        (self.open_db,) = hooks.require(ctx, "database_client")
+        self.ctx, self.k = ctx, k
+        self.coll = k.collection
+        self.field = rt.COUNTER_FIELD[k.collection]
+        self.dbs: list[_Db] = []
+        self.counter = rt.COUNTER_BASE  # the last counter value committed, over all databases
+
+    async def open(self) -> None:
+        """`databases` fresh databases next to the target durable node."""
+        node = self.ctx.targets[0]
+        connector = None if self.k.connector == "direct" else self.k.connector
+        tag = uuid.uuid4().hex[:6]  # fresh databases: another phase's databases keep their data
+        for i in range(self.k.databases):
+            name = f"iso{tag}_{i}"
+            client = await self.ctx.timed("open_database", self.open_db(node.index, name, connector))
+            self.dbs.append(_Db(name, client))
+
+    async def load(self) -> None:
+        """The same `rows` dataset rows created in every database at once."""
+        rows = datasets.build(self.coll, self.k.rows, self.ctx.seed, 0)
+
+        async def load_one(db: _Db) -> None:
+            for j in range(0, len(rows), self.k.batch_size):
+                batch = rows[j:j + self.k.batch_size]
+                ack = await self.ctx.timed("create", db.client.create(self.coll, batch))
                 for id_, row in zip(ack.ids, batch):
                     db.props[id_] = dict(row)
 
-        await asyncio.gather(*(load(db) for db in dbs))
-        ctx.advance(1)
+        await asyncio.gather(*(load_one(db) for db in self.dbs))
 
-        def on_notify(db: _Db, s: int, n: Notification) -> None:
-            now = time.perf_counter_ns()
-            if n.kind != "change":
-                return
-            if n.commit_ns is not None:
-                db.lag.record(max(0, now - n.commit_ns))
-            for d in (*n.added, *n.updated):
-                if d.id not in db.props:
-                    db.foreign.append(d.id)
-                v = d.props.get(fieldname)
-                if type(v) is int:
-                    db.seen[s].append(v)
+    def on_notify(self, db: _Db, s: int, n: Notification) -> None:
+        now = time.perf_counter_ns()
+        if n.kind != "change":
+            return
+        if n.commit_ns is not None:
+            db.lag.record(max(0, now - n.commit_ns))
+        for d in (*n.added, *n.updated):
+            if d.id not in db.props:
+                db.foreign.append(d.id)
+            v = d.props.get(self.field)
+            if type(v) is int:
+                db.seen[s].append(v)
 
-        for db in dbs:
-            for s in range(k.subscribers):
+    async def subscribe(self) -> None:
+        """`subscribers` live queries over the whole collection on every database."""
+        for db in self.dbs:
+            for s in range(self.k.subscribers):
                 db.seen.append([])
-                db.subs.append(await ctx.timed("subscribe", db.client.subscribe(
-                    coll, QuerySpec(), lambda n, db=db, s=s: on_notify(db, s, n))))
+                db.subs.append(await self.ctx.timed("subscribe", db.client.subscribe(
+                    self.coll, QuerySpec(), lambda n, db=db, s=s: self.on_notify(db, s, n))))
 
-        counter = {"v": rt.COUNTER_BASE}
+    async def update(self) -> None:
+        """`ops` updates of its own entities on every database, the databases taking turns."""
+        ctx = self.ctx
 
-        async def update(db: _Db) -> None:
+        async def update_one(db: _Db) -> None:
             ids = list(db.props)
             rng = ctx.rng.__class__(f"{ctx.seed}:isolation:{db.name}")
             t0 = time.perf_counter_ns()
-            for _ in range(k.ops):
+            for _ in range(self.k.ops):
                 id_ = ids[rng.randrange(len(ids))]
-                counter["v"] += 1
-                v = counter["v"]
-                db.props[id_][fieldname] = v
+                self.counter += 1
+                v = self.counter
+                db.props[id_][self.field] = v
                 t = time.perf_counter_ns()
-                await ctx.timed("update", db.client.update(coll, id_, {fieldname: v}))
-                rec.record(f"update@{db.name}", time.perf_counter_ns() - t)
+                await ctx.timed("update", db.client.update(self.coll, id_, {self.field: v}))
+                ctx.recorder.record(f"update@{db.name}", time.perf_counter_ns() - t)
                 db.values.append(v)
                 await asyncio.sleep(0)  # the databases take turns: they run in parallel
             db.update_ns = time.perf_counter_ns() - t0
 
-        await asyncio.gather(*(update(db) for db in dbs))
-        ctx.advance(1)
-        await ctx.wait_for(lambda: all(len(s) >= len(db.values) for db in dbs for s in db.seen))
+        await asyncio.gather(*(update_one(db) for db in self.dbs))
 
+    def notified(self) -> bool:
+        """Every subscriber has as many notified values as its database has updates."""
+        return all(len(s) >= len(db.values) for db in self.dbs for s in db.seen)
+
+    async def crossings(self) -> list[str]:
+        """What crossed a database boundary: a fetch with others' entities or values, a get
+        that found another database's id, a notification carrying another's entity."""
+        ctx, coll, k = self.ctx, self.coll, self.k
         crossed: list[str] = []
-        for db in dbs:
+        for db in self.dbs:
             got = await ctx.timed("fetch", db.client.fetch(coll, QuerySpec()))
             got_props = {d.id: dict(d.props) for d in got}
             if set(got_props) != set(db.props):
@@ -139,7 +157,7 @@ async def run(ctx: PhaseContext, k: IsolationKnobs) -> None:
                 wrong = [i for i, p in got_props.items() if p != db.props[i]]
                 if wrong:
                     crossed.append(f"{db.name}: {len(wrong)} entities with other values, e.g. {wrong[0]}")
-            others = [i for o in dbs if o is not db for i in list(o.props)[:k.foreign_gets]][:k.foreign_gets]
+            others = [i for o in self.dbs if o is not db for i in list(o.props)[:k.foreign_gets]][:k.foreign_gets]
             for i in others:
                 doc = await ctx.timed("get", db.client.get(coll, i))
                 if doc is not None:
@@ -148,9 +166,15 @@ async def run(ctx: PhaseContext, k: IsolationKnobs) -> None:
             if db.foreign:
                 crossed.append(f"{db.name}: notifications carried {len(db.foreign)} other databases' entities, "
                                f"e.g. {db.foreign[0]}")
+        return crossed
+
+    def deliveries(self) -> list[str]:
+        """The subscribers that missed or got foreign or duplicate updates; the lag figures,
+        aggregate and per database, into the recorder."""
+        rec = self.ctx.recorder
         missed: list[str] = []
         per_db: dict[str, Any] = {}
-        for db in dbs:
+        for db in self.dbs:
             for s, seen in enumerate(db.seen):
                 missing, extra = rt.missing_and_extra(seen, db.values)
                 if missing or extra:
@@ -158,17 +182,18 @@ async def run(ctx: PhaseContext, k: IsolationKnobs) -> None:
                                   f"{len(extra)} not its own or twice")
             rec.merge_lag("notify", db.lag)
             rec.merge_lag(f"notify@{db.name}", db.lag)
-            per_db[db.name] = {"updates_per_s": round(k.ops / (db.update_ns / 1e9), 1) if db.update_ns else None,
+            per_db[db.name] = {"updates_per_s": round(self.k.ops / (db.update_ns / 1e9), 1) if db.update_ns else None,
                                "lag": rt.lag_summary(db.lag)}
-        rec.count("databases", len(dbs))
-        rec.count("updates", sum(len(db.values) for db in dbs))
-        rec.count("notifications", sum(db.lag.count for db in dbs))
+        rec.count("databases", len(self.dbs))
+        rec.count("updates", sum(len(db.values) for db in self.dbs))
+        rec.count("notifications", sum(db.lag.count for db in self.dbs))
         rec.extra["per_database"] = per_db
-        rec.extra["connector"] = k.connector
-        ctx.check_none("no read, fetch or notification crossed a database boundary", crossed)
-        ctx.check_none("every subscriber received its database's updates, once", missed)
-    finally:
-        for db in dbs:
+        rec.extra["connector"] = self.k.connector
+        return missed
+
+    async def close(self) -> None:
+        """Every subscription and database client opened, whatever happened (best effort)."""
+        for db in self.dbs:
             for sub in db.subs:
                 try:
                     await sub.close()
@@ -180,6 +205,24 @@ async def run(ctx: PhaseContext, k: IsolationKnobs) -> None:
                     await close()
                 except Exception:
                     pass
+
+
+async def run(ctx: PhaseContext, k: IsolationKnobs) -> None:
+    iso = Isolation(ctx, k)
+    try:
+        await iso.open()
+        await iso.load()
+        ctx.advance(1)
+        await iso.subscribe()
+        await iso.update()
+        ctx.advance(1)
+        await ctx.wait_for(iso.notified)
+        crossed = await iso.crossings()
+        missed = iso.deliveries()
+        ctx.check_none("no read, fetch or notification crossed a database boundary", crossed)
+        ctx.check_none("every subscriber received its database's updates, once", missed)
+    finally:
+        await iso.close()
 
 
 register_phase(PhaseSpec(
