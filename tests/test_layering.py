@@ -73,9 +73,6 @@ LOCAL_IMPORTS_ALLOWED = {
     # reports/__init__ imports compare and with it scipy (~0.4 s): only a run that writes
     # report files pays for it (runs in child processes start often)
     ("sprout_harness/topology/runner.py", "sprout_harness.reports"),
-    # TODO(layering): reports/figures.py is under another change right now; its import of
-    # reports.thresholds (no cycle: thresholds imports only metrics) moves to the top after it
-    ("sprout_harness/reports/figures.py", "sprout_harness.reports.thresholds"),
 }
 
 

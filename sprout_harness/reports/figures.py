@@ -20,6 +20,7 @@ from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
 from sprout_harness.reports.compare import Comparison, MetricDelta, evidence
 from sprout_harness.reports.console import PERCENTILES, metric_rows
+from sprout_harness.reports.thresholds import observed, verdict
 
 _NINES_MAX = 4.0                  # the curves stop at 99.99%
 _CURVE_POINTS = 41
@@ -251,8 +252,6 @@ def threshold_rows(run: RunResult) -> dict[str, Any] | None:
     """The config's thresholds judged on this run: rows and the verdict; None when it has none."""
     if not run.thresholds:
         return None
-    from sprout_harness.reports.thresholds import observed, verdict
-
     rows = []
     for t in run.thresholds:
         value, metric = observed(t)
