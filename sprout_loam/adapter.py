@@ -55,6 +55,7 @@ from sprout_harness.contracts import (
     did_you_mean,
 )
 from sprout_harness.contracts import Not as HNot
+from sprout_harness.contracts.hooks import WebhookEvent
 from sprout_harness.contracts.variants import BenchVariant, QueryFields
 from sprout_harness.services.postgres import PostgresHandle, PostgresUnavailable, ensure_postgres
 
@@ -493,8 +494,6 @@ class LoamStack:
 
     @staticmethod
     def webhook_event(body: Mapping[str, Any]) -> Any:
-        from sprout_harness.contracts.hooks import WebhookEvent
-
         ch = body["change"]
         return WebhookEvent(delivery_id=str(body["delivery_id"]), entity_id=ch["id"], kind=ch["kind"],
                             commit_id=body.get("commit_id"), commit_ns=body.get("commit_ns"),

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from sprout_harness.contracts import Capabilities, ConfigError, Link, StackError, StackSettings, Unsupported
 from sprout_harness.contracts.variants import BenchVariant, QueryFields
+from sprout_harness.services.postgres import PostgresUnavailable, ensure_postgres
 from sprout_pgnotify import __version__, schema
 from sprout_pgnotify.client import PgClient
 from sprout_pgnotify.listener import Commits, Listener
@@ -88,8 +89,6 @@ class PgNotifyStack:
     async def start(self) -> None:
         if self.dsn:
             return
-        from sprout_harness.services.postgres import PostgresUnavailable, ensure_postgres
-
         try:
             self.pg = await asyncio.to_thread(ensure_postgres)
         except PostgresUnavailable as exc:
