@@ -1,4 +1,5 @@
-"""Layering: sprout_harness never imports loam, loam never imports sprout_harness.
+"""Layering: sprout_harness never imports loam, loam never imports sprout_harness; inside
+the harness the packages import each other without a cycle (docs/architecture.md, "Layers").
 
 `sprout_loam/adapter.py` is the only bridge. The scan is on the AST, so imports inside
 functions and `from x import y` forms are caught too.
