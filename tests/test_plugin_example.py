@@ -5,6 +5,7 @@ or, where memstack lacks the hooks, `unsupported`."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -40,11 +41,27 @@ EPHEMERAL_PHASES = [  # phases on the ephemeral node: its connector and client d
     {"name": "crud", "target": "ephemeral", "params": {"operations": 200}},
 ]
 UNSUPPORTED = {"trigger@durable"}  # memstack has no trigger hooks
+PROBE = """
+import json
+from memstack.stack import MemStack
+
+class Probe(MemStack):
+    def __init__(self, settings):
+        names = ("name", "params", "storage", "policy", "topology", "seed")
+        print("SETTINGS " + json.dumps({n: getattr(settings, n) for n in names}))
+        super().__init__(settings)
+"""
 
 
 def shown_in_doc() -> dict[str, str]:
     """path -> text of every `<!-- file: path -->` code block of docs/plugins.md."""
     return {path: text for path, text in FILE_BLOCK.findall(DOC.read_text())}
+
+
+def settings_block(label: str) -> str:
+    """The code block of docs/plugins.md marked `<!-- settings: label -->`."""
+    (text,) = re.findall(rf"^<!-- settings: {label} -->\n```[a-z]*\n(.*?)^```$", DOC.read_text(), re.S | re.M)
+    return str(text)
 
 
 def test_the_doc_shows_every_file_of_the_example_verbatim() -> None:
@@ -80,7 +97,7 @@ def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def sprout(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": "", "SPROUT_DEBUG": ""}
+    env = {**os.environ, "SPROUT_DEBUG": ""}
     return subprocess.run([str(python), "-m", "sprout_harness", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
@@ -127,8 +144,23 @@ def test_phases_on_an_ephemeral_node(python: Path, tmp_path: Path) -> None:
 
 def test_validate_refuses_what_memstack_cannot_honour(python: Path, tmp_path: Path) -> None:
     path = tmp_path / "leveldb.yaml"
-    path.write_text(yaml.safe_dump({"stack": {"name": "memstack"}, "suite": "sprout"}))  # default engine leveldb
+    path.write_text(yaml.safe_dump({"stack": {"name": "memstack"}, "storage": {"engine": "leveldb"}}))
     out = sprout(python, "validate", str(path), cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "error: storage.engine: got 'leveldb'; memstack keeps its data in memory: set storage.engine: memory"]
+
+
+def test_the_settings_the_doc_shows_are_what_a_run_passes(python: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load(settings_block("config"))
+    shown = ast.literal_eval(settings_block("received"))
+    (tmp_path / "settings_probe.py").write_text(PROBE)
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump({**config, "stack": {"name": "settings_probe:Probe"},
+                                    "datasets": {"albums": 20, "pets": 20}, "phases": [{"name": "create"}],
+                                    "workload": {"count": 10}}))
+    out = sprout(python, "run", str(path), "-q", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("SETTINGS ")]
+    assert json.loads(line.removeprefix("SETTINGS ")) == {**shown, "name": "settings_probe:Probe"}
+    assert shown["name"] == config["stack"]["name"]

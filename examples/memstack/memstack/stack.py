@@ -144,9 +144,10 @@ class MemStack:
     @classmethod
     def validate(cls, settings: StackSettings) -> None:
         """Refuse settings memstack would otherwise ignore (`sprout validate` and `run` call this)."""
-        if settings.storage.get("engine") != "memory":
-            raise ConfigError(f"got {settings.storage.get('engine')!r}; memstack keeps its data in memory: "
-                              "set storage.engine: memory", "storage.engine")
+        engine = settings.storage.get("engine", "memory")
+        if engine != "memory":
+            raise ConfigError(f"got {engine!r}; memstack keeps its data in memory: set storage.engine: memory",
+                              "storage.engine")
         for key in settings.params:
             raise ConfigError("memstack takes no stack.params", f"stack.params.{key}")
 
