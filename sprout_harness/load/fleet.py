@@ -8,9 +8,13 @@ records, per subscription, the values of one counter field seen in its notificat
 sprout_harness.load.fleet`), each a small client runner that rebuilds the stack's factory
 by import path (the plugin mechanism) and calls its `connect_address(address, index)`
 hook — it never imports a stack package by name. Workers talk JSON lines over stdin/stdout.
+A `WorkerState` answers that protocol (`handle(msg) -> reply`); `ShardedFleet` fans calls out
+to worker handles and merges their replies, for worker processes here and for Ray actors in
+`sprout_harness.load.ray_fleet`.
 
 Lag in worker processes uses the same clock: `time.perf_counter_ns` is CLOCK_MONOTONIC on
-Linux, one clock for every process of the machine.
+Linux, one clock for every process of the machine. A worker on another host is told its
+clock offset (`op: offset`) and subtracts it from every lag it records.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from sprout_harness import plugins
 from sprout_harness.contracts.client import Client, Notification
@@ -43,6 +47,15 @@ def current_rss_bytes() -> int:
 def measured_rss_bytes() -> int:
     gc.collect()
     return current_rss_bytes()
+
+
+def boot_id() -> str:
+    """This host's boot id: processes with the same one share CLOCK_MONOTONIC ("" where unknown)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 # --- QuerySpec <-> JSON (for worker processes) ------------------------------------------------
@@ -98,6 +111,8 @@ class ConnectionSet:
         self.open_client = open_client
         self.counter_field = counter_field
         self.first_index = first_index
+        # this host's clock minus the committing host's: subtracted from every lag (0 on one host)
+        self.clock_offset_ns = 0
         self.clients: list[Client] = []
         self.subs: list[Any] = []
         self.seen: list[list[int]] = []
@@ -140,7 +155,7 @@ class ConnectionSet:
             if n.kind != "change":
                 return
             if n.commit_ns is not None:
-                self.lag.record(max(0, now - n.commit_ns))
+                self.lag.record(max(0, now - n.commit_ns - self.clock_offset_ns))
             self.notifications += 1
             if self.first_ns is None:
                 self.first_ns = now
@@ -244,61 +259,32 @@ class WorkerError(RuntimeError):
     pass
 
 
-class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process, index: int) -> None:
-        self.proc = proc
-        self.index = index
-        self.lock = asyncio.Lock()
+class WorkerHandle(Protocol):
+    """One worker of a `ShardedFleet`: answers the worker protocol (see `WorkerState`)."""
 
-    async def call(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        async with self.lock:
-            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
-            await self.proc.stdin.drain()
-            async with asyncio.timeout(timeout):
-                line = await self.proc.stdout.readline()
-        if not line:
-            err = b""
-            if self.proc.stderr is not None:
-                try:
-                    async with asyncio.timeout(2):
-                        err = await self.proc.stderr.read(4000)
-                except TimeoutError:
-                    pass
-            raise WorkerError(f"client worker {self.index} exited during {msg['op']!r}: "
-                              f"{err.decode(errors='replace').strip()[-800:] or 'no output'}")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise WorkerError(f"client worker {self.index}: {msg['op']}: {reply['error']}")
-        return reply
+    index: int
+
+    async def call(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]: ...
 
 
-class WorkerFleet:
-    """Connections spread round-robin over `processes` worker processes."""
+class ShardedFleet:
+    """Connections spread round-robin over worker handles; merges their replies.
 
-    def __init__(self, processes: int, stack_path: str, address: dict[str, Any], counter_field: str,
-                 timeout_s: float = 300.0) -> None:
-        self.processes = processes
-        self.stack_path = stack_path
-        self.address = address
+    Subclasses start the workers (`self.workers`) and close them; everything between is here,
+    so every kind of worker is merged the same way."""
+
+    def __init__(self, workers: int, counter_field: str, timeout_s: float) -> None:
+        self.processes = workers
         self.counter_field = counter_field
         self.timeout_s = timeout_s
-        self.workers: list[_Worker] = []
+        self.workers: list[WorkerHandle] = []
         self.conn_owner: list[tuple[int, int]] = []  # global connection -> (worker, local index)
         self.sub_owner: list[tuple[int, int]] = []
-        self._per_worker_conns = [0] * processes
-        self._per_worker_subs = [0] * processes
+        self._per_worker_conns = [0] * workers
+        self._per_worker_subs = [0] * workers
 
-    async def start(self) -> None:
-        for i in range(self.processes):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sprout_harness.load.fleet",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                limit=1 << 28)
-            w = _Worker(proc, i)
-            self.workers.append(w)
-            await w.call({"op": "init", "stack": self.stack_path, "address": self.address,
-                          "field": self.counter_field, "first_index": i * 1_000_000}, self.timeout_s)
+    async def _all(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        return await asyncio.gather(*(w.call(msg, self.timeout_s) for w in self.workers))
 
     async def open(self, n: int, concurrency: int) -> dict[str, Any]:
         share = [n // self.processes + (1 if i < n % self.processes else 0) for i in range(self.processes)]
@@ -341,11 +327,11 @@ class WorkerFleet:
         return {"initial": hist, "failures": failures, "errors": errors[:5], "results": results}
 
     async def counts(self) -> list[int]:
-        replies = await asyncio.gather(*(w.call({"op": "counts"}, self.timeout_s) for w in self.workers))
+        replies = await self._all({"op": "counts"})
         return [replies[w]["counts"][local] for w, local in self.sub_owner]
 
     async def collect(self) -> dict[str, Any]:
-        replies = await asyncio.gather(*(w.call({"op": "collect"}, self.timeout_s) for w in self.workers))
+        replies = await self._all({"op": "collect"})
         lag, n = Histogram(), 0
         firsts = [r["first_ns"] for r in replies if r["first_ns"] is not None]
         lasts = [r["last_ns"] for r in replies if r["last_ns"] is not None]
@@ -357,11 +343,61 @@ class WorkerFleet:
                 "last_ns": max(lasts) if lasts else None, "seen": seen}
 
     async def client_rss(self) -> int:
-        replies = await asyncio.gather(*(w.call({"op": "rss"}, self.timeout_s) for w in self.workers))
-        return sum(r["rss"] for r in replies)
+        return sum(r["rss"] for r in await self._all({"op": "rss"}))
+
+
+class _ProcessWorker:
+    def __init__(self, proc: asyncio.subprocess.Process, index: int) -> None:
+        self.proc = proc
+        self.index = index
+        self.lock = asyncio.Lock()
+
+    async def call(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        async with self.lock:
+            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            await self.proc.stdin.drain()
+            async with asyncio.timeout(timeout):
+                line = await self.proc.stdout.readline()
+        if not line:
+            err = b""
+            if self.proc.stderr is not None:
+                try:
+                    async with asyncio.timeout(2):
+                        err = await self.proc.stderr.read(4000)
+                except TimeoutError:
+                    pass
+            raise WorkerError(f"client worker {self.index} exited during {msg['op']!r}: "
+                              f"{err.decode(errors='replace').strip()[-800:] or 'no output'}")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise WorkerError(f"client worker {self.index}: {msg['op']}: {reply['error']}")
+        return reply
+
+
+class WorkerFleet(ShardedFleet):
+    """Connections spread round-robin over `processes` worker processes."""
+
+    def __init__(self, processes: int, stack_path: str, address: dict[str, Any], counter_field: str,
+                 timeout_s: float = 300.0) -> None:
+        super().__init__(processes, counter_field, timeout_s)
+        self.stack_path = stack_path
+        self.address = address
+        self.procs: list[_ProcessWorker] = []
+
+    async def start(self) -> None:
+        for i in range(self.processes):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sprout_harness.load.fleet",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                limit=1 << 28)
+            w = _ProcessWorker(proc, i)
+            self.procs.append(w)
+            self.workers.append(w)
+            await w.call(init_message(self.stack_path, self.address, self.counter_field, i), self.timeout_s)
 
     async def close(self) -> None:
-        for w in self.workers:
+        for w in self.procs:
             try:
                 await w.call({"op": "close"}, 60)
             except Exception:
@@ -373,7 +409,13 @@ class WorkerFleet:
                 except TimeoutError:
                     w.proc.kill()
                     await w.proc.wait()
-        self.workers = []
+        self.workers, self.procs = [], []
+
+
+def init_message(stack_path: str, address: Any, counter_field: str, worker: int) -> dict[str, Any]:
+    """The first message to worker `worker`: its stack, address and connection index range."""
+    return {"op": "init", "stack": stack_path, "address": address, "field": counter_field,
+            "first_index": worker * 1_000_000}
 
 
 def stack_import_path(stack: Any) -> str:
@@ -389,56 +431,77 @@ def _jsonable(out: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.to_dict() if isinstance(v, Histogram) else v) for k, v in out.items()}
 
 
+class WorkerState:
+    """One worker's `ConnectionSet` behind the fleet protocol: `await handle(msg)` -> reply.
+
+    Both the worker process's stdin loop and the Ray actor drive it. Replies are JSON-able
+    (histograms as dicts); a failed operation replies `{"error": ...}`; after `close`,
+    `closed` is set."""
+
+    def __init__(self) -> None:
+        self.cs: ConnectionSet | None = None
+        self.closed = False
+
+    def _set(self) -> ConnectionSet:
+        if self.cs is None:
+            raise RuntimeError("no 'init' yet")
+        return self.cs
+
+    async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._dispatch(msg["op"], msg)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    async def _dispatch(self, op: str, msg: dict[str, Any]) -> dict[str, Any]:
+        if op == "init":
+            factory = plugins.resolve_stack(msg["stack"])
+            connect = getattr(factory, "connect_address", None)
+            if not callable(connect):
+                raise RuntimeError(f"stack {msg['stack']!r} has no connect_address hook")
+            address = msg["address"]
+
+            def open_client(i: int) -> Awaitable[Client]:
+                return connect(address, i)  # type: ignore[no-any-return]
+
+            self.cs = ConnectionSet(open_client, msg["field"], msg["first_index"])
+            return {"ok": True, "pid": os.getpid(), "boot_id": boot_id()}
+        if op == "open":
+            return _jsonable(await self._set().open(msg["n"], msg["concurrency"]))
+        if op == "subscribe":
+            specs = [(c, coll, query_from_json(q)) for c, coll, q in msg["specs"]]
+            return _jsonable(await self._set().subscribe(specs, msg["concurrency"]))
+        if op == "counts":
+            return {"counts": self._set().counts()}
+        if op == "collect":
+            return _jsonable(self._set().collect())
+        if op == "rss":
+            return {"rss": measured_rss_bytes()}
+        if op == "clock":
+            return {"t_ns": time.perf_counter_ns()}
+        if op == "offset":
+            self._set().clock_offset_ns = int(msg["offset_ns"])
+            return {"ok": True}
+        if op == "close":
+            if self.cs is not None:
+                await self.cs.close()
+            self.closed = True
+            return {"ok": True}
+        return {"error": f"unknown op {op!r}"}
+
+
 async def _worker_main() -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 28)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     out = sys.stdout.buffer
-    cs: ConnectionSet | None = None
-
-    def reply(d: dict[str, Any]) -> None:
-        out.write((json.dumps(d) + "\n").encode())
-        out.flush()
-
-    while True:
+    state = WorkerState()
+    while not state.closed:
         line = await reader.readline()
         if not line:
             break
-        msg = json.loads(line)
-        op = msg["op"]
-        try:
-            if op == "init":
-                factory = plugins.resolve_stack(msg["stack"])
-                connect = getattr(factory, "connect_address", None)
-                if not callable(connect):
-                    raise RuntimeError(f"stack {msg['stack']!r} has no connect_address hook")
-                address = msg["address"]
-                cs = ConnectionSet(lambda i, c=connect, a=address: c(a, i), msg["field"], msg["first_index"])
-                reply({"ok": True, "pid": os.getpid()})
-            elif op == "open":
-                assert cs is not None
-                reply(_jsonable(await cs.open(msg["n"], msg["concurrency"])))
-            elif op == "subscribe":
-                assert cs is not None
-                specs = [(c, coll, query_from_json(q)) for c, coll, q in msg["specs"]]
-                reply(_jsonable(await cs.subscribe(specs, msg["concurrency"])))
-            elif op == "counts":
-                assert cs is not None
-                reply({"counts": cs.counts()})
-            elif op == "collect":
-                assert cs is not None
-                reply(_jsonable(cs.collect()))
-            elif op == "rss":
-                reply({"rss": measured_rss_bytes()})
-            elif op == "close":
-                if cs is not None:
-                    await cs.close()
-                reply({"ok": True})
-                break
-            else:
-                reply({"error": f"unknown op {op!r}"})
-        except Exception as exc:
-            reply({"error": f"{type(exc).__name__}: {exc}"})
+        out.write((json.dumps(await state.handle(json.loads(line))) + "\n").encode())
+        out.flush()
 
 
 if __name__ == "__main__":
