@@ -92,7 +92,6 @@ def policy_params(items: list[str]) -> dict[str, Any]:
 
 def build_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
     """The policy agent the flags name, built now so a bad parameter is a usage error."""
-    from loam.errors import LoamError
     from loam.policy import create_policy
 
     try:
@@ -121,7 +120,6 @@ def engine_params(args: argparse.Namespace) -> dict[str, Any]:
 def build_authenticator(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
     """The authenticator `--auth` names, built now so a bad spec or file is a usage error."""
     from loam.auth import create_authenticator
-    from loam.errors import LoamError
 
     if args.auth is None:
         return None

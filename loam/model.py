@@ -1,4 +1,5 @@
-"""loam's data model: scalars, entities, write operations, LWW state and commit records.
+"""loam's data model: scalars, entities, write operations, LWW state, commit records,
+and the values every layer passes around: a request's `Context`, a live query's `Notification`.
 
 State per property is last-writer-wins by its `Stamp` (Lamport clock, node id):
 the higher stamp wins, ties are impossible because node ids differ. Deletes are
@@ -12,9 +13,11 @@ import math
 import os
 import re
 import time
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Awaitable, Callable, Literal, Union
 
 import msgspec
+
+from loam.errors import ValidationError
 
 Scalar = Union[str, int, float, bool, None]
 SCALAR_TYPES = (str, int, float, bool, type(None))
@@ -184,8 +187,6 @@ def _check_props_slow(props: dict[str, object]) -> dict[str, Scalar]:
 
 
 def raise_validation(message: str) -> None:
-    from loam.errors import ValidationError
-
     raise ValidationError(message)
 
 
@@ -341,3 +342,46 @@ class CommitRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=F
     durable_ns: int
     changes: tuple[Change, ...] = ()
 
+
+
+# --- requests and notifications ----------------------------------------------
+
+
+class Context(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Who is asking: passed to the policy agent on every read and write.
+
+    A msgspec Struct laid out like its wire form `{"user": str|null, "data": {...}}`."""
+
+    user: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Notification(msgspec.Struct, gc=False):
+    """One change to a live query's result (read-only by convention: listeners share it).
+
+    `added` entities entered the result, `updated` ones stayed but changed, `removed`
+    ids left it. `commit_ns` is the commit's `durable_ns` (perf_counter_ns on the
+    durable node's clock; same process => same clock) and `received_ns` is when this
+    node delivered it, so lag = received_ns - commit_ns. `kind` is "change" for
+    commits, "resubscribed" after a reconnect (the result was re-read), "closed" when
+    the live query ends (`reason` says why). `gap_filled` counts the `added` entities
+    that were read from storage to refill a LIMIT window that had lost members.
+
+    A msgspec Struct: one is built per live query per commit on the notification path,
+    and a Struct is built in C (~0.1 us, against ~0.5 us for a slots dataclass called
+    with keywords). Not tracked by the cycle collector: it holds entities and strings.
+    """
+
+    query_id: str
+    commit_id: str | None
+    commit_ns: int | None
+    received_ns: int
+    added: tuple[Entity, ...] = ()
+    updated: tuple[Entity, ...] = ()
+    removed: tuple[str, ...] = ()
+    kind: str = "change"
+    reason: str | None = None
+    gap_filled: int = 0
+
+
+NotificationCallback = Callable[[Notification], Union[None, Awaitable[None]]]

@@ -85,8 +85,8 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def harness_imports(path: Path) -> list[tuple[int, str, bool]]:
-    """(line, harness module, inside a function) for every import of a harness module in
+def project_imports(path: Path, top: str) -> list[tuple[int, str, bool]]:
+    """(line, module, inside a function) for every import of a module of package `top` in
     `path`: `import x`, `from x import y` (y a module when it is one), relative forms and
     `importlib.import_module("x")` with a literal name."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -114,9 +114,13 @@ def harness_imports(path: Path) -> list[tuple[int, str, bool]]:
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 names = [node.args[0].value]
-        out += [(node.lineno, n, id(node) in local) for n in names
-                if n == "sprout_harness" or n.startswith("sprout_harness.")]
+        out += [(node.lineno, n, id(node) in local) for n in names if n == top or n.startswith(top + ".")]
     return out
+
+
+def harness_imports(path: Path) -> list[tuple[int, str, bool]]:
+    """`project_imports` of the harness's modules."""
+    return project_imports(path, "sprout_harness")
 
 
 def _unit(module: str) -> str:
@@ -190,5 +194,66 @@ def test_no_function_local_harness_imports():
         rel = str(f.relative_to(ROOT))
         for line, mod, inside in harness_imports(f):
             if inside and not _allowed(rel, mod):
+                found.append(f"{rel}:{line} imports {mod} inside a function")
+    assert found == [], "\n".join(found)
+
+
+# --- inside loam: an acyclic package graph, a sans-I/O protocol ------------------------------
+
+LOAM = ROOT / "loam"
+
+# Function-local imports of loam modules that stay, each with why (see LOCAL_IMPORTS_ALLOWED).
+LOAM_LOCAL_IMPORTS_ALLOWED = {
+    # `python -m loam --help` and a usage error answer without importing the server (storage
+    # engines, websockets); `serve` imports what it runs when it runs
+    ("loam/__main__.py", "loam.cli_serve"),
+    ("loam/cli_serve.py", "*"),
+}
+
+
+def _loam_unit(module: str) -> str:
+    """The loam subpackage or top-level module a module belongs to: `protocol`, `model`, ..."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "loam"
+
+
+def loam_graph() -> dict[tuple[str, str], list[str]]:
+    """Edges between loam's subpackages and top-level modules (imports inside functions
+    included), with the import sites."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for f in sorted(LOAM.rglob("*.py")):
+        src = _loam_unit(_module_name(f))
+        for line, mod, _ in project_imports(f, "loam"):
+            dst = _loam_unit(mod)
+            if dst not in (src, "loam"):
+                edges.setdefault((src, dst), []).append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
+    return edges
+
+
+def test_loam_packages_import_each_other_without_cycles():
+    edges = loam_graph()
+    assert ("node", "transport") in edges and ("transport", "protocol") in edges, "the scan is broken"
+    cycle = find_cycle(set(edges))
+    sites = [s for a, b in zip(cycle, cycle[1:]) for s in edges[(a, b)][:2]] if cycle else []
+    assert cycle is None, f"import cycle in loam {' -> '.join(cycle or [])}:\n" + "\n".join(sites)
+
+
+def test_the_loam_graph_sees_a_cycle_through_the_node_api(tmp_path):
+    """A value type of `loam.node` imported by the protocol is a cycle (node -> protocol -> node)."""
+    edges = set(loam_graph()) | {("protocol", "node")}
+    assert find_cycle(edges) is not None
+
+
+def _loam_allowed(rel: str, mod: str) -> bool:
+    return any(rel == f and (m == "*" or mod == m or mod.startswith(m + "."))
+               for f, m in LOAM_LOCAL_IMPORTS_ALLOWED)
+
+
+def test_no_function_local_loam_imports():
+    found = []
+    for f in sorted(LOAM.rglob("*.py")):
+        rel = str(f.relative_to(ROOT))
+        for line, mod, inside in project_imports(f, "loam"):
+            if inside and not _loam_allowed(rel, mod):
                 found.append(f"{rel}:{line} imports {mod} inside a function")
     assert found == [], "\n".join(found)

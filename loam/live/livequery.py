@@ -35,10 +35,9 @@ from typing import Any, Callable, Protocol
 
 from loam.live.stream import NotificationStream
 from loam.live.window import Window
-from loam.model import Change, CommitRecord, Entity
-from loam.node.api import Notification, NotificationCallback
-from loam.node.client import fetch_filtered
+from loam.model import Change, CommitRecord, Entity, Notification, NotificationCallback
 from loam.query.ast import Expr, Query
+from loam.query.paging import fetch_filtered
 
 log = logging.getLogger(__name__)
 

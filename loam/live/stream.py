@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from loam.errors import NodeClosedError
-from loam.node.api import Notification
+from loam.model import Notification
 
 
 class NotificationStream:

@@ -1,4 +1,5 @@
-"""The surface every loam node offers (durable or ephemeral), and the types it uses.
+"""The surface every loam node offers (durable or ephemeral), and the types it uses
+(`Context` and `Notification` are defined in `loam.model` and re-exported here).
 
 Nodes are asyncio objects. Both roles implement `Node`; clients, the connectors and
 the sprout adapter only use this surface.
@@ -6,52 +7,13 @@ the sprout adapter only use this surface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol, Sequence, Union
+from typing import Protocol, Sequence
 
-import msgspec
-
-from loam.model import CommitRecord, Entity, Op, Scalar
+from loam.model import CommitRecord, Context, Entity, Notification, NotificationCallback, Op, Scalar
 from loam.query.ast import Query
 
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Who is asking: passed to the policy agent on every read and write."""
-
-    user: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-class Notification(msgspec.Struct, gc=False):
-    """One change to a live query's result (read-only by convention: listeners share it).
-
-    `added` entities entered the result, `updated` ones stayed but changed, `removed`
-    ids left it. `commit_ns` is the commit's `durable_ns` (perf_counter_ns on the
-    durable node's clock; same process => same clock) and `received_ns` is when this
-    node delivered it, so lag = received_ns - commit_ns. `kind` is "change" for
-    commits, "resubscribed" after a reconnect (the result was re-read), "closed" when
-    the live query ends (`reason` says why). `gap_filled` counts the `added` entities
-    that were read from storage to refill a LIMIT window that had lost members.
-
-    A msgspec Struct: one is built per live query per commit on the notification path,
-    and a Struct is built in C (~0.1 us, against ~0.5 us for a slots dataclass called
-    with keywords). Not tracked by the cycle collector: it holds entities and strings.
-    """
-
-    query_id: str
-    commit_id: str | None
-    commit_ns: int | None
-    received_ns: int
-    added: tuple[Entity, ...] = ()
-    updated: tuple[Entity, ...] = ()
-    removed: tuple[str, ...] = ()
-    kind: str = "change"
-    reason: str | None = None
-    gap_filled: int = 0
-
-
-NotificationCallback = Callable[[Notification], Union[None, Awaitable[None]]]
+# The value types live in `loam.model` (every layer uses them); they are part of this surface.
+__all__ = ["Context", "LiveQuery", "Node", "Notification", "NotificationCallback"]
 
 
 class LiveQuery(Protocol):

@@ -49,11 +49,13 @@ from loam.live.registry import SubscriptionRegistry
 from loam.model import (
     Change,
     CommitRecord,
+    Context,
     Create,
     Delete,
     Entity,
     EntityState,
     IdGenerator,
+    NotificationCallback,
     Op,
     Scalar,
     Transaction,
@@ -61,11 +63,13 @@ from loam.model import (
     check_props,
     new_node_id,
 )
-from loam.node.api import Context, NotificationCallback
-from loam.node.client import coerce_query, fetch_filtered
 from loam.node.clock import DEFAULT_MAX_DRIFT, LamportClock
 from loam.policy.base import PolicyAgent
+from loam.policy.permissive import PermissivePolicy
 from loam.query.ast import Query
+from loam.query.evaluate import compile_predicate
+from loam.query.order import sort_key_func
+from loam.query.paging import coerce_query, fetch_filtered
 from loam.storage.base import StorageEngine, WriteBatch
 
 
@@ -107,8 +111,6 @@ class DurableNode:
         max_clock_drift: int = DEFAULT_MAX_DRIFT,
     ) -> None:
         if policy is None:
-            from loam.policy.permissive import PermissivePolicy
-
             policy = PermissivePolicy()
         self.storage = storage
         self.policy = policy
@@ -478,9 +480,6 @@ class DurableNode:
         if not isinstance(collection, str) or not collection:
             raise ValidationError(f"a collection name must be a non-empty string, got {collection!r}")
         self.policy.check_read(ctx, collection)
-        from loam.query.evaluate import compile_predicate
-        from loam.query.order import sort_key_func
-
         lq = WindowedLiveQuery(
             id=f"{self.node_id}:lq{next(self._lq_seq)}",
             collection=collection,

@@ -30,11 +30,14 @@ from loam.errors import NodeClosedError, StaleClockError, ValidationError
 from loam.live.stream import NotificationStream
 from loam.model import (
     CommitRecord,
+    Context,
     Create,
     Delete,
     Entity,
     EntityState,
     IdGenerator,
+    Notification,
+    NotificationCallback,
     Op,
     Scalar,
     Transaction,
@@ -42,12 +45,13 @@ from loam.model import (
     check_props,
     new_node_id,
 )
-from loam.node.api import Context, Notification, NotificationCallback
-from loam.node.client import coerce_query
 from loam.node.clock import LamportClock
 from loam.protocol import messages as m
 from loam.protocol.matching import ConnectionLost
 from loam.query.ast import Query
+from loam.query.order import sort_key_func
+from loam.query.paging import coerce_query
+from loam.storage import create_engine
 from loam.storage.base import StorageEngine, WriteBatch
 from loam.transport.client import Connector
 
@@ -57,8 +61,6 @@ _CACHE_STAMP = (0, "cache")  # cache states are copies of the durable node's val
 
 
 def _key_func(query: Query) -> Callable[[Entity], Any]:
-    from loam.query.order import sort_key_func
-
     return sort_key_func(query.order_by)
 
 
@@ -193,8 +195,6 @@ class EphemeralNode:
     def __init__(self, connector: Connector, cache: StorageEngine | None = None, node_id: str | None = None,
                  *, commit_retries: int = 3, stale_retries: int = 16):
         if cache is None:
-            from loam.storage import create_engine
-
             cache = create_engine("memory")
         self.connector = connector
         self.cache = cache

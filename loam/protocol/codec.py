@@ -22,8 +22,7 @@ import msgspec
 import orjson
 
 from loam.errors import ProtocolError
-from loam.model import Change, CommitRecord, Create, Delete, Entity, NonNegative, Op, Transaction, Update
-from loam.node.api import Context
+from loam.model import Change, CommitRecord, Context, Create, Delete, Entity, NonNegative, Op, Transaction, Update
 from loam.protocol import messages as m
 from loam.query.ast import And, Compare, Expr, In, Not, Or, OrderKey, Query
 

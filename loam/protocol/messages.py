@@ -18,8 +18,7 @@ from typing import ClassVar, Literal, Union
 
 import msgspec
 
-from loam.model import CommitRecord, Entity, NonNegative, Transaction
-from loam.node.api import Context
+from loam.model import CommitRecord, Context, Entity, NonNegative, Transaction
 from loam.query.ast import Query
 
 PROTOCOL_VERSION = 1

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from loam.auth import Authenticator
 from loam.errors import PolicyDenied, ProtocolError, ValidationError
-from loam.model import collection_error, id_error
-from loam.node.api import Context
+from loam.model import Context, collection_error, id_error
 from loam.protocol import codec
 from loam.protocol import messages as m
 

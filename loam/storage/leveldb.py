@@ -34,6 +34,7 @@ import plyvel
 from loam.errors import StorageError, StorageLockedError, ValidationError
 from loam.model import Entity, EntityState
 from loam.query.ast import Query
+from loam.query.evaluate import compile_predicate, index_candidates, run_query
 from loam.storage.base import WriteBatch
 from loam.storage.codec import (
     SEP,
@@ -401,8 +402,6 @@ class LevelDBEngine:
 
     def plan(self, collection: str, query: Query, *, after: Entity | None = None, limit: int | None = None) -> _Plan:
         """Choose how to read candidates for `query` (see module doc)."""
-        from loam.query.evaluate import index_candidates
-
         c = self._colls.get(collection)
         eff_limit = limit if limit is not None else query.limit
         order = query.order_by
@@ -580,8 +579,6 @@ class LevelDBEngine:
     def fetch(
         self, collection: str, query: Query, *, after: Entity | None = None, limit: int | None = None
     ) -> list[Entity]:
-        from loam.query.evaluate import compile_predicate, run_query
-
         db = self._handle()
         eff_limit = limit if limit is not None else query.limit
         pred = compile_predicate(query.where) if query.where is not None else None

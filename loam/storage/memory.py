@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Sequence
 from loam.errors import StorageError
 from loam.model import Entity, EntityState
 from loam.query.ast import Query
+from loam.query.evaluate import run_query
 from loam.storage.base import WriteBatch
 
 
@@ -61,8 +62,6 @@ class MemoryEngine:
     def fetch(
         self, collection: str, query: Query, *, after: Entity | None = None, limit: int | None = None
     ) -> list[Entity]:
-        from loam.query.evaluate import run_query
-
         entities = [
             Entity(st.id, dict(st.values)) for st in self._coll(collection).values() if st.deleted is None
         ]

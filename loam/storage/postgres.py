@@ -27,6 +27,7 @@ import orjson
 from loam.errors import StorageError, StorageUnavailableError, ValidationError
 from loam.model import Entity, EntityState
 from loam.query.ast import Query
+from loam.query.sql import compile_select
 from loam.storage.base import WriteBatch
 from loam.storage.codec import unstorable
 
@@ -321,8 +322,6 @@ class PostgresEngine:
         return Entity(id, row[0]) if row is not None else None
 
     def _select(self, collection: str, query: Query, after: Entity | None, limit: int | None) -> tuple[str, Any] | None:
-        from loam.query.sql import compile_select
-
         t = self._table(collection, create=False)
         if t is None:
             return None

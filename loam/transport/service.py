@@ -34,7 +34,7 @@ from loam.errors import (
     StorageError,
     ValidationError,
 )
-from loam.node.api import Notification
+from loam.model import Notification
 from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.protocol.session import Reject, ServerSession

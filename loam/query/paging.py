@@ -1,4 +1,5 @@
-"""Helpers shared by node roles: query coercion and policy-filtered, keyset-paged reads."""
+"""Query coercion and policy-filtered, keyset-paged reads over a storage engine's `fetch`
+(used by both node roles and by live queries)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Callable
 from loam.errors import ValidationError
 from loam.model import Entity
 from loam.query.ast import Query
+from loam.query.parser import parse
 
 Fetch = Callable[..., list[Entity]]  # (collection, query, *, after, limit) -> entities in query order
 
@@ -16,8 +18,6 @@ def coerce_query(query: str | Query) -> Query:
     if isinstance(query, Query):
         return query
     if isinstance(query, str):
-        from loam.query.parser import parse
-
         return parse(query)
     raise ValidationError(f"a query must be query text or a loam.query.ast.Query, got {type(query).__name__}")
 
