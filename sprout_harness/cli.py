@@ -20,7 +20,7 @@ from typing import Any, Callable
 import click
 
 from sprout_harness.config.text import one_line
-from sprout_harness.config.validate import MAX_REPEAT, MAX_WARMUP
+from sprout_harness.config.validate import MAX_REPEAT, MAX_WARMUP, phase_knobs
 from sprout_harness.contracts.errors import ConfigError, SproutError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -305,12 +305,21 @@ def validate(config: str, sets: tuple[str, ...]) -> None:
 
     cfg = load_config(config, sets, check_stack=True)
     topo = topology_summary(cfg)
-    links = ", ".join(f"e{l['ephemeral']}->d{l['durable']} {l['connector']}" for l in topo["links"]) or "no links"
+    default = "(the stack's default)"
+    links = ", ".join(f"e{l['ephemeral']}->d{l['durable']} {l['connector'] or default}"
+                      for l in topo["links"]) or "no links"
     click.echo(f"{cfg.name}: ok")
-    click.echo(f"  stack {cfg.stack.name}, storage {cfg.storage.engine}, policy {cfg.policy.id}, seed {cfg.seed}")
+    click.echo(f"  stack {cfg.stack.name}, storage {cfg.storage.engine or default}, "
+               f"policy {cfg.policy.id or default}, seed {cfg.seed}")
     click.echo(f"  topology: {topo['durable']} durable, {topo['ephemeral']} ephemeral ({links})")
     click.echo(f"  datasets: {', '.join(f'{k}={v}' for k, v in cfg.datasets.items()) or 'none'}")
-    click.echo(f"  phases: {', '.join(p.title for p in cfg.phases)}")
+    click.echo("  phases (knobs the config sets; then the defaults):")
+
+    def pairs(d: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in d.items())
+
+    for ph, given, rest in phase_knobs(cfg):
+        click.echo(f"    {ph.title}: {pairs(given) or '-'}" + (f"; defaults {pairs(rest)}" if rest else ""))
 
 
 @cli.command(name="list")

@@ -51,6 +51,7 @@ from sprout_harness.contracts import (
     QuerySpec,
     StackError,
     StackSettings,
+    Unsupported,
     WriteAck,
     did_you_mean,
 )
@@ -59,7 +60,9 @@ from sprout_harness.contracts.hooks import WebhookEvent
 from sprout_harness.contracts.variants import BenchVariant, QueryFields
 from sprout_harness.services.postgres import PostgresHandle, PostgresUnavailable, ensure_postgres
 
-CONNECTORS = ("inprocess", "websocket")
+CONNECTORS = ("inprocess", "websocket")  # the first is the default of a link that names none
+DEFAULT_ENGINE = "leveldb"  # a config without storage.engine
+DEFAULT_POLICY = "permissive"  # a config without policy.id
 _CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
                      "websocket": {"token", "host", "request_timeout"}}
 _STACK_PARAMS = {"user", "request_timeout", "max_pending"}
@@ -195,11 +198,11 @@ class LoamStack:
         from loam.policy import policy_names
         from loam.storage import engine_names
 
-        engine = settings.storage.get("engine")
+        engine = settings.storage.get("engine", DEFAULT_ENGINE)
         if engine not in engine_names():
             raise ConfigError(f"got {engine!r}{did_you_mean(str(engine), engine_names())}; "
                               f"loam's storage engines: {', '.join(engine_names())}", "storage.engine")
-        policy = settings.policy.get("id")
+        policy = settings.policy.get("id", DEFAULT_POLICY)
         if policy not in policy_names():
             raise ConfigError(f"got {policy!r}{did_you_mean(str(policy), policy_names())}; "
                               f"loam's policy agents: {', '.join(policy_names())}", "policy.id")
@@ -220,6 +223,8 @@ class LoamStack:
                               "must be a whole number >= 1 (default 10000)", "stack.params.max_pending")
         for link in settings.topology.get("links", []):
             where = f"topology.links[{link['ephemeral']}]"
+            if link["connector"] is None:  # the runner gives it the first of cls.connector_names
+                link = {**link, "connector": cls.connector_names[0]}
             if link["connector"] not in cls.connector_names:
                 raise ConfigError(f"connector {link['connector']!r} for ephemeral {link['ephemeral']} is not a loam "
                                   f"connector{did_you_mean(link['connector'], cls.connector_names)}; "
@@ -232,7 +237,7 @@ class LoamStack:
                                       f"{did_you_mean(key, _CONNECTOR_PARAMS[link['connector']])}; allowed: "
                                       f"{', '.join(sorted(_CONNECTOR_PARAMS[link['connector']]))}", f"{where}.params.{key}")
         _check_storage(str(engine), settings.storage)
-        _check_policy(str(policy), settings.policy)
+        _check_policy(str(policy), {"id": DEFAULT_POLICY, **settings.policy})
         path = settings.storage.get("path")
         if engine == "leveldb" and path and Path(path).exists() and any(Path(path).iterdir()):
             raise ConfigError(f"{path!r} already holds data; a run needs a fresh store: give a new or empty "
@@ -241,7 +246,8 @@ class LoamStack:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.storage = dict(settings.storage)
-        self.engine_name = self.storage.pop("engine")
+        self.engine_name = self.storage.pop("engine", DEFAULT_ENGINE)
+        self.policy = {"id": DEFAULT_POLICY, **settings.policy}
         self.pg: Any = None
         self.engines: dict[int, Any] = {}
         self.nodes: dict[int, Any] = {}
@@ -298,7 +304,7 @@ class LoamStack:
         from loam.policy import create_policy
         from loam.storage import create_engine
 
-        policy_cfg = dict(self.settings.policy)
+        policy_cfg = dict(self.policy)
         policy = create_policy(policy_cfg.pop("id"), **policy_cfg)
         engine = create_engine(self.engine_name, **self._engine_params(index))
         node = DurableNode(engine, policy)
@@ -423,9 +429,10 @@ class LoamStack:
         self.extra_clients.discard(client)
 
     async def connection_address(self, durable: int, connector: str = "websocket") -> dict[str, Any]:
-        """Where a client in another process connects to durable node `durable` (WebSocket only)."""
+        """Where a client in another process connects to durable node `durable` (WebSocket only:
+        Unsupported for a connector another process cannot reach)."""
         if connector != "websocket":
-            raise StackError(f"clients in other processes need the websocket connector, not {connector!r}")
+            raise Unsupported(f"clients in other processes need the websocket connector, not {connector!r}")
         params = self._link_params(durable, connector)
         server = await self._server(self.servers, (durable, connector), self._durable_node(durable), params)
         return {"url": server.url, "token": params.get("token"),
@@ -538,7 +545,7 @@ class LoamStack:
                 names = self._host_names[durable] = []
                 self.settings.add_cleanup(lambda dsn=params["dsn"], p=prefix, n=names:
                                           [_drop_schema(dsn, p + x) for x in n])
-        policy_cfg = dict(self.settings.policy)
+        policy_cfg = dict(self.policy)
         policy = create_policy(policy_cfg.pop("id"), **policy_cfg)
         host = self.hosts[durable] = DatabaseHost(storage_factory(self.engine_name, **params), policy)
         return host
@@ -593,7 +600,7 @@ class LoamStack:
         if self.pg is not None:
             storage["server"] = self.pg.describe()
         return {"stack": "loam", "version": getattr(loam, "__version__", "?"), "storage": storage,
-                "policy": dict(self.settings.policy), "connectors": sorted({k[1] for k in self.servers})}
+                "policy": dict(self.policy), "connectors": sorted({k[1] for k in self.servers})}
 
 
 async def _start_postgres(add_cleanup: Callable[[Callable[[], Any]], None]) -> PostgresHandle:

@@ -10,6 +10,7 @@ from sprout_harness.config import (
     LinkConfig,
     PhaseConfig,
     SproutConfig,
+    StackConfig,
     TopologyConfig,
     apply_overrides,
     config_from_dict,
@@ -165,7 +166,7 @@ def test_yaml_problems_are_one_clear_line(tmp_path):
 
 def test_the_same_structure_from_python():
     cfg = SproutConfig(
-        name="py", topology=TopologyConfig(durable=2, ephemeral=3, connector="inprocess",
+        name="py", stack=StackConfig("loam"), topology=TopologyConfig(durable=2, ephemeral=3, connector="inprocess",
                                            links=[LinkConfig(ephemeral=2, durable=0, connector="websocket")]),
         phases=[PhaseConfig("fetch", "ephemeral"), PhaseConfig("fetch", "durable", label="fetch-d")],
     )
@@ -190,3 +191,33 @@ def test_every_config_field_is_documented():
                 schema.TopologyConfig, schema.LinkConfig, schema.PhaseConfig, schema.RunnerConfig):
         for f in dataclasses.fields(cls):
             assert f"`{f.name}`" in doc, f"docs/configuration.md does not describe {cls.__name__}.{f.name}"
+
+
+def test_the_config_leaves_unset_choices_to_the_stack():
+    """No loam default reaches a stack: storage, policy and connectors the config does not
+    set are absent from the settings (None for a link's connector), and the stack applies
+    its own; an unnamed stack is an error when several are installed."""
+    from sprout_harness.config.settings import stack_settings
+
+    cfg = config_from_dict({"name": "bare", "topology": {"ephemeral": 1}, "phases": [{"name": "fetch"}]})
+    settings = stack_settings(cfg)
+    assert settings.storage == {} and settings.policy == {}
+    assert settings.topology["links"] == [{"ephemeral": 0, "durable": 0, "connector": None, "params": {}}]
+    assert cfg.stack.name == ""  # loam and pgnotify are both installed here
+    with pytest.raises(ConfigError, match="stack.name: must name the stack to measure; installed: loam, pgnotify"):
+        config_from_dict({"name": "bare"}, check_stack=True)
+    cfg = config_from_dict({"name": "set", "stack": {"name": "pgnotify"}, "storage": {"pool_size": 2},
+                            "policy": {"params": {"x": 1}}})
+    assert stack_settings(cfg).storage == {"pool_size": 2} and stack_settings(cfg).policy == {"x": 1}
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["storage.params.engine=leveldb"], "storage.params.engine: set storage.engine instead"),
+    (["storage.params.pool_size=9"], "storage.params.pool_size: set storage.pool_size instead"),
+    (["policy.params.id=owner"], "policy.params.id: set policy.id instead"),
+])
+def test_a_params_key_cannot_shadow_its_section(sets, expected):
+    """`storage.params` and `policy.params` are flattened into the section the stack gets:
+    a key named like a field of the section would silently replace it."""
+    with pytest.raises(ConfigError, match=expected):
+        load_config(ROOT / "configs" / "leveldb-local.yaml", sets)

@@ -126,7 +126,7 @@ async def test_ycsb_on_postgres(pg_database, tmp_path):
 @pytest.mark.postgres
 async def test_crud_open_loop_on_postgres_with_concurrent_writes(pg_database):
     """Blocking engine: operations overlap for real, so reads may race writes to the same id."""
-    cfg = config_from_dict({
+    cfg = config_from_dict({"stack": {"name": "loam"},
         "name": "crud-pg", "storage": {"engine": "postgres", "dsn": pg_database}, "datasets": {"albums": 0, "pets": 60},
         "phases": [{"name": "crud", "params": {"operations": 400, "workers": 8, "key_distribution": "zipfian",
                                                "preset": "balanced", "rate": 2000, "arrival": "poisson"}}],
@@ -361,14 +361,14 @@ async def test_open_loop_drops_what_exceeds_max_outstanding():
 ])
 def test_crud_knobs_are_validated(params, path, words):
     with pytest.raises(ConfigError) as exc:
-        config_from_dict({"phases": [{"name": "crud", "params": params}]})
+        config_from_dict({"stack": {"name": "loam"}, "phases": [{"name": "crud", "params": params}]})
     assert exc.value.path == path
     assert all(w in str(exc.value) for w in words), str(exc.value)
 
 
 def test_ycsb_needs_its_own_collection():
     with pytest.raises(ConfigError, match=r"phases\[0\].params.collection: got 'albums', a dataset kind"):
-        config_from_dict({"phases": [{"name": "ycsb-b", "params": {"collection": "albums"}}]})
+        config_from_dict({"stack": {"name": "loam"}, "phases": [{"name": "ycsb-b", "params": {"collection": "albums"}}]})
 
 
 def test_sprout_list_shows_the_mixes_with_their_knobs():

@@ -165,7 +165,7 @@ async def test_query_large_on_a_small_collection_says_what_to_change():
 ])
 def test_query_knobs_are_validated(params, path):
     with pytest.raises(ConfigError) as exc:
-        config_from_dict({"phases": [{"name": "query-paginated", "params": params}]})
+        config_from_dict({"stack": {"name": "loam"}, "phases": [{"name": "query-paginated", "params": params}]})
     assert exc.value.path == path
 
 

@@ -157,7 +157,7 @@ def test_common_match_examples():
 
 # -- `sprout validate`: patterns must match something the configured phases produce -------------
 
-BASE = {"name": "thr", "storage": {"engine": "memory"}, "datasets": {"albums": 200, "pets": 200},
+BASE = {"name": "thr", "stack": {"name": "loam"}, "storage": {"engine": "memory"}, "datasets": {"albums": 200, "pets": 200},
         "phases": ["create", "fetch", "live-limit"]}
 
 
@@ -215,7 +215,7 @@ def test_an_undeclared_phase_lets_patterns_under_its_title_pass():
 
 @pytest.fixture(scope="module")
 def run_result() -> RunResult:
-    cfg = config_from_dict({
+    cfg = config_from_dict({"stack": {"name": "loam"},
         "name": "thr", "storage": {"engine": "memory"}, "datasets": {"albums": 300, "pets": 300},
         "topology": {"ephemeral": 1},
         "phases": [{"name": "create", "params": {"count": 40, "batch_size": 10}},
@@ -285,7 +285,7 @@ def test_checks_are_the_fraction_passed_over_the_whole_run(run_result):
     (out,) = evaluate(run_result, {"checks": "100%"})
     assert out.ok and out.values == {"checks": 1.0} and out.pattern == out.stat == "checks"
     # a real failed check: fetch on an empty collection
-    cfg = config_from_dict({"name": "thr-fail", "storage": {"engine": "memory"}, "datasets": {"albums": 0, "pets": 50},
+    cfg = config_from_dict({"stack": {"name": "loam"}, "name": "thr-fail", "storage": {"engine": "memory"}, "datasets": {"albums": 0, "pets": 50},
                             "phases": [{"name": "create", "params": {"collection": "pets", "count": 20, "batch_size": 10}},
                                        {"name": "fetch", "params": {"get_ops": 5, "fetch_ops": 0}}]})
     failed = run_sync(cfg)
@@ -361,7 +361,7 @@ def test_declared_metrics_cover_what_the_phase_records(name, target):
     spec = catalog.get_phase(name)
     if spec.metrics is None:
         pytest.skip(f"{name} declares no metrics (any name may appear)")
-    cfg = config_from_dict({"name": "decl", "storage": {"engine": "memory"}, "datasets": {"albums": 300, "pets": 300},
+    cfg = config_from_dict({"stack": {"name": "loam"}, "name": "decl", "storage": {"engine": "memory"}, "datasets": {"albums": 300, "pets": 300},
                             "topology": {"durable": 1, "ephemeral": 1},
                             "phases": [{"name": name, "target": target, "params": TINY.get(name, {})}]})
     result = run_sync(cfg)

@@ -15,36 +15,42 @@ ROLES = ("durable", "ephemeral")
 
 @dataclass
 class StackConfig:
-    """`name`: an entry point name in `sprout_harness.stacks` or `package.module:attr`."""
+    """`name`: an entry point name in `sprout_harness.stacks` or `package.module:attr`;
+    empty: the one installed stack (validation refuses it when several are installed)."""
 
-    name: str = "loam"
+    name: str = ""
     params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class StorageConfig:
-    """Storage of the durable nodes. `path` / `dsn` default to throwaway resources."""
+    """Storage of the durable nodes. Whatever is unset is the stack's choice (its default
+    engine, pool size, a throwaway path or database): only what the config says is passed."""
 
-    engine: str = "leveldb"
+    engine: str | None = None
     path: str | None = None
     dsn: str | None = None
-    pool_size: int = 4
+    pool_size: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
     def as_settings(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"engine": self.engine, "pool_size": self.pool_size}
-        if self.path is not None:
-            out["path"] = self.path
-        if self.dsn is not None:
-            out["dsn"] = self.dsn
+        out: dict[str, Any] = {}
+        for key in ("engine", "path", "dsn", "pool_size"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         out.update(self.params)
         return out
 
 
 @dataclass
 class PolicyConfig:
-    id: str = "permissive"
+    """`id`: the stack's policy agent; unset: the stack's default."""
+
+    id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    def as_settings(self) -> dict[str, Any]:
+        return ({"id": self.id} if self.id is not None else {}) | self.params
 
 
 @dataclass
@@ -66,12 +72,13 @@ class TopologyConfig:
 
     durable: int = 1
     ephemeral: int = 0
-    connector: str = "inprocess"
+    connector: str | None = None  # unset: the stack's first connector (Capabilities.connectors)
     connector_params: dict[str, Any] = field(default_factory=dict)
     links: list[LinkConfig] = field(default_factory=list)
 
     def resolved_links(self) -> list[dict[str, Any]]:
-        """One entry per ephemeral: {ephemeral, durable, connector, params}."""
+        """One entry per ephemeral: {ephemeral, durable, connector, params}; `connector` is None
+        where neither the link nor `connector` names one (the runner asks the stack)."""
         overrides = {link.ephemeral: link for link in self.links}
         out = []
         for i in range(self.ephemeral):

@@ -158,6 +158,21 @@ def build_config(raw: dict[str, Any], check_stack: bool = False) -> SproutConfig
     return cfg
 
 
+def resolve_stack_name(cfg: SproutConfig, required: bool = True) -> None:
+    """An empty `stack.name` becomes the one installed stack; with none or several installed
+    it stays empty, and is an error when `required` (the dry run, the run itself)."""
+    if cfg.stack.name:
+        return
+    installed = [e.name for e in plugins.stack_entries()]
+    if len(installed) == 1:
+        cfg.stack.name = installed[0]
+        return
+    _require(not required, "stack.name",
+             f"must name the stack to measure; installed: {', '.join(installed)}" if installed else
+             f"must name the stack to measure; no stack is installed under the entry point group {plugins.GROUP!r}: "
+             "install one, or give an import path 'package.module:attr'")
+
+
 def _require(ok: bool, path: str, message: str) -> None:
     if not ok:
         raise ConfigError(message, path)
@@ -172,7 +187,8 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     _require(0 <= topo.ephemeral <= MAX_EPHEMERAL, "topology.ephemeral",
              f"got {_short(topo.ephemeral)}; must be 0..{MAX_EPHEMERAL} ephemeral nodes "
              "(thousands of clients: the connection-scaling phases open them in worker processes)")
-    _require(bool(topo.connector), "topology.connector", "must name a connector (e.g. inprocess, websocket)")
+    _require(topo.connector is None or bool(topo.connector), "topology.connector",
+             "must name one of the stack's connectors, or be left out for the stack's first")
     seen: set[int] = set()
     for i, link in enumerate(topo.links):
         p = f"topology.links[{i}]"
@@ -184,10 +200,18 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
         if link.durable is not None:
             _require(0 <= link.durable < topo.durable, f"{p}.durable",
                      f"got {link.durable}; must be a durable index in 0..{topo.durable - 1}")
-    _require(1 <= cfg.storage.pool_size <= MAX_POOL_SIZE, "storage.pool_size",
-             f"got {_short(cfg.storage.pool_size)}; must be 1..{MAX_POOL_SIZE}")
-    _require(bool(cfg.storage.engine), "storage.engine", "must name a storage engine")
-    _require(bool(cfg.policy.id), "policy.id", "must name a policy agent")
+    pool = cfg.storage.pool_size
+    _require(pool is None or 1 <= pool <= MAX_POOL_SIZE, "storage.pool_size",
+             f"got {_short(pool)}; must be 1..{MAX_POOL_SIZE}, or left out for the stack's default")
+    _require(cfg.storage.engine is None or bool(cfg.storage.engine), "storage.engine",
+             "must name one of the stack's storage engines, or be left out for its default")
+    _require(cfg.policy.id is None or bool(cfg.policy.id), "policy.id",
+             "must name one of the stack's policy agents, or be left out for its default")
+    for key in ("engine", "path", "dsn", "pool_size"):  # both reach the stack as storage[key]
+        _require(key not in cfg.storage.params, f"storage.params.{key}", f"set storage.{key} instead")
+    _require("id" not in cfg.policy.params, "policy.params.id", "set policy.id instead")
+    if not cfg.stack.name:
+        resolve_stack_name(cfg, required=False)  # required below, after the config's own checks
     _require(0 <= cfg.seed <= MAX_SEED, "seed", f"got {_short(cfg.seed)}; must be 0..2**63-1")
     r = cfg.runner
     for name in ("sync_timeout_s", "check_timeout_s"):
@@ -251,6 +275,7 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
                        [(ph.title, catalog.metric_patterns(phases[ph.name])) for ph in cfg.phases])
 
     if check_stack:
+        resolve_stack_name(cfg)
         try:
             factory = plugins.resolve_stack(cfg.stack.name)
         except StackError as exc:
@@ -258,6 +283,20 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
         check = getattr(factory, "validate", None)
         if callable(check):
             check(stack_settings(cfg))
+
+
+def phase_knobs(cfg: SproutConfig) -> list[tuple[PhaseConfig, dict[str, Any], dict[str, Any]]]:
+    """Per phase of a validated config: the knob values the config sets (`workload` and the
+    phase's `params`, after --set) and the rest at their defaults, all type-converted."""
+    phases = catalog.phases()
+    out = []
+    for i, ph in enumerate(cfg.phases):
+        spec = phases[ph.name]
+        given = {k: v for k, v in cfg.workload.items() if k in catalog.knob_names(spec)} | ph.params
+        knobs = dataclasses.asdict(build_knobs(spec, given, f"phases[{i}].params"))
+        out.append((ph, {k: v for k, v in knobs.items() if k in given},
+                    {k: v for k, v in knobs.items() if k not in given}))
+    return out
 
 
 MAX_KNOB = 100_000_000

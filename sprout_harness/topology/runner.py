@@ -35,7 +35,7 @@ from typing import Any, Callable, ContextManager
 from sprout_harness import plugins
 from sprout_harness.config.schema import PhaseConfig, SproutConfig
 from sprout_harness.config.settings import stack_settings
-from sprout_harness.config.validate import build_knobs
+from sprout_harness.config.validate import build_knobs, resolve_stack_name
 from sprout_harness.contracts.client import Capabilities, Doc
 from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError, Unsupported
 from sprout_harness.contracts.stack import Link, StackSettings
@@ -100,7 +100,7 @@ def topology_summary(cfg: SproutConfig) -> dict[str, Any]:
 def build_metadata(cfg: SproutConfig) -> RunMetadata:
     commit, dirty = git_info(REPO_ROOT)
     links = cfg.topology.resolved_links()
-    connectors = sorted({l["connector"] for l in links})
+    connectors = sorted({l["connector"] for l in links}, key=lambda c: c or "")
     return RunMetadata(
         run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
         suite=cfg.suite,
@@ -113,8 +113,8 @@ def build_metadata(cfg: SproutConfig) -> RunMetadata:
         topology=topology_summary(cfg),
         stack=cfg.stack.name,
         storage=mask_secrets(cfg.storage.as_settings()),
-        policy=cfg.policy.id,
-        connector=",".join(connectors) if connectors else "none",
+        policy=cfg.policy.id or "",  # unset: filled in from the stack's describe()
+        connector=",".join(c or "(stack default)" for c in connectors) if connectors else "none",
         started_at=time.time(),
         host=host_info(),
         python=python_info(),
@@ -304,6 +304,9 @@ class Runner:
 
     async def _setup(self) -> None:
         cfg = self.cfg
+        if self.factory is None and not cfg.stack.name:
+            resolve_stack_name(cfg)  # the one installed stack, or a ConfigError naming them
+            self.result.metadata.stack = cfg.stack.name
         factory = self.factory or plugins.resolve_stack(cfg.stack.name)
         check = getattr(factory, "validate", None)
         if callable(check):
@@ -334,6 +337,11 @@ class Runner:
                 f"stack {cfg.stack.name!r} cannot build ephemeral nodes; phases targeting them are unsupported")
             links = []
         for link in links:
+            if link["connector"] is None:  # the config names none: the stack's first
+                if not self.caps.connectors:
+                    raise StackError(f"topology.connector: stack {cfg.stack.name!r} declares no connectors "
+                                     "(Capabilities.connectors); name the one ephemeral nodes should use")
+                link["connector"] = self.caps.connectors[0]
             if self.caps.connectors and link["connector"] not in self.caps.connectors:
                 raise StackError(
                     f"topology: ephemeral {link['ephemeral']} asks for connector {link['connector']!r}, "
@@ -346,6 +354,10 @@ class Runner:
             client = await self._call(f"ephemeral node {link['ephemeral']}",
                                       self.stack.ephemeral(link["ephemeral"], conn, ctx))
             self.ephemerals.append(NodeRef("ephemeral", link["ephemeral"], link["durable"], client))
+        if links:  # the connectors the links really use, defaults resolved
+            md = self.result.metadata
+            md.connector = ",".join(sorted({link["connector"] for link in links}))
+            md.topology["links"] = [{k: link[k] for k in ("ephemeral", "durable", "connector")} for link in links]
 
         await self._seed()
         await self._sync_barrier()
@@ -354,6 +366,9 @@ class Runner:
             desc = mask_secrets(details() or {})
             if isinstance(desc.get("storage"), dict):
                 self.result.metadata.storage = desc["storage"]
+            policy = desc.get("policy")
+            if not self.result.metadata.policy and isinstance(policy, (str, dict)):
+                self.result.metadata.policy = str(policy.get("id", "") if isinstance(policy, dict) else policy)
             rest = {k: v for k, v in desc.items() if k != "storage"}
             if rest:
                 self.result.metadata.notes.append("stack: " + ", ".join(f"{k}={v}" for k, v in rest.items()))

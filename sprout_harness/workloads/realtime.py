@@ -5,10 +5,10 @@ isolation phases commit on the same counter fields.
 
 Every live query these scenarios open is `seq in (...)` over a dataset collection: an
 equality-indexable predicate whose initial result the harness knows exactly (the `seq`
-values it chose) and which a store can route without scanning (loam files it under
-(seq, value); LevelDB answers it from a `seq` index when one is declared). Commits set a
-counter field of a watched entity to a fresh value (`mood` of pets, `tracks` of albums),
-so each notification says which commit it carries.
+values it chose) and which a store can route without scanning (by (seq, value), or from a
+`seq` index when one is declared). Commits set a counter field of a watched entity to a
+fresh value (`mood` of pets, `tracks` of albums), so each notification says which commit
+it carries.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sprout_harness.contracts import hooks
+from sprout_harness.contracts import Unsupported, hooks
 from sprout_harness.contracts.query import AllOf, Cond, InList, QuerySpec
 from sprout_harness.load.fleet import LocalFleet, WorkerFleet, measured_rss_bytes, stack_import_path
 from sprout_harness.metrics.histogram import Histogram
@@ -35,7 +35,19 @@ def fleet_knob_processes() -> Any:
 
 
 def fleet_knob_connector() -> Any:
-    return knob("websocket", "connector of each connection (the stack's name for it)")
+    return knob("", "connector of each connection (the stack's name for it; empty: the stack's first)")
+
+
+def fleet_connector(ctx: PhaseContext, connector: str) -> str:
+    """`connector`, or the stack's first when empty; Unsupported when the stack lacks it."""
+    have = ctx.capabilities.connectors
+    if not connector:
+        if not have:
+            raise Unsupported("the stack declares no connectors (Capabilities.connectors) to open connections over")
+        return have[0]
+    if have and connector not in have:
+        raise Unsupported(f"the stack has no connector {connector!r} (it has: {', '.join(have)})")
+    return connector
 
 
 def fleet_knob_collection() -> Any:
@@ -51,6 +63,7 @@ async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collecti
     node = ctx.targets[0]
     field = COUNTER_FIELD[collection]
     if processes == 0:
+        connector = fleet_connector(ctx, connector)
         (open_connection,) = hooks.require(ctx, "open_connection")
         fleet: Any = LocalFleet(lambda i: open_connection(node.index, connector), field)
     else:
@@ -58,11 +71,27 @@ async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collecti
         connect = getattr(type(ctx.stack), "connect_address", None)
         if not callable(connect):
             hooks.require(ctx, "connect_address")
-        address = await address_of(node.index, connector)
+        address = await _worker_address(ctx, address_of, node.index, connector)
         fleet = WorkerFleet(processes, stack_import_path(ctx.stack), address, field,
                             timeout_s=max(120.0, ctx.check_timeout_s * 4))
     await fleet.start()
     return fleet
+
+
+async def _worker_address(ctx: PhaseContext, address_of: Any, durable: int, connector: str) -> Any:
+    """The address worker processes connect to: over `connector`, or when it is empty over the
+    first of the stack's connectors whose `connection_address` is not Unsupported (a stack's
+    in-process connector cannot be reached from another process)."""
+    if connector:
+        return await address_of(durable, fleet_connector(ctx, connector))
+    why: list[str] = []
+    for candidate in ctx.capabilities.connectors:
+        try:
+            return await address_of(durable, candidate)
+        except Unsupported as exc:
+            why.append(f"{candidate}: {exc}")
+    raise Unsupported("no connector of the stack can be reached from worker processes"
+                      + (f" ({'; '.join(why)})" if why else " (it declares none)"))
 
 
 def server_stats(ctx: PhaseContext, node: NodeRef) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Registered as entry point `sprout_harness.stacks: pgnotify = "sprout_pgnotify.stack:stack"`.
 Settings it understands:
 
-- storage.engine: `postgres` (the only one); storage.dsn (default: SPROUT_PG_DSN, else a
+- storage.engine: `postgres` (the only one, also when unset); storage.dsn (default: SPROUT_PG_DSN, else a
   throwaway cluster stopped at teardown); storage.pool_size (connections per durable node);
   storage.params.indexes: `{collection: [property, ...]}` expression indexes.
 - policy.id: `permissive` only (plain PostgreSQL has no policy agent here).
@@ -48,7 +48,7 @@ class PgNotifyStack:
 
     @classmethod
     def validate(cls, settings: StackSettings) -> None:
-        engine = settings.storage.get("engine")
+        engine = settings.storage.get("engine", "postgres")
         if engine != "postgres":
             raise ConfigError(f"got {engine!r}; pgnotify stores entities in PostgreSQL only: set it to postgres",
                               "storage.engine")
@@ -60,7 +60,7 @@ class PgNotifyStack:
             schema.check_indexes(settings.storage.get("indexes"), "storage.params.indexes")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        policy = settings.policy.get("id")
+        policy = settings.policy.get("id", "permissive")
         if policy != "permissive":
             raise ConfigError(f"got {policy!r}; pgnotify has no policy agents: use permissive", "policy.id")
         for key in settings.params:
