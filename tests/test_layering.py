@@ -257,3 +257,27 @@ def test_no_function_local_loam_imports():
             if inside and not _loam_allowed(rel, mod):
                 found.append(f"{rel}:{line} imports {mod} inside a function")
     assert found == [], "\n".join(found)
+
+
+# What a sans-I/O module may not import (see the `websockets` library: its protocol and
+# frames modules import no event loop and no socket; the transports sit on top).
+IO_MODULES = ("asyncio", "socket", "selectors", "websockets", "threading")
+
+
+def io_imports(path: Path) -> list[str]:
+    return [f"{path.relative_to(ROOT)}:{line} imports {mod}" for line, mod in imported_modules(path)
+            if any(mod == io or mod.startswith(io + ".") for io in IO_MODULES)]
+
+
+def test_the_protocol_is_sans_io():
+    """Nothing under loam/protocol (nor loam/transport/wsframes.py) imports an event loop,
+    sockets or a WebSocket library: futures, timers and channels belong to loam/transport."""
+    files = sorted((LOAM / "protocol").rglob("*.py")) + [LOAM / "transport" / "wsframes.py"]
+    assert len(files) > 2
+    assert [site for f in files for site in io_imports(f)] == []
+
+
+def test_the_sans_io_check_catches_a_function_local_asyncio(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    import asyncio.events\n    from socket import socket\n")
+    assert [mod for _, mod in imported_modules(f)] == ["asyncio.events", "socket"]

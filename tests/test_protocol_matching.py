@@ -1,4 +1,5 @@
-"""Request matching (timeouts, disconnects, error replies) and the sans-I/O server session."""
+"""Request matching: the sans-I/O matcher, the asyncio pending requests on top (timeouts,
+disconnects, error replies), and the sans-I/O server session."""
 
 from __future__ import annotations
 
@@ -9,8 +10,24 @@ import pytest
 from loam.errors import PolicyDenied, ProtocolError, QueryError, ValidationError
 from loam.protocol import codec
 from loam.protocol import messages as m
-from loam.protocol.matching import ConnectionLost, PendingRequests, RemoteError
+from loam.protocol.matching import ConnectionLost, RemoteError, RequestMatcher
 from loam.protocol.session import Reject, ServerSession
+from loam.transport.pending import PendingRequests
+
+
+def test_the_matcher_pairs_replies_with_requests_without_an_event_loop() -> None:
+    r = RequestMatcher()
+    get, ping, commit = r.open("get"), r.open("ping"), r.open("commit")
+    assert (get, ping, commit) == (1, 2, 3) and len(r) == 3 and r.kind(ping) == "ping"
+    assert r.match(m.Pong(ping)) == (ping, m.Pong(ping))
+    assert r.match(m.Pong(ping)) is None and ping not in r  # answered once
+    assert r.match(m.Notify("q", None, None, [], [], [], 0, 0, "change", None, 0)) is None
+    rid, exc = r.match(m.Pong(get))  # type: ignore[misc]
+    assert rid == get and isinstance(exc, ProtocolError) and "expected get_result" in str(exc)
+    rid, exc = r.match(m.Error(commit, "validation", "bad id"))  # type: ignore[misc]
+    assert isinstance(exc, ValidationError) and str(exc) == "bad id"
+    r.open("fetch")
+    assert r.clear() == [4] and len(r) == 0
 
 
 async def test_reply_resolves_its_request_only() -> None:

@@ -1,4 +1,4 @@
-"""loam's wire protocol, sans-I/O: `messages` (dataclasses; Notify a msgspec Struct),
-`codec` (orjson out, msgspec or orjson in; strict, size limit), `matching` (request ids
--> replies, timeouts), `session` (server handshake/auth state). Transports live in
+"""loam's wire protocol, sans-I/O (no asyncio, sockets or `websockets` here): `messages`
+(the message types), `codec` (bytes <-> messages; strict, size limit), `matching` (request ids -> replies, error replies -> exceptions),
+`session` (server handshake/auth state). Transports, futures and timers live in
 `loam.transport`. See docs/protocol.md."""

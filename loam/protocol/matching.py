@@ -1,9 +1,11 @@
-"""Request matching: request id -> Future of its reply, with timeouts and fail-all on disconnect."""
+"""Request matching, sans-I/O: request ids, which reply answers which request, and the
+local exception an `error` reply stands for.
+
+`RequestMatcher` holds no futures and no timers: `loam.transport.pending` puts asyncio
+on top (a Future per request, timeouts, failing everything on a disconnect).
+"""
 
 from __future__ import annotations
-
-import asyncio
-from typing import Any
 
 from loam.errors import (
     LoamError,
@@ -55,75 +57,54 @@ def error_from_message(err: m.Error) -> LoamError:
     return RemoteError(err.code, err.message)
 
 
-class PendingRequests:
-    """Allocates request ids and resolves each one's Future when its reply arrives.
+class RequestMatcher:
+    """The open requests of one connection: allocates their ids (1, 2, ...) and matches
+    each reply to its request.
 
-    Not thread-safe; one instance per connection, used from its event loop.
-    """
+    `match` turns a reply into its outcome: the reply itself, or the exception it stands
+    for (an `error` reply, or a reply of the wrong type for its request)."""
+
+    __slots__ = ("_next", "_open")
 
     def __init__(self) -> None:
         self._next = 0
-        self._pending: dict[int, tuple[str, asyncio.Future[Any]]] = {}
+        self._open: dict[int, str] = {}  # rid -> request type
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._open)
 
-    def new(self, request_type: str) -> tuple[int, asyncio.Future[Any]]:
-        """A fresh rid and the Future that `resolve` completes with the reply message."""
+    def __contains__(self, rid: object) -> bool:
+        return rid in self._open
+
+    def open(self, request_type: str) -> int:
+        """A fresh request id for a request of `request_type` (a key of `messages.REPLY_OF`)."""
         self._next += 1
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[self._next] = (request_type, fut)
-        return self._next, fut
+        self._open[self._next] = request_type
+        return self._next
 
-    def resolve(self, msg: m.Message) -> bool:
-        """Complete the request `msg.rid` answers: error replies become exceptions. False if unknown."""
+    def kind(self, rid: int) -> str | None:
+        """The type of the open request `rid`, or None."""
+        return self._open.get(rid)
+
+    def forget(self, rid: int) -> None:
+        self._open.pop(rid, None)
+
+    def match(self, msg: m.Message) -> tuple[int, m.Message | LoamError] | None:
+        """The open request `msg` answers and its outcome (the request is closed), or None
+        when `msg` answers no open request (a notify, a late or unknown reply)."""
         rid = getattr(msg, "rid", None)
-        entry = self._pending.pop(rid, None) if rid is not None else None
-        if entry is None:
-            return False
-        request_type, fut = entry
-        if fut.done():
-            return True
-        if isinstance(msg, m.Error):
-            fut.set_exception(error_from_message(msg))
-        elif msg.TYPE != m.REPLY_OF[request_type]:
-            fut.set_exception(ProtocolError(
-                f"{request_type} request {rid} was answered with {msg.TYPE}, expected {m.REPLY_OF[request_type]}"))
-        else:
-            fut.set_result(msg)
-        return True
+        request_type = self._open.pop(rid, None) if rid is not None else None
+        if request_type is None:
+            return None
+        assert rid is not None
+        if type(msg) is m.Error:
+            return rid, error_from_message(msg)
+        expected = m.REPLY_OF[request_type]
+        if msg.TYPE != expected:
+            return rid, ProtocolError(f"{request_type} request {rid} was answered with {msg.TYPE}, expected {expected}")
+        return rid, msg
 
-    def discard(self, rid: int) -> None:
-        self._pending.pop(rid, None)
-
-    async def wait(self, rid: int, fut: asyncio.Future[Any], timeout: float | None) -> Any:
-        """The reply, or TimeoutError naming the request (the rid is forgotten either way).
-
-        Awaits the future itself with a timer that fails it, not `asyncio.wait_for`: on
-        Python 3.11 wait_for returns the result when the reply and a cancellation of the
-        caller arrive in the same loop turn, swallowing the cancellation (a cancelled run
-        then kept writing). Awaiting the future directly always honours it."""
-        entry = self._pending.get(rid)
-        kind = entry[0] if entry else "request"
-        timer = None
-        if timeout is not None:
-            def expire() -> None:
-                if not fut.done():
-                    fut.set_exception(TimeoutError(
-                        f"no reply to {kind} request {rid} within {timeout} s; the remote node is slow "
-                        "or unreachable (raise request_timeout if it is just slow)"))
-
-            timer = asyncio.get_running_loop().call_later(timeout, expire)
-        try:
-            return await fut
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self._pending.pop(rid, None)
-
-    def fail_all(self, exc: BaseException) -> None:
-        """Fail every pending request (connection lost or closed)."""
-        pending, self._pending = self._pending, {}
-        for _, fut in pending.values():
-            if not fut.done():
-                fut.set_exception(exc)
+    def clear(self) -> list[int]:
+        """Close every open request (the connection is gone); their ids."""
+        rids, self._open = list(self._open), {}
+        return rids

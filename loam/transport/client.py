@@ -16,8 +16,9 @@ from typing import Any, Awaitable, Callable
 from loam.errors import AuthError, NodeClosedError, ProtocolError, ValidationError
 from loam.protocol import codec
 from loam.protocol import messages as m
-from loam.protocol.matching import ConnectionLost, PendingRequests, RemoteError
+from loam.protocol.matching import ConnectionLost, RemoteError
 from loam.transport.base import Channel, ChannelClosed, DelayStats
+from loam.transport.pending import PendingRequests
 
 log = logging.getLogger("loam.transport")
 _perf_ns = time.perf_counter_ns
