@@ -105,3 +105,36 @@ async def test_two_durable_groups_each_get_their_own_dataset():
     stack = DictStack.instances[-1]
     assert "connector 0->1 direct" in stack.calls and "connector 1->1 direct" in stack.calls
     assert all(len(s.data["albums"]) == 300 for s in stack.stores)
+
+
+class _ConnectingStack(DictStack):
+    """DictStack with the `open_connection` hook: a client of the durable node's dict."""
+
+    async def open_connection(self, durable: int, connector: str) -> DictClient:
+        assert connector == "direct", connector  # the only connector it declares
+        return DictClient(self.stores[durable], self.live)
+
+
+async def test_a_foreign_stack_gets_its_own_defaults_not_loams():
+    """Nothing the config leaves out arrives as loam's value: the link uses the stack's first
+    connector, a realtime phase its first connector too; asking it for a connector it lacks
+    makes the phase unsupported (not a run of failed connects)."""
+    cfg = config_from_dict({
+        "name": "foreign", "stack": {"name": "dict"}, "topology": {"durable": 1, "ephemeral": 1},
+        "datasets": {"pets": 60, "albums": 0},
+        "phases": [
+            {"name": "create", "target": "ephemeral", "params": {"collection": "pets", "count": 10, "batch_size": 5}},
+            {"name": "connection-scaling", "label": "default", "params": {"connections": 4, "steps": 1,
+                                                                           "commits_per_step": 2}},
+            {"name": "connection-scaling", "label": "websocket", "params": {"connections": 4, "steps": 1,
+                                                                             "commits_per_step": 2,
+                                                                             "connector": "websocket"}},
+        ]})
+    result = await run(cfg, factory=_ConnectingStack)
+    stack = DictStack.instances[-1]
+    assert stack.settings.storage == {} and stack.settings.policy == {}
+    assert "connector 0->0 direct" in stack.calls
+    assert result.metadata.connector == "direct" and result.metadata.topology["links"][0]["connector"] == "direct"
+    status = {p.name: (p.status, p.reason) for p in result.phases}
+    assert status["create@ephemeral"][0] == "ok" and status["default"][0] == "ok", status
+    assert status["websocket"] == ("unsupported", "the stack has no connector 'websocket' (it has: direct)"), status
