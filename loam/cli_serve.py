@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync", action="store_true", help="LevelDB: fsync every commit")
     p.add_argument("--dsn", help="PostgreSQL DSN (with --storage postgres)")
     p.add_argument("--pool-size", type=int, default=4, help="PostgreSQL connection pool size (default 4)")
+    p.add_argument("--storage-param", action="append", default=[], metavar="KEY=JSON",
+                   help="another parameter of the storage engine, its value as JSON, e.g. "
+                        "--storage-param 'indexes={\"pets\": [\"seq\"]}' (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     p.add_argument("--token", default=None, help="clients must present this token in their hello")
@@ -105,16 +109,31 @@ def build_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> A
         parser.error(f"--policy-param: policy {args.policy!r} does not take that parameter ({exc})")
 
 
+def storage_params(specs: list[str]) -> dict[str, Any]:
+    """`KEY=JSON` pairs (ValueError naming the bad one)."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--storage-param {spec!r}: write KEY=JSON, e.g. sync=true")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            raise ValueError(f"--storage-param {key}: {raw[:80]!r} is not JSON") from None
+    return out
+
+
 def engine_params(args: argparse.Namespace) -> dict[str, Any]:
+    extra = storage_params(args.storage_param)
     if args.storage == "leveldb":
         if not args.path:
             raise SystemExit("--storage leveldb needs --path DIR (the LevelDB directory)")
-        return {"path": args.path, "sync": args.sync}
+        return {"path": args.path, "sync": args.sync} | extra
     if args.storage == "postgres":
         if not args.dsn:
             raise SystemExit("--storage postgres needs --dsn DSN (e.g. postgresql://user@127.0.0.1:5432/db)")
-        return {"dsn": args.dsn, "pool_size": args.pool_size}
-    return {}
+        return {"dsn": args.dsn, "pool_size": args.pool_size} | extra
+    return extra
 
 
 def build_authenticator(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
@@ -162,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_numbers(parser, args)
+    try:
+        storage_params(args.storage_param)
+    except ValueError as exc:
+        parser.error(str(exc))
     policy = build_policy(parser, args)
     authenticator = build_authenticator(parser, args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -188,12 +188,14 @@ class EphemeralNode:
 
     `connector` is an unconnected `InProcessConnector` / `WebSocketConnector`; `cache`
     a storage engine (memory by default; leveldb works), opened and closed by the node.
+    `local_reads=False` sends every get and fetch to the durable node even when a live
+    query here already holds the answer: the node is then a plain remote client of it.
     """
 
     role = "ephemeral"
 
     def __init__(self, connector: Connector, cache: StorageEngine | None = None, node_id: str | None = None,
-                 *, commit_retries: int = 3, stale_retries: int = 16):
+                 *, commit_retries: int = 3, stale_retries: int = 16, local_reads: bool = True):
         if cache is None:
             cache = create_engine("memory")
         self.connector = connector
@@ -214,6 +216,7 @@ class EphemeralNode:
         self._refs: dict[tuple[str, str], int] = {}  # (collection, id) -> windows holding it
         self._started = False
         self._closed_reason: str | None = None
+        self.local_reads = local_reads
         self.reads_local = 0
         self.reads_remote = 0
 
@@ -340,13 +343,14 @@ class EphemeralNode:
 
     async def get(self, collection: str, id: str, ctx: Context) -> Entity | None:
         self._check_open()
-        if self._refs.get((collection, id), 0) > 0 and self._held_fresh(collection, id, ctx):
-            self.reads_local += 1
-            return self.cache.get(collection, id)
-        cov = self._covering(collection, None)
-        if cov is not None and cov.ctx == ctx:
-            self.reads_local += 1
-            return self.cache.get(collection, id)
+        if self.local_reads:
+            if self._refs.get((collection, id), 0) > 0 and self._held_fresh(collection, id, ctx):
+                self.reads_local += 1
+                return self.cache.get(collection, id)
+            cov = self._covering(collection, None)
+            if cov is not None and cov.ctx == ctx:
+                self.reads_local += 1
+                return self.cache.get(collection, id)
         self.reads_remote += 1
         reply = await self.connector.request(m.Get(0, collection, id, ctx))
         return reply.entity
@@ -359,7 +363,7 @@ class EphemeralNode:
     async def fetch(self, collection: str, query: str | Query, ctx: Context) -> list[Entity]:
         self._check_open()
         q = coerce_query(query)
-        cov = self._covering(collection, q)
+        cov = self._covering(collection, q) if self.local_reads else None
         if cov is not None and cov.ctx == ctx:
             self.reads_local += 1
             if q.text is not None and q.text == cov.query.text:
