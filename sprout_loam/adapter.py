@@ -11,7 +11,14 @@ Settings it understands (see docs/configuration.md):
 - topology connectors: `inprocess` (params: delay_s, token) and `websocket` (params:
   token, host); one server per durable node and connector kind.
 - stack.params: `user` (the context user; default "sprout-<role>-<index>"),
-  `request_timeout` (seconds, connector requests).
+  `request_timeout` (seconds, connector requests), `max_pending`, and where the durable
+  nodes run: in this process (default), `durable_process: true` (each in its own
+  `python -m loam serve` process, started and stopped here: `server_process`), or
+  `durable_urls: [ws://...]` (servers someone else runs, one per durable node). Out of
+  process, the harness reaches a durable node over WebSocket with an ephemeral node that
+  reads only remotely (`local_reads=False`), ephemerals connect over `websocket`, and the
+  hooks that need the node object (triggers, databases, server_stats, native_get) are
+  unsupported.
 
 Optional hooks (sprout_harness/contracts/hooks.py): extra connections (`open_connection`,
 `connection_address` + `connect_address` for worker processes, `server_stats`), triggers
@@ -59,13 +66,14 @@ from sprout_harness.contracts import Not as HNot
 from sprout_harness.contracts.hooks import WebhookEvent
 from sprout_harness.contracts.variants import BenchVariant, QueryFields
 from sprout_harness.services.postgres import PostgresHandle, PostgresUnavailable, ensure_postgres
+from sprout_loam.server_process import ServerProcess, serve_args, start_server
 
 CONNECTORS = ("inprocess", "websocket")  # the first is the default of a link that names none
 DEFAULT_ENGINE = "leveldb"  # a config without storage.engine
 DEFAULT_POLICY = "permissive"  # a config without policy.id
 _CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
                      "websocket": {"token", "host", "request_timeout"}}
-_STACK_PARAMS = {"user", "request_timeout", "max_pending"}
+_STACK_PARAMS = {"user", "request_timeout", "max_pending", "durable_process", "durable_urls"}
 
 
 # --- translation between the harness's types and loam's ------------------------------------
@@ -217,14 +225,18 @@ class LoamStack:
         user = settings.params.get("user")
         if user is not None and type(user) is not str:
             raise ConfigError(f"got {user!r:.60}; a user name (text)", "stack.params.user")
+        remote = _check_placement(settings)
         pending = settings.params.get("max_pending")
         if pending is not None and (type(pending) is not int or pending < 1):
             raise ConfigError(f"got {pending!r}; messages that may wait for one connection that does not read "
                               "must be a whole number >= 1 (default 10000)", "stack.params.max_pending")
         for link in settings.topology.get("links", []):
             where = f"topology.links[{link['ephemeral']}]"
-            if link["connector"] is None:  # the runner gives it the first of cls.connector_names
-                link = {**link, "connector": cls.connector_names[0]}
+            if link["connector"] is None:  # the runner gives it the first of the capabilities' connectors
+                link = {**link, "connector": "websocket" if remote else cls.connector_names[0]}
+            if remote and link["connector"] != "websocket":
+                raise ConfigError(f"connector {link['connector']!r} needs the durable node in this process; with "
+                                  f"stack.params.{remote} ephemerals connect over websocket", f"{where}.connector")
             if link["connector"] not in cls.connector_names:
                 raise ConfigError(f"connector {link['connector']!r} for ephemeral {link['ephemeral']} is not a loam "
                                   f"connector{did_you_mean(link['connector'], cls.connector_names)}; "
@@ -248,6 +260,9 @@ class LoamStack:
         self.storage = dict(settings.storage)
         self.engine_name = self.storage.pop("engine", DEFAULT_ENGINE)
         self.policy = {"id": DEFAULT_POLICY, **settings.policy}
+        self.durable_process = bool(settings.params.get("durable_process", False))
+        self.durable_urls: list[str] = list(settings.params.get("durable_urls") or [])
+        self.remote: dict[int, ServerProcess] = {}  # durable index -> its server, when out of process
         self.pg: Any = None
         self.engines: dict[int, Any] = {}
         self.nodes: dict[int, Any] = {}
@@ -262,7 +277,9 @@ class LoamStack:
         self._server_lock: Any = None
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(subscribe=True, live_limit=True, order_by=True, ephemeral=True, connectors=self.connector_names,
+        out_of_process = self.durable_process or bool(self.durable_urls)
+        return Capabilities(subscribe=True, live_limit=True, order_by=True, ephemeral=True,
+                            connectors=("websocket",) if out_of_process else self.connector_names,
                             connector_delays=True)
 
     def set_delay_sink(self, sink: Any) -> None:
@@ -304,6 +321,8 @@ class LoamStack:
         from loam.policy import create_policy
         from loam.storage import create_engine
 
+        if self.durable_process or self.durable_urls:
+            return await self._remote_durable(index, context)
         policy_cfg = dict(self.policy)
         policy = create_policy(policy_cfg.pop("id"), **policy_cfg)
         engine = create_engine(self.engine_name, **self._engine_params(index))
@@ -311,6 +330,29 @@ class LoamStack:
         await node.start()
         self.engines[index] = engine
         self.nodes[index] = node
+        return LoamClient(node, context, on_close=lambda i=index: self._close_servers(i))
+
+    async def _remote_durable(self, index: int, context: Context) -> LoamClient:
+        """Durable node `index` out of this process, and the harness's client of it."""
+        from loam.node.ephemeral import EphemeralNode
+        from loam.transport.websocket import WebSocketConnector
+
+        name = f"durable-{index}"
+        if self.durable_urls:
+            server = ServerProcess(name, self.durable_urls[index])
+        else:
+            args = serve_args(self.engine_name, self._engine_params(index), self.policy,
+                              self.settings.params.get("max_pending"))
+            server = await start_server(name, args, self.settings.workdir() / f"{name}.log", self.settings.add_cleanup)
+        self.remote[index] = server
+        timeout = float(self.settings.params.get("request_timeout", 30.0))
+        node = EphemeralNode(WebSocketConnector(server.url, request_timeout=timeout, reconnect=False),
+                             node_id=f"sprout-{name}-client", local_reads=False)
+        try:
+            await node.start()
+        except Exception as exc:
+            raise StackError(f"{name}: cannot connect to {server.url}: {type(exc).__name__}: {exc}"
+                             + (f"; server log: {server.log_tail()}" if server.log_tail() else "")) from None
         return LoamClient(node, context, on_close=lambda i=index: self._close_servers(i))
 
     async def _close_servers(self, index: int) -> None:
@@ -343,10 +385,22 @@ class LoamStack:
 
     async def connector(self, link: Link, durable: LoamClient) -> Any:
         params = dict(link.params)
-        server = await self._server(self.servers, (link.durable, link.connector), durable.node, params)
-        conn = self._new_connector(server, link.connector, params)
+        if link.durable in self.remote:
+            conn = self._remote_connector(link.durable, link.connector, params)
+        else:
+            server = await self._server(self.servers, (link.durable, link.connector), durable.node, params)
+            conn = self._new_connector(server, link.connector, params)
         self._wire_delays(conn.stats, "to_ephemeral")
         return conn
+
+    def _remote_connector(self, durable: int, connector: str, params: Mapping[str, Any]) -> Any:
+        """A WebSocket connector to an out-of-process durable node."""
+        from loam.transport.websocket import WebSocketConnector
+
+        if connector != "websocket":
+            raise Unsupported(f"durable-{durable} runs out of this process: connect over websocket, not {connector!r}")
+        timeout = float(params.get("request_timeout", self.settings.params.get("request_timeout", 30.0)))
+        return WebSocketConnector(self.remote[durable].url, token=params.get("token"), request_timeout=timeout)
 
     async def _server(self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any,
                       params: Mapping[str, Any]) -> Any:
@@ -402,6 +456,9 @@ class LoamStack:
         return {}
 
     def _durable_node(self, durable: int) -> Any:
+        if durable in self.remote:
+            raise Unsupported(f"durable-{durable} runs out of this process ({self.remote[durable].where()}); "
+                              "this needs the node in the harness's process")
         try:
             return self.nodes[durable]
         except KeyError:
@@ -416,8 +473,11 @@ class LoamStack:
         if connector not in CONNECTORS:
             raise StackError(f"loam has no connector {connector!r} (it has: {', '.join(CONNECTORS)})")
         params = self._link_params(durable, connector)
-        server = await self._server(self.servers, (durable, connector), self._durable_node(durable), params)
-        node = EphemeralNode(self._new_connector(server, connector, params))
+        if durable in self.remote:
+            node = EphemeralNode(self._remote_connector(durable, connector, params))
+        else:
+            server = await self._server(self.servers, (durable, connector), self._durable_node(durable), params)
+            node = EphemeralNode(self._new_connector(server, connector, params))
         await node.start()
         client = LoamClient(node, self.context("ephemeral", 1000 + len(self.extra_clients)),
                             on_close=None)
@@ -434,8 +494,11 @@ class LoamStack:
         if connector != "websocket":
             raise Unsupported(f"clients in other processes need the websocket connector, not {connector!r}")
         params = self._link_params(durable, connector)
-        server = await self._server(self.servers, (durable, connector), self._durable_node(durable), params)
-        return {"url": server.url, "token": params.get("token"),
+        if durable in self.remote:
+            url = self.remote[durable].url
+        else:
+            url = (await self._server(self.servers, (durable, connector), self._durable_node(durable), params)).url
+        return {"url": url, "token": params.get("token"),
                 "request_timeout": float(params.get("request_timeout",
                                                     self.settings.params.get("request_timeout", 30.0)))}
 
@@ -452,6 +515,8 @@ class LoamStack:
         return LoamClient(node, Context(user=f"sprout-worker-{index}"))
 
     def server_stats(self, durable: int) -> dict[str, Any]:
+        if durable in self.remote:
+            return {}  # the server's figures live in its own process
         node = self._durable_node(durable)
         st = node.stats()
         services = [s.service for k, s in self.servers.items() if k[0] == durable]
@@ -481,8 +546,8 @@ class LoamStack:
     def native_get(client: Any) -> Callable[[str, str], Awaitable[Entity | None]] | None:
         """loam's node API under a client of this stack: `get(collection, id)` on its node
         with its context, no conversion into harness Docs (the `native_get` hook)."""
-        if not isinstance(client, LoamClient):
-            return None
+        if not isinstance(client, LoamClient) or getattr(client.node, "local_reads", True) is False:
+            return None  # a remote client: no node API in this process to time
         get, ctx = client.node.get, client.ctx
         # a plain closure: the figure times this call (a partial with a keyword costs ~3x more)
         return lambda collection, id: get(collection, id, ctx)
@@ -599,8 +664,12 @@ class LoamStack:
                 storage["nodes"] = self.storage_details()
         if self.pg is not None:
             storage["server"] = self.pg.describe()
-        return {"stack": "loam", "version": getattr(loam, "__version__", "?"), "storage": storage,
-                "policy": dict(self.policy), "connectors": sorted({k[1] for k in self.servers})}
+        out = {"stack": "loam", "version": getattr(loam, "__version__", "?"), "storage": storage,
+               "policy": dict(self.policy), "connectors": sorted({k[1] for k in self.servers})}
+        if self.remote:
+            out["durables"] = {f"durable-{i}": s.where() for i, s in sorted(self.remote.items())}
+            out["connectors"] = ["websocket"]
+        return out
 
 
 async def _start_postgres(add_cleanup: Callable[[Callable[[], Any]], None]) -> PostgresHandle:
@@ -628,6 +697,28 @@ async def _start_postgres(add_cleanup: Callable[[Callable[[], Any]], None]) -> P
         with lock:
             abandoned = True
         raise
+
+
+def _check_placement(settings: StackSettings) -> str | None:
+    """The stack parameter that puts durable nodes out of this process, or None."""
+    process = settings.params.get("durable_process", False)
+    if type(process) is not bool:
+        raise ConfigError(f"got {process!r:.60}; true runs each durable node in its own `loam serve` process",
+                          "stack.params.durable_process")
+    urls = settings.params.get("durable_urls")
+    if urls is None:
+        return "durable_process" if process else None
+    if process:
+        raise ConfigError("durable_urls names servers that already run; durable_process starts them: set one",
+                          "stack.params.durable_urls")
+    durable = settings.topology.get("durable", 1)
+    if type(urls) is not list or not all(type(u) is str and re.match(r"^wss?://[^\s/]+", u) for u in urls):
+        raise ConfigError(f"got {urls!r:.80}; a list of ws://HOST:PORT addresses, one per durable node",
+                          "stack.params.durable_urls")
+    if len(urls) != durable:
+        raise ConfigError(f"{len(urls)} address(es) for {durable} durable node(s): give one per durable node",
+                          "stack.params.durable_urls")
+    return "durable_urls"
 
 
 def _drop_schema(dsn: str, schema: str) -> None:

@@ -3,6 +3,7 @@ that is a plain remote client of it (`local_reads=False`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,142 @@ def test_storage_params_reach_the_engine_and_bad_ones_are_one_line(tmp_path: Pat
     # a wrongly shaped index is refused by the engine: the parameter reached it
     wrong = _serve(tmp_path, "--storage-param", 'indexes={"pets": 5}')
     assert wrong.returncode == 1 and "indexes" in wrong.stderr and "Traceback" not in wrong.stderr, wrong.stderr
+
+
+# --- the loam stack with its durable nodes out of the harness's process -----------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of `pid` (a session of its own included: the parent link stays)."""
+    parents: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents.setdefault(int(fields[1]), []).append(int(p.name))
+    out, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None = None,
+             kill_server_after: tuple[str, float] | None = None
+             ) -> tuple[int, str, dict | None, set[int], set[int]]:
+    """`sprout run leveldb-local` with the durable node in its own process; optionally SIGINT
+    the run, or SIGKILL its server, `seconds` after a log line containing `marker`. Returns the
+    exit code, the log, the report, the server pids seen and those still running after."""
+    import json
+    import signal
+    import threading
+    import time
+
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "sprout_harness", "run", "leveldb-local", "--verbose", "--json", str(report),
+           "--set", "stack.params.durable_process=true", "--set", "datasets.albums=300",
+           "--set", "datasets.pets=300", "--set", "phases.0.params.count=300", *[a for s in sets for a in ("--set", s)]]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    seen = threading.Event()
+    marker = (signal_after or kill_server_after or ("\0", 0))[0]
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if marker in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    servers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        servers |= {c for c in _children(proc.pid) if "loam serve" in _cmdline(c)}
+        if seen.is_set() and (signal_after or kill_server_after):
+            time.sleep((signal_after or kill_server_after)[1])  # type: ignore[index]
+            if signal_after:
+                proc.send_signal(signal.SIGINT)
+            else:
+                for pid in servers:
+                    os.kill(pid, signal.SIGKILL)
+            signal_after = kill_server_after = None
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    reader.join(5)
+    time.sleep(0.2)  # let the kernel reap what exited with the run
+    left = {pid for pid in servers if Path(f"/proc/{pid}").exists() and "loam serve" in _cmdline(pid)}
+    data = json.loads(report.read_text()) if report.exists() else None
+    return proc.returncode, "".join(lines), data, servers, left
+
+
+def test_a_durable_node_in_its_own_process_runs_the_suite_and_leaves_nothing(tmp_path: Path) -> None:
+    code, log, report, servers, left = _run_cli(tmp_path)
+    assert code == 0, log[-3000:]
+    assert len(servers) == 1 and not left, (servers, left)  # one server, stopped at teardown
+    notes = " ".join(report["metadata"]["notes"])
+    assert f"own process (pid {min(servers)}, python -m loam serve) at ws://127.0.0.1:" in notes, notes
+    assert [p["status"] for p in report["phases"]] == ["ok"] * 5
+    # the harness's figures were measured over the wire: the durable client reads remotely
+    assert report["metadata"]["connector"] == "none" and "connectors=['websocket']" in notes
+
+
+def test_ctrl_c_stops_the_server_process_too(tmp_path: Path) -> None:
+    code, log, report, servers, left = _run_cli(tmp_path, "phases.3.params.duration_s=5",
+                                                signal_after=("phase writers", 0.5))
+    assert code == 130, log[-3000:]
+    assert servers and not left, f"server processes left behind: {left}"
+    assert report is not None and report["status"] == "cancelled"
+    assert "Traceback" not in log
+
+
+def test_a_server_that_dies_mid_phase_fails_the_run_with_its_cause(tmp_path: Path) -> None:
+    code, log, report, servers, left = _run_cli(tmp_path, "phases.3.params.duration_s=5",
+                                                kill_server_after=("phase writers", 0.5))
+    assert code == 1, log[-3000:]
+    assert report is not None and report["status"] in ("failed", "error"), report["status"]
+    writers = next(p for p in report["phases"] if p["name"] == "writers@durable")
+    assert writers["status"] != "ok"
+    assert "exited with -9" in " ".join(report["metadata"]["notes"]) + log, log[-3000:]
+    assert servers and not left and "Traceback" not in log
+
+
+async def test_durable_urls_connect_to_servers_someone_else_runs(tmp_path: Path) -> None:
+    from sprout_harness.config import config_from_dict
+    from sprout_harness.topology.runner import run
+
+    server = subprocess.Popen([sys.executable, "-m", "loam", "serve", "--storage", "memory"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+        cfg = config_from_dict({
+            "name": "external", "stack": {"name": "loam", "params": {"durable_urls": [url]}},
+            "topology": {"durable": 1, "ephemeral": 1}, "datasets": {"albums": 200, "pets": 0},
+            "phases": [{"name": "create", "target": "ephemeral", "params": {"count": 50, "batch_size": 10}},
+                       {"name": "fetch", "target": "durable", "params": {"get_ops": 20, "fetch_ops": 10}}]})
+        result = await run(cfg)
+        assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
+        assert any(f"external server at {url}" in n for n in result.metadata.notes), result.metadata.notes
+        assert result.metadata.connector == "websocket"  # the stack's only connector out of process
+        assert server.poll() is None  # not ours to stop
+    finally:
+        server.terminate()
+        assert server.wait(10) == 0
