@@ -1,7 +1,8 @@
 """RayFleet against a real two-node Ray cluster (each node in a network namespace of its own)
 and a real `loam serve` on the root namespace's bridge address: every subscription sees every
 commit, lag histograms merge exactly, actors land on both nodes, clocks on one host read offset
-0 within the estimate's bound, a killed actor is a WorkerError naming it, never a hang."""
+0 within the estimate's bound, an offset sent to an actor shifts the lags it records, a killed
+actor is a WorkerError naming it, never a hang."""
 
 from __future__ import annotations
 
@@ -103,6 +104,16 @@ async def test_ray_fleet_on_two_nodes(ray_cluster_2: RayCluster, loam_url: str) 
         assert got["notifications"] == CONNECTIONS * COMMITS
         assert got["lag"].count == CONNECTIONS * COMMITS  # merged exactly over the four actors
         assert await fleet.client_rss() > 0
+
+        # a host 10 s behind the driver: its lags are receipt - commit_ns - offset
+        for a in fleet.actors:
+            await a.call({"op": "offset", "offset_ns": -10 * 10**9}, TIMEOUT_S)
+        await writer.update("pets", ack.ids[0], {"mood": 9_999})
+        deadline = time.monotonic() + TIMEOUT_S
+        while min(await fleet.counts()) < COMMITS + 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        shifted = (await fleet.collect())["lag"]
+        assert shifted.count == CONNECTIONS and 10 * 10**9 <= shifted.min < 11 * 10**9
 
         # an actor's process killed mid-way: the next call names it and its node, promptly
         victim = next(a for a in fleet.actors if a.node == ray_cluster_2.worker_ip)
