@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from support.procs import alive, descendants, mentioning
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("SPROUT_INTERRUPT_SEED") or random.SystemRandom().randrange(1 << 32))
 CONFIG = "postgres-ephemeral-ws"
@@ -80,63 +82,6 @@ def run_tmp():
     shutil.rmtree(d, ignore_errors=True)
 
 
-# --- processes ---------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a live, non-zombie process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
-    if fields[0] == "Z":
-        return None
-    return int(fields[1]), int(fields[19])
-
-
-def _descendants(root: int) -> set[tuple[int, int]]:
-    """(pid, start time) of every live descendant of `root`."""
-    children: dict[int, list[tuple[int, int]]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            st = _stat(int(p.name))
-            if st is not None:
-                children.setdefault(st[0], []).append((int(p.name), st[1]))
-    out: set[tuple[int, int]] = set()
-    todo = [root]
-    while todo:
-        for pid, start in children.get(todo.pop(), []):
-            out.add((pid, start))
-            todo.append(pid)
-    return out
-
-
-def _alive(procs: set[tuple[int, int]]) -> list[str]:
-    left = []
-    for pid, start in procs:
-        st = _stat(pid)
-        if st is not None and st[1] == start:  # the same process, not a reused pid
-            try:
-                left.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-            except OSError:
-                pass
-    return left
-
-
-def _mentioning(text: str) -> list[str]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit() and int(p.name) != os.getpid():
-            try:
-                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmd and _stat(int(p.name)) is not None:
-                out.append(f"{p.name}: {cmd}")
-    return out
-
-
 # --- one interrupted run -----------------------------------------------------------------------
 
 
@@ -176,17 +121,17 @@ def interrupt_run(tmp: Path, report: Path, sets: list[str], marker: str, delay: 
     try:
         deadline = time.monotonic() + MARKER_TIMEOUT_S
         while not seen.wait(0.02):  # meanwhile, note every process the run starts
-            procs |= _descendants(proc.pid)
+            procs |= descendants(proc.pid)
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no {marker!r} in the run's log (exit {proc.poll()}):\n" + "".join(lines)[-3000:])
-        procs |= _descendants(proc.pid)
+        procs |= descendants(proc.pid)
         time.sleep(delay)
-        procs |= _descendants(proc.pid)
+        procs |= descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
         sent = time.monotonic()
         deadline = sent + EXIT_TIMEOUT_S
         while proc.poll() is None and time.monotonic() < deadline:
-            procs |= _descendants(proc.pid)  # teardown starts processes too (pg_ctl stop)
+            procs |= descendants(proc.pid)  # teardown starts processes too (pg_ctl stop)
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
@@ -197,7 +142,7 @@ def interrupt_run(tmp: Path, report: Path, sets: list[str], marker: str, delay: 
     data = json.loads(report.read_text()) if report.exists() else None
     time.sleep(0.1)  # let the kernel finish reaping what exited with the run
     return Interrupted(proc.returncode, "".join(lines), data, took,
-                       _alive(procs) + _mentioning(str(tmp)), sorted(p.name for p in tmp.iterdir()))
+                       alive(procs) + mentioning(str(tmp)), sorted(p.name for p in tmp.iterdir()))
 
 
 def check_rule(r: Interrupted, where: str) -> None:

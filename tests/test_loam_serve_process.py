@@ -13,6 +13,7 @@ from loam.node.durable import DurableNode
 from loam.node.ephemeral import EphemeralNode
 from loam.storage import create_engine
 from loam.transport.inprocess import InProcessServer
+from support.procs import alive, cmdline, descendants
 
 
 async def _node_and_server() -> tuple[DurableNode, InProcessServer]:
@@ -65,38 +66,12 @@ def test_storage_params_reach_the_engine_and_bad_ones_are_one_line(tmp_path: Pat
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _children(pid: int) -> set[int]:
-    """Every live descendant of `pid` (a session of its own included: the parent link stays)."""
-    parents: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents.setdefault(int(fields[1]), []).append(int(p.name))
-    out, todo = set(), [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.add(child)
-            todo.append(child)
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None = None,
              kill_server_after: tuple[str, float] | None = None
-             ) -> tuple[int, str, dict | None, set[int], set[int]]:
+             ) -> tuple[int, str, dict | None, set[tuple[int, int]], list[str]]:
     """`sprout run leveldb-local` with the durable node in its own process; optionally SIGINT
     the run, or SIGKILL its server, `seconds` after a log line containing `marker`. Returns the
-    exit code, the log, the report, the server pids seen and those still running after."""
+    exit code, the log, the report, the servers seen (pid, start) and those still running after."""
     import json
     import signal
     import threading
@@ -121,16 +96,16 @@ def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None 
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    servers: set[int] = set()
+    servers: set[tuple[int, int]] = set()
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        servers |= {c for c in _children(proc.pid) if "loam serve" in _cmdline(c)}
+        servers |= {c for c in descendants(proc.pid) if "loam serve" in cmdline(c[0])}
         if seen.is_set() and (signal_after or kill_server_after):
             time.sleep((signal_after or kill_server_after)[1])  # type: ignore[index]
             if signal_after:
                 proc.send_signal(signal.SIGINT)
             else:
-                for pid in servers:
+                for pid, _ in servers:
                     os.kill(pid, signal.SIGKILL)
             signal_after = kill_server_after = None
         time.sleep(0.02)
@@ -139,7 +114,7 @@ def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None 
     proc.wait()
     reader.join(5)
     time.sleep(0.2)  # let the kernel reap what exited with the run
-    left = {pid for pid in servers if Path(f"/proc/{pid}").exists() and "loam serve" in _cmdline(pid)}
+    left = alive(servers)
     data = json.loads(report.read_text()) if report.exists() else None
     return proc.returncode, "".join(lines), data, servers, left
 
@@ -149,7 +124,7 @@ def test_a_durable_node_in_its_own_process_runs_the_suite_and_leaves_nothing(tmp
     assert code == 0, log[-3000:]
     assert len(servers) == 1 and not left, (servers, left)  # one server, stopped at teardown
     notes = " ".join(report["metadata"]["notes"])
-    assert f"own process (pid {min(servers)}, python -m loam serve) at ws://127.0.0.1:" in notes, notes
+    assert f"own process (pid {min(servers)[0]}, python -m loam serve) at ws://127.0.0.1:" in notes, notes
     assert [p["status"] for p in report["phases"]] == ["ok"] * 5
     # the harness's figures were measured over the wire: the durable client reads remotely
     assert report["metadata"]["connector"] == "none" and "connectors=['websocket']" in notes
