@@ -21,14 +21,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support.procs import alive, descendants, mentioning
+from support.procs import StderrWatch, alive, descendants, mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("SPROUT_INTERRUPT_SEED") or random.SystemRandom().randrange(1 << 32))
@@ -104,26 +103,15 @@ def interrupt_run(tmp: Path, report: Path, sets: list[str], marker: str, delay: 
         cmd += ["--set", s]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    seen = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if marker in line:
-                seen.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    watch = StderrWatch(proc, marker)
     procs: set[tuple[int, int]] = set()
     sent = None
     try:
         deadline = time.monotonic() + MARKER_TIMEOUT_S
-        while not seen.wait(0.02):  # meanwhile, note every process the run starts
+        while not watch.seen.wait(0.02):  # meanwhile, note every process the run starts
             procs |= descendants(proc.pid)
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"no {marker!r} in the run's log (exit {proc.poll()}):\n" + "".join(lines)[-3000:])
+                pytest.fail(f"no {marker!r} in the run's log (exit {proc.poll()}):\n" + "".join(watch.lines)[-3000:])
         procs |= descendants(proc.pid)
         time.sleep(delay)
         procs |= descendants(proc.pid)
@@ -137,11 +125,11 @@ def interrupt_run(tmp: Path, report: Path, sets: list[str], marker: str, delay: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reader.join(5)
+    log = watch.text()
     took = time.monotonic() - sent
     data = json.loads(report.read_text()) if report.exists() else None
     time.sleep(0.1)  # let the kernel finish reaping what exited with the run
-    return Interrupted(proc.returncode, "".join(lines), data, took,
+    return Interrupted(proc.returncode, log, data, took,
                        alive(procs) + mentioning(str(tmp)), sorted(p.name for p in tmp.iterdir()))
 
 

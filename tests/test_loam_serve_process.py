@@ -13,7 +13,7 @@ from loam.node.durable import DurableNode
 from loam.node.ephemeral import EphemeralNode
 from loam.storage import create_engine
 from loam.transport.inprocess import InProcessServer
-from support.procs import alive, cmdline, descendants
+from support.procs import StderrWatch, alive, cmdline, descendants
 
 
 async def _node_and_server() -> tuple[DurableNode, InProcessServer]:
@@ -74,7 +74,6 @@ def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None 
     exit code, the log, the report, the servers seen (pid, start) and those still running after."""
     import json
     import signal
-    import threading
     import time
 
     report = tmp_path / "report.json"
@@ -83,24 +82,12 @@ def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None 
            "--set", "datasets.pets=300", "--set", "phases.0.params.count=300", *[a for s in sets for a in ("--set", s)]]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    seen = threading.Event()
-    marker = (signal_after or kill_server_after or ("\0", 0))[0]
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if marker in line:
-                seen.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    watch = StderrWatch(proc, (signal_after or kill_server_after or ("\0", 0))[0])
     servers: set[tuple[int, int]] = set()
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         servers |= {c for c in descendants(proc.pid) if "loam serve" in cmdline(c[0])}
-        if seen.is_set() and (signal_after or kill_server_after):
+        if watch.seen.is_set() and (signal_after or kill_server_after):
             time.sleep((signal_after or kill_server_after)[1])  # type: ignore[index]
             if signal_after:
                 proc.send_signal(signal.SIGINT)
@@ -112,11 +99,11 @@ def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None 
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-    reader.join(5)
+    log = watch.text()
     time.sleep(0.2)  # let the kernel reap what exited with the run
     left = alive(servers)
     data = json.loads(report.read_text()) if report.exists() else None
-    return proc.returncode, "".join(lines), data, servers, left
+    return proc.returncode, log, data, servers, left
 
 
 def test_a_durable_node_in_its_own_process_runs_the_suite_and_leaves_nothing(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ ones a run left behind."""
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 from pathlib import Path
 
 
@@ -63,3 +65,27 @@ def mentioning(text: str) -> list[str]:
             if text in cmd and stat(int(p.name)) is not None:
                 out.append(f"{p.name}: {cmd}")
     return out
+
+
+class StderrWatch:
+    """Reads a child's stderr (text mode) in a thread: every line kept, `seen` set once a line
+    contains `marker`."""
+
+    def __init__(self, proc: subprocess.Popen[str], marker: str) -> None:
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+        self._proc, self._marker = proc, marker
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self.lines.append(line)
+            if self._marker in line:
+                self.seen.set()
+
+    def text(self, join_s: float = 5.0) -> str:
+        """Everything read, after waiting up to `join_s` for the stream to end."""
+        self._thread.join(join_s)
+        return "".join(self.lines)
