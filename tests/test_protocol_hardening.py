@@ -271,7 +271,7 @@ async def test_a_malformed_request_with_a_readable_rid_names_it_in_the_error() -
         ws = await _raw(server.url)
         await _send(ws, {"t": "get", "rid": 41, "collection": "c", "id": 5, "ctx": _CTX_WIRE})
         err = await _reply(ws)
-        assert isinstance(err, m.Error) and err.code == "malformed" and err.rid == 41 and "'id'" in err.message
+        assert isinstance(err, m.Error) and err.code == "malformed" and err.rid == 41 and "$.id" in err.message
         assert await _close_code(ws) == 1008
     finally:
         await server.close()

@@ -1,10 +1,16 @@
-"""Every message of loam's wire protocol, as plain dataclasses (no I/O here); `Notify`,
-the hot one, is a msgspec Struct so the codec decodes it in one typed pass.
+"""Every message of loam's wire protocol: the one wire schema (no I/O here).
+
+Each message type is a msgspec Struct tagged by the wire field `t` (its `TYPE`), with its
+fields in wire order, `sent_ns` last; the shapes inside (entities, operations,
+transactions, commit records, contexts, queries) are the Structs of `loam.model` and
+`loam.query.ast`, laid out like their wire forms. `loam.protocol.codec` encodes and
+decodes these types directly. A field with a default may be omitted on the wire (the
+receiver reads the default); every other field is required, and no other field is allowed.
 
 Requests carry a request id `rid` chosen by the sender (0..MAX_RID); the reply echoes it. Every
 message carries `sent_ns` (`time.perf_counter_ns()` when it was sent) so the receiver
 can record a one-way connector delay per message type (meaningful when both ends share
-a clock, i.e. one process). `TYPE` is the value of the wire field `t`.
+a clock, i.e. one process).
 Every reply to a request that reads or writes (`ack`, `get_result`, `fetch_result`,
 `subscribed`) and every `notify` carries `clock`, the durable node's Lamport clock,
 so the client's clock never falls far behind it.
@@ -13,8 +19,7 @@ See docs/protocol.md for the wire form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union, get_args
 
 import msgspec
 
@@ -26,149 +31,149 @@ PROTOCOL_VERSION = 1
 # A request id is an integer in 0..MAX_RID: exact in an IEEE double, so a client in
 # any language can echo it. Decoding refuses others (`malformed`).
 MAX_RID = (1 << 53) - 1
+Rid = Annotated[int, msgspec.Meta(ge=0, le=MAX_RID)]
+
+ErrorCode = Literal[
+    "malformed",  # not decodable / wrong shape (connection closed)
+    "too_large",  # message over the size limit
+    "auth",  # wrong token (connection closed)
+    "version",  # unsupported protocol version (connection closed)
+    "unexpected",  # message not valid in this state (e.g. a request before hello)
+    "query",  # loam.errors.QueryError
+    "validation",  # loam.errors.ValidationError
+    "denied",  # loam.errors.PolicyDenied
+    "storage",  # loam.errors.StorageError
+    "closed",  # the node is closed
+    "unknown_query",  # unsubscribe of a query id this peer does not hold
+    "stale_clock",  # loam.errors.StaleClockError: commit stamped below a stored write; re-stamp above `clock`
+    "internal",  # anything else (a bug; the message has the exception)
+]
+ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 
 
-@dataclass(slots=True)
-class Hello:
+class _Message(msgspec.Struct, tag_field="t", forbid_unknown_fields=True, gc=False):
+    """Base of the message types: tagged by `t`, strict about fields. Not tracked by the
+    cycle collector: a message holds entities, operations and strings, never itself."""
+
+    TYPE: ClassVar[str]  # the tag, set below from each class's `tag`
+
+
+class Hello(_Message, tag="hello"):
     """Client -> server, first message: authenticate and introduce the client node.
 
     `database` names the database to use on a server hosting several (a `DatabaseHost`);
-    None means "default" there, and is the only value a single-node server accepts."""
+    None means "default" there, and is the only value a single-node server accepts.
+    It is left out of the wire form when None (see OMITTED_WHEN_NONE)."""
 
-    TYPE: ClassVar[str] = "hello"
-    rid: int
+    rid: Rid
     token: str | None
     node_id: str
     version: int = PROTOCOL_VERSION
-    sent_ns: int = 0
     database: str | None = None
+    sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Welcome:
+class Welcome(_Message, tag="welcome"):
     """Server -> client: handshake accepted. `clock` is the durable node's Lamport clock."""
 
-    TYPE: ClassVar[str] = "welcome"
-    rid: int
+    rid: Rid
     node_id: str
-    clock: int
+    clock: NonNegative
     version: int = PROTOCOL_VERSION
     max_size: int = 0
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Commit:
+class Commit(_Message, tag="commit"):
     """Client -> server: apply a transaction stamped by the client node."""
 
-    TYPE: ClassVar[str] = "commit"
-    rid: int
+    rid: Rid
     tx: Transaction
-    ctx: Context = field(default_factory=Context)
+    ctx: Context = msgspec.field(default_factory=Context)
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Ack:
+class Ack(_Message, tag="ack"):
     """Server -> client: the durable node's commit record for a `commit`; `clock` is its Lamport clock."""
 
-    TYPE: ClassVar[str] = "ack"
-    rid: int
+    rid: Rid
     record: CommitRecord
-    clock: int = 0
+    clock: NonNegative = 0
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Get:
-    TYPE: ClassVar[str] = "get"
-    rid: int
+class Get(_Message, tag="get"):
+    rid: Rid
     collection: str
     id: str
-    ctx: Context = field(default_factory=Context)
+    ctx: Context = msgspec.field(default_factory=Context)
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class GetResult:
-    TYPE: ClassVar[str] = "get_result"
-    rid: int
+class GetResult(_Message, tag="get_result"):
+    rid: Rid
     entity: Entity | None
-    clock: int = 0
+    clock: NonNegative = 0
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Fetch:
+class Fetch(_Message, tag="fetch"):
     """`query` is query text, or a parsed Query (sent as its AST) when it has no text."""
 
-    TYPE: ClassVar[str] = "fetch"
-    rid: int
+    rid: Rid
     collection: str
     query: str | Query
-    ctx: Context = field(default_factory=Context)
+    ctx: Context = msgspec.field(default_factory=Context)
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class FetchResult:
-    TYPE: ClassVar[str] = "fetch_result"
-    rid: int
+class FetchResult(_Message, tag="fetch_result"):
+    rid: Rid
     entities: list[Entity]
-    clock: int = 0
+    clock: NonNegative = 0
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Subscribe:
-    TYPE: ClassVar[str] = "subscribe"
-    rid: int
+class Subscribe(_Message, tag="subscribe"):
+    rid: Rid
     collection: str
     query: str | Query
-    ctx: Context = field(default_factory=Context)
+    ctx: Context = msgspec.field(default_factory=Context)
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Subscribed:
+class Subscribed(_Message, tag="subscribed"):
     """Server -> client: the live query's id (server side) and its current result, in order."""
 
-    TYPE: ClassVar[str] = "subscribed"
-    rid: int
+    rid: Rid
     query_id: str
     results: list[Entity]
-    clock: int = 0
+    clock: NonNegative = 0
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Unsubscribe:
-    TYPE: ClassVar[str] = "unsubscribe"
-    rid: int
+class Unsubscribe(_Message, tag="unsubscribe"):
+    rid: Rid
     query_id: str
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Unsubscribed:
-    TYPE: ClassVar[str] = "unsubscribed"
-    rid: int
+class Unsubscribed(_Message, tag="unsubscribed"):
+    rid: Rid
     query_id: str
     sent_ns: int = 0
 
 
-class Notify(msgspec.Struct, tag_field="t", tag="notify", forbid_unknown_fields=True):
+class Notify(_Message, tag="notify"):
     """Server -> client, unsolicited: one change to a remote live query's result.
 
     `kind` is "change" or "closed" (the server ended the live query; `reason` says why).
     `gap_filled` counts the entities the durable node read to refill a LIMIT window in
     this change (0: no refill).
     `clock` is the commit's Lamport clock (lets the client's clock observe it).
-    A msgspec Struct (the hot message): the codec decodes it in one typed pass, and
-    every field is required on the wire, so every field is required here too.
+    Every field is required, on the wire and here.
     """
 
-    TYPE: ClassVar[str] = "notify"
     query_id: str
     commit_id: str | None
     commit_ns: int | None
@@ -187,66 +192,43 @@ def closed_notify(query_id: str, commit_id: str | None, commit_ns: int | None, r
     return Notify(query_id, commit_id, commit_ns, [], [], [], 0, 0, "closed", reason, 0)
 
 
-@dataclass(slots=True)
-class Error:
+class Error(_Message, tag="error"):
     """A failed request (`rid` set) or a connection-level error (`rid` None, then closed).
 
     `code` is one of ERROR_CODES; `message` is for humans and names the fix. `clock`
-    (the durable node's Lamport clock) is set for `stale_clock` only, else None (omitted).
+    (the durable node's Lamport clock) is set for `stale_clock` only, else None (left
+    out of the wire form).
     """
 
-    TYPE: ClassVar[str] = "error"
-    rid: int | None
-    code: str
+    rid: Rid | None
+    code: ErrorCode
     message: str
-    clock: int | None = None
+    clock: NonNegative | None = None
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Ping:
-    TYPE: ClassVar[str] = "ping"
-    rid: int
+class Ping(_Message, tag="ping"):
+    rid: Rid
     sent_ns: int = 0
 
 
-@dataclass(slots=True)
-class Pong:
-    TYPE: ClassVar[str] = "pong"
-    rid: int
+class Pong(_Message, tag="pong"):
+    rid: Rid
     sent_ns: int = 0
 
-
-ERROR_CODES = frozenset(
-    {
-        "malformed",  # not decodable / wrong shape (connection closed)
-        "too_large",  # message over the size limit
-        "auth",  # wrong token (connection closed)
-        "version",  # unsupported protocol version (connection closed)
-        "unexpected",  # message not valid in this state (e.g. a request before hello)
-        "query",  # loam.errors.QueryError
-        "validation",  # loam.errors.ValidationError
-        "denied",  # loam.errors.PolicyDenied
-        "storage",  # loam.errors.StorageError
-        "closed",  # the node is closed
-        "unknown_query",  # unsubscribe of a query id this peer does not hold
-        "stale_clock",  # loam.errors.StaleClockError: commit stamped below a stored write; re-stamp above `clock`
-        "internal",  # anything else (a bug; the message has the exception)
-    }
-)
 
 Message = Union[
     Hello, Welcome, Commit, Ack, Get, GetResult, Fetch, FetchResult, Subscribe, Subscribed,
     Unsubscribe, Unsubscribed, Notify, Error, Ping, Pong,
 ]
 
-MESSAGE_TYPES: dict[str, type] = {
-    cls.TYPE: cls
-    for cls in (
-        Hello, Welcome, Commit, Ack, Get, GetResult, Fetch, FetchResult, Subscribe, Subscribed,
-        Unsubscribe, Unsubscribed, Notify, Error, Ping, Pong,
-    )
-}
+MESSAGE_TYPES: dict[str, type[Message]] = {}
+for _cls in get_args(Message):
+    _cls.TYPE = _cls.__struct_config__.tag
+    MESSAGE_TYPES[_cls.TYPE] = _cls
+
+# Optional fields written only when set: peers that predate them accept the message.
+OMITTED_WHEN_NONE: dict[type[Message], str] = {Hello: "database", Error: "clock"}
 
 # Requests a client may send after the handshake, and the reply type of each.
 REPLY_OF: dict[str, str] = {

@@ -109,7 +109,7 @@ class ServerSession:
     def welcome(self, hello: m.Hello, clock: int) -> m.Welcome:
         return m.Welcome(hello.rid, self.server_node_id, clock, m.PROTOCOL_VERSION, self.max_size)
 
-    def _reject(self, rid: int | None, code: str, message: str) -> Reject:
+    def _reject(self, rid: int | None, code: m.ErrorCode, message: str) -> Reject:
         self.state = "closed"
         return Reject(m.Error(rid, code, message), f"{code}: {message}"[:120])
 

@@ -80,9 +80,9 @@ class _Parser:
         if self.at_keyword("LIMIT"):
             self.advance()
             t = self.tok
-            if t.kind != "number" or type(t.value) is not int or t.value < 0:  # type: ignore[operator]
+            if t.kind != "number" or type(t.value) is not int or t.value < 0:
                 raise self.error("expected a non-negative integer after LIMIT")
-            limit = t.value  # type: ignore[assignment]
+            limit = t.value
             self.advance()
         if self.tok.kind != "eof":
             if self.tok.kind == ")":
@@ -117,7 +117,8 @@ class _Parser:
             if self.tok.kind == "(":
                 open_tok = self.advance()
                 inner = self.or_expr()
-                if self.tok.kind != ")":
+                closing = self.tok  # moved on by or_expr (mypy keeps the narrowing of self.tok)
+                if closing.kind != ")":
                     raise self.error(f"expected ')' to close the '(' at position {open_tok.pos}")
                 self.advance()
                 return inner
@@ -172,7 +173,7 @@ class _Parser:
             return t.value  # type: ignore[return-value]
         if t.kind == "keyword" and t.value in ("TRUE", "FALSE", "NULL"):
             self.advance()
-            return {"TRUE": True, "FALSE": False, "NULL": None}[t.value]  # type: ignore[index]
+            return {"TRUE": True, "FALSE": False, "NULL": None}[t.value]
         raise self.error(f"expected a value {where} (a 'string', number, true, false or null)")
 
     def order_key(self) -> OrderKey:

@@ -45,7 +45,7 @@ log = logging.getLogger("loam.transport")
 _perf_ns = time.perf_counter_ns
 
 
-def error_code(exc: BaseException) -> str:
+def error_code(exc: BaseException) -> m.ErrorCode:
     if isinstance(exc, StaleClockError):
         return "stale_clock"
     if isinstance(exc, QueryError):
