@@ -18,7 +18,8 @@ Settings it understands (see docs/configuration.md):
   process, the harness reaches a durable node over WebSocket with an ephemeral node that
   reads only remotely (`local_reads=False`), ephemerals connect over `websocket`, and the
   hooks that need the node object (triggers, databases, server_stats, native_get) are
-  unsupported.
+  unsupported. `server_host` is the address WebSocket servers bind (default 127.0.0.1; one
+  that clients on other hosts, or Ray actors in other network namespaces, can reach).
 
 Optional hooks (sprout_harness/contracts/hooks.py): extra connections (`open_connection`,
 `connection_address` + `connect_address` for worker processes, `server_stats`), triggers
@@ -73,7 +74,7 @@ DEFAULT_ENGINE = "leveldb"  # a config without storage.engine
 DEFAULT_POLICY = "permissive"  # a config without policy.id
 _CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
                      "websocket": {"token", "host", "request_timeout"}}
-_STACK_PARAMS = {"user", "request_timeout", "max_pending", "durable_process", "durable_urls"}
+_STACK_PARAMS = {"user", "request_timeout", "max_pending", "durable_process", "durable_urls", "server_host"}
 
 
 # --- translation between the harness's types and loam's ------------------------------------
@@ -226,6 +227,10 @@ class LoamStack:
         if user is not None and type(user) is not str:
             raise ConfigError(f"got {user!r:.60}; a user name (text)", "stack.params.user")
         remote = _check_placement(settings)
+        host = settings.params.get("server_host")
+        if host is not None and (type(host) is not str or not re.fullmatch(r"[0-9A-Za-z.:-]{1,253}", host)):
+            raise ConfigError(f"got {host!r:.60}; the address WebSocket servers bind (default 127.0.0.1), e.g. "
+                              "an address other hosts or network namespaces reach", "stack.params.server_host")
         pending = settings.params.get("max_pending")
         if pending is not None and (type(pending) is not int or pending < 1):
             raise ConfigError(f"got {pending!r}; messages that may wait for one connection that does not read "
@@ -261,6 +266,7 @@ class LoamStack:
         self.engine_name = self.storage.pop("engine", DEFAULT_ENGINE)
         self.policy = {"id": DEFAULT_POLICY, **settings.policy}
         self.durable_process = bool(settings.params.get("durable_process", False))
+        self.server_host = str(settings.params.get("server_host") or "127.0.0.1")
         self.durable_urls: list[str] = list(settings.params.get("durable_urls") or [])
         self.remote: dict[int, ServerProcess] = {}  # durable index -> its server, when out of process
         self.pg: Any = None
@@ -342,7 +348,7 @@ class LoamStack:
             server = ServerProcess(name, self.durable_urls[index])
         else:
             args = serve_args(self.engine_name, self._engine_params(index), self.policy,
-                              self.settings.params.get("max_pending"))
+                              self.settings.params.get("max_pending"), host=self.server_host)
             server = await start_server(name, args, self.settings.workdir() / f"{name}.log", self.settings.add_cleanup)
         self.remote[index] = server
         timeout = float(self.settings.params.get("request_timeout", 30.0))
@@ -428,7 +434,8 @@ class LoamStack:
         elif key[1] == "websocket":
             from loam.transport.websocket import NodeServer
 
-            server = NodeServer(target, host=params.get("host", "127.0.0.1"), port=0, token=token, max_pending=pending)
+            server = NodeServer(target, host=params.get("host", self.server_host), port=0, token=token,
+                                max_pending=pending)
             try:
                 await server.start()
             except OSError as exc:

@@ -1,6 +1,6 @@
 """A durable loam node in its own OS process: `python -m loam serve`, started and stopped here.
 
-The server binds a free port on 127.0.0.1 and prints `loam serving on ws://...` once bound;
+The server binds a free port (on 127.0.0.1 unless told otherwise) and prints `loam serving on ws://...` once bound;
 its stderr goes to a log file whose tail explains a server that failed to start or exited
 badly. It runs in a session of its own, so a Ctrl+C in the terminal reaches the harness
 first and the harness stops the server after its clients (SIGTERM: the server closes its
@@ -78,9 +78,9 @@ class ServerProcess:
 
 
 def serve_args(engine: str, params: Mapping[str, Any], policy: Mapping[str, Any],
-               max_pending: int | None = None) -> list[str]:
+               max_pending: int | None = None, host: str = "127.0.0.1") -> list[str]:
     """`loam serve` flags for a durable node configured as the adapter builds one in-process."""
-    args = ["--storage", engine, "--host", "127.0.0.1", "--port", "0"]
+    args = ["--storage", engine, "--host", host, "--port", "0"]
     rest = dict(params)
     for key, flag in (("path", "--path"), ("dsn", "--dsn"), ("pool_size", "--pool-size")):
         if key in rest:

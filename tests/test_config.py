@@ -188,7 +188,8 @@ def test_every_config_field_is_documented():
 
     doc = (ROOT / "docs" / "configuration.md").read_text()
     for cls in (schema.SproutConfig, schema.StackConfig, schema.StorageConfig, schema.PolicyConfig,
-                schema.TopologyConfig, schema.LinkConfig, schema.PhaseConfig, schema.RunnerConfig):
+                schema.TopologyConfig, schema.LinkConfig, schema.PhaseConfig, schema.RunnerConfig,
+                schema.PlacementConfig):
         for f in dataclasses.fields(cls):
             assert f"`{f.name}`" in doc, f"docs/configuration.md does not describe {cls.__name__}.{f.name}"
 

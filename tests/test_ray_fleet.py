@@ -160,3 +160,55 @@ def test_missing_ray_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_min_rtt_offset() -> None:
     # the exchange with the smallest round trip decides: t_actor - midpoint, bound rtt/2
     assert min_rtt_offset([(0, 900, 1000), (2000, 2150, 2200), (3000, 3600, 4000)]) == (50, 100, 200)
+
+
+async def test_a_sprout_run_places_its_clients_on_the_ray_cluster(ray_cluster_2: RayCluster,  # noqa: F811
+                                                                  tmp_path: Path) -> None:
+    """`runner.placement: {engine: ray}` end to end: the durable node in its own `loam serve`
+    process on the bridge address, the realtime phases' connections on Ray actors on both
+    nodes; the report says where everything ran."""
+    from sprout_harness.config import config_from_dict
+    from sprout_harness.topology.runner import run
+
+    cfg = config_from_dict({
+        "name": "ray-placement", "stack": {"name": "loam", "params": {
+            "durable_process": True, "server_host": ray_cluster_2.root_ip}},
+        "storage": {"engine": "memory"}, "datasets": {"pets": 300, "albums": 0},
+        "runner": {"placement": {"engine": "ray", "address": ray_cluster_2.address, "workers": 4}},
+        "workload": {"connector": "websocket", "processes": 2},
+        "phases": [
+            {"name": "connection-scaling", "params": {"connections": 40, "steps": 2, "commits_per_step": 3,
+                                                      "commit_interval_ms": 5}},
+            {"name": "filtered-subscriptions", "params": {"subscriptions": 16, "connections": 8,
+                                                          "match_fraction": 0.25, "commits": 12,
+                                                          "baseline_commits": 4}},
+        ]})
+    result = await run(cfg, json_path=tmp_path / "r.json")
+    assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
+    for ph in result.phases:
+        assert ph.extra["placement"] == "ray: 4 actors on 2 node(s)", ph.extra
+        assert ph.extra["ray_actors_on_other_hosts"] == 0 and ph.extra["clock_offset_bound_us"] == 0
+        assert all(c.ok for c in ph.checks), [(c.name, c.detail) for c in ph.checks if not c.ok]
+    cs = result.phases[0]
+    assert cs.counters["connections"] == 40 and cs.lags["notify"].count == 20 * 3 + 40 * 3
+    assert any(f"at ws://{ray_cluster_2.root_ip}:" in n for n in result.metadata.notes), result.metadata.notes
+
+
+def test_placement_is_checked_before_the_run() -> None:
+    from sprout_harness.config import config_from_dict
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for placement, expected in [
+        ({"engine": "ray"}, "runner.placement.address: the Ray cluster's head, HOST:PORT"),
+        ({"engine": "ray", "address": "nowhere"}, "runner.placement.address: got 'nowhere'; write HOST:PORT"),
+        ({"engine": "ray", "address": f"127.0.0.1:{port}"}, f"runner.placement.address: no Ray cluster answers at "
+                                                             f"127.0.0.1:{port}"),
+        ({"engine": "kubernetes"}, "runner.placement.engine: got 'kubernetes'; allowed: local, ray"),
+        ({"engine": "local", "address": "x:1"}, "runner.placement.address: only the ray engine takes an address"),
+        ({"engine": "ray", "workers": -1}, "runner.placement.workers: got -1"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            config_from_dict({"stack": {"name": "loam"}, "runner": {"placement": placement}})
+        assert str(err.value).startswith(expected), (placement, str(err.value))

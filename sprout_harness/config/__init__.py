@@ -4,6 +4,7 @@ from sprout_harness.config.load import apply_overrides, config_from_dict, find_c
 from sprout_harness.config.schema import (
     LinkConfig,
     PhaseConfig,
+    PlacementConfig,
     PolicyConfig,
     RunnerConfig,
     SproutConfig,
@@ -13,6 +14,6 @@ from sprout_harness.config.schema import (
 )
 
 __all__ = [
-    "LinkConfig", "PhaseConfig", "PolicyConfig", "RunnerConfig", "SproutConfig", "StackConfig", "StorageConfig",
+    "LinkConfig", "PhaseConfig", "PlacementConfig", "PolicyConfig", "RunnerConfig", "SproutConfig", "StackConfig", "StorageConfig",
     "TopologyConfig", "apply_overrides", "config_from_dict", "find_config", "load_config", "load_yaml",
 ]

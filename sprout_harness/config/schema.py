@@ -109,6 +109,17 @@ class PhaseConfig:
 
 
 @dataclass
+class PlacementConfig:
+    """Where the client side of a phase runs when the phase spreads it over workers (its
+    `processes` knob > 0): `local` worker processes of this machine, or `ray` actors on the
+    Ray cluster at `address` (`workers` actors per fleet; 0: the phase's `processes`)."""
+
+    engine: str = "local"
+    address: str | None = None
+    workers: int = 0
+
+
+@dataclass
 class RunnerConfig:
     """Bounds on the runner's waits (they are checks with a deadline, not sleeps)."""
 
@@ -117,6 +128,7 @@ class RunnerConfig:
     seed_batch_size: int = 500
     repeat: int = 1   # independent runs, each in a fresh process (`sprout run --repeat`)
     warmup: int = 0   # extra runs before them whose figures are discarded
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
 
 
 @dataclass

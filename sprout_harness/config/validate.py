@@ -5,14 +5,16 @@ workload catalog, the stack's parameters through the stack's own `validate`."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
+import socket
 import types
 import typing
 from typing import Any, Union
 
 from sprout_harness import plugins
-from sprout_harness.config.schema import ROLES, PhaseConfig, SproutConfig
+from sprout_harness.config.schema import ROLES, PhaseConfig, PlacementConfig, SproutConfig
 from sprout_harness.config.settings import stack_settings
 from sprout_harness.config.text import name as _name
 from sprout_harness.config.text import short as _short
@@ -173,6 +175,31 @@ def resolve_stack_name(cfg: SproutConfig, required: bool = True) -> None:
              "install one, or give an import path 'package.module:attr'")
 
 
+MAX_WORKERS = 1024
+"""Upper bound of `runner.placement.workers` (actors per fleet)."""
+
+
+def _check_placement(pl: PlacementConfig) -> None:
+    p = "runner.placement"
+    _require(pl.engine in ("local", "ray"), f"{p}.engine", f"got {_short(pl.engine)}; allowed: local, ray")
+    _require(0 <= pl.workers <= MAX_WORKERS, f"{p}.workers",
+             f"got {_short(pl.workers)}; must be 0..{MAX_WORKERS} actors (0: the phase's `processes`)")
+    if pl.engine == "local":
+        _require(pl.address is None, f"{p}.address", "only the ray engine takes an address")
+        return
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("ray needs the 'ray' extra: pip install 'sprout[ray]'", f"{p}.engine")
+    _require(bool(pl.address), f"{p}.address", "the Ray cluster's head, HOST:PORT (e.g. 10.0.0.5:6379)")
+    host, _, port = str(pl.address).removeprefix("ray://").rpartition(":")
+    _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, f"{p}.address",
+             f"got {_short(pl.address)}; write HOST:PORT of the Ray head")
+    try:  # an unreachable cluster is a config error now, not a failed phase later
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at {pl.address} ({exc.strerror or exc}); start one "
+                          "(`ray start --head`) or fix the address", f"{p}.address") from None
+
+
 def _require(ok: bool, path: str, message: str) -> None:
     if not ok:
         raise ConfigError(message, path)
@@ -222,6 +249,7 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     _require(1 <= r.repeat <= MAX_REPEAT, "runner.repeat",
              f"got {r.repeat}; must be 1..{MAX_REPEAT} runs (5 is what a rank test at alpha 0.01 needs)")
     _require(0 <= r.warmup <= MAX_WARMUP, "runner.warmup", f"got {r.warmup}; must be 0..{MAX_WARMUP} warm-up runs")
+    _check_placement(r.placement)
 
     kinds = datasets.kinds()
     for kind, size in cfg.datasets.items():

@@ -498,6 +498,7 @@ class Runner:
             check_timeout_s=self.cfg.runner.check_timeout_s,
             sequences=self.sequences,
             rng=random.Random(f"{self.cfg.seed}:{ph.title}"),
+            placement=dataclasses.asdict(self.cfg.runner.placement),
             stack=self.stack,
         )
         self.recorder = rec

@@ -160,6 +160,9 @@ class PhaseContext:
     stop_requested: bool = False
     """Set (from any thread) by `Runner.request_stop`: `timed` then ends the phase as cancelled.
     Task cancellation alone cannot stop a phase whose stack calls never suspend (LevelDB)."""
+    placement: dict[str, Any] = field(default_factory=lambda: {"engine": "local"})
+    """`runner.placement` of the config: where a phase's worker-side clients run (`engine`
+    local or ray, `address`, `workers`)."""
     stack: Any = None
     """The stack object itself, for optional hooks (sprout_harness/contracts/hooks.py); phases look
     hooks up with `hooks.require(ctx, name)`, which reports "unsupported" when one is absent."""

@@ -21,6 +21,7 @@ from typing import Any
 from sprout_harness.contracts import Unsupported, hooks
 from sprout_harness.contracts.query import AllOf, Cond, InList, QuerySpec
 from sprout_harness.load.fleet import LocalFleet, WorkerFleet, measured_rss_bytes, stack_import_path
+from sprout_harness.load.ray_fleet import RayFleet
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.workloads import datasets
 from sprout_harness.workloads.context import NodeRef, PhaseContext, ack_ns
@@ -72,10 +73,32 @@ async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collecti
         if not callable(connect):
             hooks.require(ctx, "connect_address")
         address = await _worker_address(ctx, address_of, node.index, connector)
-        fleet = WorkerFleet(processes, stack_import_path(ctx.stack), address, field,
-                            timeout_s=max(120.0, ctx.check_timeout_s * 4))
+        timeout = max(120.0, ctx.check_timeout_s * 4)
+        if ctx.placement.get("engine") == "ray":
+            fleet = RayFleet(ctx.placement["address"], ctx.placement.get("workers") or processes,
+                             stack_import_path(ctx.stack), address, field, timeout_s=timeout)
+        else:
+            fleet = WorkerFleet(processes, stack_import_path(ctx.stack), address, field, timeout_s=timeout)
     await fleet.start()
+    if isinstance(fleet, RayFleet):
+        _record_clocks(ctx, fleet.clocks())
     return fleet
+
+
+def _record_clocks(ctx: PhaseContext, clocks: list[dict[str, Any]]) -> None:
+    """Where the Ray actors ran and how well their clocks are known: lags recorded on another
+    host are corrected by the actor's offset estimate and carry its bound."""
+    rec = ctx.recorder
+    rec.extra["placement"] = f"ray: {len(clocks)} actors on {len({c['node'] for c in clocks})} node(s)"
+    rec.extra["ray_actors"] = len(clocks)
+    remote = [c for c in clocks if not c["same_host"]]
+    rec.extra["ray_actors_on_other_hosts"] = len(remote)
+    rec.extra["clock_offset_bound_us"] = max((c["bound_ns"] for c in remote), default=0) / 1e3
+    same = [c for c in clocks if c["same_host"]]
+    rec.check("actors on this host estimate their clock offset as 0 within its bound",
+              all(abs(c["estimate_ns"]) <= c["bound_ns"] for c in same),
+              ", ".join(f"actor {c['actor']}: {c['estimate_ns'] / 1e3:+.0f} us (bound {c['bound_ns'] / 1e3:.0f})"
+                        for c in same) or "no actor on this host")
 
 
 async def _worker_address(ctx: PhaseContext, address_of: Any, durable: int, connector: str) -> Any:
