@@ -16,7 +16,7 @@ from loam.policy import create_policy
 from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.storage import create_engine
-from loam.transport.base import ChannelClosed
+from loam.transport.base import MAX_CLOSE_REASON, ChannelClosed, close_reason
 from loam.transport.inprocess import InProcessChannel, pipe
 from loam.transport.service import NodeService
 from support.transport import KINDS, Cluster, settle, wait_until
@@ -377,3 +377,12 @@ async def test_in_process_push_keeps_order_with_the_close() -> None:
     delayed_server.send_nowait(b"late")
     await wait_until(lambda: got[-1:] == [b"late"])
     await delayed_client.close()
+
+
+@pytest.mark.parametrize("text", ["short", "x" * 200, "\u00e9" * 100, "a" + "\U0001f600" * 40, "v: " + "\u4e2d" * 60])
+def test_close_reasons_fit_a_close_frame_in_bytes(text: str) -> None:
+    """A close frame holds 123 bytes of reason: cut by UTF-8 bytes at a character boundary
+    (a cut at 120 characters of non-ASCII text was up to 480 bytes, and refused)."""
+    cut = close_reason(text)
+    assert len(cut.encode()) <= MAX_CLOSE_REASON and text.startswith(cut)
+    assert cut == text or len(cut.encode()) > MAX_CLOSE_REASON - 4

@@ -7,6 +7,16 @@ from typing import Any, Protocol
 
 from loam.errors import NodeClosedError
 
+# The reason a WebSocket close frame can carry: 125 payload bytes minus the 2-byte code.
+MAX_CLOSE_REASON = 123
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to fit a close frame: at most MAX_CLOSE_REASON bytes of UTF-8, cut at a
+    character boundary (reasons quote peer input, which need not be ASCII: a cut by
+    characters can leave up to four times the bytes, and the close is then refused)."""
+    return text.encode("utf-8", "replace")[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
+
 
 class ChannelClosed(NodeClosedError):
     """The channel is closed; `code` is the WebSocket close code when there is one."""
@@ -32,7 +42,10 @@ class Channel(Protocol):
         """The next message; raises ChannelClosed when the connection is gone."""
         ...
 
-    async def close(self, reason: str = "closed", code: int = 1000) -> None: ...
+    async def close(self, reason: str = "closed", code: int = 1000) -> None:
+        """Close with `code` and `reason` (a channel cuts the reason to what it can carry,
+        see `close_reason`)."""
+        ...
 
 
 class DelayStats:

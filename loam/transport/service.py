@@ -38,7 +38,7 @@ from loam.model import Notification
 from loam.protocol import codec
 from loam.protocol import messages as m
 from loam.protocol.session import Reject, ServerSession
-from loam.transport.base import Channel, ChannelClosed, DelayStats
+from loam.transport.base import Channel, ChannelClosed, DelayStats, close_reason
 
 log = logging.getLogger("loam.transport")
 
@@ -196,7 +196,7 @@ class _Peer:
                         log.info("%s refused: %s", self.label, exc)
                         self.session.state = "closed"
                         await self._send_now(m.Error(res.rid, error_code(exc), str(exc)))
-                        await self.channel.close(f"{error_code(exc)}: {exc}"[:120], 1008)
+                        await self.channel.close(close_reason(f"{error_code(exc)}: {exc}"), 1008)
                         break
                     welcome = self.session.welcome(res, self._clock())
                     welcome.node_id = getattr(self.node, "node_id", welcome.node_id)

@@ -19,7 +19,7 @@ from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 
 from loam.protocol import codec
-from loam.transport.base import ChannelClosed
+from loam.transport.base import ChannelClosed, close_reason
 from loam.transport.client import Connector
 from loam.transport.service import DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTIONS, NodeService
 from loam.transport.wsframes import binary_frame, split_binary_frames
@@ -174,7 +174,7 @@ class WebSocketChannel:
         return data if isinstance(data, bytes) else data.encode()
 
     async def close(self, reason: str = "closed", code: int = 1000) -> None:
-        await self.ws.close(code, reason[:120])
+        await self.ws.close(code, close_reason(reason))
 
 
 class NodeServer:
