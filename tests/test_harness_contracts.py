@@ -138,3 +138,20 @@ async def test_a_foreign_stack_gets_its_own_defaults_not_loams():
     status = {p.name: (p.status, p.reason) for p in result.phases}
     assert status["create@ephemeral"][0] == "ok" and status["default"][0] == "ok", status
     assert status["websocket"] == ("unsupported", "the stack has no connector 'websocket' (it has: direct)"), status
+
+
+class _RefusingStack(_ConnectingStack):
+    async def open_connection(self, durable: int, connector: str) -> DictClient:
+        from sprout_harness.contracts import Unsupported
+
+        raise Unsupported("no extra connections on this stack")
+
+
+async def test_unsupported_from_open_connection_is_an_unsupported_phase_not_failed_connects():
+    cfg = config_from_dict({
+        "name": "refusing", "stack": {"name": "dict"}, "datasets": {"pets": 60, "albums": 0},
+        "phases": [{"name": "connection-scaling", "params": {"connections": 6, "steps": 2, "commits_per_step": 2}}]})
+    result = await run(cfg, factory=_RefusingStack)
+    (ph,) = result.phases
+    assert (ph.status, ph.reason) == ("unsupported", "no extra connections on this stack"), (ph.status, ph.reason)
+    assert result.status == "ok"

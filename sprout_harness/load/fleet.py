@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from sprout_harness import plugins
 from sprout_harness.contracts.client import Client, Notification
+from sprout_harness.contracts.errors import Unsupported
 from sprout_harness.contracts.query import AllOf, AnyOf, Cond, InList, Not, Order, Pred, QuerySpec
 from sprout_harness.metrics.histogram import Histogram
 
@@ -126,12 +127,16 @@ class ConnectionSet:
         hist, errors = Histogram(), []
         sem = asyncio.Semaphore(max(1, concurrency))
         opened: list[tuple[int, Client]] = []
+        unsupported: list[Unsupported] = []
 
         async def one(i: int) -> None:
             async with sem:
                 t0 = time.perf_counter_ns()
                 try:
                     c = await self.open_client(self.first_index + i)
+                except Unsupported as exc:  # the stack cannot: not a failed connect
+                    unsupported.append(exc)
+                    return
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
                     return
@@ -143,6 +148,8 @@ class ConnectionSet:
         await asyncio.gather(*(one(base + i) for i in range(n)))
         wall = time.perf_counter_ns() - t0
         self.clients.extend(c for _, c in sorted(opened, key=lambda x: x[0]))
+        if unsupported:
+            raise unsupported[0]  # what was opened is closed with the set
         return {"connect": hist, "failures": len(errors), "errors": errors[:5], "wall_ns": wall,
                 "open": len(self.clients)}
 
@@ -176,11 +183,16 @@ class ConnectionSet:
         self.subs.extend([None] * len(specs))
         self.seen.extend([] for _ in specs)
 
+        unsupported: list[Unsupported] = []
+
         async def one(k: int, conn: int, coll: str, q: QuerySpec) -> None:
             async with sem:
                 t0 = time.perf_counter_ns()
                 try:
                     sub = await self.clients[conn].subscribe(coll, q, self._callback(base + k))
+                except Unsupported as exc:
+                    unsupported.append(exc)
+                    return
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
                     return
@@ -189,6 +201,8 @@ class ConnectionSet:
                 results[k] = [d.id for d in sub.results]
 
         await asyncio.gather(*(one(k, *spec) for k, spec in enumerate(specs)))
+        if unsupported:
+            raise unsupported[0]
         return {"initial": hist, "failures": len(errors), "errors": errors[:5], "results": results}
 
     def collect(self) -> dict[str, Any]:
@@ -257,6 +271,15 @@ class LocalFleet:
 
 class WorkerError(RuntimeError):
     pass
+
+
+def checked_reply(reply: dict[str, Any], worker: str, op: str) -> dict[str, Any]:
+    """A worker's reply, or the Unsupported / WorkerError it carries."""
+    if "unsupported" in reply:
+        raise Unsupported(reply["unsupported"])
+    if "error" in reply:
+        raise WorkerError(f"{worker}: {op}: {reply['error']}")
+    return reply
 
 
 class WorkerHandle(Protocol):
@@ -369,10 +392,7 @@ class _ProcessWorker:
                     pass
             raise WorkerError(f"client worker {self.index} exited during {msg['op']!r}: "
                               f"{err.decode(errors='replace').strip()[-800:] or 'no output'}")
-        reply: dict[str, Any] = json.loads(line)
-        if "error" in reply:
-            raise WorkerError(f"client worker {self.index}: {msg['op']}: {reply['error']}")
-        return reply
+        return checked_reply(json.loads(line), f"client worker {self.index}", msg["op"])
 
 
 class WorkerFleet(ShardedFleet):
@@ -450,6 +470,8 @@ class WorkerState:
     async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         try:
             return await self._dispatch(msg["op"], msg)
+        except Unsupported as exc:  # the fleet raises it again: the phase is unsupported
+            return {"unsupported": str(exc)}
         except Exception as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sprout_harness.contracts import ConfigError
-from sprout_harness.load.fleet import ShardedFleet, WorkerError, WorkerState, boot_id, init_message
+from sprout_harness.load.fleet import ShardedFleet, WorkerError, WorkerState, boot_id, checked_reply, init_message
 
 MISSING_RAY = "ray needs the 'ray' extra: pip install 'sprout[ray]'"
 PINGS = 20
@@ -113,9 +113,7 @@ class _RayWorker:
 
     async def call(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
         reply: dict[str, Any] = await self._await(self.actor.call.remote(msg), msg["op"], timeout)
-        if "error" in reply:
-            raise WorkerError(f"{self.name}: {msg['op']}: {reply['error']}")
-        return reply
+        return checked_reply(reply, self.name, msg["op"])
 
     async def locate(self, timeout: float) -> None:
         where = await self._await(self.actor.where.remote(), "start", timeout)
