@@ -45,20 +45,31 @@ _decode = msgspec.json.Decoder(m.Message).decode
 
 def encode(msg: m.Message, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     """Bytes of `msg` (sent_ns included as is); ProtocolError if over `max_size` or not encodable."""
-    t = _TYPE_OF.get(type(msg))
-    if t is None:
+    if type(msg) not in _PLAIN:  # a hello or an error (a null optional field is left out), or no message
+        return _encode_other(msg, max_size)
+    try:
+        data = _dumps(_to_builtins(msg))  # "t" first: the tag, then the fields in wire order
+    except TypeError as exc:
+        raise _unencodable(msg.TYPE, exc) from None
+    if len(data) > max_size:
+        raise _too_large(msg.TYPE, len(data), max_size)
+    return data
+
+
+_PLAIN = frozenset(m.MESSAGE_TYPES.values()) - set(m.OMITTED_WHEN_NONE)
+
+
+def _encode_other(msg: Any, max_size: int) -> bytes:
+    omit = m.OMITTED_WHEN_NONE.get(type(msg))
+    if omit is None:
         raise ProtocolError(f"cannot encode {type(msg).__name__}: not a loam protocol message")
     try:
-        d = _to_builtins(msg)  # "t" first: the tag, then the fields in wire order
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"cannot encode {t} message: {exc}") from None
-    omit = m.OMITTED_WHEN_NONE.get(type(msg))
-    if omit is not None and d[omit] is None:
+        d = _to_builtins(msg)
+    except TypeError as exc:
+        raise _unencodable(msg.TYPE, exc) from None
+    if d[omit] is None:
         del d[omit]
-    return _checked_dumps(t, d, max_size)
-
-
-_TYPE_OF: dict[type, str] = {cls: t for t, cls in m.MESSAGE_TYPES.items()}
+    return _checked_dumps(msg.TYPE, d, max_size)
 
 
 def encode_change_notify(query_id: str, commit_id: str | None, commit_ns: int | None, added: Any, updated: Any,
@@ -78,14 +89,20 @@ def _checked_dumps(t: str, d: dict[str, Any], max_size: int) -> bytes:
     try:
         data = _dumps(d)
     except TypeError as exc:
-        raise ProtocolError(f"cannot encode {t} message: {exc} (values must be JSON scalars; "
-                            "integers must fit in 64 bits)") from None
+        raise _unencodable(t, exc) from None
     if len(data) > max_size:
-        raise ProtocolError(
-            f"{t} message is {len(data)} bytes, over the {max_size}-byte limit; "
-            "send less per message (smaller batches, LIMIT) or raise max_message_size on both ends"
-        )
+        raise _too_large(t, len(data), max_size)
     return data
+
+
+def _unencodable(t: str, exc: Exception) -> ProtocolError:
+    return ProtocolError(f"cannot encode {t} message: {exc} (values must be JSON scalars; "
+                         "integers must fit in 64 bits)")
+
+
+def _too_large(t: str, size: int, max_size: int) -> ProtocolError:
+    return ProtocolError(f"{t} message is {size} bytes, over the {max_size}-byte limit; "
+                         "send less per message (smaller batches, LIMIT) or raise max_message_size on both ends")
 
 
 # --- decoding ---------------------------------------------------------------
