@@ -74,9 +74,11 @@ def _runs_a_side(value: str | None, option: str, level: float) -> int:
 
 
 def _judge(base: Any, new: Any, limit: float, level: float, html_path: str | None,
-           warnings: list[str]) -> None:
+           warnings: list[str], allow_load_change: bool = False) -> None:
     """Compare two comparable reports, print the table (and the page), exit 0 / 1 (2 when
-    they have no figure in common): the verdict of both `compare` and `gate`."""
+    they have no figure in common, or when a regression sits on a side that ran while other
+    processes loaded the machine far more: `reports.compare.load_difference`): the verdict
+    of both `compare` and `gate`."""
     from rich.console import Console
 
     from sprout_harness.reports import compare as cmp
@@ -92,6 +94,10 @@ def _judge(base: Any, new: Any, limit: float, level: float, html_path: str | Non
 
         html_report.write_compare_html(comparison, base, new, html_path)
         click.echo(f"html comparison: {html_path}", err=True)
+    busier = cmp.load_difference(base, new) if comparison.regressed and not allow_load_change else None
+    if busier is not None:
+        _fail(f"not comparable: {busier}; rerun both sides, gate with `sprout gate` (it alternates them), or "
+              "pass --allow-load-change", EXIT_USAGE)
     sys.exit(EXIT_FAILED if comparison.regressed else EXIT_OK)
 
 
@@ -355,15 +361,18 @@ def list_() -> None:
 @click.option("--alpha", default="0.01", show_default=True, help="significance level of each metric's test")
 @click.option("--allow-mismatch", is_flag=True, help="compare reports of different configs, stacks, topologies or datasets")
 @click.option("--allow-host-change", is_flag=True, help="compare reports made on different machines")
+@click.option("--allow-load-change", is_flag=True,
+              help="judge a regression even when other processes loaded the machine far more on one side")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="also write a self-contained comparison page (side-by-side charts) here")
 @friendly_errors
 def compare(base: str, new: str, threshold: str, alpha: str = "0.01", allow_mismatch: bool = False,
-            allow_host_change: bool = False, html_path: str | None = None) -> None:
+            allow_host_change: bool = False, allow_load_change: bool = False, html_path: str | None = None) -> None:
     """Compare two JSON reports statistically (docs/statistics.md).
 
     Exit 0: no significant regression; 1: a regression (or a phase broke); 2: could not
-    compare (unreadable report, different config or host, nothing in common).
+    compare (unreadable report, different config or host, nothing in common, or a regression
+    on a side that ran while other processes took far more of the CPU).
     """
     from sprout_harness.metrics.results import load_run
     from sprout_harness.reports import compare as cmp
@@ -374,7 +383,7 @@ def compare(base: str, new: str, threshold: str, alpha: str = "0.01", allow_mism
         warnings = cmp.check_comparable(a, b, allow_mismatch=allow_mismatch, allow_host_change=allow_host_change)
     except (OSError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)
-    _judge(a, b, limit, level, html_path, warnings)
+    _judge(a, b, limit, level, html_path, warnings, allow_load_change)
 
 
 @cli.command()

@@ -72,6 +72,7 @@ from sprout_loam.server_process import ServerProcess, serve_args, start_server
 CONNECTORS = ("inprocess", "websocket")  # the first is the default of a link that names none
 DEFAULT_ENGINE = "leveldb"  # a config without storage.engine
 DEFAULT_POLICY = "permissive"  # a config without policy.id
+SEED_MESSAGE_BYTES = 64 << 20  # the harness's connection to an out-of-process durable node
 _CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
                      "websocket": {"token", "host", "request_timeout"}}
 _STACK_PARAMS = {"user", "request_timeout", "max_pending", "durable_process", "durable_urls", "server_host"}
@@ -349,10 +350,14 @@ class LoamStack:
         else:
             args = serve_args(self.engine_name, self._engine_params(index), self.policy,
                               self.settings.params.get("max_pending"), host=self.server_host)
+            args += ["--max-message-size", str(SEED_MESSAGE_BYTES)]
             server = await start_server(name, args, self.settings.workdir() / f"{name}.log", self.settings.add_cleanup)
         self.remote[index] = server
         timeout = float(self.settings.params.get("request_timeout", 30.0))
-        node = EphemeralNode(WebSocketConnector(server.url, request_timeout=timeout, reconnect=False),
+        # seeding sends whole batches (runner.seed_batch_size entities) in one commit: a larger
+        # message limit on this connection, and on the server when the stack starts it
+        node = EphemeralNode(WebSocketConnector(server.url, request_timeout=timeout, reconnect=False,
+                                                max_size=SEED_MESSAGE_BYTES),
                              node_id=f"sprout-{name}-client", local_reads=False)
         try:
             await node.start()
@@ -522,8 +527,9 @@ class LoamStack:
         return LoamClient(node, Context(user=f"sprout-worker-{index}"))
 
     def server_stats(self, durable: int) -> dict[str, Any]:
-        if durable in self.remote:
-            return {}  # the server's figures live in its own process
+        if durable in self.remote:  # the server's figures live in its own process: its memory only
+            rss = self.remote[durable].rss_bytes()
+            return {} if rss is None else {"rss_bytes": rss}
         node = self._durable_node(durable)
         st = node.stats()
         services = [s.service for k, s in self.servers.items() if k[0] == durable]

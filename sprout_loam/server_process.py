@@ -50,6 +50,15 @@ class ServerProcess:
         text = self.log.read_text(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:])
 
+    def rss_bytes(self) -> int | None:
+        """The server's resident memory (from /proc), or None for a server not started here."""
+        if self.proc is None:
+            return None
+        try:
+            return int(Path(f"/proc/{self.proc.pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def alive(self) -> bool:
         return self.proc is None or self.proc.poll() is None
 

@@ -134,7 +134,8 @@ def test_reports_of_different_configs_cannot_be_compared(reports: dict[str, Any]
     line = one_error_line(r)
     assert "differ in datasets" in line and "'albums': 300" in line and "'albums': 250" in line
     assert "--allow-mismatch" in line and r.stdout == ""
-    r = invoke("compare", str(reports["base"]), str(reports["other"]), "--allow-mismatch")
+    # (the single run ran while all three jobs loaded the machine: the load rule is not under test)
+    r = invoke("compare", str(reports["base"]), str(reports["other"]), "--allow-mismatch", "--allow-load-change")
     assert r.exit_code in (0, 1) and "note: base and new differ in datasets" in r.stdout
 
 
@@ -301,3 +302,37 @@ def test_a_signal_between_two_runs_gives_the_finished_runs(sig: signal.Signals, 
     assert len(result.runs) == 1 and result.runs[0].status == "ok"
     assert not any(e.startswith("run 2/2") for e in events)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("sprout-repeat-")] == []
+
+
+def test_every_run_records_the_cpu_other_processes_took(reports: dict[str, Any]) -> None:
+    for key in ("base", "same"):
+        shares = [r.other_cpu_share for r in load_run(reports[key]).runs]
+        assert len(shares) == 5 and all(s is not None and 0.0 <= s <= 1.0 for s in shares), (key, shares)
+
+
+def _loaded(share: float) -> Any:
+    def edit(d: dict[str, Any]) -> None:
+        for r in d["runs"]:
+            r["other_cpu_share"] = share
+    return edit
+
+
+def test_a_regression_on_a_much_busier_machine_is_not_comparable(reports: dict[str, Any], tmp_path: Path) -> None:
+    """Every new run had other processes take 90% of the CPU, every base run 5%: a slowdown
+    then may be the machine. Exit 2 with why, unless --allow-load-change; without a
+    regression the load does not matter."""
+    quiet = edited(reports["base"], tmp_path / "quiet.json", _loaded(0.05))
+    slow = slowed_copy(reports["same"], tmp_path / "slow.json")
+    busy_slow = edited(slow, tmp_path / "busy-slow.json", _loaded(0.9))
+    r = compare(quiet, busy_slow)
+    assert r.exit_code == 2, r.stdout
+    line = one_error_line(r)
+    assert "not comparable: other processes took 90% of the CPU while new ran and 5% while base ran" in line
+    assert "--allow-load-change" in line and "sprout gate" in line
+    r = compare(quiet, busy_slow, "--allow-load-change")
+    assert r.exit_code == 1, r.stdout
+    busy_same = edited(reports["same"], tmp_path / "busy-same.json", _loaded(0.9))
+    assert compare(quiet, busy_same).exit_code == 0
+    # a gap inside the noise of the runs' own loads is no reason
+    mildly = edited(slow, tmp_path / "mild.json", _loaded(0.2))
+    assert compare(quiet, mildly).exit_code == 1

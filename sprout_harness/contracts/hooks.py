@@ -19,7 +19,8 @@ Connections (connection-scaling, subscription-scaling, event-throughput, filtere
 - `server_stats(durable) -> dict`: server-side figures, any of `connections`,
   `live_queries`, `live_query_memory_bytes` (total), `subscriptions`,
   `slow_connections_closed` (connections the server dropped because their client did not
-  keep up: a delivery check that fails names it) ...
+  keep up: a delivery check that fails names it), `rss_bytes` (the resident memory of a
+  server that runs in a process of its own) ...
 
 Triggers (trigger):
 

@@ -262,6 +262,14 @@ def _figure(x: Any, where: str) -> float:
     return v
 
 
+def _share(v: Any, where: str) -> float | None:
+    if v is None:
+        return None
+    if type(v) not in (int, float) or not 0.0 <= v <= 1.0:
+        raise ValueError(f"{where}: expected a share of the CPU in 0..1 or null, got {v!r:.40}")
+    return float(v)
+
+
 @dataclass
 class RunFigures:
     """One run's own figures: what a repeated run (``sprout run --repeat N``) keeps of each of
@@ -277,6 +285,7 @@ class RunFigures:
     ended_at: float = 0.0
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_ns: dict[str, int] = field(default_factory=dict)
+    other_cpu_share: float | None = None  # the CPU other processes took meanwhile (metrics.system.OtherCpu)
 
     @classmethod
     def of(cls, index: int, run: RunResult) -> RunFigures:
@@ -288,13 +297,14 @@ class RunFigures:
                                  **dict(zip(("p50", "p90", "p95", "p99", "p999"), values))}
         return cls(index=index, run_id=run.metadata.run_id, status=run.status, reason=run.reason,
                    started_at=run.metadata.started_at, ended_at=run.metadata.ended_at, metrics=metrics,
-                   wall_ns={p.name: p.wall_ns for p in run.phases})
+                   wall_ns={p.name: p.wall_ns for p in run.phases},
+                   other_cpu_share=(run.metadata.host or {}).get("other_cpu_share"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "run_id": self.run_id, "status": self.status, "reason": self.reason,
                 "started_at": self.started_at, "ended_at": self.ended_at,
                 "metrics": {k: {s: v[s] for s in RUN_FIGURES if s in v} for k, v in self.metrics.items()},
-                "wall_ns": dict(self.wall_ns)}
+                "wall_ns": dict(self.wall_ns), "other_cpu_share": self.other_cpu_share}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunFigures:
@@ -311,7 +321,8 @@ class RunFigures:
             metrics[str(name)] = {s: _figure(v, f"runs[{d.get('index')}].metrics.{name}.{s}") for s, v in figs.items()}
         return cls(index=int(d["index"]), run_id=str(d["run_id"]), status=status, reason=d.get("reason"),
                    started_at=float(d.get("started_at", 0.0)), ended_at=float(d.get("ended_at", 0.0)),
-                   metrics=metrics, wall_ns={str(k): int(v) for k, v in (d.get("wall_ns") or {}).items()})
+                   metrics=metrics, wall_ns={str(k): int(v) for k, v in (d.get("wall_ns") or {}).items()},
+                   other_cpu_share=_share(d.get("other_cpu_share"), f"runs[{d.get('index')}].other_cpu_share"))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import resource
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,39 @@ def git_info(path: str | os.PathLike[str] = ".") -> tuple[str | None, bool]:
     # Untracked files (results, caches) do not change what was measured; modified tracked files do.
     status = git("status", "--porcelain", "--untracked-files=no")
     return commit.strip(), bool(status and status.strip())
+
+
+def _busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process (every thread) and of its children it has waited for."""
+    self_, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
+
+
+class OtherCpu:
+    """The share of the machine's CPU that other processes took while something ran: the
+    machine's busy time from /proc/stat, minus this process's and its waited children's,
+    over wall time x cores. A run measured while another job loaded the machine reads high
+    (0.5: half of every core was busy with something else); `None` where /proc is missing."""
+
+    def __init__(self) -> None:
+        self._t0, self._busy0, self._own0 = time.monotonic(), _busy_s(), _own_cpu_s()
+
+    def share(self) -> float | None:
+        busy = _busy_s()
+        wall = time.monotonic() - self._t0
+        if busy is None or self._busy0 is None or wall <= 0:
+            return None
+        other = (busy - self._busy0) - (_own_cpu_s() - self._own0)
+        # /proc/stat counts every core of the machine; rusage runs slightly ahead of its ticks
+        return round(min(1.0, max(0.0, other / (wall * (os.cpu_count() or 1)))), 3)

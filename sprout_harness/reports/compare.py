@@ -23,6 +23,7 @@ comparison with nothing in common.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,6 +228,28 @@ def _interval_delta(name: str, q: float, bh: Histogram, nh: Histogram, threshold
     note = "" if gated else f"few samples: {stats.tail_samples(min(bh.count, nh.count), q)} beyond {q:g}%"
     return MetricDelta(name, b, n, change, regressed, improved, INTERVAL, None,
                        (bi.lo, bi.hi), (ni.lo, ni.hi), gated, note)
+
+
+LOAD_GAP = 0.2
+"""How much more of the CPU other processes may take on one side's runs than on the other's
+before a regression between them is put down to the machine rather than the code."""
+
+
+def load_difference(base: RunResult, new: RunResult) -> str | None:
+    """Why the two sides ran on machines of different load, or None: every run of one side had
+    other processes take more of the CPU than every run of the other, by more than `LOAD_GAP`
+    between the medians (each run records `other_cpu_share`)."""
+    b = [f.other_cpu_share for f in base.run_figures() if f.other_cpu_share is not None]
+    n = [f.other_cpu_share for f in new.run_figures() if f.other_cpu_share is not None]
+    if not b or not n:
+        return None
+    mb, mn = statistics.median(b), statistics.median(n)
+    apart = min(n) > max(b) or min(b) > max(n)
+    if not apart or abs(mn - mb) <= LOAD_GAP:
+        return None
+    busier = "new" if mn > mb else "base"
+    return (f"other processes took {mn:.0%} of the CPU while new ran and {mb:.0%} while base ran: a slowdown "
+            f"seen only then can be the machine, not the code (the {busier} side ran busier in every run)")
 
 
 def compare_runs(base: RunResult, new: RunResult, threshold: float,

@@ -41,7 +41,7 @@ from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError
 from sprout_harness.contracts.stack import Link, StackSettings
 from sprout_harness.metrics import PhaseRecorder, PhaseResult, RunMetadata, RunResult, overall_status
 from sprout_harness.metrics.results import RunFigures
-from sprout_harness.metrics.system import git_info, host_info, python_info
+from sprout_harness.metrics.system import OtherCpu, git_info, host_info, python_info
 from sprout_harness.metrics.thresholds import evaluate as evaluate_thresholds
 from sprout_harness.services.postgres import mask_dsn
 from sprout_harness.workloads import catalog, datasets
@@ -160,6 +160,7 @@ class Runner:
         self.sequences: dict[str, int] = {}
         self.recorder: PhaseRecorder | None = None  # the phase being measured (for delay samples)
         self.result = RunResult(metadata=build_metadata(cfg))
+        self._other_cpu = OtherCpu()  # what else loaded the machine while this run ran
         self.teardown_errors: list[str] = []
         self.observer: Any = None  # live monitor hooks (sprout_harness.monitor.RunState), see _observe
         self._task: asyncio.Task[Any] | None = None
@@ -200,6 +201,7 @@ class Runner:
                 self.log("tearing down")
                 await self._teardown()
                 self.result.metadata.ended_at = time.time()
+                self.result.metadata.host["other_cpu_share"] = self._other_cpu.share()
                 derived, why = overall_status(self.result.phases)
                 if status is None:
                     status, reason = derived, why

@@ -14,7 +14,9 @@ connections) and `lag.notify@<C>` per step; counters `connections`,
 `connect_failures`, `rss_per_connection_bytes` (this process's RSS growth per
 connection: the server and, with processes=0, the clients too),
 `client_rss_per_connection_bytes` (worker processes), `server_live_query_bytes_per_connection`
-(the stack's own estimate, `server_stats`); `extra.steps` has each step's figures.
+(the stack's own estimate, `server_stats`), `server_rss_per_connection_bytes` (when the
+server runs in a process of its own and `server_stats` reports its `rss_bytes`); `extra.steps`
+has each step's figures.
 Checks: every connection opened, every initial result is exactly the watched rows,
 every connection received every commit made after it subscribed.
 """
@@ -65,7 +67,8 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
     steps = []
     async with live:
         base_rss, base_client = rt.rss(), await fleet.client_rss()
-        base_server = rt.server_stats(ctx, node).get("live_query_memory_bytes")
+        base_stats = rt.server_stats(ctx, node)
+        base_server, base_server_rss = base_stats.get("live_query_memory_bytes"), base_stats.get("rss_bytes")
         opened = 0
         for step in range(k.steps):
             target = round(k.connections * (step + 1) / k.steps)
@@ -102,6 +105,8 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
                 "notifications": col["notifications"],
                 "lag": rt.lag_summary(col["lag"]),
             }
+            if st0.get("rss_bytes") is not None and st1.get("rss_bytes") is not None:
+                row["server_rss_per_connection_bytes"] = (st1["rss_bytes"] - st0["rss_bytes"]) // added
             if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
                 row["server_live_query_bytes_per_connection"] = (
                     (st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]) // added)
@@ -117,9 +122,12 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
             rec.count("rss_per_connection_bytes", max(0, (rt.rss() - base_rss) // opened))
             if k.processes:
                 rec.count("client_rss_per_connection_bytes", max(0, (await fleet.client_rss() - base_client) // opened))
-            top = rt.server_stats(ctx, node).get("live_query_memory_bytes")
+            end = rt.server_stats(ctx, node)
+            top = end.get("live_query_memory_bytes")
             if top is not None and base_server is not None:
                 rec.count("server_live_query_bytes_per_connection", max(0, (top - base_server) // opened))
+            if end.get("rss_bytes") is not None and base_server_rss is not None:
+                rec.count("server_rss_per_connection_bytes", max(0, (end["rss_bytes"] - base_server_rss) // opened))
         rec.extra["steps"] = steps
         live.check_started("every connection opened")
         ctx.check_none("every connection received every commit", lost, "subscriptions")
