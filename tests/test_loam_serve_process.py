@@ -159,3 +159,23 @@ async def test_durable_urls_connect_to_servers_someone_else_runs(tmp_path: Path)
     finally:
         server.terminate()
         assert server.wait(10) == 0
+
+
+async def test_the_5k_config_runs_at_a_small_size_with_its_server_apart() -> None:
+    """configs/realtime-5k.yaml end to end, shrunk: clients in worker processes, the server in
+    its own `loam serve` process, whose memory the phase reports per connection."""
+    from sprout_harness.config import load_config
+    from sprout_harness.topology.runner import run
+
+    p = "phases.connection-scaling.params."
+    cfg = load_config(ROOT / "configs" / "realtime-5k.yaml",
+                      ["datasets.pets=400", "runner.seed_batch_size=200", f"{p}connections=40", f"{p}steps=2",
+                       f"{p}commits_per_step=3", f"{p}commit_interval_ms=5", f"{p}processes=2",
+                       f"{p}connect_concurrency=20"], check_stack=True)
+    result = await run(cfg)
+    assert result.status == "ok", (result.reason, [(ph.name, ph.status, ph.reason) for ph in result.phases])
+    (ph,) = result.phases
+    assert ph.counters["connections"] == 40 and ph.counters["connect_failures"] == 0
+    assert "server_rss_per_connection_bytes" in ph.counters, ph.counters
+    assert all("server_rss_per_connection_bytes" in step for step in ph.extra["steps"])
+    assert any("own process (pid " in n for n in result.metadata.notes), result.metadata.notes
