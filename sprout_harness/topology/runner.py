@@ -89,12 +89,11 @@ def mask_secrets(value: Any) -> Any:
 
 def topology_summary(cfg: SproutConfig) -> dict[str, Any]:
     links = cfg.topology.resolved_links()
-    return {
-        "durable": cfg.topology.durable,
-        "ephemeral": cfg.topology.ephemeral,
-        "connector": cfg.topology.connector,
-        "links": [{"ephemeral": l["ephemeral"], "durable": l["durable"], "connector": l["connector"]} for l in links],
-    }
+    out: dict[str, Any] = {"durable": cfg.topology.durable, "ephemeral": cfg.topology.ephemeral}
+    if cfg.topology.connector is not None:  # unset: the stack's first, filled in once it is known
+        out["connector"] = cfg.topology.connector
+    out["links"] = [{"ephemeral": l["ephemeral"], "durable": l["durable"], "connector": l["connector"]} for l in links]
+    return out
 
 
 def build_metadata(cfg: SproutConfig) -> RunMetadata:
@@ -360,6 +359,7 @@ class Runner:
             md = self.result.metadata
             md.connector = ",".join(sorted({link["connector"] for link in links}))
             md.topology["links"] = [{k: link[k] for k in ("ephemeral", "durable", "connector")} for link in links]
+            md.topology.setdefault("connector", self.caps.connectors[0] if self.caps.connectors else None)
 
         await self._seed()
         await self._sync_barrier()
