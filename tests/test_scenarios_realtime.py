@@ -203,3 +203,24 @@ def test_knobs_are_validated_and_the_1k_target_config_loads():
         load_config(ROOT / "configs" / "realtime-1k.yaml", ["phases.connection-scaling.params.steps=2000"])
     with pytest.raises(ConfigError, match="allowed: equality, range"):
         load_config(ROOT / "configs" / "realtime-leveldb.yaml", ["phases.filtered-range.params.predicate=fuzzy"])
+
+
+async def test_lag_from_the_writers_send_is_reported_beside_the_stores_stamp():
+    """Both lags of every delivered notification: `lag.notify` from the store's commit stamp,
+    `lag.send_to_notify` from the writer's send on the load generator's clock. The send comes
+    before the stamp, so the second is never the smaller, sample by sample and so in every
+    percentile."""
+    cfg = config_from_dict({
+        "name": "rt-two-lags", "stack": {"name": "loam"}, "storage": {"engine": "memory"},
+        "datasets": {"pets": 200, "albums": 0},
+        "phases": [{"name": "connection-scaling", "params": {"connections": 8, "steps": 2, "processes": 1,
+                                                             "connector": "websocket", "commits_per_step": 4,
+                                                             "commit_interval_ms": 2}}]})
+    result = await run(cfg)
+    assert_ok(result)
+    ph = result.phases[0]
+    notify, send = ph.lags["notify"], ph.lags["send_to_notify"]
+    assert send.count == notify.count == 4 * 4 + 8 * 4
+    for q in (0.0, 50.0, 99.0, 100.0):
+        assert send.percentile(q) >= notify.percentile(q), q
+    assert ph.lags["send_to_notify@8"].count == 8 * 4

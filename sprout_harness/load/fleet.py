@@ -117,6 +117,7 @@ class ConnectionSet:
         self.clients: list[Client] = []
         self.subs: list[Any] = []
         self.seen: list[list[int]] = []
+        self.receipts: list[tuple[int, int]] = []  # (counter value, receipt ns) since the last collect
         self.lag = Histogram()
         self.notifications = 0
         self.first_ns: int | None = None
@@ -171,6 +172,7 @@ class ConnectionSet:
                 v = d.props.get(field)
                 if type(v) is int:
                     seen.append(v)
+                    self.receipts.append((v, now))
 
         return on_notify
 
@@ -205,11 +207,21 @@ class ConnectionSet:
             raise unsupported[0]
         return {"initial": hist, "failures": len(errors), "errors": errors[:5], "results": results}
 
-    def collect(self) -> dict[str, Any]:
-        """Lag and counts since the last collect (then reset); `seen` per subscription (kept)."""
-        out = {"lag": self.lag, "notifications": self.notifications, "first_ns": self.first_ns,
+    def collect(self, sent: dict[int, int] | None = None) -> dict[str, Any]:
+        """Lag and counts since the last collect (then reset); `seen` per subscription (kept).
+        `sent` maps counter values to when the writer sent them (the driver's clock): then
+        `lag_send` holds receipt - send for each value received since the last collect, on
+        the load generator's own clocks (this host's receipt moved by `clock_offset_ns`)."""
+        lag_send = Histogram()
+        if sent:
+            for v, at in self.receipts:
+                t = sent.get(v)
+                if t is not None:
+                    lag_send.record(max(0, at - self.clock_offset_ns - t))
+        out = {"lag": self.lag, "lag_send": lag_send, "notifications": self.notifications, "first_ns": self.first_ns,
                "last_ns": self.last_ns, "seen": [list(s) for s in self.seen]}
         self.lag, self.notifications, self.first_ns, self.last_ns = Histogram(), 0, None, None
+        self.receipts = []
         return out
 
     def counts(self) -> list[int]:
@@ -259,8 +271,8 @@ class LocalFleet:
     async def counts(self) -> list[int]:
         return self.set.counts()
 
-    async def collect(self) -> dict[str, Any]:
-        return self.set.collect()
+    async def collect(self, sent: dict[int, int] | None = None) -> dict[str, Any]:
+        return self.set.collect(sent)
 
     async def client_rss(self) -> int:
         return 0
@@ -353,16 +365,17 @@ class ShardedFleet:
         replies = await self._all({"op": "counts"})
         return [replies[w]["counts"][local] for w, local in self.sub_owner]
 
-    async def collect(self) -> dict[str, Any]:
-        replies = await self._all({"op": "collect"})
-        lag, n = Histogram(), 0
+    async def collect(self, sent: dict[int, int] | None = None) -> dict[str, Any]:
+        replies = await self._all({"op": "collect", "sent": {str(v): t for v, t in (sent or {}).items()}})
+        lag, lag_send, n = Histogram(), Histogram(), 0
         firsts = [r["first_ns"] for r in replies if r["first_ns"] is not None]
         lasts = [r["last_ns"] for r in replies if r["last_ns"] is not None]
         for r in replies:
             lag.merge(Histogram.from_dict(r["lag"]))
+            lag_send.merge(Histogram.from_dict(r["lag_send"]))
             n += r["notifications"]
         seen = [replies[w]["seen"][local] for w, local in self.sub_owner]
-        return {"lag": lag, "notifications": n, "first_ns": min(firsts) if firsts else None,
+        return {"lag": lag, "lag_send": lag_send, "notifications": n, "first_ns": min(firsts) if firsts else None,
                 "last_ns": max(lasts) if lasts else None, "seen": seen}
 
     async def client_rss(self) -> int:
@@ -496,7 +509,8 @@ class WorkerState:
         if op == "counts":
             return {"counts": self._set().counts()}
         if op == "collect":
-            return _jsonable(self._set().collect())
+            sent = {int(v): int(t) for v, t in (msg.get("sent") or {}).items()}
+            return _jsonable(self._set().collect(sent))
         if op == "rss":
             return {"rss": measured_rss_bytes()}
         if op == "clock":

@@ -189,7 +189,8 @@ def dataset_seqs(seqs: dict[int, str], seeded: int, count: int, offset: int) -> 
 class Commit:
     value: int
     entity: str
-    commit_ns: int
+    commit_ns: int  # the store's stamp, else when the call returned
+    sent_ns: int = 0  # when the writer sent it (this process's clock)
 
 
 @dataclass
@@ -211,10 +212,15 @@ class CommitStream:
         v = self.next_value
         props = {self.field: v}
         self.ctx.model(self.writer).update(self.collection, entity, props)
+        sent = time.perf_counter_ns()
         ack = await self.ctx.timed(op, self.writer.client.update(self.collection, entity, props))
-        c = Commit(v, entity, ack_ns(ack, time.perf_counter_ns()))
+        c = Commit(v, entity, ack_ns(ack, time.perf_counter_ns()), sent)
         self.commits.append(c)
         return c
+
+    def sent(self) -> dict[int, int]:
+        """Counter value -> when the writer sent that commit."""
+        return {c.value: c.sent_ns for c in self.commits}
 
     async def run(self, entities: list[str], n: int, interval_ms: float, op: str = "update") -> list[Commit]:
         out = []
@@ -328,16 +334,21 @@ class LiveQueries:
         """Wait until every live query has seen the commits it owes, collect: lag into
         `lag.notify` and `lag.notify@<label>`."""
         await wait_counts(self.ctx, self.fleet, [len(self.stream.commits) - s for s in self.since])
-        col = await self.fleet.collect()
+        col = await self.fleet.collect(self.stream.sent())
         self.ctx.recorder.merge_lag("notify", col["lag"])
         self.ctx.recorder.merge_lag(f"notify@{label}", col["lag"])
+        if col["lag_send"].count:
+            self.ctx.recorder.merge_lag("send_to_notify", col["lag_send"])
+            self.ctx.recorder.merge_lag(f"send_to_notify@{label}", col["lag_send"])
         return col
 
     async def deliveries(self) -> list[tuple[list[int], list[int], int]]:
         """After the last commit (late arrivals collected too), per live query: the commit
         values it missed, those it got unexpectedly or twice, and how many it was owed."""
-        final = await self.fleet.collect()
+        final = await self.fleet.collect(self.stream.sent())
         self.ctx.recorder.merge_lag("notify", final["lag"])
+        if final["lag_send"].count:
+            self.ctx.recorder.merge_lag("send_to_notify", final["lag_send"])
         out = []
         for s, since in enumerate(self.since):
             expect = [c.value for c in self.stream.commits[since:]]

@@ -10,7 +10,8 @@ commits update the beacon, so every connection observes every commit.
 
 Figures: `connect` (per connection: open + handshake), `subscribe` (time to initial
 result), `update` (beacon commits), `lag.notify` (commit -> notification, all
-connections) and `lag.notify@<C>` per step; counters `connections`,
+connections) and `lag.notify@<C>` per step, `lag.send_to_notify` (the writer's send ->
+notification, on the load generator's clocks) likewise; counters `connections`,
 `connect_failures`, `rss_per_connection_bytes` (this process's RSS growth per
 connection: the server and, with processes=0, the clients too),
 `client_rss_per_connection_bytes` (worker processes), `server_live_query_bytes_per_connection`
@@ -140,5 +141,6 @@ register_phase(PhaseSpec(
     knobs=ConnectionScalingKnobs,
     needs=("subscribe", "update"),
     targets=("durable",),
-    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*"),
+    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*",
+             "lag.send_to_notify", "lag.send_to_notify@*"),
 ))

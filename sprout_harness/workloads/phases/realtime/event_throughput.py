@@ -108,5 +108,6 @@ register_phase(PhaseSpec(
     knobs=EventThroughputKnobs,
     needs=("subscribe", "update"),
     targets=("durable",),
-    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*"),
+    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*",
+             "lag.send_to_notify", "lag.send_to_notify@*"),
 ))

@@ -91,8 +91,10 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
         await rt.wait_counts(ctx, fleet, [len(e) for e in expected])
         # Nothing more is owed; a short grace lets a stray (wrong) delivery show up before we look.
         await asyncio.sleep(min(0.2, ctx.check_timeout_s))
-        col = await fleet.collect()
+        col = await fleet.collect(stream.sent())
         rec.merge_lag("notify", col["lag"])
+        if col["lag_send"].count:
+            rec.merge_lag("send_to_notify", col["lag_send"])
         rec.count("matching_notifications", col["notifications"])
         missing_subs, extra_subs = [], []
         for s in range(k.subscriptions):
@@ -121,5 +123,5 @@ register_phase(PhaseSpec(
     needs=("subscribe", "update"),
     targets=("durable",),
     metrics=("connect", "subscribe", "create_hot", "commit@0_subs", "commit@nonmatching",
-             "commit@matching", "lag.notify"),
+             "commit@matching", "lag.notify", "lag.send_to_notify"),
 ))

@@ -108,5 +108,6 @@ register_phase(PhaseSpec(
     needs=("subscribe", "update"),
     targets=("durable",),
     metrics=("connect", "subscribe", "subscribe@*", "create_hot", "update", "lag.notify",
-             "lag.notify@*"),
+             "lag.notify@*",
+             "lag.send_to_notify", "lag.send_to_notify@*"),
 ))
