@@ -2,7 +2,7 @@
 
 The schema is `loam.protocol.messages`: decoding is one typed msgspec pass of the bytes
 straight into those Structs (every field's type, the ranges, the tags and kinds), plus
-the few rules msgspec cannot state (`_checks`). Encoding turns the message into builtins
+the few rules msgspec cannot state (`_CHECKS`). Encoding turns the message into builtins
 (msgspec) and writes them with orjson, `"t"` first: orjson refuses integers beyond 64
 bits, as the protocol does, and writes the bytes loam has always written. Decoding keeps
 any integer exact (never a float): what cannot be stored is refused further up, by name.
@@ -159,8 +159,8 @@ def request_id(data: bytes | str) -> int | None:
 # --- what msgspec cannot state ------------------------------------------------
 #
 # Each returns why the message is malformed, or None. Property names must be non-empty
-# and not `id`; `ctx.data` holds any JSON, so its depth and its integers are checked
-# here; query expressions nest at most MAX_EXPR_DEPTH levels.
+# and not `id`; `ctx.data` holds any JSON, so its depth is checked here (walking it only
+# when it holds an array or object); query expressions nest at most MAX_EXPR_DEPTH levels.
 
 
 def _names_error(ents: Any, where: str) -> str | None:
@@ -223,7 +223,7 @@ def _notify_error(n: m.Notify) -> str | None:
 _CHECKS: dict[type, Callable[[Any], str | None]] = {
     m.Notify: _notify_error,
     m.Ack: lambda a: _record_error(a.record),
-    m.GetResult: lambda g: None if g.entity is None else _names_error((g.entity,), "entity"),
+    m.GetResult: lambda g: None if g.entity is None else _names_error((g.entity,), "entity"),  # "entity[0]"
     m.FetchResult: lambda f: _names_error(f.entities, "entities"),
     m.Subscribed: lambda s: _names_error(s.results, "results"),
     m.Commit: _commit_error,
