@@ -31,6 +31,7 @@ bench: $(STAMP)
 # Lint and types first (seconds), then every test.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 

@@ -42,8 +42,10 @@ from ._common import postgres_dsn_or_skip, require
 
 # What the benchmark queries filter and sort on, per dataset collection (a list is a
 # compound key, filter first): each stack turns it into the indexes its storage takes.
-QUERY_FIELDS: dict[str, list[str | list[str]]] = {"albums": ["genre", "year", "rating", ["genre", "rating"]],
-                                                  "pets": ["shelter", "species"]}
+QUERY_FIELDS: dict[str, list[str | list[str]]] = {
+    "albums": ["genre", "year", "rating", ["genre", "rating"]],
+    "pets": ["shelter", "species"],
+}
 EPHEMERALS = (0, 1, 4)
 NO_CONNECTOR = "none"  # the connector value of every row when no stack builds ephemerals
 NA, ERROR = "na", "error"
@@ -71,12 +73,29 @@ _SINGLE = {c: [f for f in fs if isinstance(f, str)] for c, fs in QUERY_FIELDS.it
 # A harness without `asvtools.variants` names no variants: the axis it was benchmarked with.
 _PERMISSIVE = {"id": "permissive"}
 _LEGACY = (
-    _Variant("loam-leveldb", "loam", {"engine": "leveldb", "params": {"indexes": QUERY_FIELDS}},
-             ("inprocess", "websocket"), policy=_PERMISSIVE),
-    _Variant("loam-postgres", "loam", {"engine": "postgres", "pool_size": 4, "params": {"indexes": _SINGLE}},
-             ("inprocess", "websocket"), ("postgres",), _PERMISSIVE),
-    _Variant("pgnotify", "pgnotify", {"engine": "postgres", "pool_size": 4, "params": {"indexes": _SINGLE}},
-             (), ("postgres",), _PERMISSIVE),
+    _Variant(
+        "loam-leveldb",
+        "loam",
+        {"engine": "leveldb", "params": {"indexes": QUERY_FIELDS}},
+        ("inprocess", "websocket"),
+        policy=_PERMISSIVE,
+    ),
+    _Variant(
+        "loam-postgres",
+        "loam",
+        {"engine": "postgres", "pool_size": 4, "params": {"indexes": _SINGLE}},
+        ("inprocess", "websocket"),
+        ("postgres",),
+        _PERMISSIVE,
+    ),
+    _Variant(
+        "pgnotify",
+        "pgnotify",
+        {"engine": "postgres", "pool_size": 4, "params": {"indexes": _SINGLE}},
+        (),
+        ("postgres",),
+        _PERMISSIVE,
+    ),
 )
 
 
@@ -86,8 +105,19 @@ def _installed_variants() -> tuple[_Variant, ...]:
         variants = require("sprout_harness.asvtools.variants")
     except NotImplementedError:
         return _LEGACY
-    return tuple(_Variant(v.name, v.stack, dict(v.storage), tuple(v.connectors), tuple(v.needs), dict(v.policy),
-                          dict(v.stack_params), v.broken) for v in variants.installed(QUERY_FIELDS))
+    return tuple(
+        _Variant(
+            v.name,
+            v.stack,
+            dict(v.storage),
+            tuple(v.connectors),
+            tuple(v.needs),
+            dict(v.policy),
+            dict(v.stack_params),
+            v.broken,
+        )
+        for v in variants.installed(QUERY_FIELDS)
+    )
 
 
 VARIANTS = {v.name: v for v in _installed_variants()}
@@ -114,14 +144,18 @@ def not_applicable(stack: str, connector: str, ephemerals: int) -> str | None:
 
 def combinations(stacks: Sequence[str] = STACKS) -> list[Key]:
     """The combinations of `PARAMS` that make sense, restricted to `stacks`."""
-    return [(s, c, e) for s, c, e in itertools.product(STACKS, CONNECTORS, EPHEMERALS)
-            if s in stacks and not_applicable(s, c, e) is None]
+    return [
+        (s, c, e)
+        for s, c, e in itertools.product(STACKS, CONNECTORS, EPHEMERALS)
+        if s in stacks and not_applicable(s, c, e) is None
+    ]
 
 
 # Cells that make no sense, for asv to skip without running `setup` (it would print a
 # "skipped" block per cell and benchmark method); `setup` still refuses them.
-SKIP_PARAMS = [(s, c, e) for s, c, e in itertools.product(STACKS, CONNECTORS, EPHEMERALS)
-               if not_applicable(s, c, e) is not None]
+SKIP_PARAMS = [
+    (s, c, e) for s, c, e in itertools.product(STACKS, CONNECTORS, EPHEMERALS) if not_applicable(s, c, e) is not None
+]
 
 
 def config_dict(key: Key, datasets: dict[str, int], phases: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -146,8 +180,7 @@ def config_dict(key: Key, datasets: dict[str, int], phases: Iterable[tuple[str, 
         "phases": [{"name": p, "target": target, "label": p, "params": dict(params)} for p, params in phases],
         # Checks wait for convergence with a deadline; a healthy stack converges in ms, and a
         # failing one should not stall the suite (SPROUT_BENCH_CHECK_TIMEOUT: tests lower it).
-        "runner": {"check_timeout_s": float(os.environ.get("SPROUT_BENCH_CHECK_TIMEOUT", "3")),
-                   "sync_timeout_s": 60.0},
+        "runner": {"check_timeout_s": float(os.environ.get("SPROUT_BENCH_CHECK_TIMEOUT", "3")), "sync_timeout_s": 60.0},
     }
     if storage:
         config["storage"] = storage
@@ -174,9 +207,11 @@ def figures(result: Any) -> dict[str, Any]:
         if ph.status != "ok":
             failed = "; ".join(f"{c.name}: {c.detail}" for c in ph.failed_checks)[:600]
             errors = "; ".join(f"{k} x{e.count}: {e.samples[:1]}" for k, e in ph.errors.items())[:400]
-            raise RuntimeError(f"phase {ph.name} {ph.status}: {ph.reason or ''}"
-                               + (f"; failed checks: {failed}" if failed else "")
-                               + (f"; errors: {errors}" if errors else ""))
+            raise RuntimeError(
+                f"phase {ph.name} {ph.status}: {ph.reason or ''}"
+                + (f"; failed checks: {failed}" if failed else "")
+                + (f"; errors: {errors}" if errors else "")
+            )
         summaries: dict[str, dict[str, dict[str, float]]] = {}
         latencies = dict(ph.latencies)
         fetches = [h for op, h in latencies.items() if op.startswith("fetch:")]
@@ -190,15 +225,22 @@ def figures(result: Any) -> dict[str, Any]:
             for op, h in hists.items():
                 s = h.summary()
                 if s.get("count", 0):
-                    summaries[group][op] = {"p50": _ms(s["p50"]), "p99": _ms(s["p99"]), "mean": _ms(s["mean"]),
-                                            "count": int(s["count"])}
+                    summaries[group][op] = {
+                        "p50": _ms(s["p50"]),
+                        "p99": _ms(s["p99"]),
+                        "mean": _ms(s["mean"]),
+                        "count": int(s["count"]),
+                    }
         out[ph.name] = {
             "status": "ok",
             **summaries,
             "wall_s": ph.wall_ns / 1e9,
             "counters": dict(ph.counters),
-            "extra": {k: float(v) for k, v in ph.extra.items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)},
+            "extra": {
+                k: float(v)
+                for k, v in ph.extra.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            },
         }
     return out
 
@@ -241,14 +283,20 @@ def entry(key: Key, datasets: dict[str, int], phases: Sequence[tuple[str, dict[s
     return {"status": "ok", "phases": figs, "seconds": time.perf_counter() - t0}
 
 
-def run_family(datasets: dict[str, int], phases: Sequence[tuple[str, dict[str, Any]]],
-               stacks: Sequence[str] = STACKS, log: Callable[[str], None] | None = None) -> dict[Key, dict[str, Any]]:
+def run_family(
+    datasets: dict[str, int],
+    phases: Sequence[tuple[str, dict[str, Any]]],
+    stacks: Sequence[str] = STACKS,
+    log: Callable[[str], None] | None = None,
+) -> dict[Key, dict[str, Any]]:
     """`entry()` for every sensible combination (the rest are n/a in `FamilyBenchmark.setup`)."""
     out = {}
     for key in combinations(stacks):
         out[key] = entry(key, datasets, phases)
         if log is not None or os.environ.get("SPROUT_BENCH_VERBOSE"):
-            (log or print)(f"{key}: {out[key]['status']} {out[key].get('seconds', 0):.1f}s {out[key].get('reason', '')}")
+            (log or print)(
+                f"{key}: {out[key]['status']} {out[key].get('seconds', 0):.1f}s {out[key].get('reason', '')}"
+            )
     return out
 
 
@@ -294,8 +342,9 @@ class FamilyBenchmark:
         try:
             return ph[group][op][pct]
         except KeyError:
-            raise RuntimeError(f"phase {phase or self.phase}: no {group} figure for {op!r} "
-                               f"(has: {sorted(ph.get(group, {}))})") from None
+            raise RuntimeError(
+                f"phase {phase or self.phase}: no {group} figure for {op!r} (has: {sorted(ph.get(group, {}))})"
+            ) from None
 
     def has_extra(self, name: str, phase: str | None = None) -> bool:
         return name in self.phase_figures(phase).get("extra", {})
@@ -305,4 +354,6 @@ class FamilyBenchmark:
         try:
             return ph["extra"][name]
         except KeyError:
-            raise RuntimeError(f"phase {phase or self.phase}: no figure {name!r} (has: {sorted(ph['extra'])})") from None
+            raise RuntimeError(
+                f"phase {phase or self.phase}: no figure {name!r} (has: {sorted(ph['extra'])})"
+            ) from None

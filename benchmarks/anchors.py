@@ -329,4 +329,3 @@ class AnchorAsyncioQueue:
     def track_burst(self, cache: dict[str, list[float]]) -> dict[str, Any]:
         """us per item: a burst put without yielding, drained by one consumer."""
         return asv_samples(cache["burst"])
-

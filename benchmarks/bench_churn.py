@@ -16,8 +16,18 @@ def _run() -> Any:
     sz = scale()
     return run_family(
         datasets={"albums": 0, "pets": sz.dataset},
-        phases=[("churn", {"subscribers": sz.churn_subscribers, "cycles": sz.churn_cycles,
-                           "hold_notifications": 3, "writers": 1, "write_interval_ms": 1.0})],
+        phases=[
+            (
+                "churn",
+                {
+                    "subscribers": sz.churn_subscribers,
+                    "cycles": sz.churn_cycles,
+                    "hold_notifications": 3,
+                    "writers": 1,
+                    "write_interval_ms": 1.0,
+                },
+            )
+        ],
     )
 
 

@@ -33,12 +33,26 @@ def _run() -> dict[tuple[int, str], Any]:
     for s in SUBSCRIPTIONS:
         for pred in PREDICATES:
             n = scale().fanout_commits
-            out[(s, pred)] = entry(KEY, {"albums": 0, "pets": 0}, [(
-                "filtered-subscriptions",
-                {"subscriptions": s, "match_fraction": 0.1, "predicate": pred, "connections": 4,
-                 "connector": "inprocess", "processes": 0, "commits": n, "baseline_commits": n,
-                 "commit_interval_ms": 0.0},
-            )])
+            out[(s, pred)] = entry(
+                KEY,
+                {"albums": 0, "pets": 0},
+                [
+                    (
+                        "filtered-subscriptions",
+                        {
+                            "subscriptions": s,
+                            "match_fraction": 0.1,
+                            "predicate": pred,
+                            "connections": 4,
+                            "connector": "inprocess",
+                            "processes": 0,
+                            "commits": n,
+                            "baseline_commits": n,
+                            "commit_interval_ms": 0.0,
+                        },
+                    )
+                ],
+            )
     return out
 
 

@@ -24,8 +24,10 @@ def _run() -> Any:
         datasets={"albums": sz.dataset, "pets": 0},
         phases=[
             ("fetch", {"collection": "albums", "get_ops": sz.get_ops, "fetch_ops": sz.fetch_ops, "concurrency": 4}),
-            ("asv-albums-get", {"count": sz.records, "batch_size": sz.album_batch, "repeats": sz.repeats,
-                                "gets": sz.get_ops}),
+            (
+                "asv-albums-get",
+                {"count": sz.records, "batch_size": sz.album_batch, "repeats": sz.repeats, "gets": sz.get_ops},
+            ),
         ],
     )
 
@@ -119,8 +121,12 @@ def _prepared_leveldb_node() -> dict[str, Any]:
         factory = plugins.resolve_stack("loam")
     except Exception as exc:
         raise NotImplementedError(f"loam stack: {exc}") from None
-    settings = stack_mod.StackSettings(name="loam", storage={"engine": "leveldb"}, policy={"id": "permissive"},
-                                       topology={"durable": 1, "ephemeral": 0, "links": []})
+    settings = stack_mod.StackSettings(
+        name="loam",
+        storage={"engine": "leveldb"},
+        policy={"id": "permissive"},
+        topology={"durable": 1, "ephemeral": 0, "links": []},
+    )
     loop = asyncio.new_event_loop()
     stack = factory(settings)
     loop.run_until_complete(stack.start())
@@ -128,7 +134,7 @@ def _prepared_leveldb_node() -> dict[str, Any]:
     docs = album_props(scale().records)
     ids: list[str] = []
     for i in range(0, len(docs), 500):
-        ids += loop.run_until_complete(client.create("albums", docs[i:i + 500])).ids
+        ids += loop.run_until_complete(client.create("albums", docs[i : i + 500])).ids
     order = rng(7).sample(ids, min(len(ids), GETS_PER_CALL))
 
     async def gets() -> None:

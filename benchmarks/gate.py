@@ -137,7 +137,7 @@ def _register() -> None:
                     with _no_gc():
                         t0 = time.perf_counter_ns()
                         for i in range(0, len(docs), k.batch_size):
-                            ack = await node.client.create(coll, docs[i:i + k.batch_size])
+                            ack = await node.client.create(coll, docs[i : i + k.batch_size])
                             ids.extend(ack.ids)
                         create_us = (time.perf_counter_ns() - t0) / len(docs) / 1e3
                     ctx.require("one id per created entity", len(ids) == len(docs), f"{len(ids)} ids for {len(docs)}")
@@ -153,8 +153,9 @@ def _register() -> None:
                         reads[r] = (coll, [ids[j] for j in picks], shuffled([pairs[j][0] for j in picks], seed=r + 1))
                         dbs[r] = db
                         for id_ in reads[r][1][:50]:  # warm-up, and every get must find its album
-                            ctx.require("every get returns its album", await get(coll, id_) is not None,
-                                        f"{coll}/{id_} missing")
+                            ctx.require(
+                                "every get returns its album", await get(coll, id_) is not None, f"{coll}/{id_} missing"
+                            )
                     else:
                         db.close()
                     rcoll, rids, rkeys = reads[r]
@@ -227,10 +228,15 @@ def _register() -> None:
                             value += 1
                             got.clear()
                             await writer.client.update(coll, id_, {"tracks": value})
-                            ok = await guard.wait(got, lambda: got.is_set() and all(s.get(id_, -1) >= value for s in seen))
-                            if not ctx.check("no missed notification", ok,
-                                             f"update ({id_} tracks={value}) not notified on every target "
-                                             f"within {ctx.check_timeout_s:g} s"):
+                            ok = await guard.wait(
+                                got, lambda: got.is_set() and all(s.get(id_, -1) >= value for s in seen)
+                            )
+                            if not ctx.check(
+                                "no missed notification",
+                                ok,
+                                f"update ({id_} tracks={value}) not notified on every target "
+                                f"within {ctx.check_timeout_s:g} s",
+                            ):
                                 return
                         ctx.require("commit timestamps carried", bool(lags), "no notification carried commit_ns")
                         if r < 0:
@@ -242,12 +248,24 @@ def _register() -> None:
                 await sub.close()
         keep_samples(ctx.recorder.extra, best, {"lag_hop_ratio": ("lag", "hop"), "lag_ws_ratio": ("lag", "ws_one_way")})
 
-    catalog.register_phase(catalog.PhaseSpec(
-        name="asv-gate-leveldb", summary="loam create/get over raw plyvel, paired per repeat",
-        run=leveldb_pairs, knobs=LevelDBKnobs, needs=("create", "get")))
-    catalog.register_phase(catalog.PhaseSpec(
-        name="asv-gate-lag", summary="commit -> notification p50 over the raw hop / ws one-way, paired per repeat",
-        run=lag_pairs, knobs=LagKnobs, needs=("subscribe", "update", "create")))
+    catalog.register_phase(
+        catalog.PhaseSpec(
+            name="asv-gate-leveldb",
+            summary="loam create/get over raw plyvel, paired per repeat",
+            run=leveldb_pairs,
+            knobs=LevelDBKnobs,
+            needs=("create", "get"),
+        )
+    )
+    catalog.register_phase(
+        catalog.PhaseSpec(
+            name="asv-gate-lag",
+            summary="commit -> notification p50 over the raw hop / ws one-way, paired per repeat",
+            run=lag_pairs,
+            knobs=LagKnobs,
+            needs=("subscribe", "update", "create"),
+        )
+    )
     _REGISTERED.append(True)
 
 
@@ -259,8 +277,13 @@ def _run() -> dict[tuple[str, str, int], Any]:
     sc = scale()
     _register()
     passes = PASSES if sc.name != "tiny" else 1
-    leveldb = {"repeats": sc.gate_repeats, "passes": passes, "count": sc.gate_records, "gets": sc.gate_gets,
-               "batch_size": 500}
+    leveldb = {
+        "repeats": sc.gate_repeats,
+        "passes": passes,
+        "count": sc.gate_records,
+        "gets": sc.gate_gets,
+        "batch_size": 500,
+    }
     lag = {"repeats": sc.gate_repeats, "passes": passes, "updates": sc.gate_lag_updates}
     return {
         DURABLE: entry(DURABLE, {"albums": 0, "pets": 0}, [("asv-gate-leveldb", leveldb)]),

@@ -15,17 +15,19 @@ from ._common import require, rng, scale
 
 def _config(ops: int):
     load = require("sprout_harness.config.load")
-    return load.config_from_dict({
-        "name": "monitor-overhead",
-        "stack": {"name": "loam"},
-        "storage": {"engine": "leveldb"},
-        "topology": {"durable": 1, "ephemeral": 0},
-        "datasets": {"albums": 200, "pets": 200},
-        "phases": [
-            {"name": "fetch", "target": "durable", "params": {"get_ops": ops, "fetch_ops": ops // 20}},
-            {"name": "writers", "target": "durable", "params": {"writers": 4, "ops": ops}},
-        ],
-    })
+    return load.config_from_dict(
+        {
+            "name": "monitor-overhead",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "leveldb"},
+            "topology": {"durable": 1, "ephemeral": 0},
+            "datasets": {"albums": 200, "pets": 200},
+            "phases": [
+                {"name": "fetch", "target": "durable", "params": {"get_ops": ops, "fetch_ops": ops // 20}},
+                {"name": "writers", "target": "durable", "params": {"writers": 4, "ops": ops}},
+            ],
+        }
+    )
 
 
 class MonitorRun:

@@ -42,8 +42,9 @@ class TokenFileAuthenticator:
                 continue
             parts = line.split()
             if len(parts) != 2:
-                raise ValidationError(f"token file {str(p)!r} line {n}: expected `TOKEN USER`, "
-                                      f"got {len(parts)} field(s)")
+                raise ValidationError(
+                    f"token file {str(p)!r} line {n}: expected `TOKEN USER`, got {len(parts)} field(s)"
+                )
             token, user = parts
             if token in self.users:
                 raise ValidationError(f"token file {str(p)!r} line {n}: a token appears twice")

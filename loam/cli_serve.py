@@ -20,36 +20,64 @@ from loam.errors import LoamError
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loam serve", description="Serve a durable loam node over WebSocket.")
-    p.add_argument("--storage", choices=["leveldb", "postgres", "memory"], required=True,
-                   help="storage engine of the durable node")
+    p.add_argument(
+        "--storage", choices=["leveldb", "postgres", "memory"], required=True, help="storage engine of the durable node"
+    )
     p.add_argument("--path", help="LevelDB directory (with --storage leveldb)")
     p.add_argument("--sync", action="store_true", help="LevelDB: fsync every commit")
     p.add_argument("--dsn", help="PostgreSQL DSN (with --storage postgres)")
     p.add_argument("--pool-size", type=int, default=4, help="PostgreSQL connection pool size (default 4)")
-    p.add_argument("--storage-param", action="append", default=[], metavar="KEY=JSON",
-                   help="another parameter of the storage engine, its value as JSON, e.g. "
-                        "--storage-param 'indexes={\"pets\": [\"seq\"]}' (repeatable)")
+    p.add_argument(
+        "--storage-param",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="another parameter of the storage engine, its value as JSON, e.g. "
+        '--storage-param \'indexes={"pets": ["seq"]}\' (repeatable)',
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     p.add_argument("--token", default=None, help="clients must present this token in their hello")
-    p.add_argument("--auth", default=None, metavar="token-file:PATH",
-                   help="authenticate every connection: PATH holds `TOKEN USER` lines; each connection "
-                        "is then served as its token's user (default: trust the user each request names)")
+    p.add_argument(
+        "--auth",
+        default=None,
+        metavar="token-file:PATH",
+        help="authenticate every connection: PATH holds `TOKEN USER` lines; each connection "
+        "is then served as its token's user (default: trust the user each request names)",
+    )
     p.add_argument("--policy", default=None, help="policy agent name (default: permissive)")
-    p.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a parameter of the policy agent, e.g. --policy-param read=owner (repeatable; "
-                        "true/false and integers are typed, anything else is text)")
+    p.add_argument(
+        "--policy-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the policy agent, e.g. --policy-param read=owner (repeatable; "
+        "true/false and integers are typed, anything else is text)",
+    )
     p.add_argument("--node-id", default=None, help="node id (default: random)")
-    p.add_argument("--max-message-size", type=int, default=None,
-                   help="protocol message size limit in bytes (default 1 MiB, at least 4096)")
-    p.add_argument("--max-pending", type=int, default=None,
-                   help="messages that may wait for one client that does not read before it is disconnected "
-                        "(code 1013; default 10000)")
-    p.add_argument("--max-pending-bytes", type=int, default=None,
-                   help="bytes that may wait for one client that does not read before it is disconnected "
-                        "(code 1013; default 64 MiB, at least --max-message-size)")
-    p.add_argument("--max-subscriptions", type=int, default=None,
-                   help="live queries one connection may hold (default 1000)")
+    p.add_argument(
+        "--max-message-size",
+        type=int,
+        default=None,
+        help="protocol message size limit in bytes (default 1 MiB, at least 4096)",
+    )
+    p.add_argument(
+        "--max-pending",
+        type=int,
+        default=None,
+        help="messages that may wait for one client that does not read before it is disconnected "
+        "(code 1013; default 10000)",
+    )
+    p.add_argument(
+        "--max-pending-bytes",
+        type=int,
+        default=None,
+        help="bytes that may wait for one client that does not read before it is disconnected "
+        "(code 1013; default 64 MiB, at least --max-message-size)",
+    )
+    p.add_argument(
+        "--max-subscriptions", type=int, default=None, help="live queries one connection may hold (default 1000)"
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -78,8 +106,9 @@ def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"{flag} must be in {low}..{high}{unit}, got {v}")
     size = args.max_message_size if args.max_message_size is not None else 1 << 20
     if args.max_pending_bytes is not None and args.max_pending_bytes < size:
-        parser.error(f"--max-pending-bytes must be at least the message size limit ({size} bytes), "
-                     f"got {args.max_pending_bytes}")
+        parser.error(
+            f"--max-pending-bytes must be at least the message size limit ({size} bytes), got {args.max_pending_bytes}"
+        )
 
 
 def policy_params(items: list[str]) -> dict[str, Any]:
@@ -90,7 +119,9 @@ def policy_params(items: list[str]) -> dict[str, Any]:
         if not sep or not key.isidentifier():
             raise ValueError(f"--policy-param {item!r}: expected KEY=VALUE, e.g. read=owner")
         low = raw.lower()
-        out[key] = True if low == "true" else False if low == "false" else int(raw) if raw.lstrip("-").isdigit() else raw
+        out[key] = (
+            True if low == "true" else False if low == "false" else int(raw) if raw.lstrip("-").isdigit() else raw
+        )
     return out
 
 
@@ -162,12 +193,17 @@ async def serve(args: argparse.Namespace, policy: Any = None, authenticator: Any
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = NodeServer(node, args.host, args.port, token=args.token,
-                        max_size=DEFAULT_MAX_SIZE if args.max_message_size is None else args.max_message_size,
-                        max_pending=DEFAULT_MAX_PENDING if args.max_pending is None else args.max_pending,
-                        max_pending_bytes=args.max_pending_bytes,
-                        max_subscriptions=DEFAULT_MAX_SUBSCRIPTIONS if args.max_subscriptions is None
-                        else args.max_subscriptions, authenticator=authenticator)
+    server = NodeServer(
+        node,
+        args.host,
+        args.port,
+        token=args.token,
+        max_size=DEFAULT_MAX_SIZE if args.max_message_size is None else args.max_message_size,
+        max_pending=DEFAULT_MAX_PENDING if args.max_pending is None else args.max_pending,
+        max_pending_bytes=args.max_pending_bytes,
+        max_subscriptions=DEFAULT_MAX_SUBSCRIPTIONS if args.max_subscriptions is None else args.max_subscriptions,
+        authenticator=authenticator,
+    )
     try:
         await server.start()
         print(f"loam serving on {server.url}", flush=True)

@@ -114,8 +114,10 @@ def id_error(id: object) -> str | None:
         return None
     if type(id) is str and _ID_RE.fullmatch(id):
         return None
-    return (f"entity id {_short_repr(id)} is invalid: use 1-{MAX_ID_LENGTH} characters of A-Z, a-z, 0-9, "
-            "'_', '-', '.', ':', starting with a letter, digit or '_'")
+    return (
+        f"entity id {_short_repr(id)} is invalid: use 1-{MAX_ID_LENGTH} characters of A-Z, a-z, 0-9, "
+        "'_', '-', '.', ':', starting with a letter, digit or '_'"
+    )
 
 
 def collection_error(name: object) -> str | None:
@@ -123,8 +125,10 @@ def collection_error(name: object) -> str | None:
     0-9, `_`, `-`, the first a letter or `_`."""
     if type(name) is str and _COLLECTION_RE.fullmatch(name):
         return None
-    return (f"collection name {_short_repr(name)} is invalid: use 1-{MAX_COLLECTION_LENGTH} characters of "
-            "A-Z, a-z, 0-9, '_', '-', starting with a letter or '_'")
+    return (
+        f"collection name {_short_repr(name)} is invalid: use 1-{MAX_COLLECTION_LENGTH} characters of "
+        "A-Z, a-z, 0-9, '_', '-', starting with a letter or '_'"
+    )
 
 
 def _short_repr(v: object) -> str:
@@ -145,9 +149,7 @@ def check_scalar(name: str, value: object) -> Scalar:
         if not math.isfinite(value):
             raise_validation(f"property {name!r}: {value!r} is not a finite number (JSON has no NaN/Infinity)")
         return value
-    raise_validation(
-        f"property {name!r}: {type(value).__name__} is not allowed; use str, int, float, bool or null"
-    )
+    raise_validation(f"property {name!r}: {type(value).__name__} is not allowed; use str, int, float, bool or null")
     raise AssertionError  # unreachable
 
 
@@ -341,7 +343,6 @@ class CommitRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=F
     clock: NonNegative
     durable_ns: int
     changes: tuple[Change, ...] = ()
-
 
 
 # --- requests and notifications ----------------------------------------------

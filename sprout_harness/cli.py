@@ -68,13 +68,21 @@ def _runs_a_side(value: str | None, option: str, level: float) -> int:
 
     k = stats.runs_needed(level) if value is None else _count(value, option, 2, MAX_REPEAT)
     if stats.min_p_value(k, k) > level:
-        raise ConfigError(f"got {k}; {k} runs a side cannot reach alpha {level:g} "
-                          f"(needs {stats.runs_needed(level)})", option)
+        raise ConfigError(
+            f"got {k}; {k} runs a side cannot reach alpha {level:g} (needs {stats.runs_needed(level)})", option
+        )
     return k
 
 
-def _judge(base: Any, new: Any, limit: float, level: float, html_path: str | None,
-           warnings: list[str], allow_load_change: bool = False) -> None:
+def _judge(
+    base: Any,
+    new: Any,
+    limit: float,
+    level: float,
+    html_path: str | None,
+    warnings: list[str],
+    allow_load_change: bool = False,
+) -> None:
     """Compare two comparable reports, print the table (and the page), exit 0 / 1 (2 when
     they have no figure in common, or when a regression sits on a side that ran while other
     processes loaded the machine far more: `reports.compare.load_difference`): the verdict
@@ -86,8 +94,11 @@ def _judge(base: Any, new: Any, limit: float, level: float, html_path: str | Non
     comparison = cmp.compare_runs(base, new, limit, level)
     comparison.warnings[:0] = warnings
     if not comparison.deltas:
-        _fail("the two reports have no metric in common (0 compared): nothing to gate on; check that both "
-              "runs measured the same phases", EXIT_USAGE)
+        _fail(
+            "the two reports have no metric in common (0 compared): nothing to gate on; check that both "
+            "runs measured the same phases",
+            EXIT_USAGE,
+        )
     cmp.render(comparison, Console())
     if html_path:
         from sprout_harness.reports import html as html_report
@@ -96,8 +107,11 @@ def _judge(base: Any, new: Any, limit: float, level: float, html_path: str | Non
         click.echo(f"html comparison: {html_path}", err=True)
     busier = cmp.load_difference(base, new) if comparison.regressed and not allow_load_change else None
     if busier is not None:
-        _fail(f"not comparable: {busier}; rerun both sides, gate with `sprout gate` (it alternates them), or "
-              "pass --allow-load-change", EXIT_USAGE)
+        _fail(
+            f"not comparable: {busier}; rerun both sides, gate with `sprout gate` (it alternates them), or "
+            "pass --allow-load-change",
+            EXIT_USAGE,
+        )
     sys.exit(EXIT_FAILED if comparison.regressed else EXIT_OK)
 
 
@@ -145,8 +159,13 @@ def cli() -> None:
     """Sprout: benchmark a reactive, local-first document store on a configured topology."""
 
 
-set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
-                          help="override a config field, e.g. --set topology.ephemeral=2 (repeatable)")
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="override a config field, e.g. --set topology.ephemeral=2 (repeatable)",
+)
 
 
 @cli.command()
@@ -156,31 +175,83 @@ set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
 @click.option("--gab", "gab_path", type=click.Path(dir_okay=False), help="write github-action-benchmark JSON here")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars and no table: one summary line")
 @click.option("--verbose", "-v", is_flag=True, help="per-op details, checks and what the runner does")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False),
-              help="write the self-contained HTML report (charts, works offline) here")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
-              help="write JUnit XML here: each check and threshold a test case (GitLab, GitHub, Jenkins read it)")
-@click.option("--csv", "csv_dir", type=click.Path(file_okay=False),
-              help="write metrics.csv (a row per figure per phase) and counters.csv into this directory")
-@click.option("--prometheus-push", "push_url", metavar="URL",
-              help="push the finished run to this Prometheus Pushgateway (job sprout, grouped by run id)")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="write the self-contained HTML report (charts, works offline) here",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    help="write JUnit XML here: each check and threshold a test case (GitLab, GitHub, Jenkins read it)",
+)
+@click.option(
+    "--csv",
+    "csv_dir",
+    type=click.Path(file_okay=False),
+    help="write metrics.csv (a row per figure per phase) and counters.csv into this directory",
+)
+@click.option(
+    "--prometheus-push",
+    "push_url",
+    metavar="URL",
+    help="push the finished run to this Prometheus Pushgateway (job sprout, grouped by run id)",
+)
 @click.option("--monitor", is_flag=True, help="serve a live dashboard, JSON API and Prometheus /metrics during the run")
-@click.option("--monitor-addr", default="127.0.0.1:9090", show_default=True, metavar="HOST:PORT",
-              help="where the monitor listens; port 0 picks a free port")
+@click.option(
+    "--monitor-addr",
+    default="127.0.0.1:9090",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="where the monitor listens; port 0 picks a free port",
+)
 @click.option("--monitor-public", is_flag=True, help="allow a non-loopback --monitor-addr (needs --monitor-token)")
 @click.option("--monitor-token", metavar="TOKEN", help="token every monitor request must carry")
-@click.option("--monitor-linger", default=2.0, show_default=True, type=click.FloatRange(min=0),
-              help="seconds the monitor keeps serving after the run so dashboards see the end")
-@click.option("--repeat", "repeat", type=str, default=None, metavar="N",
-              help="N independent runs, each in a fresh process, merged (default: runner.repeat, 1)")
-@click.option("--warmup", "warmup", type=str, default=None, metavar="K",
-              help="K discarded warm-up runs before them (default: runner.warmup, 0)")
+@click.option(
+    "--monitor-linger",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds the monitor keeps serving after the run so dashboards see the end",
+)
+@click.option(
+    "--repeat",
+    "repeat",
+    type=str,
+    default=None,
+    metavar="N",
+    help="N independent runs, each in a fresh process, merged (default: runner.repeat, 1)",
+)
+@click.option(
+    "--warmup",
+    "warmup",
+    type=str,
+    default=None,
+    metavar="K",
+    help="K discarded warm-up runs before them (default: runner.warmup, 0)",
+)
 @friendly_errors
-def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str | None, quiet: bool, verbose: bool,
-        html_path: str | None = None, monitor: bool = False, monitor_addr: str = "127.0.0.1:9090",
-        monitor_public: bool = False, monitor_token: str | None = None, monitor_linger: float = 2.0,
-        repeat: str | None = None, warmup: str | None = None, junit_path: str | None = None,
-        csv_dir: str | None = None, push_url: str | None = None) -> None:
+def run(
+    config: str,
+    sets: tuple[str, ...],
+    json_path: str | None,
+    gab_path: str | None,
+    quiet: bool,
+    verbose: bool,
+    html_path: str | None = None,
+    monitor: bool = False,
+    monitor_addr: str = "127.0.0.1:9090",
+    monitor_public: bool = False,
+    monitor_token: str | None = None,
+    monitor_linger: float = 2.0,
+    repeat: str | None = None,
+    warmup: str | None = None,
+    junit_path: str | None = None,
+    csv_dir: str | None = None,
+    push_url: str | None = None,
+) -> None:
     """Run the phases of CONFIG (a YAML file or a reference config name) and report.
 
     Exit 0: ok; 1: a check failed, the run broke or the push to --prometheus-push failed;
@@ -215,8 +286,9 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
         if p:
             Path(p).parent.mkdir(parents=True, exist_ok=True)
     if repeated and monitor:
-        raise ConfigError("watches one process and cannot follow repeated runs; drop --monitor or run once",
-                          "--monitor")
+        raise ConfigError(
+            "watches one process and cannot follow repeated runs; drop --monitor or run once", "--monitor"
+        )
     if repeated:
         from sprout_harness.reports import gab, json_report
         from sprout_harness.topology.repeat import run_repeated
@@ -240,9 +312,18 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
             raise ConfigError(str(exc), "--monitor-addr") from None
         try:
             result = run_monitored_sync(
-                cfg, host=host, port=port, public=monitor_public, token=monitor_token, linger_s=monitor_linger,
+                cfg,
+                host=host,
+                port=port,
+                public=monitor_public,
+                token=monitor_token,
+                linger_s=monitor_linger,
                 on_ready=lambda url: click.echo(f"monitor: {url}", err=True),
-                progress=progress, log=log, json_path=json_path, gab_path=gab_path)
+                progress=progress,
+                log=log,
+                json_path=json_path,
+                gab_path=gab_path,
+            )
         except MonitorConfigError as exc:
             raise ConfigError(str(exc), "--monitor-addr") from None
     else:
@@ -267,8 +348,13 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
         from sprout_harness.reports import csv_report
 
         csv_report.write(result, csv_dir)
-    for label, p in (("json report", json_path), ("gab report", gab_path), ("html report", html_path),
-                     ("junit report", junit_path), ("csv reports", csv_dir)):
+    for label, p in (
+        ("json report", json_path),
+        ("gab report", gab_path),
+        ("html report", html_path),
+        ("junit report", junit_path),
+        ("csv reports", csv_dir),
+    ):
         if p and not quiet:
             err.print(f"{label}: {p}")
     push_error = None
@@ -288,9 +374,11 @@ def run(config: str, sets: tuple[str, ...], json_path: str | None, gab_path: str
         click.echo(push_error, err=True)
     if result.status == "ok":
         if result.thresholds_failed:
-            click.echo(f"error: {len(result.thresholds_failed)} threshold(s) crossed: "
-                       + "; ".join(f"{t.pattern} {t.stat} {t.expression}" for t in result.thresholds_failed),
-                       err=True)
+            click.echo(
+                f"error: {len(result.thresholds_failed)} threshold(s) crossed: "
+                + "; ".join(f"{t.pattern} {t.stat} {t.expression}" for t in result.thresholds_failed),
+                err=True,
+            )
             sys.exit(EXIT_THRESHOLDS)
         sys.exit(EXIT_OK)
     if result.status == "cancelled":
@@ -312,11 +400,15 @@ def validate(config: str, sets: tuple[str, ...]) -> None:
     cfg = load_config(config, sets, check_stack=True)
     topo = topology_summary(cfg)
     default = "(the stack's default)"
-    links = ", ".join(f"e{l['ephemeral']}->d{l['durable']} {l['connector'] or default}"
-                      for l in topo["links"]) or "no links"
+    links = (
+        ", ".join(f"e{l['ephemeral']}->d{l['durable']} {l['connector'] or default}" for l in topo["links"])
+        or "no links"
+    )
     click.echo(f"{cfg.name}: ok")
-    click.echo(f"  stack {cfg.stack.name}, storage {cfg.storage.engine or default}, "
-               f"policy {cfg.policy.id or default}, seed {cfg.seed}")
+    click.echo(
+        f"  stack {cfg.stack.name}, storage {cfg.storage.engine or default}, "
+        f"policy {cfg.policy.id or default}, seed {cfg.seed}"
+    )
     click.echo(f"  topology: {topo['durable']} durable, {topo['ephemeral']} ephemeral ({links})")
     click.echo(f"  datasets: {', '.join(f'{k}={v}' for k, v in cfg.datasets.items()) or 'none'}")
     click.echo("  phases (knobs the config sets; then the defaults):")
@@ -356,18 +448,39 @@ def list_() -> None:
 @cli.command()
 @click.argument("base", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
-@click.option("--threshold", default="10%", show_default=True,
-              help="smallest slowdown that counts, e.g. 10% or 0.1 (see `sprout noise` for what this machine supports)")
+@click.option(
+    "--threshold",
+    default="10%",
+    show_default=True,
+    help="smallest slowdown that counts, e.g. 10% or 0.1 (see `sprout noise` for what this machine supports)",
+)
 @click.option("--alpha", default="0.01", show_default=True, help="significance level of each metric's test")
-@click.option("--allow-mismatch", is_flag=True, help="compare reports of different configs, stacks, topologies or datasets")
+@click.option(
+    "--allow-mismatch", is_flag=True, help="compare reports of different configs, stacks, topologies or datasets"
+)
 @click.option("--allow-host-change", is_flag=True, help="compare reports made on different machines")
-@click.option("--allow-load-change", is_flag=True,
-              help="judge a regression even when other processes loaded the machine far more on one side")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False),
-              help="also write a self-contained comparison page (side-by-side charts) here")
+@click.option(
+    "--allow-load-change",
+    is_flag=True,
+    help="judge a regression even when other processes loaded the machine far more on one side",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="also write a self-contained comparison page (side-by-side charts) here",
+)
 @friendly_errors
-def compare(base: str, new: str, threshold: str, alpha: str = "0.01", allow_mismatch: bool = False,
-            allow_host_change: bool = False, allow_load_change: bool = False, html_path: str | None = None) -> None:
+def compare(
+    base: str,
+    new: str,
+    threshold: str,
+    alpha: str = "0.01",
+    allow_mismatch: bool = False,
+    allow_host_change: bool = False,
+    allow_load_change: bool = False,
+    html_path: str | None = None,
+) -> None:
     """Compare two JSON reports statistically (docs/statistics.md).
 
     Exit 0: no significant regression; 1: a regression (or a phase broke); 2: could not
@@ -392,12 +505,23 @@ def compare(base: str, new: str, threshold: str, alpha: str = "0.01", allow_mism
 @click.option("--runs", default="5", show_default=True, metavar="N", help="runs of CONFIG, each in a fresh process")
 @click.option("--threshold", default="10%", show_default=True, help="the threshold you plan to gate with")
 @click.option("--alpha", default="0.01", show_default=True, help="the significance level you plan to gate with")
-@click.option("--gate-repeat", default=None, metavar="K",
-              help="runs a side the gate will compare (default: the fewest that can reach --alpha, 5 at 0.01)")
+@click.option(
+    "--gate-repeat",
+    default=None,
+    metavar="K",
+    help="runs a side the gate will compare (default: the fewest that can reach --alpha, 5 at 0.01)",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="keep the repeated run's JSON report here")
 @friendly_errors
-def noise(config: str, sets: tuple[str, ...], runs: str, threshold: str, alpha: str, gate_repeat: str | None,
-          json_path: str | None) -> None:
+def noise(
+    config: str,
+    sets: tuple[str, ...],
+    runs: str,
+    threshold: str,
+    alpha: str,
+    gate_repeat: str | None,
+    json_path: str | None,
+) -> None:
     """Run CONFIG N times and show what this machine can detect: each figure's run-to-run
     spread, the smallest slowdown the gate would catch, and a threshold that gives no false
     alarms on these runs. Exit 0, 1 when a run failed, 2 bad usage."""
@@ -414,8 +538,9 @@ def noise(config: str, sets: tuple[str, ...], runs: str, threshold: str, alpha: 
     k = _runs_a_side(gate_repeat, "--gate-repeat", level)
     cfg = load_config(config, sets, check_stack=True)
     err = Console(stderr=True)
-    result = run_repeated(cfg, repeat=n, warmup=cfg.runner.warmup,
-                          on_event=lambda line: err.print(f"[dim]{line}[/dim]"))
+    result = run_repeated(
+        cfg, repeat=n, warmup=cfg.runner.warmup, on_event=lambda line: err.print(f"[dim]{line}[/dim]")
+    )
     if json_path:
         json_report.write(result, json_path)
     if result.status == "cancelled":
@@ -429,16 +554,28 @@ def noise(config: str, sets: tuple[str, ...], runs: str, threshold: str, alpha: 
 @cli.command()
 @click.argument("config")
 @set_option
-@click.option("--base-sprout", required=True, metavar="PATH",
-              help="the `sprout` executable of the base build (e.g. ../base/.venv/bin/sprout)")
+@click.option(
+    "--base-sprout",
+    required=True,
+    metavar="PATH",
+    help="the `sprout` executable of the base build (e.g. ../base/.venv/bin/sprout)",
+)
 @click.option("--runs", default="5", show_default=True, metavar="N", help="runs per side, alternating ABBA")
 @click.option("--threshold", default="10%", show_default=True, help="smallest slowdown that counts")
 @click.option("--alpha", default="0.01", show_default=True, help="significance level of each metric's test")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="keep base.json and new.json (merged reports) here")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="write the comparison page here")
 @friendly_errors
-def gate(config: str, sets: tuple[str, ...], base_sprout: str, runs: str, threshold: str, alpha: str,
-         out_dir: str | None, html_path: str | None) -> None:
+def gate(
+    config: str,
+    sets: tuple[str, ...],
+    base_sprout: str,
+    runs: str,
+    threshold: str,
+    alpha: str,
+    out_dir: str | None,
+    html_path: str | None,
+) -> None:
     """The pull-request gate: the base build and this one run CONFIG in turn (ABBA, each run
     a fresh process), then the merged reports are compared as `sprout compare` does.
 
@@ -456,8 +593,11 @@ def gate(config: str, sets: tuple[str, ...], base_sprout: str, runs: str, thresh
 
     exe = shutil.which(base_sprout)
     if exe is None:
-        raise ConfigError(f"{base_sprout!r} is not an executable; point it at the base build's sprout "
-                          "(e.g. ../base/.venv/bin/sprout after `make -C ../base venv`)", "--base-sprout")
+        raise ConfigError(
+            f"{base_sprout!r} is not an executable; point it at the base build's sprout "
+            "(e.g. ../base/.venv/bin/sprout after `make -C ../base venv`)",
+            "--base-sprout",
+        )
     limit, level = _gate_settings(threshold, alpha)
     n = _runs_a_side(runs, "--runs", level)
     cfg = load_config(config, sets, check_stack=True)
@@ -510,8 +650,12 @@ def merge(out: str, reports: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("run_json", type=click.Path(dir_okay=False))
-@click.option("--html", "html_path", type=click.Path(dir_okay=False),
-              help="write the self-contained HTML report (charts, works offline) here")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="write the self-contained HTML report (charts, works offline) here",
+)
 @click.option("--verbose", "-v", is_flag=True, help="errors' samples, timelines and notes too")
 @friendly_errors
 def report(run_json: str, html_path: str | None, verbose: bool) -> None:

@@ -103,8 +103,9 @@ class Router:
         handler = methods.get(req.method)
         if handler is None:
             allowed = sorted(methods)
-            return json_response(405, {"error": f"{req.path} takes {' or '.join(allowed)}"},
-                                 {"Allow": ", ".join(allowed)})
+            return json_response(
+                405, {"error": f"{req.path} takes {' or '.join(allowed)}"}, {"Allow": ", ".join(allowed)}
+            )
         return await _call(handler, req)
 
 
@@ -149,9 +150,18 @@ class HTTPServer:
     ``headers`` go on every answer, the handler's own headers win.
     """
 
-    def __init__(self, handler: Handler, *, max_head: int = MAX_HEAD, max_headers: int = MAX_HEADERS,
-                 max_body: int = MAX_BODY, read_timeout_s: float = 10.0, idle_timeout_s: float | None = 10.0,
-                 keep_alive: bool = True, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_head: int = MAX_HEAD,
+        max_headers: int = MAX_HEADERS,
+        max_body: int = MAX_BODY,
+        read_timeout_s: float = 10.0,
+        idle_timeout_s: float | None = 10.0,
+        keep_alive: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.handler = handler
         self.max_head = max_head
         self.max_headers = max_headers
@@ -254,8 +264,7 @@ class HTTPServer:
             raise _Reject(431, f"request head longer than {self.max_head} bytes")
         return line.rstrip(b"\r\n"), size
 
-    async def _read(self, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> tuple[Request | None, bool]:
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[Request | None, bool]:
         """The next request and whether the client wants the connection kept; (None, False) at EOF."""
         size = 0
         try:
@@ -271,8 +280,9 @@ class HTTPServer:
         except TimeoutError:
             raise _Reject(408, f"request not received within {self.read_timeout_s:g} s") from None
 
-    async def _read_rest(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes,
-                         size: int) -> tuple[Request, bool]:
+    async def _read_rest(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes, size: int
+    ) -> tuple[Request, bool]:
         parts = line.decode("latin-1").split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise _Reject(400, "malformed request line")
@@ -311,5 +321,13 @@ class HTTPServer:
         return req, _wants_keep_alive(version, headers)
 
 
-__all__ = ["HTTPServer", "Handler", "Request", "Response", "Router", "encode_response", "json_response",
-           "text_response"]
+__all__ = [
+    "HTTPServer",
+    "Handler",
+    "Request",
+    "Response",
+    "Router",
+    "encode_response",
+    "json_response",
+    "text_response",
+]

@@ -33,7 +33,9 @@ def load_object(path: str) -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise StackError(f"stack {path!r}: cannot import module {module_name!r} ({exc}); install it or fix the path") from None
+        raise StackError(
+            f"stack {path!r}: cannot import module {module_name!r} ({exc}); install it or fix the path"
+        ) from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)

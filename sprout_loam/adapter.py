@@ -73,8 +73,10 @@ CONNECTORS = ("inprocess", "websocket")  # the first is the default of a link th
 DEFAULT_ENGINE = "leveldb"  # a config without storage.engine
 DEFAULT_POLICY = "permissive"  # a config without policy.id
 SEED_MESSAGE_BYTES = 64 << 20  # the harness's connection to an out-of-process durable node
-_CONNECTOR_PARAMS = {"inprocess": {"delay_s", "token", "request_timeout"},
-                     "websocket": {"token", "host", "request_timeout"}}
+_CONNECTOR_PARAMS = {
+    "inprocess": {"delay_s", "token", "request_timeout"},
+    "websocket": {"token", "host", "request_timeout"},
+}
 _STACK_PARAMS = {"user", "request_timeout", "max_pending", "durable_process", "durable_urls", "server_host"}
 
 
@@ -156,15 +158,17 @@ class LoamClient:
         def relay(n: LoamNotification) -> Any:
             # on every notification's path to the harness's clock: no generator per field
             added, updated = n.added, n.updated
-            return callback(Notification(
-                n.commit_ns,
-                tuple(map(_doc, added)) if added else (),
-                tuple(map(_doc, updated)) if updated else (),
-                tuple(n.removed),
-                n.kind,
-                n.commit_id,
-                n.received_ns,
-            ))
+            return callback(
+                Notification(
+                    n.commit_ns,
+                    tuple(map(_doc, added)) if added else (),
+                    tuple(map(_doc, updated)) if updated else (),
+                    tuple(n.removed),
+                    n.kind,
+                    n.commit_id,
+                    n.received_ns,
+                )
+            )
 
         lq = await self.node.subscribe(collection, to_loam_query(query), self.ctx, callback=relay)
         return LoamSubscription(lq)
@@ -197,10 +201,19 @@ class LoamStack:
         single = {c: [f for f in fields if isinstance(f, str)] for c, fields in query_fields.items()}
         permissive = {"id": "permissive"}
         return [
-            BenchVariant("loam-leveldb", {"engine": "leveldb", "params": {"indexes": dict(query_fields)}},
-                         cls.connector_names, policy=permissive),
-            BenchVariant("loam-postgres", {"engine": "postgres", "pool_size": 4, "params": {"indexes": single}},
-                         cls.connector_names, needs=("postgres",), policy=permissive),
+            BenchVariant(
+                "loam-leveldb",
+                {"engine": "leveldb", "params": {"indexes": dict(query_fields)}},
+                cls.connector_names,
+                policy=permissive,
+            ),
+            BenchVariant(
+                "loam-postgres",
+                {"engine": "postgres", "pool_size": 4, "params": {"indexes": single}},
+                cls.connector_names,
+                needs=("postgres",),
+                policy=permissive,
+            ),
         ]
 
     @classmethod
@@ -210,56 +223,85 @@ class LoamStack:
 
         engine = settings.storage.get("engine", DEFAULT_ENGINE)
         if engine not in engine_names():
-            raise ConfigError(f"got {engine!r}{did_you_mean(str(engine), engine_names())}; "
-                              f"loam's storage engines: {', '.join(engine_names())}", "storage.engine")
+            raise ConfigError(
+                f"got {engine!r}{did_you_mean(str(engine), engine_names())}; "
+                f"loam's storage engines: {', '.join(engine_names())}",
+                "storage.engine",
+            )
         policy = settings.policy.get("id", DEFAULT_POLICY)
         if policy not in policy_names():
-            raise ConfigError(f"got {policy!r}{did_you_mean(str(policy), policy_names())}; "
-                              f"loam's policy agents: {', '.join(policy_names())}", "policy.id")
+            raise ConfigError(
+                f"got {policy!r}{did_you_mean(str(policy), policy_names())}; "
+                f"loam's policy agents: {', '.join(policy_names())}",
+                "policy.id",
+            )
         for key in settings.params:
             if key not in _STACK_PARAMS:
-                raise ConfigError(f"unknown loam stack parameter{did_you_mean(key, _STACK_PARAMS)}; "
-                                  f"allowed: {', '.join(sorted(_STACK_PARAMS))}", f"stack.params.{key}")
+                raise ConfigError(
+                    f"unknown loam stack parameter{did_you_mean(key, _STACK_PARAMS)}; "
+                    f"allowed: {', '.join(sorted(_STACK_PARAMS))}",
+                    f"stack.params.{key}",
+                )
         timeout = settings.params.get("request_timeout")
         if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout <= 3600):
-            raise ConfigError(f"got {timeout!r:.60}; seconds a request may wait for its reply: a number > 0 "
-                              "and <= 3600 (default 30)", "stack.params.request_timeout")
+            raise ConfigError(
+                f"got {timeout!r:.60}; seconds a request may wait for its reply: a number > 0 and <= 3600 (default 30)",
+                "stack.params.request_timeout",
+            )
         user = settings.params.get("user")
         if user is not None and type(user) is not str:
             raise ConfigError(f"got {user!r:.60}; a user name (text)", "stack.params.user")
         remote = _check_placement(settings)
         host = settings.params.get("server_host")
         if host is not None and (type(host) is not str or not re.fullmatch(r"[0-9A-Za-z.:-]{1,253}", host)):
-            raise ConfigError(f"got {host!r:.60}; the address WebSocket servers bind (default 127.0.0.1), e.g. "
-                              "an address other hosts or network namespaces reach", "stack.params.server_host")
+            raise ConfigError(
+                f"got {host!r:.60}; the address WebSocket servers bind (default 127.0.0.1), e.g. "
+                "an address other hosts or network namespaces reach",
+                "stack.params.server_host",
+            )
         pending = settings.params.get("max_pending")
         if pending is not None and (type(pending) is not int or pending < 1):
-            raise ConfigError(f"got {pending!r}; messages that may wait for one connection that does not read "
-                              "must be a whole number >= 1 (default 10000)", "stack.params.max_pending")
+            raise ConfigError(
+                f"got {pending!r}; messages that may wait for one connection that does not read "
+                "must be a whole number >= 1 (default 10000)",
+                "stack.params.max_pending",
+            )
         for link in settings.topology.get("links", []):
             where = f"topology.links[{link['ephemeral']}]"
             if link["connector"] is None:  # the runner gives it the first of the capabilities' connectors
                 link = {**link, "connector": "websocket" if remote else cls.connector_names[0]}
             if remote and link["connector"] != "websocket":
-                raise ConfigError(f"connector {link['connector']!r} needs the durable node in this process; with "
-                                  f"stack.params.{remote} ephemerals connect over websocket", f"{where}.connector")
+                raise ConfigError(
+                    f"connector {link['connector']!r} needs the durable node in this process; with "
+                    f"stack.params.{remote} ephemerals connect over websocket",
+                    f"{where}.connector",
+                )
             if link["connector"] not in cls.connector_names:
-                raise ConfigError(f"connector {link['connector']!r} for ephemeral {link['ephemeral']} is not a loam "
-                                  f"connector{did_you_mean(link['connector'], cls.connector_names)}; "
-                                  f"allowed: {', '.join(cls.connector_names)}", f"{where}.connector")
+                raise ConfigError(
+                    f"connector {link['connector']!r} for ephemeral {link['ephemeral']} is not a loam "
+                    f"connector{did_you_mean(link['connector'], cls.connector_names)}; "
+                    f"allowed: {', '.join(cls.connector_names)}",
+                    f"{where}.connector",
+                )
             if link["connector"] not in _CONNECTOR_PARAMS:
                 continue  # a subclass's transport checks its own parameters
             for key in link["params"]:
                 if key not in _CONNECTOR_PARAMS[link["connector"]]:
-                    raise ConfigError(f"unknown {link['connector']} connector parameter"
-                                      f"{did_you_mean(key, _CONNECTOR_PARAMS[link['connector']])}; allowed: "
-                                      f"{', '.join(sorted(_CONNECTOR_PARAMS[link['connector']]))}", f"{where}.params.{key}")
+                    raise ConfigError(
+                        f"unknown {link['connector']} connector parameter"
+                        f"{did_you_mean(key, _CONNECTOR_PARAMS[link['connector']])}; allowed: "
+                        f"{', '.join(sorted(_CONNECTOR_PARAMS[link['connector']]))}",
+                        f"{where}.params.{key}",
+                    )
         _check_storage(str(engine), settings.storage)
         _check_policy(str(policy), {"id": DEFAULT_POLICY, **settings.policy})
         path = settings.storage.get("path")
         if engine == "leveldb" and path and Path(path).exists() and any(Path(path).iterdir()):
-            raise ConfigError(f"{path!r} already holds data; a run needs a fresh store: give a new or empty "
-                              "directory, or leave storage.path unset for a temp dir", "storage.path")
+            raise ConfigError(
+                f"{path!r} already holds data; a run needs a fresh store: give a new or empty "
+                "directory, or leave storage.path unset for a temp dir",
+                "storage.path",
+            )
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -285,9 +327,14 @@ class LoamStack:
 
     def capabilities(self) -> Capabilities:
         out_of_process = self.durable_process or bool(self.durable_urls)
-        return Capabilities(subscribe=True, live_limit=True, order_by=True, ephemeral=True,
-                            connectors=("websocket",) if out_of_process else self.connector_names,
-                            connector_delays=True)
+        return Capabilities(
+            subscribe=True,
+            live_limit=True,
+            order_by=True,
+            ephemeral=True,
+            connectors=("websocket",) if out_of_process else self.connector_names,
+            connector_delays=True,
+        )
 
     def set_delay_sink(self, sink: Any) -> None:
         self.sink = sink
@@ -348,22 +395,31 @@ class LoamStack:
         if self.durable_urls:
             server = ServerProcess(name, self.durable_urls[index])
         else:
-            args = serve_args(self.engine_name, self._engine_params(index), self.policy,
-                              self.settings.params.get("max_pending"), host=self.server_host)
+            args = serve_args(
+                self.engine_name,
+                self._engine_params(index),
+                self.policy,
+                self.settings.params.get("max_pending"),
+                host=self.server_host,
+            )
             args += ["--max-message-size", str(SEED_MESSAGE_BYTES)]
             server = await start_server(name, args, self.settings.workdir() / f"{name}.log", self.settings.add_cleanup)
         self.remote[index] = server
         timeout = float(self.settings.params.get("request_timeout", 30.0))
         # seeding sends whole batches (runner.seed_batch_size entities) in one commit: a larger
         # message limit on this connection, and on the server when the stack starts it
-        node = EphemeralNode(WebSocketConnector(server.url, request_timeout=timeout, reconnect=False,
-                                                max_size=SEED_MESSAGE_BYTES),
-                             node_id=f"sprout-{name}-client", local_reads=False)
+        node = EphemeralNode(
+            WebSocketConnector(server.url, request_timeout=timeout, reconnect=False, max_size=SEED_MESSAGE_BYTES),
+            node_id=f"sprout-{name}-client",
+            local_reads=False,
+        )
         try:
             await node.start()
         except Exception as exc:
-            raise StackError(f"{name}: cannot connect to {server.url}: {type(exc).__name__}: {exc}"
-                             + (f"; server log: {server.log_tail()}" if server.log_tail() else "")) from None
+            raise StackError(
+                f"{name}: cannot connect to {server.url}: {type(exc).__name__}: {exc}"
+                + (f"; server log: {server.log_tail()}" if server.log_tail() else "")
+            ) from None
         return LoamClient(node, context, on_close=lambda i=index: self._close_servers(i))
 
     async def _close_servers(self, index: int) -> None:
@@ -413,8 +469,9 @@ class LoamStack:
         timeout = float(params.get("request_timeout", self.settings.params.get("request_timeout", 30.0)))
         return WebSocketConnector(self.remote[durable].url, token=params.get("token"), request_timeout=timeout)
 
-    async def _server(self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any,
-                      params: Mapping[str, Any]) -> Any:
+    async def _server(
+        self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any, params: Mapping[str, Any]
+    ) -> Any:
         """The server of `key` (durable index, connector) serving `target` (a node or a DatabaseHost)."""
         if key in servers:
             return servers[key]
@@ -425,8 +482,9 @@ class LoamStack:
                 return servers[key]
             return await self._start_server(servers, key, target, params)
 
-    async def _start_server(self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any,
-                            params: Mapping[str, Any]) -> Any:
+    async def _start_server(
+        self, servers: dict[tuple[int, str], Any], key: tuple[int, str], target: Any, params: Mapping[str, Any]
+    ) -> Any:
         token = params.get("token")
         from loam.transport.service import DEFAULT_MAX_PENDING
 
@@ -434,13 +492,15 @@ class LoamStack:
         if key[1] == "inprocess":
             from loam.transport.inprocess import InProcessServer
 
-            server: Any = InProcessServer(target, token=token, delay_s=float(params.get("delay_s", 0.0)),
-                                          max_pending=pending)
+            server: Any = InProcessServer(
+                target, token=token, delay_s=float(params.get("delay_s", 0.0)), max_pending=pending
+            )
         elif key[1] == "websocket":
             from loam.transport.websocket import NodeServer
 
-            server = NodeServer(target, host=params.get("host", self.server_host), port=0, token=token,
-                                max_pending=pending)
+            server = NodeServer(
+                target, host=params.get("host", self.server_host), port=0, token=token, max_pending=pending
+            )
             try:
                 await server.start()
             except OSError as exc:
@@ -469,12 +529,16 @@ class LoamStack:
 
     def _durable_node(self, durable: int) -> Any:
         if durable in self.remote:
-            raise Unsupported(f"durable-{durable} runs out of this process ({self.remote[durable].where()}); "
-                              "this needs the node in the harness's process")
+            raise Unsupported(
+                f"durable-{durable} runs out of this process ({self.remote[durable].where()}); "
+                "this needs the node in the harness's process"
+            )
         try:
             return self.nodes[durable]
         except KeyError:
-            raise StackError(f"durable-{durable} does not exist (this run has {len(self.nodes)} durable nodes)") from None
+            raise StackError(
+                f"durable-{durable} does not exist (this run has {len(self.nodes)} durable nodes)"
+            ) from None
 
     # --- optional hooks: extra connections ----------------------------------------------
 
@@ -491,8 +555,7 @@ class LoamStack:
             server = await self._server(self.servers, (durable, connector), self._durable_node(durable), params)
             node = EphemeralNode(self._new_connector(server, connector, params))
         await node.start()
-        client = LoamClient(node, self.context("ephemeral", 1000 + len(self.extra_clients)),
-                            on_close=None)
+        client = LoamClient(node, self.context("ephemeral", 1000 + len(self.extra_clients)), on_close=None)
         self.extra_clients.add(client)
         client._on_close = lambda c=client: self._forget(c)
         return client
@@ -510,9 +573,11 @@ class LoamStack:
             url = self.remote[durable].url
         else:
             url = (await self._server(self.servers, (durable, connector), self._durable_node(durable), params)).url
-        return {"url": url, "token": params.get("token"),
-                "request_timeout": float(params.get("request_timeout",
-                                                    self.settings.params.get("request_timeout", 30.0)))}
+        return {
+            "url": url,
+            "token": params.get("token"),
+            "request_timeout": float(params.get("request_timeout", self.settings.params.get("request_timeout", 30.0))),
+        }
 
     @staticmethod
     async def connect_address(address: Mapping[str, Any], index: int) -> LoamClient:
@@ -520,9 +585,14 @@ class LoamStack:
         from loam.node.ephemeral import EphemeralNode
         from loam.transport.websocket import WebSocketConnector
 
-        node = EphemeralNode(WebSocketConnector(address["url"], token=address.get("token"),
-                                                request_timeout=float(address.get("request_timeout", 30.0)),
-                                                database=address.get("database")))
+        node = EphemeralNode(
+            WebSocketConnector(
+                address["url"],
+                token=address.get("token"),
+                request_timeout=float(address.get("request_timeout", 30.0)),
+                database=address.get("database"),
+            )
+        )
         await node.start()
         return LoamClient(node, Context(user=f"sprout-worker-{index}"))
 
@@ -534,18 +604,24 @@ class LoamStack:
         st = node.stats()
         services = [s.service for k, s in self.servers.items() if k[0] == durable]
         peers = sum(len(svc.peers) for svc in services)
-        return {"connections": peers, "slow_connections_closed": sum(svc.slow_peers_closed for svc in services),
-                "live_queries": st["live_queries"],
-                "live_query_memory_bytes": sum(st["live_query_memory"].values()),
-                "registry_entries": st["registry_entries"], "commits": st["commits"]}
+        return {
+            "connections": peers,
+            "slow_connections_closed": sum(svc.slow_peers_closed for svc in services),
+            "live_queries": st["live_queries"],
+            "live_query_memory_bytes": sum(st["live_query_memory"].values()),
+            "registry_entries": st["registry_entries"],
+            "commits": st["commits"],
+        }
 
     @staticmethod
     def notify_codec() -> tuple[Callable[[str, dict[str, Any], int], bytes], Callable[[bytes], int]]:
         """loam's wire codec for a change notify of one updated entity, as the durable
         node's service encodes it (send stamp included) and a client decodes it."""
+
         def encode(id: str, props: dict[str, Any], commit_ns: int) -> bytes:
-            return codec.encode_change_notify("q", "c", commit_ns, (), (Entity(id, props),), (), 0, 0,
-                                              time.perf_counter_ns())
+            return codec.encode_change_notify(
+                "q", "c", commit_ns, (), (Entity(id, props),), (), 0, 0, time.perf_counter_ns()
+            )
 
         def decode(data: bytes) -> int:
             msg = codec.decode(data)
@@ -574,16 +650,28 @@ class LoamStack:
         if mgr is None:
             mgr = self.triggers[durable] = TriggerManager(self._durable_node(durable))
         where = to_loam_query(QuerySpec(spec.where)) if spec.where is not None else ""
-        mgr.add_trigger(spec.name, spec.collection, where, spec.url, timeout_s=spec.timeout_s,
-                        retries=spec.retries, backoff_s=spec.backoff_s)
+        mgr.add_trigger(
+            spec.name,
+            spec.collection,
+            where,
+            spec.url,
+            timeout_s=spec.timeout_s,
+            retries=spec.retries,
+            backoff_s=spec.backoff_s,
+        )
 
     @staticmethod
     def webhook_event(body: Mapping[str, Any]) -> Any:
         ch = body["change"]
-        return WebhookEvent(delivery_id=str(body["delivery_id"]), entity_id=ch["id"], kind=ch["kind"],
-                            commit_id=body.get("commit_id"), commit_ns=body.get("commit_ns"),
-                            evaluated_ns=body.get("evaluated_ns"),
-                            props=ch["after"] if ch.get("after") is not None else ch.get("before"))
+        return WebhookEvent(
+            delivery_id=str(body["delivery_id"]),
+            entity_id=ch["id"],
+            kind=ch["kind"],
+            commit_id=body.get("commit_id"),
+            commit_ns=body.get("commit_ns"),
+            evaluated_ns=body.get("evaluated_ns"),
+            props=ch["after"] if ch.get("after") is not None else ch.get("before"),
+        )
 
     def trigger_stats(self, durable: int) -> dict[str, Any]:
         mgr = self.triggers.get(durable)
@@ -621,8 +709,9 @@ class LoamStack:
             params["schema_prefix"] = prefix
             if shared:  # drop every schema this host created, at teardown
                 names = self._host_names[durable] = []
-                self.settings.add_cleanup(lambda dsn=params["dsn"], p=prefix, n=names:
-                                          [_drop_schema(dsn, p + x) for x in n])
+                self.settings.add_cleanup(
+                    lambda dsn=params["dsn"], p=prefix, n=names: [_drop_schema(dsn, p + x) for x in n]
+                )
         policy_cfg = dict(self.policy)
         policy = create_policy(policy_cfg.pop("id"), **policy_cfg)
         host = self.hosts[durable] = DatabaseHost(storage_factory(self.engine_name, **params), policy)
@@ -660,8 +749,9 @@ class LoamStack:
         return LoamClient(node, context)
 
     async def close(self) -> None:
-        for index in list({*self.triggers, *self.hosts, *(k[0] for k in self.servers),
-                           *(k[0] for k in self.host_servers)}):
+        for index in list(
+            {*self.triggers, *self.hosts, *(k[0] for k in self.servers), *(k[0] for k in self.host_servers)}
+        ):
             await self._close_servers(index)
 
     def storage_details(self) -> dict[str, Any]:
@@ -677,8 +767,13 @@ class LoamStack:
                 storage["nodes"] = self.storage_details()
         if self.pg is not None:
             storage["server"] = self.pg.describe()
-        out = {"stack": "loam", "version": getattr(loam, "__version__", "?"), "storage": storage,
-               "policy": dict(self.policy), "connectors": sorted({k[1] for k in self.servers})}
+        out = {
+            "stack": "loam",
+            "version": getattr(loam, "__version__", "?"),
+            "storage": storage,
+            "policy": dict(self.policy),
+            "connectors": sorted({k[1] for k in self.servers}),
+        }
         if self.remote:
             out["durables"] = {f"durable-{i}": s.where() for i, s in sorted(self.remote.items())}
             out["connectors"] = ["websocket"]
@@ -716,21 +811,28 @@ def _check_placement(settings: StackSettings) -> str | None:
     """The stack parameter that puts durable nodes out of this process, or None."""
     process = settings.params.get("durable_process", False)
     if type(process) is not bool:
-        raise ConfigError(f"got {process!r:.60}; true runs each durable node in its own `loam serve` process",
-                          "stack.params.durable_process")
+        raise ConfigError(
+            f"got {process!r:.60}; true runs each durable node in its own `loam serve` process",
+            "stack.params.durable_process",
+        )
     urls = settings.params.get("durable_urls")
     if urls is None:
         return "durable_process" if process else None
     if process:
-        raise ConfigError("durable_urls names servers that already run; durable_process starts them: set one",
-                          "stack.params.durable_urls")
+        raise ConfigError(
+            "durable_urls names servers that already run; durable_process starts them: set one",
+            "stack.params.durable_urls",
+        )
     durable = settings.topology.get("durable", 1)
     if type(urls) is not list or not all(type(u) is str and re.match(r"^wss?://[^\s/]+", u) for u in urls):
-        raise ConfigError(f"got {urls!r:.80}; a list of ws://HOST:PORT addresses, one per durable node",
-                          "stack.params.durable_urls")
+        raise ConfigError(
+            f"got {urls!r:.80}; a list of ws://HOST:PORT addresses, one per durable node", "stack.params.durable_urls"
+        )
     if len(urls) != durable:
-        raise ConfigError(f"{len(urls)} address(es) for {durable} durable node(s): give one per durable node",
-                          "stack.params.durable_urls")
+        raise ConfigError(
+            f"{len(urls)} address(es) for {durable} durable node(s): give one per durable node",
+            "stack.params.durable_urls",
+        )
     return "durable_urls"
 
 
@@ -760,10 +862,24 @@ def _check_policy(policy: str, config: Mapping[str, Any]) -> None:
 # Storage parameters the engines take, with the type each must have (before anything opens).
 _BOOL, _POS_INT = "a boolean (true or false)", "a whole number >= 1"
 _STORAGE_PARAMS: dict[str, dict[str, str]] = {
-    "leveldb": {"path": "", "pool_size": "", "sync": _BOOL, "create_if_missing": _BOOL, "indexes": "",
-                "write_buffer_size": _POS_INT, "lru_cache_size": _POS_INT},
-    "postgres": {"dsn": "", "pool_size": "", "indexes": "", "schema": "", "synchronous_commit": _BOOL,
-                 "copy_threshold": _POS_INT, "connect_timeout": _POS_INT},
+    "leveldb": {
+        "path": "",
+        "pool_size": "",
+        "sync": _BOOL,
+        "create_if_missing": _BOOL,
+        "indexes": "",
+        "write_buffer_size": _POS_INT,
+        "lru_cache_size": _POS_INT,
+    },
+    "postgres": {
+        "dsn": "",
+        "pool_size": "",
+        "indexes": "",
+        "schema": "",
+        "synchronous_commit": _BOOL,
+        "copy_threshold": _POS_INT,
+        "connect_timeout": _POS_INT,
+    },
     "memory": {"path": "", "pool_size": "", "dsn": "", "indexes": ""},
 }
 
@@ -779,9 +895,11 @@ def _check_storage(engine: str, storage: Mapping[str, Any]) -> None:
             continue
         where = f"storage.{key}" if key in ("path", "dsn", "pool_size") else f"storage.params.{key}"
         if key not in allowed:
-            raise ConfigError(f"unknown {engine} storage parameter{did_you_mean(key, allowed)}; allowed: "
-                              f"{', '.join(sorted(k for k in allowed if k not in ('path', 'dsn', 'pool_size')))}",
-                              where)
+            raise ConfigError(
+                f"unknown {engine} storage parameter{did_you_mean(key, allowed)}; allowed: "
+                f"{', '.join(sorted(k for k in allowed if k not in ('path', 'dsn', 'pool_size')))}",
+                where,
+            )
         want = allowed[key]
         if want == _BOOL and type(value) is not bool:
             raise ConfigError(f"got {value!r:.60}; must be {want}", where)
@@ -798,8 +916,11 @@ def _check_storage(engine: str, storage: Mapping[str, Any]) -> None:
         try:
             conninfo_to_dict(str(dsn))
         except Exception as exc:  # psycopg.ProgrammingError: libpq's own parse error
-            raise ConfigError(f"not a PostgreSQL connection string libpq can parse ({str(exc).strip():.80}); "
-                              "e.g. postgresql://user@127.0.0.1:5432/db", "storage.dsn") from None
+            raise ConfigError(
+                f"not a PostgreSQL connection string libpq can parse ({str(exc).strip():.80}); "
+                "e.g. postgresql://user@127.0.0.1:5432/db",
+                "storage.dsn",
+            ) from None
 
 
 def _check_indexes(value: Any, where: str) -> None:
@@ -812,12 +933,12 @@ def _check_indexes(value: Any, where: str) -> None:
         for f in fields:
             ok = isinstance(f, str) or (isinstance(f, list) and f and all(isinstance(x, str) for x in f))
             if not ok:
-                raise ConfigError(f"got {f!r:.60}; an index is a field name or a list of field names",
-                                  f"{where}.{coll}")
+                raise ConfigError(
+                    f"got {f!r:.60}; an index is a field name or a list of field names", f"{where}.{coll}"
+                )
 
 
 stack = LoamStack
 """The entry point object: a StackFactory (class taking StackSettings)."""
 
 __all__ = ["LoamClient", "LoamStack", "stack", "to_loam_query"]
-

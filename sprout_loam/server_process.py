@@ -75,19 +75,28 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-                raise StackError(f"{self.name}: server pid {self.proc.pid} ignored SIGTERM for {STOP_GRACE_S:g} s; "
-                                 f"killed. Log: {self.log_tail()}") from None
+                raise StackError(
+                    f"{self.name}: server pid {self.proc.pid} ignored SIGTERM for {STOP_GRACE_S:g} s; "
+                    f"killed. Log: {self.log_tail()}"
+                ) from None
         else:
             code = died
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         if died is not None or code != 0:
-            raise StackError(f"{self.name}: server pid {self.proc.pid} "
-                             f"{'had exited' if died is not None else 'exited'} with {code}: {self.log_tail()}")
+            raise StackError(
+                f"{self.name}: server pid {self.proc.pid} "
+                f"{'had exited' if died is not None else 'exited'} with {code}: {self.log_tail()}"
+            )
 
 
-def serve_args(engine: str, params: Mapping[str, Any], policy: Mapping[str, Any],
-               max_pending: int | None = None, host: str = "127.0.0.1") -> list[str]:
+def serve_args(
+    engine: str,
+    params: Mapping[str, Any],
+    policy: Mapping[str, Any],
+    max_pending: int | None = None,
+    host: str = "127.0.0.1",
+) -> list[str]:
     """`loam serve` flags for a durable node configured as the adapter builds one in-process."""
     args = ["--storage", engine, "--host", host, "--port", "0"]
     rest = dict(params)
@@ -113,9 +122,14 @@ async def start_server(name: str, args: list[str], log: Path, add_cleanup: Any) 
     with log.open("w") as err:
         # a Popen, not an asyncio subprocess: the stop is a plain cleanup callable that runs
         # after the event loop's work is done; Popen itself returns once the process exists
-        proc = subprocess.Popen([sys.executable, "-m", "loam", "serve", *args],  # noqa: ASYNC220
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "loam", "serve", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
     server = ServerProcess(name, "", proc, log)
     add_cleanup(server.stop)
     assert proc.stdout is not None
@@ -123,12 +137,14 @@ async def start_server(name: str, args: list[str], log: Path, add_cleanup: Any) 
         async with asyncio.timeout(START_TIMEOUT_S):
             line = await asyncio.to_thread(proc.stdout.readline)
     except TimeoutError:
-        raise StackError(f"{name}: `loam serve` printed no address within {START_TIMEOUT_S:g} s: "
-                         f"{server.log_tail()}") from None
+        raise StackError(
+            f"{name}: `loam serve` printed no address within {START_TIMEOUT_S:g} s: {server.log_tail()}"
+        ) from None
     if not line.startswith(READY):
         await asyncio.to_thread(proc.wait, 5)
         server.proc = None  # exited: nothing to stop, and its error is this one
-        raise StackError(f"{name}: `loam serve` exited with {proc.returncode} before serving: "
-                         f"{server.log_tail() or line.strip()}")
-    server.url = line[len(READY):].strip()
+        raise StackError(
+            f"{name}: `loam serve` exited with {proc.returncode} before serving: {server.log_tail() or line.strip()}"
+        )
+    server.url = line[len(READY) :].strip()
     return server

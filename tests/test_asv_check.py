@@ -32,8 +32,13 @@ def test_conf_matches_the_project() -> None:
 
     conf = load_conf(REPO_ROOT)
     expected = {
-        "repo": ".", "environment_type": "virtualenv", "benchmark_dir": "benchmarks", "html_dir": "html",
-        "results_dir": ".asv/results", "env_dir": ".asv/env", "branches": ["main"],
+        "repo": ".",
+        "environment_type": "virtualenv",
+        "benchmark_dir": "benchmarks",
+        "html_dir": "html",
+        "results_dir": ".asv/results",
+        "env_dir": ".asv/env",
+        "branches": ["main"],
     }
     assert {k: conf.get(k) for k in expected} == expected
     assert "--no-build-isolation" in " ".join(conf["build_command"])
@@ -103,8 +108,9 @@ def test_postgres_anchor_is_na_without_dsn(monkeypatch: pytest.MonkeyPatch) -> N
 
 def _check_figures(cache: dict, names: set[str]) -> None:
     assert set(cache) == names
-    assert all(isinstance(v, list) and v and all(isinstance(x, float) and 0 < x < 1e6 for x in v)
-               for v in cache.values()), cache
+    assert all(
+        isinstance(v, list) and v and all(isinstance(x, float) and 0 < x < 1e6 for x in v) for v in cache.values()
+    ), cache
 
 
 def test_anchors_measure_real_libraries(monkeypatch: pytest.MonkeyPatch, pg_dsn: str) -> None:
@@ -113,8 +119,10 @@ def test_anchors_measure_real_libraries(monkeypatch: pytest.MonkeyPatch, pg_dsn:
     for cls, names in [
         (anchors.AnchorLevelDB, {"put_write_batch", "get_random"}),
         (anchors.AnchorPostgres, {"executemany_one_tx", "copy"}),
-        (anchors.AnchorWebsockets, {"round_trip_p50", "round_trip_p99", "one_way", "one_way_latency_p50",
-                                     "one_way_latency_p99"}),
+        (
+            anchors.AnchorWebsockets,
+            {"round_trip_p50", "round_trip_p99", "one_way", "one_way_latency_p50", "one_way_latency_p99"},
+        ),
         (anchors.AnchorAsyncioQueue, {"hop", "burst"}),
     ]:
         bench = cls()
@@ -167,7 +175,7 @@ def _continuous_cmd(monkeypatch: pytest.MonkeyPatch, *argv: str) -> list[str]:
     monkeypatch.setattr(continuous, "run", fake_run)
     assert continuous.main(["main", "HEAD", "--no-postgres", *argv]) == 0
     (cmd,) = [c for c in calls if "continuous" in c]
-    return cmd[cmd.index("continuous"):]
+    return cmd[cmd.index("continuous") :]
 
 
 def test_continuous_gates_on_benchmarks_with_samples(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,15 +185,24 @@ def test_continuous_gates_on_benchmarks_with_samples(monkeypatch: pytest.MonkeyP
     cmd = _continuous_cmd(monkeypatch)
     assert cmd[:5] == ["continuous", "main", "HEAD", "--factor", "1.2"]
     assert " ".join(cmd).count("--bench") == len(continuous.GATE_BENCH) == 2
-    assert "-a" in cmd and cmd[cmd.index("-a") + 1] == f"rounds={continuous.ROUNDS}" and continuous.ROUNDS >= 2 and "--interleave-rounds" in cmd
+    assert (
+        "-a" in cmd
+        and cmd[cmd.index("-a") + 1] == f"rounds={continuous.ROUNDS}"
+        and continuous.ROUNDS >= 2
+        and "--interleave-rounds" in cmd
+    )
     # the gate selects the gate module and the time_ benchmarks, and no absolute track_ figure
     selected = lambda name: any(re.search(rx, name) for rx in continuous.GATE_BENCH)  # noqa: E731
     assert selected("gate.GateLevelDB.track_get_vs_plyvel_get")
     assert selected("bench_fetch.GetByIdLevelDB.time_get_by_id_x100")
     assert not selected("anchors.AnchorWebsockets.track_round_trip_p99")
     assert not selected("bench_live_limit.NotifyLag.track_lag_p50")
-    assert all(name.startswith("track_") for cls in (gate.GateLevelDB, gate.GateNotifyLag)
-               for name in vars(cls) if not name.startswith("_"))
+    assert all(
+        name.startswith("track_")
+        for cls in (gate.GateLevelDB, gate.GateNotifyLag)
+        for name in vars(cls)
+        if not name.startswith("_")
+    )
 
 
 def test_continuous_all_and_explicit_selection(monkeypatch: pytest.MonkeyPatch) -> None:

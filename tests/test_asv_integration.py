@@ -44,16 +44,28 @@ def test_run_over_commit_range_and_publish(tmp_path: Path, asv_env_dir: Path, pg
     second = commit_all(repo, "range commit 2")
 
     # base..HEAD excludes base: exactly the two new commits.
-    proc = asv(repo, "run", f"{base}..HEAD", "--bench", "anchors", "--quick", "--show-stderr",
-               env={**TINY, "SPROUT_PG_DSN": pg_dsn})
+    proc = asv(
+        repo,
+        "run",
+        f"{base}..HEAD",
+        "--bench",
+        "anchors",
+        "--quick",
+        "--show-stderr",
+        env={**TINY, "SPROUT_PG_DSN": pg_dsn},
+    )
     assert proc.returncode == 0, explain(proc)
 
     results = result_files(repo)
     assert set(results) == {first, second}, explain(proc)
     for data in results.values():
         values = {name: row[0] for name, row in data["results"].items()}
-        assert set(values) >= {"anchors.AnchorLevelDB.track_put_write_batch", "anchors.AnchorPostgres.track_copy",
-                               "anchors.AnchorWebsockets.track_round_trip_p50", "anchors.AnchorAsyncioQueue.track_hop"}
+        assert set(values) >= {
+            "anchors.AnchorLevelDB.track_put_write_batch",
+            "anchors.AnchorPostgres.track_copy",
+            "anchors.AnchorWebsockets.track_round_trip_p50",
+            "anchors.AnchorAsyncioQueue.track_hop",
+        }
         for name, value in values.items():
             assert value and value[0] is not None and value[0] > 0, (name, value)
 
@@ -69,7 +81,9 @@ def test_run_over_commit_range_and_publish(tmp_path: Path, asv_env_dir: Path, pg
     assert len(points) == 2 and all(v is not None and v > 0 for _, v in points), points
 
 
-PROBE_FAST = '"""Test-only module: the work a probe benchmark times."""\n\n\ndef work() -> int:\n    return sum(range(100))\n'
+PROBE_FAST = (
+    '"""Test-only module: the work a probe benchmark times."""\n\n\ndef work() -> int:\n    return sum(range(100))\n'
+)
 PROBE_SLOW = (
     '"""Test-only module: the work a probe benchmark times (now slowed down)."""\n\nimport time\n\n\n'
     "def work() -> int:\n    time.sleep(0.002)\n    return sum(range(100))\n"
@@ -96,16 +110,30 @@ def test_continuous_exits_nonzero_on_a_regression(tmp_path: Path, asv_env_dir: P
 
     # No PostgreSQL here: its anchor must show n/a (a skip), not a failure (which would exit 2).
     proc = subprocess.run(
-        [sys.executable, "-m", "sprout_harness.asvtools.continuous", fast, slow, "--factor", "1.2",
-         "--quick", "--bench", "probe|AnchorPostgres", "--no-postgres"],
-        cwd=repo, env={**os.environ, **TINY}, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sprout_harness.asvtools.continuous",
+            fast,
+            slow,
+            "--factor",
+            "1.2",
+            "--quick",
+            "--bench",
+            "probe|AnchorPostgres",
+            "--no-postgres",
+        ],
+        cwd=repo,
+        env={**os.environ, **TINY},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         timeout=900,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, explain(proc)
     assert "PERFORMANCE DECREASED" in out and "probe.time_probe_work" in out, explain(proc)
     assert "REGRESSION" in out, explain(proc)
-
 
 
 SAMPLES_BENCH = '''"""A track_ benchmark that returns samples (the contract benchmarks/gate.py relies on)."""

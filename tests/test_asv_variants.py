@@ -18,7 +18,7 @@ TESTS = Path(__file__).resolve().parent
 # A stack with declared variants (ephemerals over its own connector), a stack without the
 # hook (one durable-only variant), a stack whose module is missing, and a variant name that
 # another stack already took.
-PIGEON = '''
+PIGEON = """
 from sprout_harness.contracts.variants import BenchVariant
 from support.stacks import DictStack
 
@@ -34,9 +34,9 @@ class CopyCat(DictStack):
     @classmethod
     def benchmark_variants(cls, query_fields):
         return [BenchVariant("pigeon-direct")]
-'''
+"""
 
-PROBE = '''
+PROBE = """
 import json, os, sys
 sys.path.insert(0, os.environ["REPO"])
 os.environ["SPROUT_BENCH_SCALE"] = "tiny"
@@ -49,7 +49,7 @@ if "run" in sys.argv:
     out["runs"] = {"/".join(map(str, k)): t.entry(k, {}, phases)
                    for k in [("pigeon-direct", "direct", 1), ("dict", t.CONNECTORS[0], 0), ("broken", t.CONNECTORS[0], 0)]}
 print(json.dumps(out, default=str))
-'''
+"""
 
 
 def _install(site: Path) -> None:
@@ -60,7 +60,8 @@ def _install(site: Path) -> None:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pigeonstack\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
         "[sprout_harness.stacks]\npigeon = pigeonstack:PigeonStack\ndict = support.stacks:DictStack\n"
-        "broken = no_such_module_here:Stack\nzz-copycat = pigeonstack:CopyCat\n")
+        "broken = no_such_module_here:Stack\nzz-copycat = pigeonstack:CopyCat\n"
+    )
 
 
 def _probe(site: Path, *args: str, only: str | None = None) -> dict:
@@ -68,8 +69,9 @@ def _probe(site: Path, *args: str, only: str | None = None) -> dict:
     env.pop("SPROUT_ASV_STACKS", None)
     if only is not None:
         env["SPROUT_ASV_STACKS"] = only
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -94,7 +96,9 @@ def test_an_installed_stack_joins_the_matrix_and_runs(tmp_path: Path) -> None:
     for key in ("pigeon-direct/direct/1", "dict/inprocess/0"):
         assert runs[key]["status"] == "ok", runs[key]
         assert runs[key]["phases"]["create"]["counters"], runs[key]
-    assert runs["broken/inprocess/0"]["status"] == "na" and "no_such_module_here" in runs["broken/inprocess/0"]["reason"]
+    assert (
+        runs["broken/inprocess/0"]["status"] == "na" and "no_such_module_here" in runs["broken/inprocess/0"]["reason"]
+    )
 
 
 def test_sprout_asv_stacks_restricts_the_axis(tmp_path: Path) -> None:

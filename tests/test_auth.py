@@ -73,8 +73,9 @@ async def test_the_token_decides_who_the_connection_is(served: tuple[DurableNode
 
 
 @pytest.mark.parametrize("token", ["t-mallory", None, "t-alice "])
-async def test_an_unknown_or_missing_token_is_refused_at_hello(served: tuple[DurableNode, NodeServer],
-                                                              token: str | None) -> None:
+async def test_an_unknown_or_missing_token_is_refused_at_hello(
+    served: tuple[DurableNode, NodeServer], token: str | None
+) -> None:
     _, server = served
     async with connect(server.url, compression=None, proxy=None) as ws:
         await ws.send(codec.encode(m.Hello(1, token, "mallory")))
@@ -89,14 +90,16 @@ async def test_an_unknown_or_missing_token_is_refused_at_hello(served: tuple[Dur
 
 
 async def test_a_raw_request_switching_users_gets_an_error_and_the_connection_stays(
-        served: tuple[DurableNode, NodeServer]) -> None:
+    served: tuple[DurableNode, NodeServer],
+) -> None:
     node, server = served
     async with connect(server.url, compression=None, proxy=None) as ws:
         await ws.send(codec.encode(m.Hello(1, "t-bob", "raw")))
         assert isinstance(codec.decode(await asyncio.wait_for(ws.recv(), GUARD_S)), m.Welcome)
         tx = {"commit_id": "raw:1", "node_id": "raw", "clock": 1, "ops": [["c", "docs", "d1", {"owner": "alice"}]]}
-        await ws.send(orjson.dumps({"t": "commit", "rid": 2, "tx": tx, "ctx": {"user": "alice", "data": {}},
-                                    "sent_ns": 0}))
+        await ws.send(
+            orjson.dumps({"t": "commit", "rid": 2, "tx": tx, "ctx": {"user": "alice", "data": {}}, "sent_ns": 0})
+        )
         err = codec.decode(await asyncio.wait_for(ws.recv(), GUARD_S))
         assert isinstance(err, m.Error) and err.rid == 2 and err.code == "denied"
         await ws.send(codec.encode(m.Ping(3)))
@@ -105,8 +108,9 @@ async def test_a_raw_request_switching_users_gets_an_error_and_the_connection_st
         await node.get("docs", "d1", Context(user="alice"))
 
 
-@pytest.mark.parametrize(("content", "says"), [
-    ("", "holds no"), ("t1 alice extra\n", "line 1"), ("t1 alice\nt1 bob\n", "twice")])
+@pytest.mark.parametrize(
+    ("content", "says"), [("", "holds no"), ("t1 alice extra\n", "line 1"), ("t1 alice\nt1 bob\n", "twice")]
+)
 def test_a_bad_token_file_is_refused(tmp_path: Path, content: str, says: str) -> None:
     f = tmp_path / "tokens"
     f.write_text(content)
@@ -121,7 +125,8 @@ def test_loam_serve_auth_end_to_end(tokens: Path, tmp_path: Path) -> None:
     for bad in (["--auth", "token-file:" + str(tmp_path / "missing")], ["--auth", "kerberos"]):
         proc = subprocess.run([*serve, *bad], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
-            "python -m loam serve: error:"), proc.stderr
+            "python -m loam serve: error:"
+        ), proc.stderr
     proc = subprocess.Popen([*serve, "--auth", f"token-file:{tokens}"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -34,8 +34,11 @@ def tiny(monkeypatch: pytest.MonkeyPatch, pg_dsn: str) -> None:
 
 
 def _classes(module) -> list[type]:
-    return [c for _, c in inspect.getmembers(module, inspect.isclass)
-            if c.__module__ == module.__name__ and any(m.startswith("track_") for m in dir(c))]
+    return [
+        c
+        for _, c in inspect.getmembers(module, inspect.isclass)
+        if c.__module__ == module.__name__ and any(m.startswith("track_") for m in dir(c))
+    ]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -102,15 +105,23 @@ def test_gate_module_returns_samples_asv_tests_statistically(tiny: None) -> None
     # asv's own parsing of a benchmark result (the contract the gate relies on)
     asv_runner_src = inspect.getsource(importlib.import_module("asv.runner")._run_benchmark_single_param)
     assert "'samples' in data and 'number' in data" in asv_runner_src
-    assert all(s.gate_repeats >= 9 for k, s in _common.SCALES.items() if k != "tiny"), \
+    assert all(s.gate_repeats >= 9 for k, s in _common.SCALES.items() if k != "tiny"), (
         "< 7 samples a side can never be significant"
+    )
 
 
 def test_gate_get_ratio_is_na_without_the_native_get_hook() -> None:
     from benchmarks import gate
 
-    ok = {"status": "ok", "phases": {"asv-gate-leveldb": {"status": "ok", "extra": {
-        "native_get": 0.0, "create_ratio#0": 2.0, "create_ratio#1": 2.5}}}}
+    ok = {
+        "status": "ok",
+        "phases": {
+            "asv-gate-leveldb": {
+                "status": "ok",
+                "extra": {"native_get": 0.0, "create_ratio#0": 2.0, "create_ratio#1": 2.5},
+            }
+        },
+    }
     bench = gate.GateLevelDB()
     bench.setup({gate.DURABLE: ok})
     assert math.isnan(bench.track_get_vs_plyvel_get(None))
@@ -120,13 +131,17 @@ def test_gate_get_ratio_is_na_without_the_native_get_hook() -> None:
 def test_a_phase_the_installed_catalog_lacks_reads_na_and_the_rest_runs(tiny: None) -> None:
     """An older commit's catalog may lack a phase the suite asks for: that phase is n/a,
     the family's other phases still give figures."""
-    got = _topology.entry(("loam-leveldb", "inprocess", 0), {"albums": 0, "pets": 0},
-                          [("create", {"count": 50, "batch_size": 10}), ("asv-not-in-this-commit", {})])
+    got = _topology.entry(
+        ("loam-leveldb", "inprocess", 0),
+        {"albums": 0, "pets": 0},
+        [("create", {"count": 50, "batch_size": 10}), ("asv-not-in-this-commit", {})],
+    )
     assert got["status"] == "ok", got
     assert got["phases"]["create"]["status"] == "ok"
     assert got["phases"]["asv-not-in-this-commit"]["status"] == "na"
-    only_missing = _topology.entry(("loam-leveldb", "inprocess", 0), {"albums": 0, "pets": 0},
-                                   [("asv-not-in-this-commit", {})])
+    only_missing = _topology.entry(
+        ("loam-leveldb", "inprocess", 0), {"albums": 0, "pets": 0}, [("asv-not-in-this-commit", {})]
+    )
     assert only_missing["status"] == "na" and "workload catalog" in only_missing["reason"]
 
 
@@ -173,7 +188,9 @@ def test_a_failed_check_fails_the_combination_loudly() -> None:
     bench = importlib.import_module("benchmarks.bench_churn").SubscriptionChurn()
     key = ("loam-leveldb", "inprocess", 0)
     with pytest.raises(RuntimeError, match="missed a notification"):
-        bench.setup({key: {"status": "error", "reason": "phase churn failed: no live subscriber missed a notification"}}, *key)
+        bench.setup(
+            {key: {"status": "error", "reason": "phase churn failed: no live subscriber missed a notification"}}, *key
+        )
 
 
 def test_postgres_combinations_are_na_without_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,7 +213,11 @@ def test_time_get_by_id_on_a_prepared_node(monkeypatch: pytest.MonkeyPatch) -> N
 def _results_file(tmp_path: Path) -> Path:
     machine = tmp_path / "results" / "m1"
     machine.mkdir(parents=True)
-    axes = [repr(v) for v in _topology.STACKS], [repr(v) for v in _topology.CONNECTORS], [repr(v) for v in _topology.EPHEMERALS]
+    axes = (
+        [repr(v) for v in _topology.STACKS],
+        [repr(v) for v in _topology.CONNECTORS],
+        [repr(v) for v in _topology.EPHEMERALS],
+    )
     n = len(list(itertools.product(*axes)))
     flat = [float("nan")] * n
     combos = list(itertools.product(*axes))
@@ -206,7 +227,10 @@ def _results_file(tmp_path: Path) -> Path:
         "bench_create.CreateBatched.track_album_us_per_entity": [flat, list(axes)],
         "anchors.AnchorLevelDB.track_put_write_batch": [[1.0], []],
         "anchors.AnchorPostgres.track_executemany_one_tx": [[0.5], []],
-        "bench_live_limit.LiveLimitGapFill.track_refill_p50": [[0.25 if i == 0 else float("nan") for i in range(n)], list(axes)],
+        "bench_live_limit.LiveLimitGapFill.track_refill_p50": [
+            [0.25 if i == 0 else float("nan") for i in range(n)],
+            list(axes),
+        ],
         "anchors.AnchorWebsockets.track_round_trip_p50": [[100.0], []],
     }
     data = {"commit_hash": "ab" * 20, "result_columns": ["result", "params"], "results": results}
@@ -219,14 +243,38 @@ def _results_file(tmp_path: Path) -> Path:
 def test_targets_table_reads_asv_results(tmp_path: Path) -> None:
     path = _results_file(tmp_path)
     spec = [
-        {"name": "create", "title": "t", "figure": "bench_create.CreateBatched.track_album_us_per_entity",
-         "params": ["loam-leveldb", "inprocess", 0], "anchor": "anchors.AnchorLevelDB.track_put_write_batch", "max_ratio": 4},
-        {"name": "pg", "title": "t", "figure": "bench_create.CreateBatched.track_album_us_per_entity",
-         "params": ["loam-postgres", "inprocess", 0], "anchor": "anchors.AnchorPostgres.track_executemany_one_tx", "max_ratio": 2},
-        {"name": "refill ms vs us", "title": "t", "figure": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
-         "params": ["loam-leveldb", "inprocess", 0], "anchor": "anchors.AnchorWebsockets.track_round_trip_p50", "max_ratio": 3},
-        {"name": "n/a", "title": "t", "figure": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
-         "params": ["loam-leveldb", "websocket", 1], "anchor": "anchors.AnchorWebsockets.track_round_trip_p50", "max_ratio": 3},
+        {
+            "name": "create",
+            "title": "t",
+            "figure": "bench_create.CreateBatched.track_album_us_per_entity",
+            "params": ["loam-leveldb", "inprocess", 0],
+            "anchor": "anchors.AnchorLevelDB.track_put_write_batch",
+            "max_ratio": 4,
+        },
+        {
+            "name": "pg",
+            "title": "t",
+            "figure": "bench_create.CreateBatched.track_album_us_per_entity",
+            "params": ["loam-postgres", "inprocess", 0],
+            "anchor": "anchors.AnchorPostgres.track_executemany_one_tx",
+            "max_ratio": 2,
+        },
+        {
+            "name": "refill ms vs us",
+            "title": "t",
+            "figure": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
+            "params": ["loam-leveldb", "inprocess", 0],
+            "anchor": "anchors.AnchorWebsockets.track_round_trip_p50",
+            "max_ratio": 3,
+        },
+        {
+            "name": "n/a",
+            "title": "t",
+            "figure": "bench_live_limit.LiveLimitGapFill.track_refill_p50",
+            "params": ["loam-leveldb", "websocket", 1],
+            "anchor": "anchors.AnchorWebsockets.track_round_trip_p50",
+            "max_ratio": 3,
+        },
         {"name": "report", "title": "t", "figure": "anchors.AnchorLevelDB.track_put_write_batch", "anchor": None},
     ]
     rows = targets.evaluate(spec, json.loads(path.read_text()), targets._units(tmp_path / "results"))
@@ -243,11 +291,22 @@ def test_targets_table_reads_asv_results(tmp_path: Path) -> None:
     assert "MISSED" not in table and "1 met" not in table and "2 met, 0 missed" in table
     missed = targets.format_table([row]).splitlines()
     assert missed[-1] == "  !! create MISSED by 50%: 3x, bound 2x (t)"  # repeated under the table
-    assert targets.format_table([targets.Row("f", "t", row.figure, row.anchor, 2.8e-3 / 0.785, None, "report")]).count("0.00357x") == 1
+    assert (
+        targets.format_table([targets.Row("f", "t", row.figure, row.anchor, 2.8e-3 / 0.785, None, "report")]).count(
+            "0.00357x"
+        )
+        == 1
+    )
     # an anchor that is itself parameterized: the same benchmark at other parameters
-    paired = {"name": "paired", "title": "t", "figure": "bench_create.CreateBatched.track_album_us_per_entity",
-              "params": ["loam-leveldb", "inprocess", 0], "anchor": "bench_create.CreateBatched.track_album_us_per_entity",
-              "anchor_params": ["loam-postgres", "inprocess", 0], "max_ratio": 1}
+    paired = {
+        "name": "paired",
+        "title": "t",
+        "figure": "bench_create.CreateBatched.track_album_us_per_entity",
+        "params": ["loam-leveldb", "inprocess", 0],
+        "anchor": "bench_create.CreateBatched.track_album_us_per_entity",
+        "anchor_params": ["loam-postgres", "inprocess", 0],
+        "max_ratio": 1,
+    }
     assert targets.evaluate([paired], json.loads(path.read_text()), {})[0].verdict == "n/a: anchor failed"
     paired["anchor_params"] = ["loam-leveldb", "inprocess", 0]
     row = targets.evaluate([paired], json.loads(path.read_text()), {})[0]

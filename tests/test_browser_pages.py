@@ -34,7 +34,7 @@ class Charts(HTMLParser):
         self.attrs: dict[str, dict[str, str]] = {}
         self.body: dict[str, str] = {}
         self.row_classes: list[str] = []
-        self._stack: list[tuple[str, str | None, str | None]] = []   # (tag, chart id opened here, element id)
+        self._stack: list[tuple[str, str | None, str | None]] = []  # (tag, chart id opened here, element id)
         self._chart: str | None = None
 
     _VOID = {"br", "img", "input", "meta", "link", "hr", "col", "area", "base", "source", "wbr"}
@@ -90,8 +90,10 @@ def charts_of(dom: str, ids: set[str]) -> Charts:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory) -> RunResult:
-    result = run_sync(tiny_config(extra=["phases.3.params.duration_s=2.3"]),  # a timeline of 3 seconds
-                      json_path=tmp_path_factory.mktemp("runs") / "base.json")
+    result = run_sync(
+        tiny_config(extra=["phases.3.params.duration_s=2.3"]),  # a timeline of 3 seconds
+        json_path=tmp_path_factory.mktemp("runs") / "base.json",
+    )
     assert result.status == "ok", result.reason
     return result
 
@@ -143,8 +145,9 @@ async def test_live_dashboard_during_a_run_and_its_stop_button(chromium, tmp_pat
     url, run = await start_run_in_thread(runner, LiveMonitor(port=0, interval_s=0.5), linger_s=3.0)
     try:
         await wait_for_status(url + "api/status", lambda s: s["status"] == "running writers@durable")
-        await wait_for_status(url + "api/metrics", lambda m: sum(p["phase"] == "writers@durable"
-                                                                 for p in m["timeline"]) >= 3)
+        await wait_for_status(
+            url + "api/metrics", lambda m: sum(p["phase"] == "writers@durable" for p in m["timeline"]) >= 3
+        )
 
         # A page load during the run: status, finished phases and charts with points.
         dom = await chromium.capture(url, screenshot=tmp_path / "dashboard.png", budget_ms=2000)
@@ -166,7 +169,9 @@ async def test_live_dashboard_during_a_run_and_its_stop_button(chromium, tmp_pat
             await page.evaluate("document.getElementById('stop').click()")
             final = await page.wait_for(
                 "['cancelled','completed','failed'].includes(document.getElementById('status').textContent) && "
-                "document.getElementById('status').textContent", timeout=90)
+                "document.getElementById('status').textContent",
+                timeout=90,
+            )
             assert final == "cancelled"
             assert await page.evaluate("document.getElementById('stop').disabled") is True
         result = await asyncio.wait_for(asyncio.wrap_future(run), 60)

@@ -57,8 +57,9 @@ def _jobs(recipe: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _bash_syntax_errors(script: str) -> str:
-    proc = subprocess.run(["bash", "-n", "-c", script], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        ["bash", "-n", "-c", script], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
     return "" if proc.returncode == 0 else proc.stderr.strip()
 
 
@@ -78,9 +79,12 @@ def test_workflows_pass_actionlint(linter: Actionlint) -> None:
 
 # (what is seeded, text in benchmarks.yml, its replacement, words of the expected message)
 SEEDED = [
-    ("unknown-context-property", "sprout-gate-pr-${{ github.event.pull_request.number }}",
-     "sprout-gate-pr-${{ github.nope }}",
-     'property "nope" is not defined'),
+    (
+        "unknown-context-property",
+        "sprout-gate-pr-${{ github.event.pull_request.number }}",
+        "sprout-gate-pr-${{ github.nope }}",
+        'property "nope" is not defined',
+    ),
     ("unknown-step-key", "        run: make venv\n", "        runn: make venv\n", 'unexpected key "runn"'),
     ("unknown-job-key", "    timeout-minutes: 30\n", "    timeout-minute: 30\n", 'unexpected key "timeout-minute"'),
     ("unknown-runner-label", "runs-on: ubuntu-latest", "runs-on: ubuntu-lates", 'label "ubuntu-lates" is unknown'),
@@ -88,8 +92,9 @@ SEEDED = [
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [s[1:] for s in SEEDED], ids=[s[0] for s in SEEDED])
-def test_actionlint_reports_a_seeded_mistake(linter: Actionlint, tmp_path: Path, old: str, new: str,
-                                             expected: str) -> None:
+def test_actionlint_reports_a_seeded_mistake(
+    linter: Actionlint, tmp_path: Path, old: str, new: str, expected: str
+) -> None:
     text = (REPO_ROOT / ".github" / "workflows" / "benchmarks.yml").read_text(encoding="utf-8")
     assert old in text, f"benchmarks.yml no longer contains {old!r}: pick another place to seed the mistake"
     seeded = text.replace(old, new, 1)
@@ -99,7 +104,8 @@ def test_actionlint_reports_a_seeded_mistake(linter: Actionlint, tmp_path: Path,
     path.write_text(seeded, encoding="utf-8")
     problems = linter.lint([path])
     assert any(expected in p["message"] and p["line"] == line for p in problems), (
-        f"actionlint missed the seeded mistake ({expected!r} at line {line}); it reported:\n{describe(problems)}")
+        f"actionlint missed the seeded mistake ({expected!r} at line {line}); it reported:\n{describe(problems)}"
+    )
 
 
 def test_workflow_run_steps_are_valid_bash() -> None:
@@ -184,8 +190,16 @@ def run_lines(lines: list[str], cwd: Path, env: dict[str, str], log: list[str]) 
     """Run script lines one by one like the runner (bash, errexit + pipefail), failing on the first error."""
     for line in lines:
         t0 = time.monotonic()
-        proc = subprocess.run(["bash", "-eo", "pipefail", "-c", line], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=1200, check=False)
+        proc = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", line],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
         log.append(f"{time.monotonic() - t0:6.1f} s  {line}")
         assert proc.returncode == 0, f"`{line}` failed in {cwd}\n" + "\n".join(log) + "\n" + explain(proc)
 
@@ -197,8 +211,11 @@ def test_gitlab_pages_job_publishes_from_a_detached_checkout(tmp_path: Path, git
     assert job["rules"] == [{"if": '$CI_COMMIT_BRANCH == "main"'}], "the pages job no longer runs on main only"
     project = tmp_path / "project"
     sha = gitlab_checkout(project, gitlab_origin, "main")
-    env = gitlab_env(recipe, project, {"CI_COMMIT_SHA": sha, "CI_COMMIT_BRANCH": "main",
-                                       "CI_DEFAULT_BRANCH": "main", "CI_PIPELINE_SOURCE": "push"})
+    env = gitlab_env(
+        recipe,
+        project,
+        {"CI_COMMIT_SHA": sha, "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main", "CI_PIPELINE_SOURCE": "push"},
+    )
     before = [line for line in recipe["default"]["before_script"] if not line.startswith("apt-get ")]
     assert before == ["make venv"], f"before_script changed, adapt this test: {before}"
     log: list[str] = []
@@ -217,8 +234,16 @@ def test_gitlab_pages_job_publishes_from_a_detached_checkout(tmp_path: Path, git
 
     # The step the recipe needs: without a local `main`, publishing fails as it did on GitLab.
     git(project, "branch", "-D", "main")
-    proc = subprocess.run([str(project / ".venv" / "bin" / "python"), "-m", "asv", "publish"], cwd=project, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), "-m", "asv", "publish"],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode != 0 and "--first-parent main" in proc.stdout + proc.stderr, explain(proc)
 
 
@@ -227,9 +252,17 @@ def test_gitlab_merge_request_jobs_find_the_target_branch(tmp_path: Path, gitlab
     recipe = gitlab_ci()
     project = tmp_path / "project"
     sha = gitlab_checkout(project, gitlab_origin, "feature")
-    env = gitlab_env(recipe, project, {
-        "CI_COMMIT_SHA": sha, "CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_LABELS": "run-benchmarks",
-        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"})
+    env = gitlab_env(
+        recipe,
+        project,
+        {
+            "CI_COMMIT_SHA": sha,
+            "CI_PIPELINE_SOURCE": "merge_request_event",
+            "CI_MERGE_REQUEST_LABELS": "run-benchmarks",
+            "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature",
+            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        },
+    )
     log: list[str] = []
     for name in ("sprout-gate", "asv-continuous"):
         git_lines = [line for line in recipe[name]["script"] if line.startswith("git ")]
@@ -267,8 +300,15 @@ def test_publish_workflow_restores_asv_results_from_gh_pages(tmp_path: Path) -> 
     git(project, "push", "-q", "origin", "main")
 
     def run_step() -> subprocess.CompletedProcess:
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-e", "-c", step], cwd=project,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-e", "-c", step],
+            cwd=project,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, explain(proc)
         return proc
 

@@ -25,9 +25,21 @@ def test_version_and_help():
 def test_list_shows_stacks_workloads_and_configs():
     r = invoke("list")
     assert r.exit_code == 0
-    for word in ("loam", "sprout_loam.adapter:stack", "create", "fetch", "live-limit", "writers", "churn",
-                 "sprout", "create -> fetch -> live-limit -> writers -> churn", "leveldb-local", "postgres-ephemeral-ws",
-                 "knobs: ", "albums, pets"):
+    for word in (
+        "loam",
+        "sprout_loam.adapter:stack",
+        "create",
+        "fetch",
+        "live-limit",
+        "writers",
+        "churn",
+        "sprout",
+        "create -> fetch -> live-limit -> writers -> churn",
+        "leveldb-local",
+        "postgres-ephemeral-ws",
+        "knobs: ",
+        "albums, pets",
+    ):
         assert word in r.stdout, word
 
 
@@ -38,15 +50,38 @@ def test_validate_is_a_dry_run():
     assert "2 ephemeral (e0->d0 websocket, e1->d0 websocket)" in r.stdout
 
 
-@pytest.mark.parametrize("args, expected, code", [
-    (["validate", "configs/leveldb-local.yaml", "--set", "topology.durable=0"], "error: topology.durable: got 0", 2),
-    (["validate", "configs/leveldb-local.yaml", "--set", "stack.name=ghost"], "error: stack.name: stack 'ghost'", 2),
-    (["validate", "nowhere.yaml"], "error: config file 'nowhere.yaml' not found", 2),
-    (["run", "configs/leveldb-local.yaml", "--set", "topology.links"], "error: --set 'topology.links': expected path=value", 2),
-    (["run", "configs/leveldb-local.yaml", "--set", "storage.engine=ramdisk"], "error: storage.engine: got 'ramdisk'", 2),
-    (["compare", "missing-a.json", "missing-b.json"], "error: run report missing-a.json does not exist", 2),
-    (["compare", "configs/leveldb-local.yaml", "configs/leveldb-local.yaml", "--threshold", "ten"], "error: --threshold:", 2),
-])
+@pytest.mark.parametrize(
+    "args, expected, code",
+    [
+        (
+            ["validate", "configs/leveldb-local.yaml", "--set", "topology.durable=0"],
+            "error: topology.durable: got 0",
+            2,
+        ),
+        (
+            ["validate", "configs/leveldb-local.yaml", "--set", "stack.name=ghost"],
+            "error: stack.name: stack 'ghost'",
+            2,
+        ),
+        (["validate", "nowhere.yaml"], "error: config file 'nowhere.yaml' not found", 2),
+        (
+            ["run", "configs/leveldb-local.yaml", "--set", "topology.links"],
+            "error: --set 'topology.links': expected path=value",
+            2,
+        ),
+        (
+            ["run", "configs/leveldb-local.yaml", "--set", "storage.engine=ramdisk"],
+            "error: storage.engine: got 'ramdisk'",
+            2,
+        ),
+        (["compare", "missing-a.json", "missing-b.json"], "error: run report missing-a.json does not exist", 2),
+        (
+            ["compare", "configs/leveldb-local.yaml", "configs/leveldb-local.yaml", "--threshold", "ten"],
+            "error: --threshold:",
+            2,
+        ),
+    ],
+)
 def test_errors_are_one_clear_line_and_non_zero(args, expected, code, monkeypatch):
     monkeypatch.chdir(ROOT)
     r = invoke(*args)
@@ -56,8 +91,13 @@ def test_errors_are_one_clear_line_and_non_zero(args, expected, code, monkeypatc
 
 def test_an_unreachable_server_is_one_clear_line(monkeypatch):
     monkeypatch.chdir(ROOT)
-    r = invoke("run", "configs/postgres-pool.yaml", "--quiet", "--set",
-               "storage.dsn=host=127.0.0.1 port=1 user=nobody password=hunter2 dbname=x connect_timeout=2")
+    r = invoke(
+        "run",
+        "configs/postgres-pool.yaml",
+        "--quiet",
+        "--set",
+        "storage.dsn=host=127.0.0.1 port=1 user=nobody password=hunter2 dbname=x connect_timeout=2",
+    )
     assert r.exit_code == 1
     line = [l for l in r.stderr.splitlines() if l.startswith("error: ")][-1]
     assert "durable node 0" in line and "hunter2" not in r.stdout + r.stderr
@@ -86,16 +126,34 @@ def test_compare_exits_1_on_regression_and_0_otherwise(tmp_path):
 def test_sprout_run_leveldb_local_end_to_end_in_a_subprocess(tmp_path):
     js, gab = tmp_path / "out" / "run.json", tmp_path / "out" / "gab.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "sprout_harness", "run", "configs/leveldb-local.yaml", *sets(SMALL),
-         "--json", str(js), "--gab", str(gab)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "sprout_harness",
+            "run",
+            "configs/leveldb-local.yaml",
+            *sets(SMALL),
+            "--json",
+            str(js),
+            "--gab",
+            str(gab),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     report = json.loads(js.read_text())
     assert report["status"] == "ok"
-    assert [p["name"] for p in report["phases"]] == ["create@durable", "fetch@durable", "live-limit@durable",
-                                                     "writers@durable", "churn@durable"]
+    assert [p["name"] for p in report["phases"]] == [
+        "create@durable",
+        "fetch@durable",
+        "live-limit@durable",
+        "writers@durable",
+        "churn@durable",
+    ]
     assert all(p["status"] == "ok" and all(c["ok"] for c in p["checks"]) for p in report["phases"])
     md = report["metadata"]
     assert md["config_name"] == "leveldb-local" and md["seed"] == 42 and md["stack"] == "loam"

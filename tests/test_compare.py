@@ -76,13 +76,21 @@ def test_uniformly_3x_slower_run_regresses(tmp_path: Path) -> None:
     assert cmp.regressed and not cmp.status_changes
     gated = {d.name for d in cmp.deltas if d.gated}
     # Every percentile with enough samples beyond it regressed, and nothing else did.
-    assert {d.name for d in cmp.regressions} == gated == {
-        "create/create_one p50", "create/create_one p99", "create/create_batch p50",
-        "live/lag.commit_to_notify p50", "live/connector.changes p50"}
+    assert (
+        {d.name for d in cmp.regressions}
+        == gated
+        == {
+            "create/create_one p50",
+            "create/create_one p99",
+            "create/create_batch p50",
+            "live/lag.commit_to_notify p50",
+            "live/connector.changes p50",
+        }
+    )
     for d in cmp.regressions:
         assert d.method == compare.INTERVAL
-        assert d.new_range[0] > d.base_range[1] * 1.10          # the intervals are apart beyond the margin
-        assert 1.5 < d.change < 2.6                              # 3x, give or take two seeds' noise
+        assert d.new_range[0] > d.base_range[1] * 1.10  # the intervals are apart beyond the margin
+        assert 1.5 < d.change < 2.6  # 3x, give or take two seeds' noise
     text = render_text(cmp)
     assert "REGRESSED" in text and "regressed: 5 metric(s)" in text
     # The same 3x change under a 250% margin is not a regression (it is within 200% +- noise).
@@ -130,7 +138,7 @@ def test_few_sample_percentiles_are_shown_and_never_gate() -> None:
         assert d.note.startswith("few samples:")
     assert by["p/verify_fetch p50"].note == "few samples: 0 beyond 50%"
     assert by["p/batch p99"].note == "few samples: 2 beyond 99%"
-    assert by["p/batch p50"].gated and by["p/batch p50"].regressed    # 100 beyond p50: it gates
+    assert by["p/batch p50"].gated and by["p/batch p50"].regressed  # 100 beyond p50: it gates
     assert by["p/get p50"].gated and not by["p/get p50"].regressed
     assert {d.name for d in cmp.regressions} == {"p/batch p50"}
     text = render_text(cmp)
@@ -152,9 +160,17 @@ def test_several_runs_a_side_use_the_rank_test_and_report_p_values() -> None:
     slow = slowed(new, 3.0)
     cmp = compare.compare_runs(base, slow, 0.10)
     gated = {d.name for d in cmp.deltas if d.gated}
-    assert {d.name for d in cmp.regressions} == gated == {
-        "create/create_one p50", "create/create_one p99", "create/create_batch p50",
-        "live/lag.commit_to_notify p50", "live/connector.changes p50"}
+    assert (
+        {d.name for d in cmp.regressions}
+        == gated
+        == {
+            "create/create_one p50",
+            "create/create_one p99",
+            "create/create_batch p50",
+            "live/lag.commit_to_notify p50",
+            "live/connector.changes p50",
+        }
+    )
     for d in cmp.regressions:
         assert d.method == compare.RANK and d.p_value == pytest.approx(1 / 252)  # complete separation
         metric, stat = d.name.rsplit(" ", 1)
@@ -177,7 +193,7 @@ def test_rank_test_a_shift_within_the_margin_does_not_regress() -> None:
 
 def test_too_few_runs_for_the_rank_test_fall_back_to_intervals() -> None:
     base, new = repeated(range(1, 3)), slowed(repeated(range(11, 13)), 3.0)
-    cmp = compare.compare_runs(base, new, 0.10)   # 2 v 2: the smallest p-value is 1/6 > 0.01
+    cmp = compare.compare_runs(base, new, 0.10)  # 2 v 2: the smallest p-value is 1/6 > 0.01
     assert all(d.method == compare.INTERVAL for d in cmp.deltas)
     assert any("cannot reach alpha 0.01" in w for w in cmp.warnings)
     assert cmp.regressed
@@ -236,7 +252,7 @@ def test_check_comparable_refuses_different_configs_and_hosts_unless_allowed() -
     moved.metadata.host = {**moved.metadata.host, "cpu_model": "Some Other CPU"}
     with pytest.raises(compare.NotComparable, match=r"different hosts \(cpu_model: .*--allow-host-change"):
         compare.check_comparable(base, moved)
-    with pytest.raises(compare.NotComparable):          # allowing a config mismatch does not allow a host change
+    with pytest.raises(compare.NotComparable):  # allowing a config mismatch does not allow a host change
         compare.check_comparable(base, moved, allow_mismatch=True)
     warned = compare.check_comparable(base, moved, allow_host_change=True)
     assert len(warned) == 1 and "cpu_model" in warned[0]
@@ -245,8 +261,9 @@ def test_check_comparable_refuses_different_configs_and_hosts_unless_allowed() -
 # -- parsing ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,value", [("10%", 0.10), (" 5% ", 0.05), ("0.1", 0.1), ("0%", 0.0), (0.2, 0.2),
-                                        ("2.5%", 0.025), ("150%", 1.5)])
+@pytest.mark.parametrize(
+    "text,value", [("10%", 0.10), (" 5% ", 0.05), ("0.1", 0.1), ("0%", 0.0), (0.2, 0.2), ("2.5%", 0.025), ("150%", 1.5)]
+)
 def test_parse_threshold(text: str, value: float) -> None:
     assert compare.parse_threshold(text) == pytest.approx(value)
 

@@ -18,6 +18,7 @@ from support.cli import ROOT, invoke
 
 BASE = load_yaml(ROOT / "configs" / "leveldb-ephemeral.yaml")
 
+
 # Every field path of the base config (and a few it leaves to defaults), as key lists.
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix] if prefix else []
@@ -30,17 +31,27 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-PATHS = _paths(BASE) + [("runner", "seed_batch_size"), ("storage", "pool_size"), ("storage", "params", "sync"),
-                        ("policy", "params"), ("stack", "params", "request_timeout"), ("thresholds",),
-                        ("workload", "ops"), ("nonsense",)]
+PATHS = _paths(BASE) + [
+    ("runner", "seed_batch_size"),
+    ("storage", "pool_size"),
+    ("storage", "params", "sync"),
+    ("policy", "params"),
+    ("stack", "params", "request_timeout"),
+    ("thresholds",),
+    ("workload", "ops"),
+    ("nonsense",),
+]
 
 hostile = st.one_of(
-    st.none(), st.booleans(),
+    st.none(),
+    st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([10**30, -1, 0, 2**63, 1e15, 1e308, float("inf"), float("nan"), -0.0]),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=40), st.sampled_from(["x" * 5000, "\x1b[31mred", "\x00", "../../etc", "os:system", "1e12"]),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.text(max_size=40),
+    st.sampled_from(["x" * 5000, "\x1b[31mred", "\x00", "../../etc", "os:system", "1e12"]),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
     st.recursive(st.integers(), lambda c: st.lists(c, max_size=2), max_leaves=40),
 )
 

@@ -14,32 +14,35 @@ from support.cli import ROOT, invoke, one_error_line
 VALIDATE = ["validate", "leveldb-local"]
 
 
-@pytest.mark.parametrize(("override", "field"), [
-    # sizes that grew a run to gigabytes, or hung validate itself
-    ("topology.ephemeral=1000000000000", "topology.ephemeral"),
-    ("topology.ephemeral=1e12", "topology.ephemeral"),
-    ("topology.durable=1000", "topology.durable"),
-    ("datasets.albums=1e15", "datasets.albums"),
-    ("datasets.albums=1000000000000000", "datasets.albums"),
-    ("datasets.pets=9000000", "datasets"),  # within the per-kind bound, beyond the memory estimate
-    ("phases.0.params.count=1e30", "phases[0].params.count"),
-    ("phases.0.params.count=1000000000000000000000000000000", "phases[0].params.count"),
-    ("storage.pool_size=100000", "storage.pool_size"),
-    ("runner.seed_batch_size=100000000", "runner.seed_batch_size"),
-    ("runner.sync_timeout_s=1e300", "runner.sync_timeout_s"),
-    # stack parameters run used to refuse with a traceback
-    ("storage.params.indexes=albums", "storage.params.indexes"),
-    ('storage.params.sync="yes"', "storage.params.sync"),
-    ("storage.params.write_buffer_size=-1", "storage.params.write_buffer_size"),
-    ("storage.params.colour=blue", "storage.params.colour"),
-    ("policy.params.bogus=1", "policy.params"),
-    ("stack.params.request_timeout=soon", "stack.params.request_timeout"),
-    ("stack.name=os:system", "stack.name"),
-    ("stack.name=sprout_loam.adapter:LoamClient", "stack.name"),
-    # odd overrides
-    ("phases.-1.target=durable", "--set phases.-1"),
-    ("stack=null", "stack"),
-])
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        # sizes that grew a run to gigabytes, or hung validate itself
+        ("topology.ephemeral=1000000000000", "topology.ephemeral"),
+        ("topology.ephemeral=1e12", "topology.ephemeral"),
+        ("topology.durable=1000", "topology.durable"),
+        ("datasets.albums=1e15", "datasets.albums"),
+        ("datasets.albums=1000000000000000", "datasets.albums"),
+        ("datasets.pets=9000000", "datasets"),  # within the per-kind bound, beyond the memory estimate
+        ("phases.0.params.count=1e30", "phases[0].params.count"),
+        ("phases.0.params.count=1000000000000000000000000000000", "phases[0].params.count"),
+        ("storage.pool_size=100000", "storage.pool_size"),
+        ("runner.seed_batch_size=100000000", "runner.seed_batch_size"),
+        ("runner.sync_timeout_s=1e300", "runner.sync_timeout_s"),
+        # stack parameters run used to refuse with a traceback
+        ("storage.params.indexes=albums", "storage.params.indexes"),
+        ('storage.params.sync="yes"', "storage.params.sync"),
+        ("storage.params.write_buffer_size=-1", "storage.params.write_buffer_size"),
+        ("storage.params.colour=blue", "storage.params.colour"),
+        ("policy.params.bogus=1", "policy.params"),
+        ("stack.params.request_timeout=soon", "stack.params.request_timeout"),
+        ("stack.name=os:system", "stack.name"),
+        ("stack.name=sprout_loam.adapter:LoamClient", "stack.name"),
+        # odd overrides
+        ("phases.-1.target=durable", "--set phases.-1"),
+        ("stack=null", "stack"),
+    ],
+)
 def test_refused_with_one_line_naming_the_field(override: str, field: str) -> None:
     line = one_error_line(invoke(*VALIDATE, "--set", override))
     assert line.startswith(f"error: {field}"), line
@@ -56,15 +59,18 @@ def test_a_malformed_dsn_is_refused_before_anything_connects() -> None:
     assert line.startswith("error: storage.dsn: not a PostgreSQL connection string")
 
 
-@pytest.mark.parametrize(("content", "says"), [
-    (b"", "the config is empty"),
-    (b"# only a comment\n", "the config is empty"),
-    (b"null\n", "the config is empty"),
-    (b"name: x\nsuite: \xff\xfe\n", "not UTF-8"),
-    ("suite: sprout\n".encode("utf-16"), "UTF-16"),
-    (b"[" * 5000, "nested more than"),
-    (b"a: &a [*a, *a]\n", "nested more than"),
-])
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "the config is empty"),
+        (b"# only a comment\n", "the config is empty"),
+        (b"null\n", "the config is empty"),
+        (b"name: x\nsuite: \xff\xfe\n", "not UTF-8"),
+        ("suite: sprout\n".encode("utf-16"), "UTF-16"),
+        (b"[" * 5000, "nested more than"),
+        (b"a: &a [*a, *a]\n", "nested more than"),
+    ],
+)
 def test_odd_files_are_one_line(tmp_path: Path, content: bytes, says: str) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes(content)
@@ -73,10 +79,16 @@ def test_odd_files_are_one_line(tmp_path: Path, content: bytes, says: str) -> No
 
 
 def test_an_endless_file_is_refused_after_a_bounded_read() -> None:
-    proc = subprocess.run([sys.executable, "-m", "sprout_harness", "validate", "/dev/zero"], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sprout_harness", "validate", "/dev/zero"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        "error: /dev/zero: larger than 1024 KiB; a config is a short YAML file (is this the right file?)")
+        "error: /dev/zero: larger than 1024 KiB; a config is a short YAML file (is this the right file?)"
+    )
 
 
 def test_a_huge_or_hostile_value_is_quoted_short_and_escaped() -> None:
@@ -87,8 +99,14 @@ def test_a_huge_or_hostile_value_is_quoted_short_and_escaped() -> None:
 
 
 def test_a_closed_pipe_ends_sprout_quietly() -> None:
-    proc = subprocess.run(f"'{sys.executable}' -m sprout_harness list | head -1", shell=True, capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        f"'{sys.executable}' -m sprout_harness list | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.stdout.startswith("stacks") and proc.stderr == ""
 
 

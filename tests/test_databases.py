@@ -146,8 +146,9 @@ def test_storage_factory_errors(tmp_path):
 
 async def test_policy_per_database():
     # a callable picks each database's policy: "locked" denies writes, "open" allows them
-    host = DatabaseHost(storage_factory("memory"),
-                        policy=lambda name: create_policy("deny-all" if name == "locked" else "permissive"))
+    host = DatabaseHost(
+        storage_factory("memory"), policy=lambda name: create_policy("deny-all" if name == "locked" else "permissive")
+    )
     try:
         await (await host.open_database("open")).create("c", [{"v": 1}], CTX)
         with pytest.raises(Exception, match="(?i)denied|deny"):

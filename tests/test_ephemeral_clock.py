@@ -175,11 +175,13 @@ async def test_require_fresh_checks_each_property_stamp(durable: DurableNode) ->
     await durable.apply_transaction(Transaction("x:1", "x", 50, (Update("pets", pet, {"a": 1}),)), CTX)
     # Above the creation stamp but below a's stamp: writing a is stale, writing only b is not.
     with pytest.raises(StaleClockError) as info:
-        await durable.apply_transaction(Transaction("y:1", "y", 10, (Update("pets", pet, {"a": 2}),)), CTX,
-                                        require_fresh=True)
+        await durable.apply_transaction(
+            Transaction("y:1", "y", 10, (Update("pets", pet, {"a": 2}),)), CTX, require_fresh=True
+        )
     assert info.value.clock >= 50
-    await durable.apply_transaction(Transaction("y:2", "y", 11, (Update("pets", pet, {"b": 2}),)), CTX,
-                                    require_fresh=True)
+    await durable.apply_transaction(
+        Transaction("y:2", "y", 11, (Update("pets", pet, {"b": 2}),)), CTX, require_fresh=True
+    )
     assert (await durable.get("pets", pet, CTX)).props == {"a": 1, "b": 2}
     # A delete is a tombstone that wins regardless of stamps: never refused as stale.
     await durable.apply_transaction(Transaction("y:3", "y", 12, (Delete("pets", pet),)), CTX, require_fresh=True)

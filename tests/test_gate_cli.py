@@ -38,13 +38,24 @@ THRESHOLD = "25%"
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     d = tmp_path_factory.mktemp("gate")
     jobs = {
-        "base": [*SPROUT_RUN, "--repeat", "5", "--warmup", "1", "--json", str(d / "base.json"),
-                 "--gab", str(d / "base-gab.json")],
+        "base": [
+            *SPROUT_RUN,
+            "--repeat",
+            "5",
+            "--warmup",
+            "1",
+            "--json",
+            str(d / "base.json"),
+            "--gab",
+            str(d / "base-gab.json"),
+        ],
         "same": [*SPROUT_RUN, "--repeat", "5", "--json", str(d / "same.json")],
         "other": [*SPROUT_RUN, "--set", "datasets.albums=250", "--json", str(d / "other.json")],
     }
-    procs = {k: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for k, cmd in jobs.items()}
+    procs = {
+        k: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k, cmd in jobs.items()
+    }
     out: dict[str, Any] = {"dir": d}
     for k, p in procs.items():
         stdout, stderr = p.communicate(timeout=600)
@@ -86,7 +97,7 @@ def test_repeated_report_holds_every_run_merged(reports: dict[str, Any]) -> None
     assert metrics
     for name, h in metrics.items():
         counts = [r.metrics[name]["count"] for r in base.runs]
-        assert h.count == sum(counts), name           # merged = every run's samples
+        assert h.count == sum(counts), name  # merged = every run's samples
         assert h.max == max(r.metrics[name]["max"] for r in base.runs), name
     # The console shows the run-to-run table; stderr the runs as they went.
     assert "run to run: 5 runs, each in a fresh process" in reports["base-stdout"]
@@ -156,7 +167,7 @@ def _schema_99(d: dict[str, Any]) -> None:
 
 def _off_layout(d: dict[str, Any]) -> None:
     buckets = d["phases"][1]["latencies"]["get"]["buckets"]
-    wide = next(b for b in buckets if b[0] > 10_000)   # buckets there are ~200 ns wide
+    wide = next(b for b in buckets if b[0] > 10_000)  # buckets there are ~200 ns wide
     wide[0] += 1
 
 
@@ -175,15 +186,19 @@ def _nothing_in_common(d: dict[str, Any]) -> None:
         r["metrics"] = {}
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (_schema_99, "schema_version 99 is not supported"),
-    (_off_layout, "bucket bounds do not match the histogram layout"),
-    (_nan_figure, "is not valid JSON"),                         # json writes NaN, which is not JSON
-    (_negative_figure, "runs[2].metrics.fetch@durable/get.p99: -1.0 is not a finite figure"),
-    (_nothing_in_common, "no metric in common"),
-])
-def test_reports_that_cannot_be_compared_exit_2(reports: dict[str, Any], tmp_path: Path, edit: Any,
-                                                expected: str) -> None:
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (_schema_99, "schema_version 99 is not supported"),
+        (_off_layout, "bucket bounds do not match the histogram layout"),
+        (_nan_figure, "is not valid JSON"),  # json writes NaN, which is not JSON
+        (_negative_figure, "runs[2].metrics.fetch@durable/get.p99: -1.0 is not a finite figure"),
+        (_nothing_in_common, "no metric in common"),
+    ],
+)
+def test_reports_that_cannot_be_compared_exit_2(
+    reports: dict[str, Any], tmp_path: Path, edit: Any, expected: str
+) -> None:
     bad = edited(reports["same"], tmp_path / "bad.json", edit)
     for pair in ((reports["base"], bad), (bad, reports["base"])):
         r = compare(*pair)
@@ -204,20 +219,25 @@ def test_missing_and_truncated_reports_exit_2(reports: dict[str, Any], tmp_path:
 # -- option errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option, value, expected", [
-    ("--repeat", "0", "error: --repeat: got 0; must be 1..100"),
-    ("--repeat", "-3", "error: --repeat: got -3; must be 1..100"),
-    ("--repeat", "1000", "error: --repeat: got 1000; must be 1..100"),
-    ("--repeat", "x", "error: --repeat: got 'x'; expected a whole number 1..100"),
-    ("--warmup", "11", "error: --warmup: got 11; must be 0..10"),
-    ("--warmup", "-1", "error: --warmup: got -1; must be 0..10"),
-])
-def test_bad_repeat_or_warmup_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             option: str, value: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--repeat", "0", "error: --repeat: got 0; must be 1..100"),
+        ("--repeat", "-3", "error: --repeat: got -3; must be 1..100"),
+        ("--repeat", "1000", "error: --repeat: got 1000; must be 1..100"),
+        ("--repeat", "x", "error: --repeat: got 'x'; expected a whole number 1..100"),
+        ("--warmup", "11", "error: --warmup: got 11; must be 0..10"),
+        ("--warmup", "-1", "error: --warmup: got -1; must be 0..10"),
+    ],
+)
+def test_bad_repeat_or_warmup_is_one_line_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, value: str, expected: str
+) -> None:
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out.json"
-    r = invoke("run", "configs/leveldb-local.yaml", option, value, "--json", str(out), "--gab",
-               str(tmp_path / "gab.json"))
+    r = invoke(
+        "run", "configs/leveldb-local.yaml", option, value, "--json", str(out), "--gab", str(tmp_path / "gab.json")
+    )
     assert r.exit_code == 2, (r.stdout, r.stderr)
     assert one_error_line(r) == expected
     assert r.stdout == "" and list(tmp_path.iterdir()) == []
@@ -255,18 +275,23 @@ def test_ctrl_c_during_repeat_keeps_finished_runs_and_leaves_nothing(tmp_path: P
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     out = tmp_path / "out.json"
-    proc = subprocess.Popen([*SPROUT_RUN, "--repeat", "3", "--json", str(out)], cwd=ROOT,
-                            env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*SPROUT_RUN, "--repeat", "3", "--json", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     assert proc.stderr is not None
     for line in proc.stderr:
         seen.append(line)
         if when == "after run 1" and "run 1/3: ok" in line:
-            break                                   # Ctrl+C lands between runs (or as run 2 starts)
+            break  # Ctrl+C lands between runs (or as run 2 starts)
         if when == "during run 2" and "run 2/3: running" in line:
             assert list(_child_started(tmp, proc)), "no child appeared for run 2"
-            break                                   # Ctrl+C while the run-2 child is alive
+            break  # Ctrl+C while the run-2 child is alive
     proc.send_signal(signal.SIGINT)
     stdout, rest = proc.communicate(timeout=300)
     assert proc.returncode == 130, "".join(seen) + rest
@@ -274,13 +299,14 @@ def test_ctrl_c_during_repeat_keeps_finished_runs_and_leaves_nothing(tmp_path: P
     report = load_run(out)
     assert report.status == "cancelled" and "interrupted after" in (report.reason or "")
     assert 1 <= len(report.runs) <= 2 and report.runs[0].status == "ok"
-    assert _processes_mentioning(f"{tmp}/sprout-repeat-") == []   # no child left running
+    assert _processes_mentioning(f"{tmp}/sprout-repeat-") == []  # no child left running
     assert [p.name for p in tmp.iterdir() if p.name.startswith("sprout-repeat-")] == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_between_two_runs_gives_the_finished_runs(sig: signal.Signals, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_signal_between_two_runs_gives_the_finished_runs(
+    sig: signal.Signals, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The signal arrives while the parent is between runs (here: in the progress callback
     after run 1), not while it waits for a child: still a cancelled result with run 1."""
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -297,7 +323,9 @@ def test_a_signal_between_two_runs_gives_the_finished_runs(sig: signal.Signals, 
         result = run_repeated(cfg, repeat=2, on_event=on_event)
     except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001  (what escaped is the failure)
         pytest.fail(f"{type(exc).__name__} escaped run_repeated between runs; run 1 was lost")
-    assert signal.getsignal(signal.SIGTERM) == previous and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (
+        signal.getsignal(signal.SIGTERM) == previous and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
     assert result.status == "cancelled" and result.reason == "interrupted after 1 of 2 run(s); partial results"
     assert len(result.runs) == 1 and result.runs[0].status == "ok"
     assert not any(e.startswith("run 2/2") for e in events)
@@ -314,6 +342,7 @@ def _loaded(share: float) -> Any:
     def edit(d: dict[str, Any]) -> None:
         for r in d["runs"]:
             r["other_cpu_share"] = share
+
     return edit
 
 

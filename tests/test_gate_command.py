@@ -22,7 +22,9 @@ from sprout_harness.metrics import load_run
 ROOT = Path(__file__).resolve().parents[1]
 SPROUT = [sys.executable, "-m", "sprout_harness"]
 CONFIG = {
-    "name": "gate-small", "stack": {"name": "loam"}, "storage": {"engine": "leveldb"},
+    "name": "gate-small",
+    "stack": {"name": "loam"},
+    "storage": {"engine": "leveldb"},
     "topology": {"durable": 1, "ephemeral": 1, "connector": "inprocess"},
     "datasets": {"albums": 200, "pets": 0},
     "phases": [{"name": "fetch", "target": "ephemeral", "params": {"get_ops": 60, "fetch_ops": 0}}],
@@ -30,8 +32,9 @@ CONFIG = {
 
 
 def _sprout(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SPROUT, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*SPROUT, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 def _one_error(r: subprocess.CompletedProcess[str]) -> str:
@@ -56,9 +59,23 @@ def _wrapper(tmp: Path, body: str) -> Path:
 
 
 def test_gate_flags_a_slower_new_build_and_keeps_both_reports(config: Path, tmp_path: Path) -> None:
-    base = _wrapper(tmp_path, f'exec "{sys.executable}" -m sprout_harness "$@" --set topology.connector_params.delay_s=0')
-    r = _sprout("gate", str(config), "--set", "topology.connector_params.delay_s=0.002", "--base-sprout", str(base),
-                "--runs", "5", "--out-dir", str(tmp_path / "out"), "--html", str(tmp_path / "cmp.html"))
+    base = _wrapper(
+        tmp_path, f'exec "{sys.executable}" -m sprout_harness "$@" --set topology.connector_params.delay_s=0'
+    )
+    r = _sprout(
+        "gate",
+        str(config),
+        "--set",
+        "topology.connector_params.delay_s=0.002",
+        "--base-sprout",
+        str(base),
+        "--runs",
+        "5",
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--html",
+        str(tmp_path / "cmp.html"),
+    )
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
     rows = [ln for ln in r.stdout.splitlines() if "fetch@ephemeral/get p50" in ln]
     assert rows and "REGRESSED" in rows[0] and "p=0.00397" in rows[0]
@@ -78,9 +95,11 @@ def test_gate_refuses_what_it_cannot_compare(config: Path, tmp_path: Path) -> No
     broken = _wrapper(tmp_path, 'echo "base build is broken" >&2; exit 1')
     r = _sprout("gate", str(config), "--base-sprout", str(broken), "--runs", "5")
     assert r.returncode == 2 and "base run 1: error" in _one_error(r) and "base build is broken" in r.stderr
-    for args, field in (([ "--base-sprout", str(tmp_path / "nope")], "--base-sprout"),
-                        (["--base-sprout", sys.executable, "--runs", "3"], "--runs"),
-                        (["--base-sprout", sys.executable, "--threshold", "ten"], "--threshold")):
+    for args, field in (
+        (["--base-sprout", str(tmp_path / "nope")], "--base-sprout"),
+        (["--base-sprout", sys.executable, "--runs", "3"], "--runs"),
+        (["--base-sprout", sys.executable, "--threshold", "ten"], "--threshold"),
+    ):
         r = _sprout("gate", str(config), *args)
         assert r.returncode == 2 and _one_error(r).startswith(f"error: {field}:"), r.stderr
 
@@ -107,7 +126,10 @@ def test_noise_reports_spread_and_a_threshold(config: Path, tmp_path: Path) -> N
     assert "run-to-run noise over 3 runs" in r.stdout and "fetch@ephemeral/get" in r.stdout
     assert "suggested: sprout run CONFIG --repeat 5, sprout compare --threshold" in r.stdout
     assert len(load_run(tmp_path / "n.json").runs) == 3
-    for args, field in ((["--runs", "1"], "--runs"), (["--alpha", "0.001", "--gate-repeat", "5"], "--gate-repeat"),
-                        (["--threshold", "-5%"], "--threshold")):
+    for args, field in (
+        (["--runs", "1"], "--runs"),
+        (["--alpha", "0.001", "--gate-repeat", "5"], "--gate-repeat"),
+        (["--threshold", "-5%"], "--threshold"),
+    ):
         r = _sprout("noise", str(config), *args)
         assert r.returncode == 2 and _one_error(r).startswith(f"error: {field}:"), r.stderr

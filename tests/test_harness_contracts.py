@@ -14,8 +14,14 @@ async def test_sprout_suite_runs_on_a_stack_that_is_not_loam(tmp_path):
     result = await run(cfg, factory=DictStack, json_path=tmp_path / "r.json", gab_path=tmp_path / "g.json")
     assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
     names = [p.name for p in result.phases]
-    assert names == ["create@ephemeral", "fetch@ephemeral", "fetch@durable", "live-limit@ephemeral",
-                     "writers@ephemeral", "churn@ephemeral"]
+    assert names == [
+        "create@ephemeral",
+        "fetch@ephemeral",
+        "fetch@durable",
+        "live-limit@ephemeral",
+        "writers@ephemeral",
+        "churn@ephemeral",
+    ]
     by = {p.name: p for p in result.phases}
     assert by["create@ephemeral"].counters["entities"] == 120
     assert by["fetch@ephemeral"].latencies["get"].count == 60
@@ -28,8 +34,14 @@ async def test_sprout_suite_runs_on_a_stack_that_is_not_loam(tmp_path):
     assert (tmp_path / "r.json").exists() and (tmp_path / "g.json").exists()
     stack = DictStack.instances[-1]
     assert stack.closed
-    assert stack.calls[:6] == ["start", "durable 0 durable-0", "connector 0->0 direct", "ephemeral 0 ephemeral-0",
-                               "connector 1->0 direct", "ephemeral 1 ephemeral-1"]
+    assert stack.calls[:6] == [
+        "start",
+        "durable 0 durable-0",
+        "connector 0->0 direct",
+        "ephemeral 0 ephemeral-0",
+        "connector 1->0 direct",
+        "ephemeral 1 ephemeral-1",
+    ]
     assert result.metadata.topology["links"][1] == {"ephemeral": 1, "durable": 0, "connector": "direct"}
 
 
@@ -37,8 +49,12 @@ async def test_stack_lacking_subscriptions_reports_unsupported_not_a_crash():
     cfg = config_from_dict({**TINY, "phases": TINY["phases"][:1] + TINY["phases"][3:]})
     result = await run(cfg, factory=NoLiveStack)
     status = {p.name: p.status for p in result.phases}
-    assert status == {"create@ephemeral": "ok", "live-limit@ephemeral": "unsupported",
-                      "writers@ephemeral": "ok", "churn@ephemeral": "unsupported"}
+    assert status == {
+        "create@ephemeral": "ok",
+        "live-limit@ephemeral": "unsupported",
+        "writers@ephemeral": "ok",
+        "churn@ephemeral": "unsupported",
+    }
     assert "subscribe" in result.phases[1].reason
     assert result.status == "ok"  # unsupported is not a failure
 
@@ -64,8 +80,13 @@ async def test_a_wrong_answer_fails_the_phase_whatever_its_speed():
             self.stores.append(Store())
             return WrongFetch(self.stores[-1])
 
-    cfg = config_from_dict({**TINY, "topology": {"durable": 1, "ephemeral": 0},
-                            "phases": [{"name": "fetch", "params": {"get_ops": 5, "fetch_ops": 10}}]})
+    cfg = config_from_dict(
+        {
+            **TINY,
+            "topology": {"durable": 1, "ephemeral": 0},
+            "phases": [{"name": "fetch", "params": {"get_ops": 5, "fetch_ops": 10}}],
+        }
+    )
     result = await run(cfg, factory=WrongStack)
     assert result.status == "failed"
     assert result.phases[0].status == "failed"
@@ -88,18 +109,35 @@ async def test_a_missed_notification_fails_churn():
             self.stores.append(Store())
             return ForgetfulClient(self.stores[-1])
 
-    cfg = config_from_dict({**TINY, "topology": {"durable": 1, "ephemeral": 0}, "runner": {"check_timeout_s": 0.3},
-                            "phases": [{"name": "churn", "params": {"subscribers": 2, "cycles": 1, "hold_notifications": 2}}]})
+    cfg = config_from_dict(
+        {
+            **TINY,
+            "topology": {"durable": 1, "ephemeral": 0},
+            "runner": {"check_timeout_s": 0.3},
+            "phases": [{"name": "churn", "params": {"subscribers": 2, "cycles": 1, "hold_notifications": 2}}],
+        }
+    )
     result = await run(cfg, factory=ForgetfulStack)
     assert result.phases[0].status == "failed"
     assert "no live subscriber missed a notification" in result.phases[0].reason
 
 
 async def test_two_durable_groups_each_get_their_own_dataset():
-    cfg = config_from_dict({**TINY, "topology": {"durable": 2, "ephemeral": 2, "connector": "direct",
-                                                 "links": [{"ephemeral": 0, "durable": 1}]},
-                            "phases": [{"name": "fetch", "target": "ephemeral", "params": {"get_ops": 10, "fetch_ops": 10}},
-                                       {"name": "writers", "target": "durable", "params": {"ops": 40}}]})
+    cfg = config_from_dict(
+        {
+            **TINY,
+            "topology": {
+                "durable": 2,
+                "ephemeral": 2,
+                "connector": "direct",
+                "links": [{"ephemeral": 0, "durable": 1}],
+            },
+            "phases": [
+                {"name": "fetch", "target": "ephemeral", "params": {"get_ops": 10, "fetch_ops": 10}},
+                {"name": "writers", "target": "durable", "params": {"ops": 40}},
+            ],
+        }
+    )
     result = await run(cfg, factory=DictStack)
     assert result.status == "ok", result.reason
     stack = DictStack.instances[-1]
@@ -119,17 +157,31 @@ async def test_a_foreign_stack_gets_its_own_defaults_not_loams():
     """Nothing the config leaves out arrives as loam's value: the link uses the stack's first
     connector, a realtime phase its first connector too; asking it for a connector it lacks
     makes the phase unsupported (not a run of failed connects)."""
-    cfg = config_from_dict({
-        "name": "foreign", "stack": {"name": "dict"}, "topology": {"durable": 1, "ephemeral": 1},
-        "datasets": {"pets": 60, "albums": 0},
-        "phases": [
-            {"name": "create", "target": "ephemeral", "params": {"collection": "pets", "count": 10, "batch_size": 5}},
-            {"name": "connection-scaling", "label": "default", "params": {"connections": 4, "steps": 1,
-                                                                           "commits_per_step": 2}},
-            {"name": "connection-scaling", "label": "websocket", "params": {"connections": 4, "steps": 1,
-                                                                             "commits_per_step": 2,
-                                                                             "connector": "websocket"}},
-        ]})
+    cfg = config_from_dict(
+        {
+            "name": "foreign",
+            "stack": {"name": "dict"},
+            "topology": {"durable": 1, "ephemeral": 1},
+            "datasets": {"pets": 60, "albums": 0},
+            "phases": [
+                {
+                    "name": "create",
+                    "target": "ephemeral",
+                    "params": {"collection": "pets", "count": 10, "batch_size": 5},
+                },
+                {
+                    "name": "connection-scaling",
+                    "label": "default",
+                    "params": {"connections": 4, "steps": 1, "commits_per_step": 2},
+                },
+                {
+                    "name": "connection-scaling",
+                    "label": "websocket",
+                    "params": {"connections": 4, "steps": 1, "commits_per_step": 2, "connector": "websocket"},
+                },
+            ],
+        }
+    )
     result = await run(cfg, factory=_ConnectingStack)
     stack = DictStack.instances[-1]
     assert stack.settings.storage == {} and stack.settings.policy == {}
@@ -148,9 +200,14 @@ class _RefusingStack(_ConnectingStack):
 
 
 async def test_unsupported_from_open_connection_is_an_unsupported_phase_not_failed_connects():
-    cfg = config_from_dict({
-        "name": "refusing", "stack": {"name": "dict"}, "datasets": {"pets": 60, "albums": 0},
-        "phases": [{"name": "connection-scaling", "params": {"connections": 6, "steps": 2, "commits_per_step": 2}}]})
+    cfg = config_from_dict(
+        {
+            "name": "refusing",
+            "stack": {"name": "dict"},
+            "datasets": {"pets": 60, "albums": 0},
+            "phases": [{"name": "connection-scaling", "params": {"connections": 6, "steps": 2, "commits_per_step": 2}}],
+        }
+    )
     result = await run(cfg, factory=_RefusingStack)
     (ph,) = result.phases
     assert (ph.status, ph.reason) == ("unsupported", "no extra connections on this stack"), (ph.status, ph.reason)

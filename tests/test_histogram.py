@@ -17,8 +17,11 @@ values_st = st.lists(st.integers(min_value=0, max_value=MAX), min_size=1, max_si
 # Latency-shaped data: many values spread over orders of magnitude, some repeated.
 lognormal_st = st.builds(
     lambda seed, n, sigma: np.clip(
-        np.random.default_rng(seed).lognormal(mean=12.0, sigma=sigma, size=n), 0, MAX).astype(np.int64),
-    st.integers(0, 2**32), st.integers(1, 5000), st.floats(0.1, 4.0),
+        np.random.default_rng(seed).lognormal(mean=12.0, sigma=sigma, size=n), 0, MAX
+    ).astype(np.int64),
+    st.integers(0, 2**32),
+    st.integers(1, 5000),
+    st.floats(0.1, 4.0),
 )
 q_st = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)
 

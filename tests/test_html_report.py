@@ -48,8 +48,7 @@ def test_run_report_is_self_contained_and_holds_the_data(base_run, tmp_path):
                 assert r["ops_per_s"] == pytest.approx(phase.throughput[op])
             else:
                 assert r["ops_per_s"] is None
-                assert rows[(phase.name, "(all ops)")]["ops_per_s"] == pytest.approx(
-                    phase.ops / (phase.wall_ns / 1e9))
+                assert rows[(phase.name, "(all ops)")]["ops_per_s"] == pytest.approx(phase.ops / (phase.wall_ns / 1e9))
         assert f"dist-latency-{run.phases.index(phase)}" in data["figures"]
     # Percentile curves come from the histograms.
     i = PHASES.index("writers@durable")
@@ -67,8 +66,9 @@ def test_run_report_is_self_contained_and_holds_the_data(base_run, tmp_path):
     tl = data["figures"][f"timeline-{PHASES.index('writers@durable')}"]
     bars = next(t for t in tl["data"] if t["type"] == "bar")
     assert len(bars["y"]) == len(writers.timeline)
-    assert sum(y * w for y, w in zip(bars["y"], bars["width"])) == pytest.approx(sum(p.ops for p in writers.timeline),
-                                                                                   rel=1e-3)
+    assert sum(y * w for y, w in zip(bars["y"], bars["width"])) == pytest.approx(
+        sum(p.ops for p in writers.timeline), rel=1e-3
+    )
     assert tl["layout"]["xaxis"]["range"] == [0, pytest.approx(writers.wall_ns / 1e9)]
     short = [p.name for p in run.phases if len(p.timeline) == 1]
     assert short and "ran within one second: " + ", ".join(short) in text
@@ -77,7 +77,9 @@ def test_run_report_is_self_contained_and_holds_the_data(base_run, tmp_path):
     assert {t["name"] for t in lag_fig["data"]} >= {f"lag.{n} p99" for n in run.phase("live-limit@durable").lags}
     notify_p99 = next(t for t in lag_fig["data"] if t["name"] == "lag.notify p99")
     h = run.phase("churn@durable").lags["notify"]
-    assert dict(zip(notify_p99["x"], notify_p99["y"]))["churn@durable"] == pytest.approx(h.percentile(99.0) / 1e6, rel=1e-4)
+    assert dict(zip(notify_p99["x"], notify_p99["y"]))["churn@durable"] == pytest.approx(
+        h.percentile(99.0) / 1e6, rel=1e-4
+    )
     assert f"dist-lag-{PHASES.index('live-limit@durable')}" in data["figures"]
     # Every figure has an element to be drawn in; the metadata and error sections are there.
     assert set(data["figures"]) <= page.ids
@@ -107,8 +109,10 @@ def test_config_stack_and_phase_names_are_escaped_on_both_pages(base_run, tmp_pa
     run.phases[0].name = "phase" + evil
     run.phases[0].reason = "why" + evil
     new = slower(run, "fetch@durable", "get", 3)
-    pages = [write_html(run, tmp_path / "run.html"),
-             write_compare_html(compare_runs(run, new, 0.10), run, new, tmp_path / "cmp.html")]
+    pages = [
+        write_html(run, tmp_path / "run.html"),
+        write_compare_html(compare_runs(run, new, 0.10), run, new, tmp_path / "cmp.html"),
+    ]
     for path in pages:
         page, data, text = parse(path)
         assert "<script>alert" not in text and page.inline_scripts == 2, path.name  # plotly.js and the renderer
@@ -132,7 +136,10 @@ def test_compare_page_highlights_regressions_with_the_console_rule(base_run, tmp
     assert regressed == {d.name for d in comparison.regressions} == {"fetch@durable/get p50"}
     ungated = {d["name"] for d in data["deltas"] if not d["gated"]}
     assert ungated == {d.name for d in comparison.deltas if not d.gated} and "fetch@durable/get p99" in ungated
-    assert data["status_changes"] == comparison.status_changes and "churn@durable: ok -> failed" in data["status_changes"][0]
+    assert (
+        data["status_changes"] == comparison.status_changes
+        and "churn@durable: ok -> failed" in data["status_changes"][0]
+    )
     # Table rows carry the verdict as a class; unchanged metrics are "same", few-sample ones "ungated".
     by_metric = {r["data-metric"]: r["class"] for r in page.rows if "data-metric" in r}
     assert by_metric["fetch@durable/get p50"] == "regressed" and by_metric["fetch@durable/get p99"] == "ungated"
@@ -164,20 +171,35 @@ def test_cli_report_and_compare_write_html(base_run, tmp_path):
     base, base_json = base_run
     new_json = json_report.write(slower(base, "fetch@durable", "get", 3), tmp_path / "new.json")
     report = tmp_path / "out" / "report.html"
-    done = subprocess.run([*SPROUT, "report", str(base_json), "--html", str(report)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*SPROUT, "report", str(base_json), "--html", str(report)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "writers@durable" in done.stdout and f"html report: {report}" in done.stderr
     _, data, _ = parse(report)
     assert data["run"]["metadata"]["run_id"] == base.metadata.run_id
 
     diff = tmp_path / "diff.html"
-    done = subprocess.run([*SPROUT, "compare", str(base_json), str(new_json), "--html", str(diff)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*SPROUT, "compare", str(base_json), str(new_json), "--html", str(diff)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr  # regressed
     _, data, _ = parse(diff)
     assert data["regressed"] and {d["name"] for d in data["deltas"] if d["regressed"]} == {"fetch@durable/get p50"}
 
-    done = subprocess.run([*SPROUT, "report", str(tmp_path / "missing.json"), "--html", str(tmp_path / "x.html")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*SPROUT, "report", str(tmp_path / "missing.json"), "--html", str(tmp_path / "x.html")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "does not exist" in done.stderr and not (tmp_path / "x.html").exists()

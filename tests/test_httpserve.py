@@ -68,8 +68,16 @@ async def served() -> AsyncIterator:
 
 
 def echo(req: Request) -> Response:
-    return json_response(200, {"method": req.method, "path": req.path, "query": req.query,
-                               "body": req.body.decode(), "type": req.content_type})
+    return json_response(
+        200,
+        {
+            "method": req.method,
+            "path": req.path,
+            "query": req.query,
+            "body": req.body.decode(),
+            "type": req.content_type,
+        },
+    )
 
 
 async def test_router_answers_404_405_and_dispatches(served):
@@ -87,8 +95,9 @@ async def test_router_answers_404_405_and_dispatches(served):
     status, reason, headers, body = await c.ask(get("/a?x=1&x=2"))
     assert (status, reason) == (200, "OK") and headers["content-type"] == "application/json"
     assert json.loads(body) == {"method": "GET", "path": "/a", "query": {"x": ["1", "2"]}, "body": "", "type": ""}
-    status, _, _, body = await c.ask(b"POST /a HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\n"
-                                     b"Content-Length: 7\r\n\r\n{\"k\":1}")
+    status, _, _, body = await c.ask(
+        b'POST /a HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 7\r\n\r\n{"k":1}'
+    )
     assert status == 200 and json.loads(body)["body"] == '{"k":1}' and json.loads(body)["type"] == "application/json"
     assert json.loads((await c.ask(get("/b")))[3]) == {"async": True}
     status, reason, _, body = await c.ask(get("/nope"))
@@ -103,7 +112,9 @@ async def test_keep_alive_and_close(served):
     c = await connect()
     for _ in range(3):  # one connection, several requests; two of them sent in one write
         status, _, headers, _ = await c.ask(get("/x"))
-        assert status == 200 and headers["connection"] == "keep-alive" and headers["x-content-type-options"] == "nosniff"
+        assert (
+            status == 200 and headers["connection"] == "keep-alive" and headers["x-content-type-options"] == "nosniff"
+        )
     await c.send(get("/1") + get("/2"))
     assert [json.loads((await read_response(c.reader))[3])["path"] for _ in range(2)] == ["/1", "/2"]
     status, _, headers, _ = await c.ask(get("/x", "Connection: close\r\n"))
@@ -120,21 +131,24 @@ async def test_keep_alive_and_close(served):
     assert (await once.ask(get("/x")))[2]["connection"] == "close" and await once.closed_by_server()
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 431),         # one header line past the head limit
-    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n", 431),                     # a request line past it
-    (b"GET / HTTP/1.1\r\n" + (b"X-A: " + b"b" * 500 + b"\r\n") * 10 + b"\r\n", 431),  # lines adding up past it
-    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(21)) + b"\r\n", 431),  # too many fields
-    (b"POST / HTTP/1.1\r\nContent-Length: 1000001\r\n\r\n", 413),             # refused before the body is read
-    (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 12abc\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
-    (b"NONSENSE\r\n\r\n", 400),
-    (b"GET / SPDY/3\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
-])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 431),  # one header line past the head limit
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n", 431),  # a request line past it
+        (b"GET / HTTP/1.1\r\n" + (b"X-A: " + b"b" * 500 + b"\r\n") * 10 + b"\r\n", 431),  # lines adding up past it
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(21)) + b"\r\n", 431),  # too many fields
+        (b"POST / HTTP/1.1\r\nContent-Length: 1000001\r\n\r\n", 413),  # refused before the body is read
+        (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 12abc\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"GET / SPDY/3\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
+    ],
+)
 async def test_hostile_requests_are_refused_and_closed(served, request_bytes, status):
     seen: list[Request] = []
 

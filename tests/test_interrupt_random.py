@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("SPROUT_INTERRUPT_SEED") or random.SystemRandom().randrange(1 << 32))
 CONFIG = "postgres-ephemeral-ws"
 BASE_SETS = ["topology.ephemeral=200", "datasets.albums=20000", "datasets.pets=5000"]
-LONG_PHASE = "phases=[{name: create, target: durable, params: {count: 50}}, " \
-             "{name: writers, target: ephemeral, params: {writers: 3, ops: 100000000}}]"
+LONG_PHASE = (
+    "phases=[{name: create, target: durable, params: {count: 50}}, "
+    "{name: writers, target: ephemeral, params: {writers: 3, ops: 100000000}}]"
+)
 SHORT_PHASE = "phases=[{name: create, target: durable, params: {count: 50}}]"
 MARKER_TIMEOUT_S = 90.0  # a hang guard, not an expectation
 EXIT_TIMEOUT_S = 60.0
@@ -101,8 +103,9 @@ def interrupt_run(tmp: Path, report: Path, sets: list[str], marker: str, delay: 
     cmd = [sys.executable, "-m", "sprout_harness", "run", CONFIG, "--verbose", "--json", str(report)]
     for s in sets:
         cmd += ["--set", s]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     watch = StderrWatch(proc, marker)
     procs: set[tuple[int, int]] = set()
     sent = None
@@ -129,8 +132,9 @@ def interrupt_run(tmp: Path, report: Path, sets: list[str], marker: str, delay: 
     took = time.monotonic() - sent
     data = json.loads(report.read_text()) if report.exists() else None
     time.sleep(0.1)  # let the kernel finish reaping what exited with the run
-    return Interrupted(proc.returncode, log, data, took,
-                       alive(procs) + mentioning(str(tmp)), sorted(p.name for p in tmp.iterdir()))
+    return Interrupted(
+        proc.returncode, log, data, took, alive(procs) + mentioning(str(tmp)), sorted(p.name for p in tmp.iterdir())
+    )
 
 
 def check_rule(r: Interrupted, where: str) -> None:
@@ -150,8 +154,10 @@ def test_sigint_at_a_random_moment_tears_down_and_reports(point: Point, run_tmp:
     where = f"SIGINT {delay:.3f} s after {point.marker!r} (SPROUT_INTERRUPT_SEED={SEED})"
     print(where)
     r = interrupt_run(run_tmp, tmp_path / "partial.json", [*BASE_SETS, point.phases], point.marker, delay)
-    print(f"{where}: exit {r.returncode} {r.signal_to_exit_s:.2f} s after the signal; "
-          f"phases {[(p['name'], p['status']) for p in (r.report or {}).get('phases', [])]}")
+    print(
+        f"{where}: exit {r.returncode} {r.signal_to_exit_s:.2f} s after the signal; "
+        f"phases {[(p['name'], p['status']) for p in (r.report or {}).get('phases', [])]}"
+    )
     check_rule(r, where)
 
 

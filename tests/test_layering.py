@@ -56,7 +56,9 @@ def test_the_adapter_is_the_bridge_and_is_registered():
 
 def test_the_scan_catches_nested_and_dynamic_imports(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("def f():\n    from loam.node import api\n    import importlib\n    importlib.import_module('loam.x')\n")
+    f.write_text(
+        "def f():\n    from loam.node import api\n    import importlib\n    importlib.import_module('loam.x')\n"
+    )
     assert [m for _, m in imported_modules(f)] == ["loam.node", "importlib", "loam.x"]
 
 
@@ -108,8 +110,9 @@ def project_imports(path: Path, top: str) -> list[tuple[int, str, bool]]:
                 base = ".".join([*anchor, *([base] if base else [])])
             for a in node.names:
                 sub = f"{base}.{a.name}"
-                is_module = (ROOT / sub.replace(".", "/")).with_suffix(".py").exists() or \
-                    (ROOT / sub.replace(".", "/")).is_dir()
+                is_module = (ROOT / sub.replace(".", "/")).with_suffix(".py").exists() or (
+                    ROOT / sub.replace(".", "/")
+                ).is_dir()
                 names.append(sub if is_module else base)
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
@@ -153,7 +156,7 @@ def find_cycle(edges: set[tuple[str, str]]) -> list[str] | None:
         path.append(n)
         for m in graph.get(n, []):
             if state.get(m) == 1:
-                return [*path[path.index(m):], m]
+                return [*path[path.index(m) :], m]
             if m not in state and (found := visit(m)):
                 return found
         path.pop()
@@ -245,8 +248,7 @@ def test_the_loam_graph_sees_a_cycle_through_the_node_api(tmp_path):
 
 
 def _loam_allowed(rel: str, mod: str) -> bool:
-    return any(rel == f and (m == "*" or mod == m or mod.startswith(m + "."))
-               for f, m in LOAM_LOCAL_IMPORTS_ALLOWED)
+    return any(rel == f and (m == "*" or mod == m or mod.startswith(m + ".")) for f, m in LOAM_LOCAL_IMPORTS_ALLOWED)
 
 
 def test_no_function_local_loam_imports():
@@ -265,8 +267,11 @@ IO_MODULES = ("asyncio", "socket", "selectors", "websockets", "threading")
 
 
 def io_imports(path: Path) -> list[str]:
-    return [f"{path.relative_to(ROOT)}:{line} imports {mod}" for line, mod in imported_modules(path)
-            if any(mod == io or mod.startswith(io + ".") for io in IO_MODULES)]
+    return [
+        f"{path.relative_to(ROOT)}:{line} imports {mod}"
+        for line, mod in imported_modules(path)
+        if any(mod == io or mod.startswith(io + ".") for io in IO_MODULES)
+    ]
 
 
 def test_the_protocol_is_sans_io():

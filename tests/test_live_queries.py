@@ -385,7 +385,9 @@ async def test_concurrent_commits_keep_windows_exact(kind, request, tmp_path):
     engine = make_engine(kind, request, tmp_path)
     node = await started(engine)
     ids = await seed(node, 12)
-    lqs = [await node.subscribe("t", q, CTX) for q in ("ORDER BY n LIMIT 4", "done = false ORDER BY n DESC LIMIT 3", "")]
+    lqs = [
+        await node.subscribe("t", q, CTX) for q in ("ORDER BY n LIMIT 4", "done = false ORDER BY n DESC LIMIT 3", "")
+    ]
     rng = random.Random(7)
 
     async def writer(k: int) -> None:

@@ -34,7 +34,13 @@ QUERIES = [
 
 nums = st.one_of(st.integers(-3, 8), st.sampled_from([1.5, 2.0, None, "x"]))
 props = st.fixed_dictionaries(
-    {}, optional={"n": nums, "g": st.integers(0, 2), "s": st.sampled_from(["a", "b", "c"]), "owner": st.sampled_from(["a", "b"])}
+    {},
+    optional={
+        "n": nums,
+        "g": st.integers(0, 2),
+        "s": st.sampled_from(["a", "b", "c"]),
+        "owner": st.sampled_from(["a", "b"]),
+    },
 )
 
 

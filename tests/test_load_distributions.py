@@ -69,7 +69,7 @@ def test_scrambled_zipfian_spreads_the_hot_keys():
     g = ScrambledZipfianGenerator(0, 9999, rng_for(3, "s"))
     counts = Counter(g.next_value() for _ in range(N))
     assert all(0 <= k <= 9999 for k in counts)
-    (hot, c), = counts.most_common(1)
+    ((hot, c),) = counts.most_common(1)
     assert c / N == pytest.approx(1 / SCRAMBLED_ZETAN, rel=0.15)  # the rank-0 item, hashed
     assert hot == fnvhash64(0) % 10000
     top = [k for k, _ in counts.most_common(10)]
@@ -112,11 +112,14 @@ def test_discrete_weights():
         DiscreteGenerator([("x", 0)], random.Random(0))
 
 
-@pytest.mark.parametrize("make", [
-    lambda r: UniformGenerator(0, 10**6, r),
-    lambda r: ZipfianGenerator(0, 10**4, r),
-    lambda r: ScrambledZipfianGenerator(0, 10**6, r),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: UniformGenerator(0, 10**6, r),
+        lambda r: ZipfianGenerator(0, 10**4, r),
+        lambda r: ScrambledZipfianGenerator(0, 10**6, r),
+    ],
+)
 def test_generators_are_deterministic_per_seed(make):
     def seq(seed):
         g = make(rng_for(seed, "x"))
@@ -145,7 +148,7 @@ def test_ycsb_mix_and_determinism(name):
     for o in ops:
         assert o.key == w.key_name(o.keynum) and o.key.startswith("user")
         if o.op in ("update", "readmodifywrite"):
-            (f, v), = o.fields.items()
+            ((f, v),) = o.fields.items()
             assert f.startswith("field") and len(v) == spec.field_length
         if o.op == "insert":
             assert len(o.fields) == spec.field_count

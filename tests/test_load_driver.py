@@ -25,12 +25,14 @@ def counter_ops():
 
 def stalling(stall_at: int, stall_s: float, blocking: bool = False):
     """execute: instant, except operation #stall_at which stalls (awaiting, or blocking the loop)."""
+
     async def execute(op):
         if op[1] == stall_at:
             if blocking:
                 time.sleep(stall_s)
             else:
                 await asyncio.sleep(stall_s)
+
     return execute
 
 
@@ -76,8 +78,9 @@ async def test_warmup_and_ramp_up_are_excluded():
         running -= 1
 
     rec = PhaseRecorder("p")
-    d = LoadDriver(execute, counter_ops(), LoadConfig(workers=3, operations=40, warmup_s=0.1, ramp_up_s=0.1),
-                   rec, trace=True)
+    d = LoadDriver(
+        execute, counter_ops(), LoadConfig(workers=3, operations=40, warmup_s=0.1, ramp_up_s=0.1), rec, trace=True
+    )
     res = await d.run()
     assert res.warmup_ops > 0 and res.issued == 40
     measured = [t for t in d.trace if t.measured]
@@ -101,8 +104,7 @@ async def test_open_loop_counts_a_stall_from_the_intended_start():
     wait behind the stall, and those ops are counted late. Closed loop hides the stall
     (coordinated omission): only the stalled op itself is slow."""
     rec = PhaseRecorder("open")
-    d = LoadDriver(stalling(10, 0.2), counter_ops(), LoadConfig(workers=1, operations=80, rate=200), rec,
-                   trace=True)
+    d = LoadDriver(stalling(10, 0.2), counter_ops(), LoadConfig(workers=1, operations=80, rate=200), rec, trace=True)
     res = await d.run()
     assert (res.mode, res.issued, res.completed, res.dropped) == ("open-loop", 80, 80, 0)
     lat = {k: t.end_ns - t.intended_ns for k, t in enumerate(d.trace)}
@@ -131,8 +133,13 @@ async def test_open_loop_counts_a_stall_from_the_intended_start():
 async def test_open_loop_catches_up_after_an_event_loop_stall():
     # the stall blocks the loop itself: the scheduler wakes late and must still issue
     # every overdue operation with its own intended time (no skipped slots)
-    d = LoadDriver(stalling(5, 0.15, blocking=True), counter_ops(),
-                   LoadConfig(workers=2, operations=60, rate=200), PhaseRecorder("p"), trace=True)
+    d = LoadDriver(
+        stalling(5, 0.15, blocking=True),
+        counter_ops(),
+        LoadConfig(workers=2, operations=60, rate=200),
+        PhaseRecorder("p"),
+        trace=True,
+    )
     res = await d.run()
     assert res.issued == 60 and res.dropped == 0 and len(d.trace) == 60
     intended = sorted(t.intended_ns for t in d.trace)
@@ -143,8 +150,9 @@ async def test_open_loop_catches_up_after_an_event_loop_stall():
 
 async def test_open_loop_drops_beyond_max_outstanding():
     rec = PhaseRecorder("p")
-    res = await run_load(stalling(0, 0.1), counter_ops(),
-                         LoadConfig(workers=1, operations=100, rate=1000, max_outstanding=5), rec)
+    res = await run_load(
+        stalling(0, 0.1), counter_ops(), LoadConfig(workers=1, operations=100, rate=1000, max_outstanding=5), rec
+    )
     assert res.dropped > 50 and res.issued + res.dropped == 100 and res.completed == res.issued
     r = rec.result()
     assert r.counters["ops_dropped"] == res.dropped and r.extra["dropped"] == res.dropped
@@ -161,7 +169,7 @@ def test_arrival_schedules():
     mean = sum(gaps) / len(gaps)
     assert mean == pytest.approx(10 * MS, rel=0.1)
     var = sum((g - mean) ** 2 for g in gaps) / len(gaps)
-    assert var ** 0.5 == pytest.approx(mean, rel=0.15)  # exponential gaps: sd == mean
+    assert var**0.5 == pytest.approx(mean, rel=0.15)  # exponential gaps: sd == mean
     ramp = arrival_offsets_ns(100, "fixed", 1, 200, ramp_up_s=1.0)
     rgaps = [b - a for a, b in zip(ramp, ramp[1:])]
     assert rgaps[0] == 200 * MS  # the rate starts at 5% of the target: 5 ops/s
@@ -169,8 +177,13 @@ def test_arrival_schedules():
 
 
 async def test_poisson_run_issues_the_seeded_timeline():
-    d = LoadDriver(stalling(-1, 0), counter_ops(), LoadConfig(operations=30, rate=500, arrival="poisson", seed=9),
-                   PhaseRecorder("p"), trace=True)
+    d = LoadDriver(
+        stalling(-1, 0),
+        counter_ops(),
+        LoadConfig(operations=30, rate=500, arrival="poisson", seed=9),
+        PhaseRecorder("p"),
+        trace=True,
+    )
     await d.run()
     assert [t.intended_ns - d._t0 for t in d.trace] == arrival_offsets_ns(500, "poisson", 9, 30)
 
@@ -203,8 +216,9 @@ async def test_stuck_operations_are_cancelled_after_the_drain_timeout():
         await asyncio.sleep(3600)
 
     stop = asyncio.Event()
-    d = LoadDriver(execute, counter_ops(), LoadConfig(workers=2, drain_timeout_s=0.1), PhaseRecorder("p"),
-                   stop_event=stop)
+    d = LoadDriver(
+        execute, counter_ops(), LoadConfig(workers=2, drain_timeout_s=0.1), PhaseRecorder("p"), stop_event=stop
+    )
     task = asyncio.create_task(d.run())
     await asyncio.sleep(0.05)
     stop.set()
@@ -227,9 +241,13 @@ async def test_errors_are_counted_not_timed():
 def test_config_validation():
     with pytest.raises(ValueError, match="never ends"):
         LoadConfig().validate()
-    for bad, match in [(dict(workers=0, operations=1), "workers"), (dict(rate=0, operations=1), "rate"),
-                       (dict(arrival="burst", operations=1), "arrival"), (dict(duration_s=-1), "duration_s"),
-                       (dict(operations=1, max_outstanding=0), "max_outstanding")]:
+    for bad, match in [
+        (dict(workers=0, operations=1), "workers"),
+        (dict(rate=0, operations=1), "rate"),
+        (dict(arrival="burst", operations=1), "arrival"),
+        (dict(duration_s=-1), "duration_s"),
+        (dict(operations=1, max_outstanding=0), "max_outstanding"),
+    ]:
         with pytest.raises(ValueError, match=match):
             LoadConfig(**bad).validate()
     assert LoadConfig(rate=5, operations=1).mode == "open-loop"

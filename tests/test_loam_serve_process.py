@@ -44,8 +44,12 @@ async def test_local_reads_false_sends_every_read_to_the_durable_node() -> None:
 
 
 def _serve(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loam", "serve", "--storage", "leveldb", "--path",
-                           str(tmp_path / "db"), *extra], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "loam", "serve", "--storage", "leveldb", "--path", str(tmp_path / "db"), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_storage_params_reach_the_engine_and_bad_ones_are_one_line(tmp_path: Path) -> None:
@@ -66,9 +70,12 @@ def test_storage_params_reach_the_engine_and_bad_ones_are_one_line(tmp_path: Pat
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None = None,
-             kill_server_after: tuple[str, float] | None = None
-             ) -> tuple[int, str, dict | None, set[tuple[int, int]], list[str]]:
+def _run_cli(
+    tmp_path: Path,
+    *sets: str,
+    signal_after: tuple[str, float] | None = None,
+    kill_server_after: tuple[str, float] | None = None,
+) -> tuple[int, str, dict | None, set[tuple[int, int]], list[str]]:
     """`sprout run leveldb-local` with the durable node in its own process; optionally SIGINT
     the run, or SIGKILL its server, `seconds` after a log line containing `marker`. Returns the
     exit code, the log, the report, the servers seen (pid, start) and those still running after."""
@@ -77,11 +84,28 @@ def _run_cli(tmp_path: Path, *sets: str, signal_after: tuple[str, float] | None 
     import time
 
     report = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "sprout_harness", "run", "leveldb-local", "--verbose", "--json", str(report),
-           "--set", "stack.params.durable_process=true", "--set", "datasets.albums=300",
-           "--set", "datasets.pets=300", "--set", "phases.0.params.count=300", *[a for s in sets for a in ("--set", s)]]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "sprout_harness",
+        "run",
+        "leveldb-local",
+        "--verbose",
+        "--json",
+        str(report),
+        "--set",
+        "stack.params.durable_process=true",
+        "--set",
+        "datasets.albums=300",
+        "--set",
+        "datasets.pets=300",
+        "--set",
+        "phases.0.params.count=300",
+        *[a for s in sets for a in ("--set", s)],
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     watch = StderrWatch(proc, (signal_after or kill_server_after or ("\0", 0))[0])
     servers: set[tuple[int, int]] = set()
     deadline = time.monotonic() + 120
@@ -118,8 +142,9 @@ def test_a_durable_node_in_its_own_process_runs_the_suite_and_leaves_nothing(tmp
 
 
 def test_ctrl_c_stops_the_server_process_too(tmp_path: Path) -> None:
-    code, log, report, servers, left = _run_cli(tmp_path, "phases.3.params.duration_s=5",
-                                                signal_after=("phase writers", 0.5))
+    code, log, report, servers, left = _run_cli(
+        tmp_path, "phases.3.params.duration_s=5", signal_after=("phase writers", 0.5)
+    )
     assert code == 130, log[-3000:]
     assert servers and not left, f"server processes left behind: {left}"
     assert report is not None and report["status"] == "cancelled"
@@ -127,8 +152,9 @@ def test_ctrl_c_stops_the_server_process_too(tmp_path: Path) -> None:
 
 
 def test_a_server_that_dies_mid_phase_fails_the_run_with_its_cause(tmp_path: Path) -> None:
-    code, log, report, servers, left = _run_cli(tmp_path, "phases.3.params.duration_s=5",
-                                                kill_server_after=("phase writers", 0.5))
+    code, log, report, servers, left = _run_cli(
+        tmp_path, "phases.3.params.duration_s=5", kill_server_after=("phase writers", 0.5)
+    )
     assert code == 1, log[-3000:]
     assert report is not None and report["status"] in ("failed", "error"), report["status"]
     writers = next(p for p in report["phases"] if p["name"] == "writers@durable")
@@ -141,16 +167,27 @@ async def test_durable_urls_connect_to_servers_someone_else_runs(tmp_path: Path)
     from sprout_harness.config import config_from_dict
     from sprout_harness.topology.runner import run
 
-    server = subprocess.Popen([sys.executable, "-m", "loam", "serve", "--storage", "memory"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "loam", "serve", "--storage", "memory"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         url = server.stdout.readline().split()[-1]
-        cfg = config_from_dict({
-            "name": "external", "stack": {"name": "loam", "params": {"durable_urls": [url]}},
-            "topology": {"durable": 1, "ephemeral": 1}, "datasets": {"albums": 200, "pets": 0},
-            "phases": [{"name": "create", "target": "ephemeral", "params": {"count": 50, "batch_size": 10}},
-                       {"name": "fetch", "target": "durable", "params": {"get_ops": 20, "fetch_ops": 10}}]})
+        cfg = config_from_dict(
+            {
+                "name": "external",
+                "stack": {"name": "loam", "params": {"durable_urls": [url]}},
+                "topology": {"durable": 1, "ephemeral": 1},
+                "datasets": {"albums": 200, "pets": 0},
+                "phases": [
+                    {"name": "create", "target": "ephemeral", "params": {"count": 50, "batch_size": 10}},
+                    {"name": "fetch", "target": "durable", "params": {"get_ops": 20, "fetch_ops": 10}},
+                ],
+            }
+        )
         result = await run(cfg)
         assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
         assert any(f"external server at {url}" in n for n in result.metadata.notes), result.metadata.notes
@@ -168,10 +205,20 @@ async def test_the_5k_config_runs_at_a_small_size_with_its_server_apart() -> Non
     from sprout_harness.topology.runner import run
 
     p = "phases.connection-scaling.params."
-    cfg = load_config(ROOT / "configs" / "realtime-5k.yaml",
-                      ["datasets.pets=400", "runner.seed_batch_size=200", f"{p}connections=40", f"{p}steps=2",
-                       f"{p}commits_per_step=3", f"{p}commit_interval_ms=5", f"{p}processes=2",
-                       f"{p}connect_concurrency=20"], check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "realtime-5k.yaml",
+        [
+            "datasets.pets=400",
+            "runner.seed_batch_size=200",
+            f"{p}connections=40",
+            f"{p}steps=2",
+            f"{p}commits_per_step=3",
+            f"{p}commit_interval_ms=5",
+            f"{p}processes=2",
+            f"{p}connect_concurrency=20",
+        ],
+        check_stack=True,
+    )
     result = await run(cfg)
     assert result.status == "ok", (result.reason, [(ph.name, ph.status, ph.reason) for ph in result.phases])
     (ph,) = result.phases

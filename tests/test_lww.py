@@ -40,10 +40,7 @@ def histories(draw):
 
 def snapshot(engine) -> dict:
     states = engine.read_states("c", IDS)
-    return {
-        i: (s.values, {k: s.stamp_of(k) for k in s.values}, s.deleted)
-        for i, s in sorted(states.items())
-    }
+    return {i: (s.values, {k: s.stamp_of(k) for k in s.values}, s.deleted) for i, s in sorted(states.items())}
 
 
 async def apply_all(engine, txs) -> dict:

@@ -46,8 +46,13 @@ async def test_status_moves_through_phases_and_metrics_are_exported(tmp_path):
         # While writers runs: the JSON API and the Prometheus text hold live figures.
         await wait_for_status(base + "api/status", lambda s: s["status"] == "running writers@durable")
         during["metrics"] = await wait_for_status(
-            base + "api/metrics", lambda m: m["current"] and m["current"]["name"] == "writers@durable"
-            and sum(p["phase"] == "writers@durable" for p in m["timeline"]) >= 2)
+            base + "api/metrics",
+            lambda m: (
+                m["current"]
+                and m["current"]["name"] == "writers@durable"
+                and sum(p["phase"] == "writers@durable" for p in m["timeline"]) >= 2
+            ),
+        )
         status, headers, body = await ahttp(base + "metrics")
         during["prom"] = (status, headers.get("Content-Type", ""), body.decode())
         during["final"] = await wait_for_status(base + "api/status", lambda s: s["terminal"])
@@ -80,15 +85,21 @@ async def test_status_moves_through_phases_and_metrics_are_exported(tmp_path):
     fams = families(text)
     running = {s.labels["status"]: s.value for s in fams["sprout_run_status"].samples}
     assert running["running"] == 1.0 and running["completed"] == 0.0
-    live_ops = {(s.labels["phase"], s.labels["op"]): s.value for s in fams["sprout_operations"].samples
-                if s.name == "sprout_operations_total"}
+    live_ops = {
+        (s.labels["phase"], s.labels["op"]): s.value
+        for s in fams["sprout_operations"].samples
+        if s.name == "sprout_operations_total"
+    }
     assert live_ops[("writers@durable", "update")] > 0
 
     # After the run: every phase's counters and histograms match the written report exactly.
     report = load_run(tmp_path / "run.json")
     fams = families(during["final_prom"])
-    ops = {(s.labels["phase"], s.labels["op"]): s.value for s in fams["sprout_operations"].samples
-           if s.name == "sprout_operations_total"}
+    ops = {
+        (s.labels["phase"], s.labels["op"]): s.value
+        for s in fams["sprout_operations"].samples
+        if s.name == "sprout_operations_total"
+    }
     hist = fams["sprout_operation_latency_seconds"]
     for phase in report.phases:
         for op, h in phase.latencies.items():
@@ -115,9 +126,22 @@ async def test_status_moves_through_phases_and_metrics_are_exported(tmp_path):
 
 def test_cli_stop_endpoint_ends_the_run_gracefully_with_reports(tmp_path):
     report, page = tmp_path / "run.json", tmp_path / "run.html"
-    proc = start_cli_run(["run", "configs/leveldb-local.yaml", *[f"--set={s}" for s in tiny_sets(writer_ops=2_000_000)],
-                          "--monitor", "--monitor-addr", "127.0.0.1:0", "--json", str(report), "--html", str(page),
-                          "-q"], cwd=REPO)
+    proc = start_cli_run(
+        [
+            "run",
+            "configs/leveldb-local.yaml",
+            *[f"--set={s}" for s in tiny_sets(writer_ops=2_000_000)],
+            "--monitor",
+            "--monitor-addr",
+            "127.0.0.1:0",
+            "--json",
+            str(report),
+            "--html",
+            str(page),
+            "-q",
+        ],
+        cwd=REPO,
+    )
     try:
         url = read_monitor_url(proc)
         asyncio.run(wait_for_status(url + "api/status", lambda s: s["status"] == "running writers@durable"))
@@ -125,8 +149,9 @@ def test_cli_stop_endpoint_ends_the_run_gracefully_with_reports(tmp_path):
         status, _, _ = http(url + "api/stop", method="POST", body=b"x", headers={"Content-Type": "text/plain"})
         assert status == 415
         assert http(url + "api/stop")[0] == 405
-        status, _, body = http(url + "api/stop", method="POST", body=b"{}",
-                               headers={"Content-Type": "application/json"})
+        status, _, body = http(
+            url + "api/stop", method="POST", body=b"{}", headers={"Content-Type": "application/json"}
+        )
         assert status == 202 and json.loads(body)["stopping"] is True
         final = asyncio.run(wait_for_status(url + "api/status", lambda s: s["terminal"]))
         assert final["status"] == "cancelled"
@@ -169,8 +194,9 @@ async def test_non_loopback_bind_needs_the_public_flag_and_a_token():
         assert status == 200 and len(js) > 1_000_000 and headers["Content-Type"].startswith("text/javascript")
         assert (await ahttp(base + "nope?token=s3cret"))[0] == 404
         # No run attached: nothing to stop.
-        status, _, body = await ahttp(base + "api/stop?token=s3cret", method="POST", body=b"{}",
-                                      headers={"Content-Type": "application/json"})
+        status, _, body = await ahttp(
+            base + "api/stop?token=s3cret", method="POST", body=b"{}", headers={"Content-Type": "application/json"}
+        )
         assert status == 409
 
 
@@ -181,15 +207,21 @@ async def test_dashboard_escapes_the_token_and_refuses_oversized_requests():
         assert status == 200 and b"<script>alert" not in page and page.count(b"<script") == 2
         assert b'var TOKEN = "t\\u003c/script\\u003e' in page
         base = f"http://127.0.0.1:{server.bound_port}/"
-        status, _, body = await ahttp(base + "api/stop", method="POST", body=b"x" * 100_000,
-                                      headers={"X-Sprout-Token": token, "Content-Type": "application/json"})
+        status, _, body = await ahttp(
+            base + "api/stop",
+            method="POST",
+            body=b"x" * 100_000,
+            headers={"X-Sprout-Token": token, "Content-Type": "application/json"},
+        )
         assert status == 413 and "over the limit" in json.loads(body)["error"]
 
 
 def test_cli_refuses_a_public_bind_without_flag_or_token():
-    for extra, needle in ((["--monitor-addr", "0.0.0.0:0"], "--monitor-public"),
-                          (["--monitor-addr", "0.0.0.0:0", "--monitor-public"], "--monitor-token"),
-                          (["--monitor-addr", "127.0.0.1"], "needs a port")):
+    for extra, needle in (
+        (["--monitor-addr", "0.0.0.0:0"], "--monitor-public"),
+        (["--monitor-addr", "0.0.0.0:0", "--monitor-public"], "--monitor-token"),
+        (["--monitor-addr", "127.0.0.1"], "needs a port"),
+    ):
         proc = start_cli_run(["run", "configs/leveldb-local.yaml", "--monitor", *extra, "-q"], cwd=REPO)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, (extra, out, err)

@@ -172,7 +172,10 @@ def test_cli_prints_dsn_and_stops_on_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if k != ENV_DSN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sprout_harness.services.postgres"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         dsn = proc.stdout.readline().strip()

@@ -45,17 +45,25 @@ try:
     from sprout_pgnotify.client import NotFound, PgClient
     from sprout_pgnotify.stack import PgNotifyStack
 except ModuleNotFoundError as exc:  # pragma: no cover - an install problem, not a test result
-    pytest.fail(f"{exc}: install the pgnotify stack with `.venv/bin/pip install -e stacks/pgnotify --no-deps` "
-                "(`make test` does it)", pytrace=False)
+    pytest.fail(
+        f"{exc}: install the pgnotify stack with `.venv/bin/pip install -e stacks/pgnotify --no-deps` "
+        "(`make test` does it)",
+        pytrace=False,
+    )
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "datasets.albums=240", "datasets.pets=240",
-    "phases.create@durable.params.count=90", "phases.create@durable.params.batch_size=30",
-    "phases.fetch@durable.params.get_ops=60", "phases.fetch@durable.params.fetch_ops=40",
-    "phases.live-limit@durable.params.ops=16", "phases.live-limit@durable.params.subscribers=3",
-    "phases.writers@durable.params.ops=90", "phases.churn@durable.params.subscribers=3",
+    "datasets.albums=240",
+    "datasets.pets=240",
+    "phases.create@durable.params.count=90",
+    "phases.create@durable.params.batch_size=30",
+    "phases.fetch@durable.params.get_ops=60",
+    "phases.fetch@durable.params.fetch_ops=40",
+    "phases.live-limit@durable.params.ops=16",
+    "phases.live-limit@durable.params.subscribers=3",
+    "phases.writers@durable.params.ops=90",
+    "phases.churn@durable.params.subscribers=3",
     "phases.churn@durable.params.cycles=2",
 ]
 SUPPORTED = ["create@durable", "fetch@durable", "live-limit@durable", "writers@durable", "churn@durable"]
@@ -104,14 +112,21 @@ def _imports(path: Path) -> list[str]:
 def _offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
     files = sorted((ROOT / folder).rglob("*.py"))
     assert files, f"no Python files under {folder}/"
-    return [f"{f.relative_to(ROOT)} imports {m}" for f in files for m in _imports(f)
-            if any(m == x or m.startswith(x + ".") for x in forbidden)]
+    return [
+        f"{f.relative_to(ROOT)} imports {m}"
+        for f in files
+        for m in _imports(f)
+        if any(m == x or m.startswith(x + ".") for x in forbidden)
+    ]
 
 
-@pytest.mark.parametrize("folder, forbidden", [
-    ("stacks", ("loam", "sprout_loam")),
-    ("sprout_harness", ("sprout_pgnotify", "loam", "sprout_loam")),
-])
+@pytest.mark.parametrize(
+    "folder, forbidden",
+    [
+        ("stacks", ("loam", "sprout_loam")),
+        ("sprout_harness", ("sprout_pgnotify", "loam", "sprout_loam")),
+    ],
+)
 def test_layering(folder, forbidden):
     assert _offenders(folder, forbidden) == []
 
@@ -125,13 +140,16 @@ def test_registered_through_the_entry_point():
 # --- settings and capabilities ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, path", [
-    ({"storage": {"engine": "leveldb"}}, "storage.engine"),
-    ({"policy": {"id": "owner"}}, "policy.id"),
-    ({"params": {"user": "x"}}, "stack.params.user"),
-    ({"params": {"schema": "Bad-Name"}}, "stack.params.schema"),
-    ({"storage": {"engine": "postgres", "shards": 2}}, "storage.params.shards"),
-])
+@pytest.mark.parametrize(
+    "change, path",
+    [
+        ({"storage": {"engine": "leveldb"}}, "storage.engine"),
+        ({"policy": {"id": "owner"}}, "policy.id"),
+        ({"params": {"user": "x"}}, "stack.params.user"),
+        ({"params": {"schema": "Bad-Name"}}, "stack.params.schema"),
+        ({"storage": {"engine": "postgres", "shards": 2}}, "storage.params.shards"),
+    ],
+)
 def test_validate_names_the_bad_field(change, path):
     s = _settings()
     for k, v in change.items():
@@ -206,9 +224,14 @@ async def test_fetch_equals_the_reference_evaluator(node):
     ack = await node.create("mixed", rows)
     docs = [Doc(i, r) for i, r in zip(ack.ids, rows)]
     for _ in range(400):
-        order = tuple(Order(rng.choice(["v", "w", "n", "s", "id"]), rng.random() < 0.5) for _ in range(rng.randint(0, 2)))
-        q = QuerySpec(_random_pred(rng) if rng.random() < 0.9 else None, order,
-                      rng.choice([None, None, 0, 1, 5, 30]) if order else None)
+        order = tuple(
+            Order(rng.choice(["v", "w", "n", "s", "id"]), rng.random() < 0.5) for _ in range(rng.randint(0, 2))
+        )
+        q = QuerySpec(
+            _random_pred(rng) if rng.random() < 0.9 else None,
+            order,
+            rng.choice([None, None, 0, 1, 5, 30]) if order else None,
+        )
         got = await node.fetch("mixed", q)
         ok, detail = reference.same_result(q, got, reference.evaluate(q, docs))
         assert ok, f"`{q.text}`: {detail}"
@@ -285,8 +308,11 @@ async def test_live_results_equal_a_fresh_fetch_after_every_write(node):
         if op < 0.25 or len(ids) < 5:
             ids += (await node.create("albums", [album() for _ in range(rng.randint(1, 3))])).ids
         elif op < 0.75:
-            await node.update("albums", rng.choice(ids), rng.choice([{"rating": round(rng.uniform(0, 5), 1)},
-                                                                     {"genre": rng.choice(genres)}]))
+            await node.update(
+                "albums",
+                rng.choice(ids),
+                rng.choice([{"rating": round(rng.uniform(0, 5), 1)}, {"genre": rng.choice(genres)}]),
+            )
         else:
             victim = rng.choice(ids)
             ids.remove(victim)
@@ -379,8 +405,13 @@ async def test_two_durable_nodes_are_separate(stack):
 def test_sprout_run_pgnotify_end_to_end_in_a_subprocess(tmp_path, pg_database):
     js = tmp_path / "run.json"
     args = [a for s in [*TINY, f"storage.dsn={pg_database}"] for a in ("--set", s)]
-    proc = subprocess.run([sys.executable, "-m", "sprout_harness", "run", "configs/pgnotify.yaml", *args,
-                           "--json", str(js)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sprout_harness", "run", "configs/pgnotify.yaml", *args, "--json", str(js)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     report = json.loads(js.read_text())
@@ -406,10 +437,17 @@ def test_sprout_run_pgnotify_end_to_end_in_a_subprocess(tmp_path, pg_database):
 
 async def test_run_on_its_own_throwaway_cluster_with_two_durable_nodes(monkeypatch):
     monkeypatch.delenv("SPROUT_PG_DSN", raising=False)
-    cfg = load_config(ROOT / "configs" / "pgnotify.yaml", [*TINY, "topology.durable=2",
-                                                                # one churn writer per durable group, else the
-                                                                # churners of the other group wait out check_timeout
-                                                                "phases.churn@durable.params.writers=2"], check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "pgnotify.yaml",
+        [
+            *TINY,
+            "topology.durable=2",
+            # one churn writer per durable group, else the
+            # churners of the other group wait out check_timeout
+            "phases.churn@durable.params.writers=2",
+        ],
+        check_stack=True,
+    )
     assert cfg.storage.dsn is None
     result = await run(cfg)
     assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])

@@ -28,8 +28,10 @@ BUILD_LEFTOVERS = ("__pycache__", "build", "*.egg-info")
 SMALL = {"datasets": {"albums": 300, "pets": 300}, "runner": {"check_timeout_s": 10.0}}
 RUNS: dict[str, dict[str, Any]] = {
     # suite -> the config's other fields: small sizes through the shared `workload` knobs
-    "sprout": {"topology": {"durable": 1, "ephemeral": 1},  # builds a connector and an ephemeral too
-               "workload": {"count": 200, "get_ops": 100, "fetch_ops": 50, "ops": 100, "cycles": 2}},
+    "sprout": {
+        "topology": {"durable": 1, "ephemeral": 1},  # builds a connector and an ephemeral too
+        "workload": {"count": 200, "get_ops": 100, "fetch_ops": 50, "ops": 100, "cycles": 2},
+    },
     "mixes": {"workload": {"operations": 200, "record_count": 200}},
     "queries": {"workload": {"queries": 20, "min_rows": 100}},
     "realtime": {"workload": {"connector": "inprocess", "connections": 8, "subscriptions": 16, "subscribers": 8}},
@@ -81,31 +83,63 @@ def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
-    site_dir = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                              check=True, capture_output=True, text=True).stdout.strip()
+    site_dir = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # `--system-site-packages` would reach the base interpreter's, not the project venv's: add those
     project = sysconfig.get_path("purelib")
     Path(site_dir, "sprout-project.pth").write_text(f"import site; site.addsitedir({project!r})\n")
     source = tmp / "src"  # a copy: the in-tree build's build/ and *.egg-info stay out of the repository
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--disable-pip-version-check", str(source)], check=True)
-    where = subprocess.run([str(py), "-c", "import memstack; print(memstack.__file__)"],
-                           check=True, capture_output=True, text=True, cwd=tmp).stdout.strip()
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            str(source),
+        ],
+        check=True,
+    )
+    where = subprocess.run(
+        [str(py), "-c", "import memstack; print(memstack.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+    ).stdout.strip()
     assert Path(where).is_relative_to(venv), where
     return py
 
 
 def sprout(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SPROUT_DEBUG": ""}
-    return subprocess.run([str(python), "-m", "sprout_harness", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [str(python), "-m", "sprout_harness", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
 
 
 def run_config(python: Path, tmp_path: Path, name: str, config: dict[str, Any]) -> dict[str, Any]:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": f"memstack-{name}", "stack": {"name": "memstack"},
-                                    "storage": {"engine": "memory"}, **SMALL, **config}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": f"memstack-{name}",
+                "stack": {"name": "memstack"},
+                "storage": {"engine": "memory"},
+                **SMALL,
+                **config,
+            }
+        )
+    )
     out = sprout(python, "run", str(path), "--json", str(tmp_path / f"{name}.json"), "-q", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     report: dict[str, Any] = json.loads((tmp_path / f"{name}.json").read_text())
@@ -133,13 +167,18 @@ def test_every_suite_runs_on_memstack(python: Path, tmp_path: Path, suite: str) 
 
 
 def test_phases_on_an_ephemeral_node(python: Path, tmp_path: Path) -> None:
-    report = run_config(python, tmp_path, "ephemeral", {"topology": {"durable": 2, "ephemeral": 2},
-                                                        "phases": EPHEMERAL_PHASES})
+    report = run_config(
+        python, tmp_path, "ephemeral", {"topology": {"durable": 2, "ephemeral": 2}, "phases": EPHEMERAL_PHASES}
+    )
     assert {p["name"]: p["status"] for p in report["phases"]} == {
-        "create@ephemeral": "ok", "live-limit@ephemeral": "ok", "crud@ephemeral": "ok"}
+        "create@ephemeral": "ok",
+        "live-limit@ephemeral": "ok",
+        "crud@ephemeral": "ok",
+    }
     assert report["metadata"]["topology"]["links"] == [
         {"ephemeral": 0, "durable": 0, "connector": "inprocess"},
-        {"ephemeral": 1, "durable": 1, "connector": "inprocess"}]
+        {"ephemeral": 1, "durable": 1, "connector": "inprocess"},
+    ]
 
 
 def test_validate_refuses_what_memstack_cannot_honour(python: Path, tmp_path: Path) -> None:
@@ -148,7 +187,8 @@ def test_validate_refuses_what_memstack_cannot_honour(python: Path, tmp_path: Pa
     out = sprout(python, "validate", str(path), cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "error: storage.engine: got 'leveldb'; memstack keeps its data in memory: set storage.engine: memory"]
+        "error: storage.engine: got 'leveldb'; memstack keeps its data in memory: set storage.engine: memory"
+    ]
 
 
 def test_the_settings_the_doc_shows_are_what_a_run_passes(python: Path, tmp_path: Path) -> None:
@@ -156,9 +196,17 @@ def test_the_settings_the_doc_shows_are_what_a_run_passes(python: Path, tmp_path
     shown = ast.literal_eval(settings_block("received"))
     (tmp_path / "settings_probe.py").write_text(PROBE)
     path = tmp_path / "settings.yaml"
-    path.write_text(yaml.safe_dump({**config, "stack": {"name": "settings_probe:Probe"},
-                                    "datasets": {"albums": 20, "pets": 20}, "phases": [{"name": "create"}],
-                                    "workload": {"count": 10}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **config,
+                "stack": {"name": "settings_probe:Probe"},
+                "datasets": {"albums": 20, "pets": 20},
+                "phases": [{"name": "create"}],
+                "workload": {"count": 10},
+            }
+        )
+    )
     out = sprout(python, "run", str(path), "-q", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     (line,) = [x for x in out.stdout.splitlines() if x.startswith("SETTINGS ")]

@@ -166,10 +166,15 @@ async def test_a_create_over_websocket_cannot_take_over_another_users_entity():
         async with connect(server.url, compression=None, proxy=None) as ws:
             await ws.send(codec.encode(m.Hello(1, None, "bob-node")))
             assert isinstance(codec.decode(await ws.recv()), m.Welcome)
-            tx = {"commit_id": "bob:1", "node_id": "bob-node", "clock": node.clock.value + 1,
-                  "ops": [["c", "docs", a, {"owner": "bob"}]]}
-            await ws.send(orjson.dumps({"t": "commit", "rid": 2, "tx": tx, "ctx": {"user": "bob", "data": {}},
-                                        "sent_ns": 0}))
+            tx = {
+                "commit_id": "bob:1",
+                "node_id": "bob-node",
+                "clock": node.clock.value + 1,
+                "ops": [["c", "docs", a, {"owner": "bob"}]],
+            }
+            await ws.send(
+                orjson.dumps({"t": "commit", "rid": 2, "tx": tx, "ctx": {"user": "bob", "data": {}}, "sent_ns": 0})
+            )
             reply = codec.decode(await ws.recv())
             assert isinstance(reply, m.Error) and reply.rid == 2 and reply.code == "denied", reply
         assert (await node.get("docs", a, ALICE)).props == {"owner": "alice", "secret": "s1"}
@@ -185,9 +190,11 @@ def test_loam_serve_passes_policy_params_and_refuses_bad_ones():
     import sys
 
     serve = [sys.executable, "-m", "loam", "serve", "--storage", "memory", "--policy", "owner"]
-    for bad, says in ((["--policy-param", "read=nobody"], "read must be 'all' or 'owner'"),
-                      (["--policy-param", "colour=1"], "colour"),
-                      (["--policy-param", "read"], "expected KEY=VALUE")):
+    for bad, says in (
+        (["--policy-param", "read=nobody"], "read must be 'all' or 'owner'"),
+        (["--policy-param", "colour=1"], "colour"),
+        (["--policy-param", "read"], "expected KEY=VALUE"),
+    ):
         proc = subprocess.run([*serve, *bad], capture_output=True, text=True, timeout=60)
         last = proc.stderr.strip().splitlines()[-1]
         assert proc.returncode == 2 and last.startswith("python -m loam serve: error:") and says in last, proc.stderr

@@ -18,24 +18,41 @@ from loam.query.ast import And, Compare, In, Not, Or, OrderKey, Query
 
 names = st.text(min_size=1, max_size=8).filter(lambda s: s != "id")
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
 )
 props = st.dictionaries(names, scalars, max_size=4)
 ids = st.text(min_size=1, max_size=12)
 entities = st.builds(Entity, ids, props)
 ints = st.integers(min_value=0, max_value=2**63 - 1)
 rids = st.integers(min_value=1, max_value=2**31)
-ctxs = st.builds(Context, st.none() | st.text(max_size=8),
-                 st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5), max_size=3))
-ops = st.one_of(
-    st.builds(Create, ids, ids, props), st.builds(Update, ids, ids, props), st.builds(Delete, ids, ids),
+ctxs = st.builds(
+    Context,
+    st.none() | st.text(max_size=8),
+    st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5), max_size=3),
 )
-txs = st.builds(Transaction, st.text(max_size=20), st.text(max_size=16), ints, st.lists(ops, min_size=1, max_size=4).map(tuple))
-changes = st.builds(Change, ids, ids, st.sampled_from(["create", "update", "delete"]), st.none() | entities,
-                    st.none() | entities)
-records = st.builds(CommitRecord, st.text(max_size=20), st.text(max_size=16), ints, st.integers(0, 2**62),
-                    st.lists(changes, max_size=3).map(tuple))
+ops = st.one_of(
+    st.builds(Create, ids, ids, props),
+    st.builds(Update, ids, ids, props),
+    st.builds(Delete, ids, ids),
+)
+txs = st.builds(
+    Transaction, st.text(max_size=20), st.text(max_size=16), ints, st.lists(ops, min_size=1, max_size=4).map(tuple)
+)
+changes = st.builds(
+    Change, ids, ids, st.sampled_from(["create", "update", "delete"]), st.none() | entities, st.none() | entities
+)
+records = st.builds(
+    CommitRecord,
+    st.text(max_size=20),
+    st.text(max_size=16),
+    ints,
+    st.integers(0, 2**62),
+    st.lists(changes, max_size=3).map(tuple),
+)
 fields = st.sampled_from(["id", "a", "b", "name"])
 exprs = st.recursive(
     st.one_of(
@@ -51,8 +68,13 @@ exprs = st.recursive(
 )
 queries = st.one_of(
     st.text(max_size=30),
-    st.builds(Query, st.none() | exprs, st.lists(st.builds(OrderKey, fields, st.booleans()), max_size=2).map(tuple),
-              st.none() | st.integers(0, 1000), st.none() | st.text(max_size=20)),
+    st.builds(
+        Query,
+        st.none() | exprs,
+        st.lists(st.builds(OrderKey, fields, st.booleans()), max_size=2).map(tuple),
+        st.none() | st.integers(0, 1000),
+        st.none() | st.text(max_size=20),
+    ),
 )
 ent_lists = st.lists(entities, max_size=4)
 
@@ -69,9 +91,19 @@ messages = st.one_of(
     st.builds(m.Subscribed, rids, ids, ent_lists, ints),
     st.builds(m.Unsubscribe, rids, ids),
     st.builds(m.Unsubscribed, rids, ids),
-    st.builds(m.Notify, ids, st.none() | ids, st.none() | st.integers(0, 2**62), ent_lists, ent_lists,
-              st.lists(ids, max_size=3), st.integers(0, 10), ints, st.sampled_from(["change", "closed"]),
-              st.none() | st.text(max_size=10)),
+    st.builds(
+        m.Notify,
+        ids,
+        st.none() | ids,
+        st.none() | st.integers(0, 2**62),
+        ent_lists,
+        ent_lists,
+        st.lists(ids, max_size=3),
+        st.integers(0, 10),
+        ints,
+        st.sampled_from(["change", "closed"]),
+        st.none() | st.text(max_size=10),
+    ),
     st.builds(m.Error, st.none() | rids, st.sampled_from(sorted(m.ERROR_CODES)), st.text(max_size=30)),
     st.builds(m.Ping, rids),
     st.builds(m.Pong, rids),
@@ -172,29 +204,38 @@ def test_rejects_wrong_types() -> None:
     _reject(d, r"Invalid enum value 'nope' - at `\$.code`")
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("query_id", 1, r"Expected `str`, got `int` - at `\$.query_id`"),
-    ("commit_id", 1, r"Expected `str \| null`, got `int` - at `\$.commit_id`"),
-    ("commit_ns", "1", r"Expected `int \| null`, got `str` - at `\$.commit_ns`"),
-    ("commit_ns", True, r"Expected `int \| null`, got `bool` - at `\$.commit_ns`"),
-    ("gap_filled", -1, r"Expected `int` >= 0 - at `\$.gap_filled`"),
-    ("gap_filled", False, r"Expected `int`, got `bool` - at `\$.gap_filled`"),
-    ("clock", 1.5, r"Expected `int`, got `float` - at `\$.clock`"),
-    ("kind", 3, r"Expected `str`, got `int` - at `\$.kind`"),
-    ("reason", 3, r"Expected `str \| null`, got `int` - at `\$.reason`"),
-    ("removed", "a", r"Expected `array`, got `str` - at `\$.removed`"),
-    ("removed", ["a", 1], r"Expected `str`, got `int` - at `\$.removed\[1\]`"),
-    ("added", {}, r"Expected `array`, got `object` - at `\$.added`"),
-    ("added", [["b", {"x": {"y": 1}}]], r"got `object` - at `\$.added\[0\]\[1\]"),
-    ("updated", [["a", {"x": 1}], ["b", {"": 1}]], r"updated\[1\]: property names must be non-empty"),
-    ("updated", [["a", {"x": 1}], ["b", {"id": "c"}]], r"updated\[1\]: property names must be non-empty and not 'id'"),
-    ("updated", [[1, {}]], r"Expected `str`, got `int` - at `\$.updated\[0\]\[0\]`"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("query_id", 1, r"Expected `str`, got `int` - at `\$.query_id`"),
+        ("commit_id", 1, r"Expected `str \| null`, got `int` - at `\$.commit_id`"),
+        ("commit_ns", "1", r"Expected `int \| null`, got `str` - at `\$.commit_ns`"),
+        ("commit_ns", True, r"Expected `int \| null`, got `bool` - at `\$.commit_ns`"),
+        ("gap_filled", -1, r"Expected `int` >= 0 - at `\$.gap_filled`"),
+        ("gap_filled", False, r"Expected `int`, got `bool` - at `\$.gap_filled`"),
+        ("clock", 1.5, r"Expected `int`, got `float` - at `\$.clock`"),
+        ("kind", 3, r"Expected `str`, got `int` - at `\$.kind`"),
+        ("reason", 3, r"Expected `str \| null`, got `int` - at `\$.reason`"),
+        ("removed", "a", r"Expected `array`, got `str` - at `\$.removed`"),
+        ("removed", ["a", 1], r"Expected `str`, got `int` - at `\$.removed\[1\]`"),
+        ("added", {}, r"Expected `array`, got `object` - at `\$.added`"),
+        ("added", [["b", {"x": {"y": 1}}]], r"got `object` - at `\$.added\[0\]\[1\]"),
+        ("updated", [["a", {"x": 1}], ["b", {"": 1}]], r"updated\[1\]: property names must be non-empty"),
+        (
+            "updated",
+            [["a", {"x": 1}], ["b", {"id": "c"}]],
+            r"updated\[1\]: property names must be non-empty and not 'id'",
+        ),
+        ("updated", [[1, {}]], r"Expected `str`, got `int` - at `\$.updated\[0\]\[0\]`"),
+    ],
+)
 def test_notify_rejects_each_bad_field_by_name(field: str, value: object, match: str) -> None:
-    d = _wire(m.Notify("q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, "change",
-                       None, 0))
+    d = _wire(
+        m.Notify("q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, "change", None, 0)
+    )
     assert codec.decode(orjson.dumps(d)) == m.Notify(
-        "q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, "change", None, d["sent_ns"])
+        "q", "c1", 5, [Entity("a", {"x": 1.5, "y": None, "z": True})], [], ["r"], 1, 2, "change", None, d["sent_ns"]
+    )
     d[field] = value
     _reject(d, match)
 
@@ -263,18 +304,33 @@ def test_change_notify_fast_encoder_gives_the_same_bytes() -> None:
 _E = Entity("a", {"x": 1.5, "y": None, "z": True, "s": "t", "n": -3})
 _TYPED_MESSAGES = [
     m.Notify("q", "c1", 5, [_E], [Entity("b", {})], ["r"], 1, 2, "change", None, 77),
-    m.Ack(3, CommitRecord("c", "n", 4, 9, (Change("k", "a", "update", Entity("a", {"x": 0}), _E),
-                                          Change("k", "b", "delete", Entity("b", {}), None))), 5, 77),
+    m.Ack(
+        3,
+        CommitRecord(
+            "c",
+            "n",
+            4,
+            9,
+            (Change("k", "a", "update", Entity("a", {"x": 0}), _E), Change("k", "b", "delete", Entity("b", {}), None)),
+        ),
+        5,
+        77,
+    ),
     m.GetResult(4, _E, 6, 77),
     m.GetResult(4, None, 6, 77),
     m.FetchResult(5, [_E, Entity("b", {"x": "y"})], 7, 77),
     m.Subscribed(6, "q1", [_E], 8, 77),
-    m.Commit(7, Transaction("n:1", "n", 3, (Create("k", "a", {"x": 1}), Update("k", "a", {"y": None}),
-                                            Delete("k", "b"))), Context("u", {"role": ["a"]}), 77),
+    m.Commit(
+        7,
+        Transaction("n:1", "n", 3, (Create("k", "a", {"x": 1}), Update("k", "a", {"y": None}), Delete("k", "b"))),
+        Context("u", {"role": ["a"]}),
+        77,
+    ),
     m.Get(8, "k", "a", Context(None, {}), 77),
 ]
-_ENTITY_MESSAGES = [x for x in _TYPED_MESSAGES if x.TYPE not in ("commit", "get")
-                    and not (x.TYPE == "get_result" and x.entity is None)]
+_ENTITY_MESSAGES = [
+    x for x in _TYPED_MESSAGES if x.TYPE not in ("commit", "get") and not (x.TYPE == "get_result" and x.entity is None)
+]
 
 
 @pytest.mark.parametrize("msg", _TYPED_MESSAGES, ids=lambda x: x.TYPE)
@@ -289,13 +345,29 @@ def test_key_order_carries_no_meaning(msg: m.Message) -> None:
 
 def _entity_paths(msg: m.Message) -> list[tuple[str, ...]]:
     """Where `_E` sits in the wire form of each message that carries entities."""
-    return {"notify": [("added", "0")], "ack": [("record", "changes", "0", "4")], "get_result": [("entity",)],
-            "fetch_result": [("entities", "0")], "subscribed": [("results", "0")]}[msg.TYPE]
+    return {
+        "notify": [("added", "0")],
+        "ack": [("record", "changes", "0", "4")],
+        "get_result": [("entity",)],
+        "fetch_result": [("entities", "0")],
+        "subscribed": [("results", "0")],
+    }[msg.TYPE]
 
 
 @pytest.mark.parametrize("msg", _ENTITY_MESSAGES, ids=lambda x: x.TYPE)
-@pytest.mark.parametrize("bad", [["a", {"x": 1}, "extra"], ["a", {"x": "INF"}], ["a", {"id": 1}], ["a", {"": 1}],
-                                 ["a"], ["a", {"x": [1]}], [1, {}]], ids=str)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["a", {"x": 1}, "extra"],
+        ["a", {"x": "INF"}],
+        ["a", {"id": 1}],
+        ["a", {"": 1}],
+        ["a"],
+        ["a", {"x": [1]}],
+        [1, {}],
+    ],
+    ids=str,
+)
 def test_bad_entities_are_malformed_wherever_they_sit(msg: m.Message, bad: list) -> None:
     d = _wire(msg)
     for path in _entity_paths(msg):
@@ -317,9 +389,21 @@ def test_replies_without_clock_read_zero() -> None:
         assert back.clock == 0 and type(back) is type(msg)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("bad", [["c", "k", "a"], ["u", "k", "a", {"id": 1}], ["c", "k", "a", {"": 1}],
-                                 ["c", "", "a", {}], ["d", "k", ""], ["x", "k", "a"], ["d", "k", "a", {}],
-                                 ["u", "k", "a", {"x": {"y": 1}}], ["c", "k", 1, {}]], ids=str)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["c", "k", "a"],
+        ["u", "k", "a", {"id": 1}],
+        ["c", "k", "a", {"": 1}],
+        ["c", "", "a", {}],
+        ["d", "k", ""],
+        ["x", "k", "a"],
+        ["d", "k", "a", {}],
+        ["u", "k", "a", {"x": {"y": 1}}],
+        ["c", "k", 1, {}],
+    ],
+    ids=str,
+)
 def test_bad_ops_are_malformed_naming_the_op(bad: list) -> None:
     d = _wire(_TYPED_MESSAGES[-2])
     d["tx"]["ops"][1] = bad
@@ -343,6 +427,7 @@ def test_nesting_is_decoded_up_to_max_depth_and_refused_beyond(as_list: bool) ->
     """`ctx.data` may hold any JSON; the message nests at most MAX_DEPTH levels (its own object
     is level 1, `ctx` 2, `data` 3). Deeper is malformed, naming the depth, however deep: never
     a RecursionError, whatever the caller's stack."""
+
     def nested(k: int) -> bytes:
         open_, close = (b"[", b"]") if as_list else (b'{"a":', b"}")
         return open_ * k + b"1" + close * k
@@ -358,6 +443,7 @@ def test_nesting_is_decoded_up_to_max_depth_and_refused_beyond(as_list: bool) ->
 def test_nesting_beyond_the_recursion_limit_is_refused_from_a_deep_stack() -> None:
     """From a caller already deep in its stack, msgspec runs out of C stack before the depth
     check: still a ProtocolError, not a RecursionError."""
+
     def at_depth(n: int) -> None:
         if n:
             return at_depth(n - 1)
@@ -370,8 +456,11 @@ def test_nesting_beyond_the_recursion_limit_is_refused_from_a_deep_stack() -> No
 def test_query_expressions_nest_at_most_64_levels() -> None:
     def fetch_with(depth: int) -> bytes:
         where = b'["not",' * depth + b'["cmp","n","=",1]' + b"]" * depth
-        return (b'{"t":"fetch","rid":1,"collection":"a","query":{"where":' + where
-                + b',"order_by":[],"limit":null,"text":null},"ctx":{"user":null,"data":{}},"sent_ns":0}')
+        return (
+            b'{"t":"fetch","rid":1,"collection":"a","query":{"where":'
+            + where
+            + b',"order_by":[],"limit":null,"text":null},"ctx":{"user":null,"data":{}},"sent_ns":0}'
+        )
 
     assert isinstance(codec.decode(fetch_with(63)), m.Fetch)  # 63 nots around a comparison: 64 levels
     for depth in (64, 500, 5000):
@@ -391,10 +480,12 @@ def test_integers_beyond_64_bits_stay_exact_and_are_never_encoded() -> None:
         got = codec.decode(data)
         assert isinstance(got, m.GetResult) and got.entity is not None
         assert got.entity.props["n"] == big and type(got.entity.props["n"]) is int
-    got = codec.decode(_get_with(b"[%d, {\"k\": %d}]" % (big, -big)))
+    got = codec.decode(_get_with(b'[%d, {"k": %d}]' % (big, -big)))
     assert isinstance(got, m.Get) and got.ctx.data["x"] == [big, {"k": -big}]
-    commit = (b'{"t":"commit","rid":1,"tx":{"commit_id":"a","node_id":"b","clock":%d,"ops":[["c","p","x",{"n":%d}]]},'
-              b'"ctx":{"user":null,"data":{}},"sent_ns":%d}' % (big, big, big))
+    commit = (
+        b'{"t":"commit","rid":1,"tx":{"commit_id":"a","node_id":"b","clock":%d,"ops":[["c","p","x",{"n":%d}]]},'
+        b'"ctx":{"user":null,"data":{}},"sent_ns":%d}' % (big, big, big)
+    )
     got = codec.decode(commit)
     assert isinstance(got, m.Commit) and got.tx.clock == big and got.sent_ns == big
     with pytest.raises(ProtocolError, match="64 bits"):

@@ -161,8 +161,9 @@ async def test_a_client_that_does_not_read_is_closed_past_max_pending_bytes() ->
         await good.start()
         good_lq = await good.subscribe("big", "ORDER BY n DESC LIMIT 1", CTX)
         ws = await _raw(server.url)
-        await _send(ws, {"t": "subscribe", "rid": 2, "collection": "big", "query": "ORDER BY n DESC LIMIT 1",
-                         "ctx": _CTX_WIRE})
+        await _send(
+            ws, {"t": "subscribe", "rid": 2, "collection": "big", "query": "ORDER BY n DESC LIMIT 1", "ctx": _CTX_WIRE}
+        )
         assert isinstance(await _reply(ws), m.Subscribed)
         ws.transport.pause_reading()  # the client stops reading; the server's queue for it grows
         blob = "x" * 500_000
@@ -181,8 +182,10 @@ async def test_a_client_that_does_not_read_is_closed_past_max_pending_bytes() ->
                 await asyncio.wait_for(ws.recv(), 10)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1013
         assert "bytes waiting" in info.value.rcvd.reason
-        await wait_until(lambda: bool(good_lq.results) and good_lq.results[0].props["n"] == i,
-                         what="the reading client's notifications")
+        await wait_until(
+            lambda: bool(good_lq.results) and good_lq.results[0].props["n"] == i,
+            what="the reading client's notifications",
+        )
         await wait_until(lambda: durable.stats()["live_queries"] == 1, what="the closed client's live query released")
     finally:
         await good.close()
@@ -197,14 +200,15 @@ async def test_subscriptions_per_connection_are_bounded() -> None:
         ws = await _raw(server.url)
         # sent at once: the bound holds for subscribes that are still being set up
         for rid in range(10, 15):
-            await _send(ws, {"t": "subscribe", "rid": rid, "collection": "c", "query": "ORDER BY n",
-                             "ctx": _CTX_WIRE})
+            await _send(ws, {"t": "subscribe", "rid": rid, "collection": "c", "query": "ORDER BY n", "ctx": _CTX_WIRE})
         replies = [await _reply(ws) for _ in range(5)]
         ok = [r for r in replies if isinstance(r, m.Subscribed)]
         refused = [r for r in replies if isinstance(r, m.Error)]
         assert len(ok) == 3 and len(refused) == 2
-        assert all(r.code == "validation" and "3 live queries" in r.message and "max_subscriptions" in r.message
-                   for r in refused)
+        assert all(
+            r.code == "validation" and "3 live queries" in r.message and "max_subscriptions" in r.message
+            for r in refused
+        )
         assert durable.stats()["live_queries"] == 3
         # the existing ones are unaffected
         await durable.create("c", [{"n": 2}], CTX)
@@ -249,8 +253,11 @@ async def test_an_out_of_range_rid_gets_malformed_and_a_close(rid: int) -> None:
     try:
         for t in ("get", "ping"):
             ws = await _raw(server.url)
-            msg = {"t": "ping", "rid": rid} if t == "ping" else \
-                {"t": "get", "rid": rid, "collection": "c", "id": "x", "ctx": _CTX_WIRE}
+            msg = (
+                {"t": "ping", "rid": rid}
+                if t == "ping"
+                else {"t": "get", "rid": rid, "collection": "c", "id": "x", "ctx": _CTX_WIRE}
+            )
             await _send(ws, msg)
             err = await _reply(ws)
             assert isinstance(err, m.Error) and err.code == "malformed" and err.rid is None, (t, err)
@@ -278,8 +285,17 @@ async def test_a_malformed_request_with_a_readable_rid_names_it_in_the_error() -
         await durable.close()
 
 
-@pytest.mark.parametrize("collection,id", [("../../etc", "p1"), ("pets", "../../etc"), ("pets", "a\x00b"),
-                                          ("pets", "x" * 129), ("a/b", "p1"), ("pets", " p1")])
+@pytest.mark.parametrize(
+    "collection,id",
+    [
+        ("../../etc", "p1"),
+        ("pets", "../../etc"),
+        ("pets", "a\x00b"),
+        ("pets", "x" * 129),
+        ("a/b", "p1"),
+        ("pets", " p1"),
+    ],
+)
 async def test_ids_and_collections_outside_the_wire_syntax_are_refused(collection: str, id: str) -> None:
     durable, server = await _memory_server()
     try:
@@ -307,23 +323,30 @@ async def test_ids_and_collections_outside_the_wire_syntax_are_refused(collectio
 
 
 def test_loam_serve_port_out_of_range_is_an_argparse_error() -> None:
-    r = subprocess.run([sys.executable, "-m", "loam", "serve", "--storage", "memory", "--port", "99999"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "loam", "serve", "--storage", "memory", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == "python -m loam serve: error: --port must be in 0..65535, got 99999"
 
 
-@pytest.mark.parametrize("args,flag", [
-    (["--max-message-size", "-5"], "--max-message-size"),
-    (["--max-message-size", "0"], "--max-message-size"),
-    (["--max-pending", "0"], "--max-pending"),
-    (["--max-pending-bytes", "4095"], "--max-pending-bytes"),
-    (["--max-message-size", "2000000", "--max-pending-bytes", "1999999"], "--max-pending-bytes"),
-    (["--max-subscriptions", "0"], "--max-subscriptions"),
-    (["--pool-size", "0"], "--pool-size"),
-    (["--port", "-1"], "--port"),
-])
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--max-message-size", "-5"], "--max-message-size"),
+        (["--max-message-size", "0"], "--max-message-size"),
+        (["--max-pending", "0"], "--max-pending"),
+        (["--max-pending-bytes", "4095"], "--max-pending-bytes"),
+        (["--max-message-size", "2000000", "--max-pending-bytes", "1999999"], "--max-pending-bytes"),
+        (["--max-subscriptions", "0"], "--max-subscriptions"),
+        (["--pool-size", "0"], "--pool-size"),
+        (["--port", "-1"], "--port"),
+    ],
+)
 def test_loam_serve_numeric_flags_are_checked(args: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     from loam.cli_serve import main
 

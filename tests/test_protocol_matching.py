@@ -69,8 +69,13 @@ async def test_disconnect_fails_every_pending_request() -> None:
 
 async def test_error_replies_become_local_exceptions() -> None:
     p = PendingRequests()
-    cases = [("validation", ValidationError), ("denied", PolicyDenied), ("query", QueryError),
-             ("malformed", ProtocolError), ("internal", RemoteError)]
+    cases = [
+        ("validation", ValidationError),
+        ("denied", PolicyDenied),
+        ("query", QueryError),
+        ("malformed", ProtocolError),
+        ("internal", RemoteError),
+    ]
     for code, exc_type in cases:
         rid, fut = p.new("get")
         p.resolve(m.Error(rid, code, f"boom {code}"))

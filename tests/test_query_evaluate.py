@@ -303,7 +303,11 @@ _exprs = st.recursive(
     max_leaves=6,
 )
 _entities = st.lists(
-    st.builds(Entity, st.text(alphabet="abcAB😀", min_size=1, max_size=3), st.dictionaries(st.sampled_from(["a", "b"]), _values)),
+    st.builds(
+        Entity,
+        st.text(alphabet="abcAB😀", min_size=1, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b"]), _values),
+    ),
     unique_by=lambda e: e.id,
     max_size=12,
 )
@@ -345,8 +349,10 @@ def test_run_query_matches_reference(expr, entities, order_by, limit, after_inde
     pred = compile_predicate(expr)
     for e in entities:
         assert pred(e) == reference_matches(expr, e)
-    expected = sorted((e for e in entities if reference_matches(expr, e)), key=functools.cmp_to_key(
-        lambda a, b: reference_order(order_by, a, b)))
+    expected = sorted(
+        (e for e in entities if reference_matches(expr, e)),
+        key=functools.cmp_to_key(lambda a, b: reference_order(order_by, a, b)),
+    )
     after = None
     if after_index is not None and entities:
         after = entities[after_index % len(entities)]

@@ -269,7 +269,18 @@ def fmt_name(name: str) -> str:
     import re
 
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name.upper() not in {
-        "AND", "OR", "NOT", "IN", "ORDER", "BY", "ASC", "DESC", "LIMIT", "TRUE", "FALSE", "NULL"
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "ORDER",
+        "BY",
+        "ASC",
+        "DESC",
+        "LIMIT",
+        "TRUE",
+        "FALSE",
+        "NULL",
     }:
         return name
     return '"' + name.replace("\\", "\\\\").replace('"', '""') + '"'

@@ -160,13 +160,15 @@ def test_documented_example(conn: psycopg.Connection) -> None:
 
 def test_indexes_can_serve_the_compiled_shapes(conn: psycopg.Connection) -> None:
     """The documented index shapes are matched by the planner (no timing, just the plan)."""
-    conn.execute("CREATE TEMP TABLE ix (id text COLLATE \"C\" PRIMARY KEY, doc jsonb NOT NULL)")
+    conn.execute('CREATE TEMP TABLE ix (id text COLLATE "C" PRIMARY KEY, doc jsonb NOT NULL)')
     try:
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO ix VALUES (%s, %s)",
-                [(f"e{i:05d}", Jsonb({"year": 1900 + i % 120, "name": f"n{i}", "genre": f"g{i % 50}"}))
-                 for i in range(3000)],
+                [
+                    (f"e{i:05d}", Jsonb({"year": 1900 + i % 120, "name": f"n{i}", "genre": f"g{i % 50}"}))
+                    for i in range(3000)
+                ],
             )
         conn.execute("CREATE INDEX ix_gin ON ix USING gin (doc jsonb_path_ops)")
         conn.execute("CREATE INDEX ix_year ON ix ((doc -> 'year'))")

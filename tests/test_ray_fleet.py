@@ -35,10 +35,13 @@ TIMEOUT_S = 20.0
 @pytest.fixture(scope="module")
 def loam_url(ray_cluster_2: RayCluster) -> Iterator[str]:  # noqa: F811
     """A durable loam node on the bridge address, so actors in both namespaces reach it."""
-    proc = subprocess.Popen([sys.executable, "-m", "loam", "serve", "--storage", "memory",
-                             "--host", ray_cluster_2.root_ip, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loam", "serve", "--storage", "memory", "--host", ray_cluster_2.root_ip, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode().strip()  # "loam serving on ws://host:port"
@@ -82,8 +85,10 @@ async def test_ray_fleet_on_two_nodes(ray_cluster_2: RayCluster, loam_url: str) 
         for c in clocks:
             assert c["boot_id"] == here and c["same_host"] and c["offset_ns"] == 0, c
             assert abs(c["estimate_ns"]) <= c["bound_ns"], c
-        print(f"\nstart {started_s:.2f} s; clocks (ns): "
-              + "; ".join(f"{c['node']} rtt {c['rtt_ns']} est {c['estimate_ns']} ±{c['bound_ns']}" for c in clocks))
+        print(
+            f"\nstart {started_s:.2f} s; clocks (ns): "
+            + "; ".join(f"{c['node']} rtt {c['rtt_ns']} est {c['estimate_ns']} ±{c['bound_ns']}" for c in clocks)
+        )
 
         opened = await fleet.open(CONNECTIONS, 50)
         assert (opened["open"], opened["failures"]) == (CONNECTIONS, 0), opened["errors"]
@@ -162,27 +167,42 @@ def test_min_rtt_offset() -> None:
     assert min_rtt_offset([(0, 900, 1000), (2000, 2150, 2200), (3000, 3600, 4000)]) == (50, 100, 200)
 
 
-async def test_a_sprout_run_places_its_clients_on_the_ray_cluster(ray_cluster_2: RayCluster,  # noqa: F811
-                                                                  tmp_path: Path) -> None:
+async def test_a_sprout_run_places_its_clients_on_the_ray_cluster(
+    ray_cluster_2: RayCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """`runner.placement: {engine: ray}` end to end: the durable node in its own `loam serve`
     process on the bridge address, the realtime phases' connections on Ray actors on both
     nodes; the report says where everything ran."""
     from sprout_harness.config import config_from_dict
     from sprout_harness.topology.runner import run
 
-    cfg = config_from_dict({
-        "name": "ray-placement", "stack": {"name": "loam", "params": {
-            "durable_process": True, "server_host": ray_cluster_2.root_ip}},
-        "storage": {"engine": "memory"}, "datasets": {"pets": 300, "albums": 0},
-        "runner": {"placement": {"engine": "ray", "address": ray_cluster_2.address, "workers": 4}},
-        "workload": {"connector": "websocket", "processes": 2},
-        "phases": [
-            {"name": "connection-scaling", "params": {"connections": 40, "steps": 2, "commits_per_step": 3,
-                                                      "commit_interval_ms": 5}},
-            {"name": "filtered-subscriptions", "params": {"subscriptions": 16, "connections": 8,
-                                                          "match_fraction": 0.25, "commits": 12,
-                                                          "baseline_commits": 4}},
-        ]})
+    cfg = config_from_dict(
+        {
+            "name": "ray-placement",
+            "stack": {"name": "loam", "params": {"durable_process": True, "server_host": ray_cluster_2.root_ip}},
+            "storage": {"engine": "memory"},
+            "datasets": {"pets": 300, "albums": 0},
+            "runner": {"placement": {"engine": "ray", "address": ray_cluster_2.address, "workers": 4}},
+            "workload": {"connector": "websocket", "processes": 2},
+            "phases": [
+                {
+                    "name": "connection-scaling",
+                    "params": {"connections": 40, "steps": 2, "commits_per_step": 3, "commit_interval_ms": 5},
+                },
+                {
+                    "name": "filtered-subscriptions",
+                    "params": {
+                        "subscriptions": 16,
+                        "connections": 8,
+                        "match_fraction": 0.25,
+                        "commits": 12,
+                        "baseline_commits": 4,
+                    },
+                },
+            ],
+        }
+    )
     result = await run(cfg, json_path=tmp_path / "r.json")
     assert result.status == "ok", (result.reason, [(p.name, p.status, p.reason) for p in result.phases])
     for ph in result.phases:
@@ -203,8 +223,10 @@ def test_placement_is_checked_before_the_run() -> None:
     for placement, expected in [
         ({"engine": "ray"}, "runner.placement.address: the Ray cluster's head, HOST:PORT"),
         ({"engine": "ray", "address": "nowhere"}, "runner.placement.address: got 'nowhere'; write HOST:PORT"),
-        ({"engine": "ray", "address": f"127.0.0.1:{port}"}, f"runner.placement.address: no Ray cluster answers at "
-                                                             f"127.0.0.1:{port}"),
+        (
+            {"engine": "ray", "address": f"127.0.0.1:{port}"},
+            f"runner.placement.address: no Ray cluster answers at 127.0.0.1:{port}",
+        ),
         ({"engine": "kubernetes"}, "runner.placement.engine: got 'kubernetes'; allowed: local, ray"),
         ({"engine": "local", "address": "x:1"}, "runner.placement.address: only the ray engine takes an address"),
         ({"engine": "ray", "workers": -1}, "runner.placement.workers: got -1"),

@@ -15,11 +15,17 @@ from sprout_harness.topology.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "datasets.albums=240", "datasets.pets=240",
-    "phases.create.params.count=90", "phases.create.params.batch_size=30",
-    "phases.fetch.params.get_ops=60", "phases.fetch.params.fetch_ops=30",
-    "phases.live-limit.params.ops=16", "phases.live-limit.params.subscribers=2",
-    "phases.writers.params.ops=90", "phases.churn.params.subscribers=3", "phases.churn.params.cycles=2",
+    "datasets.albums=240",
+    "datasets.pets=240",
+    "phases.create.params.count=90",
+    "phases.create.params.batch_size=30",
+    "phases.fetch.params.get_ops=60",
+    "phases.fetch.params.fetch_ops=30",
+    "phases.live-limit.params.ops=16",
+    "phases.live-limit.params.subscribers=2",
+    "phases.writers.params.ops=90",
+    "phases.churn.params.subscribers=3",
+    "phases.churn.params.cycles=2",
     "topology.ephemeral=2",
 ]
 

@@ -28,8 +28,11 @@ def _agree(q: QuerySpec, docs: list[Doc]) -> None:
         assert sorted(_ids(ours)) == sorted(e.id for e in theirs), q.text
 
 
-@given(seed=st.integers(0, 10_000), kind=st.sampled_from(datasets.kinds()),
-       family=st.sampled_from(sorted(predicates.FAMILIES)))
+@given(
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(datasets.kinds()),
+    family=st.sampled_from(sorted(predicates.FAMILIES)),
+)
 def test_generated_queries_agree(seed, kind, family):
     rows = datasets.build(kind, 150, seed)
     docs = [Doc(f"{i:04d}-{seed}", r) for i, r in enumerate(rows)]
@@ -38,28 +41,46 @@ def test_generated_queries_agree(seed, kind, family):
         _agree(q, docs)
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-5, 5, allow_nan=False),
-                    st.sampled_from(["", "a", "b", "5"]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(-5, 5, allow_nan=False),
+    st.sampled_from(["", "a", "b", "5"]),
+)
 
 
-@given(values=st.lists(scalars, min_size=1, max_size=25), probe=scalars,
-       op=st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), desc=st.booleans())
+@given(
+    values=st.lists(scalars, min_size=1, max_size=25),
+    probe=scalars,
+    op=st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+    desc=st.booleans(),
+)
 def test_mixed_types_and_nulls_follow_one_total_order(values, probe, op, desc):
     docs = [Doc(f"id{i:03d}", {"v": v} if i % 4 else {}) for i, v in enumerate(values)]  # some lack `v`
-    for q in (QuerySpec(Cond("v", op, probe), order_by=(Order("v", desc),), limit=7),
-              QuerySpec(Not(InList("v", (probe, 1))), order_by=(Order("v", desc),)),
-              QuerySpec(AnyOf((Cond("v", op, probe), AllOf((Cond("id", ">", "id005"), Cond("v", "=", None))))))):
+    for q in (
+        QuerySpec(Cond("v", op, probe), order_by=(Order("v", desc),), limit=7),
+        QuerySpec(Not(InList("v", (probe, 1))), order_by=(Order("v", desc),)),
+        QuerySpec(AnyOf((Cond("v", op, probe), AllOf((Cond("id", ">", "id005"), Cond("v", "=", None)))))),
+    ):
         _agree(q, docs)
 
 
 def test_text_rendering_is_readable():
-    q = QuerySpec(AllOf((Cond("genre", "=", "it's"), AnyOf((Cond("year", ">=", 1990), InList("label", ("a", "b")))))),
-                  order_by=(Order("rating", True),), limit=10)
+    q = QuerySpec(
+        AllOf((Cond("genre", "=", "it's"), AnyOf((Cond("year", ">=", 1990), InList("label", ("a", "b")))))),
+        order_by=(Order("rating", True),),
+        limit=10,
+    )
     assert q.text == "where genre = 'it''s' and (year >= 1990 or label in ('a', 'b')) order by rating desc limit 10"
 
 
-@given(seed=st.integers(0, 10_000), desc=st.booleans(), limit=st.integers(1, 12),
-       ops=st.lists(st.tuples(st.integers(0, 39), st.one_of(st.none(), scalars)), max_size=60))
+@given(
+    seed=st.integers(0, 10_000),
+    desc=st.booleans(),
+    limit=st.integers(1, 12),
+    ops=st.lists(st.tuples(st.integers(0, 39), st.one_of(st.none(), scalars)), max_size=60),
+)
 def test_ordered_result_follows_writes_like_a_fresh_evaluation(seed, desc, limit, ops):
     """OrderedResult (the live-limit workload's incremental expected window) gives exactly
     what evaluate gives after every put / remove, ties and mixed types included."""

@@ -141,8 +141,11 @@ def test_every_report_file_gets_the_mode_open_would_give(tmp_path: Path, umask: 
     run = make_run()
     old = os.umask(umask)
     try:
-        written = [json_report.write(run, tmp_path / "r.json"), gab.write(run, tmp_path / "g.json"),
-                   html.write_html(run, tmp_path / "r.html")]
+        written = [
+            json_report.write(run, tmp_path / "r.json"),
+            gab.write(run, tmp_path / "g.json"),
+            html.write_html(run, tmp_path / "r.html"),
+        ]
         (tmp_path / "plain").write_text("x")
     finally:
         os.umask(old)

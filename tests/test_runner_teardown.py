@@ -84,7 +84,9 @@ async def test_phase_error_is_reported_and_everything_is_torn_down(tmp_path):
             return c
 
     Tracking.closed_clients = []
-    cfg = _cfg([{"name": "create", "params": {"count": 10}}, {"name": "fetch"}, {"name": "writers", "params": {"ops": 10}}])
+    cfg = _cfg(
+        [{"name": "create", "params": {"count": 10}}, {"name": "fetch"}, {"name": "writers", "params": {"ops": 10}}]
+    )
     result = await run(cfg, factory=Boom, json_path=tmp_path / "r.json", gab_path=tmp_path / "g.json")
     assert [p.status for p in result.phases] == ["ok", "error", "ok"]  # one broken phase does not stop the run
     assert "disk on fire" in result.phases[1].reason
@@ -134,9 +136,13 @@ async def test_cancellation_mid_phase_tears_down_and_writes_a_cancelled_report(t
             return c
 
     Tracking.closed_clients = []
-    cfg = _cfg([{"name": "create", "params": {"count": 10}},
-                {"name": "writers", "target": "durable", "params": {"ops": 100000}},
-                {"name": "fetch"}])
+    cfg = _cfg(
+        [
+            {"name": "create", "params": {"count": 10}},
+            {"name": "writers", "target": "durable", "params": {"ops": 100000}},
+            {"name": "fetch"},
+        ]
+    )
     task = asyncio.ensure_future(run(cfg, factory=Slow, json_path=tmp_path / "r.json"))
     await asyncio.wait_for(started.wait(), 30)
     task.cancel()
@@ -162,10 +168,15 @@ def _port_open(port: int) -> bool:
 
 
 async def test_real_loam_on_websocket_is_torn_down_after_cancellation(own_tmp, tmp_path):
-    cfg = load_config(ROOT / "configs" / "leveldb-ephemeral.yaml", [
-        "datasets.albums=200", "datasets.pets=200", "topology.connector=websocket",
-        "phases=[{name: writers, target: ephemeral, params: {ops: 1000000}}]",
-    ])
+    cfg = load_config(
+        ROOT / "configs" / "leveldb-ephemeral.yaml",
+        [
+            "datasets.albums=200",
+            "datasets.pets=200",
+            "topology.connector=websocket",
+            "phases=[{name: writers, target: ephemeral, params: {ops: 1000000}}]",
+        ],
+    )
     runner = Runner(cfg, json_path=tmp_path / "r.json")
     task = asyncio.ensure_future(runner.run())
     for _ in range(2000):  # wait until the phase is running (a condition, not a fixed sleep)
@@ -202,16 +213,37 @@ def _processes_mentioning(text: str) -> list[str]:
 @pytest.mark.postgres
 @pytest.mark.parametrize("config", ["leveldb-local", "postgres-pool"])
 def test_ctrl_c_on_the_cli_stops_everything_and_writes_the_partial_report(tmp_path, own_tmp, config):
-    if config == "postgres-pool" and shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+    if (
+        config == "postgres-pool"
+        and shutil.which("initdb") is None
+        and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    ):
         pytest.fail("PostgreSQL server binaries are needed: apt-get install postgresql (or set SPROUT_PG_DSN)")
     env = {**os.environ, "TMPDIR": str(own_tmp)}
     env.pop("SPROUT_PG_DSN", None)  # exercise the throwaway cluster and its teardown
     report = tmp_path / "partial.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sprout_harness", "run", config, "--verbose", "--json", str(report),
-         "--set", "datasets.albums=300", "--set", "datasets.pets=300",
-         "--set", "phases=[{name: create, params: {count: 100}}, {name: writers, params: {ops: 10000000}}]"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sprout_harness",
+            "run",
+            config,
+            "--verbose",
+            "--json",
+            str(report),
+            "--set",
+            "datasets.albums=300",
+            "--set",
+            "datasets.pets=300",
+            "--set",
+            "phases=[{name: create, params: {count: 100}}, {name: writers, params: {ops: 10000000}}]",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         seen = []
@@ -239,10 +271,27 @@ def test_ctrl_c_on_the_cli_stops_everything_and_writes_the_partial_report(tmp_pa
 def test_sigterm_on_the_cli_is_a_graceful_stop(tmp_path, own_tmp):
     report = tmp_path / "partial.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sprout_harness", "run", "leveldb-local", "--verbose", "--json", str(report),
-         "--set", "datasets.albums=200", "--set", "datasets.pets=200",
-         "--set", "phases=[{name: writers, params: {ops: 10000000}}]"],
-        cwd=ROOT, env={**os.environ, "TMPDIR": str(own_tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sprout_harness",
+            "run",
+            "leveldb-local",
+            "--verbose",
+            "--json",
+            str(report),
+            "--set",
+            "datasets.albums=200",
+            "--set",
+            "datasets.pets=200",
+            "--set",
+            "phases=[{name: writers, params: {ops: 10000000}}]",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(own_tmp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for line in proc.stderr:
@@ -274,6 +323,7 @@ def sigint_guard():
 
 def _sigint_when(condition, timeout_s: float = 30.0) -> threading.Thread:
     """A thread that sends this process SIGINT once `condition()` holds (Ctrl+C from outside)."""
+
     def watch() -> None:
         deadline = time.monotonic() + timeout_s
         while not condition() and time.monotonic() < deadline:

@@ -22,8 +22,14 @@ from sprout_harness.workloads.loadphase import EXISTS, History
 from support.scenarios import ROOT, all_reports, assert_ok, assert_phase_figures
 from support.stacks import DictClient, DictStack, Store
 
-YCSB_OPS = {"a": ["read", "update"], "b": ["read", "update"], "c": ["read"], "d": ["read", "insert"],
-            "e": ["scan", "insert"], "f": ["read", "readmodifywrite"]}
+YCSB_OPS = {
+    "a": ["read", "update"],
+    "b": ["read", "update"],
+    "c": ["read"],
+    "d": ["read", "insert"],
+    "e": ["scan", "insert"],
+    "f": ["read", "readmodifywrite"],
+}
 LOAD_COUNTERS = ["ops_issued", "ops_late", "ops_dropped", "achieved_rate_ops_s", "final_entities"]
 TINY_LOAD = ["workload.duration_s=0", "workload.warmup_s=0", "workload.ramp_up_s=0"]
 
@@ -36,8 +42,11 @@ def _tiny_ycsb(ops: int = 150) -> list[str]:
 
 
 async def test_crud_presets_on_leveldb_pass_and_reach_every_report(tmp_path):
-    cfg = load_config(ROOT / "configs" / "crud-leveldb.yaml",
-                      [*TINY_LOAD, "workload.operations=300", "datasets.pets=200"], check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "crud-leveldb.yaml",
+        [*TINY_LOAD, "workload.operations=300", "datasets.pets=200"],
+        check_stack=True,
+    )
     result = await run(cfg)
     assert_ok(result)
     assert [p.name for p in result.phases] == ["crud-write-heavy", "crud-read-heavy", "crud-balanced"]
@@ -59,17 +68,27 @@ async def test_mixes_through_an_ephemeral_over_websocket():
     connector delays), reads are judged as on the durable node, and the final state is read
     from the durable node: 9,000 pets (~1.5 MB) are more than one protocol message (1 MiB) carries."""
     ephemeral = ["topology.ephemeral=1", "topology.connector=websocket"]
-    cfg = load_config(ROOT / "configs" / "crud-leveldb.yaml",
-                      [*TINY_LOAD, *ephemeral, "workload.operations=300", "datasets.pets=9000",
-                       *(f"phases.{i}.target=ephemeral" for i in range(3))], check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "crud-leveldb.yaml",
+        [
+            *TINY_LOAD,
+            *ephemeral,
+            "workload.operations=300",
+            "datasets.pets=9000",
+            *(f"phases.{i}.target=ephemeral" for i in range(3)),
+        ],
+        check_stack=True,
+    )
     result = await run(cfg)
     assert_ok(result)
     for p in result.phases:
         assert {"to_durable.commit", "to_durable.get", "to_ephemeral.get_result"} <= set(p.connector_delays), p.name
         assert p.counters["reads_checked"] > 0 and p.counters["final_entities"] >= 8900
-    cfg = load_config(ROOT / "configs" / "ycsb-leveldb.yaml",
-                      [*_tiny_ycsb(), *ephemeral, "phases.0.target=ephemeral", "phases.4.target=ephemeral"],
-                      check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "ycsb-leveldb.yaml",
+        [*_tiny_ycsb(), *ephemeral, "phases.0.target=ephemeral", "phases.4.target=ephemeral"],
+        check_stack=True,
+    )
     cfg.phases = [cfg.phases[0], cfg.phases[4]]  # a (load, read, update) and e (scans, inserts)
     result = await run(cfg)
     assert_ok(result)
@@ -96,10 +115,17 @@ async def test_all_six_ycsb_workloads_on_leveldb(tmp_path):
 
 
 async def test_open_loop_reference_config_on_leveldb(tmp_path):
-    cfg = load_config(ROOT / "configs" / "open-loop-leveldb.yaml",
-                      [*TINY_LOAD, "workload.operations=200", "datasets.pets=200",
-                       "phases.ycsb-a.params.record_count=200", "phases.ycsb-e.params.max_scan_length=10"],
-                      check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "open-loop-leveldb.yaml",
+        [
+            *TINY_LOAD,
+            "workload.operations=200",
+            "datasets.pets=200",
+            "phases.ycsb-a.params.record_count=200",
+            "phases.ycsb-e.params.max_scan_length=10",
+        ],
+        check_stack=True,
+    )
     result = await run(cfg)
     assert_ok(result)
     reports = all_reports(result, tmp_path)
@@ -113,8 +139,9 @@ async def test_open_loop_reference_config_on_leveldb(tmp_path):
 
 @pytest.mark.postgres
 async def test_ycsb_on_postgres(pg_database, tmp_path):
-    cfg = load_config(ROOT / "configs" / "ycsb-postgres.yaml", [*_tiny_ycsb(120), f"storage.dsn={pg_database}"],
-                      check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "ycsb-postgres.yaml", [*_tiny_ycsb(120), f"storage.dsn={pg_database}"], check_stack=True
+    )
     result = await run(cfg)
     assert_ok(result)
     assert result.metadata.storage["engine"] == "postgres"
@@ -126,11 +153,27 @@ async def test_ycsb_on_postgres(pg_database, tmp_path):
 @pytest.mark.postgres
 async def test_crud_open_loop_on_postgres_with_concurrent_writes(pg_database):
     """Blocking engine: operations overlap for real, so reads may race writes to the same id."""
-    cfg = config_from_dict({"stack": {"name": "loam"},
-        "name": "crud-pg", "storage": {"engine": "postgres", "dsn": pg_database}, "datasets": {"albums": 0, "pets": 60},
-        "phases": [{"name": "crud", "params": {"operations": 400, "workers": 8, "key_distribution": "zipfian",
-                                               "preset": "balanced", "rate": 2000, "arrival": "poisson"}}],
-    })
+    cfg = config_from_dict(
+        {
+            "stack": {"name": "loam"},
+            "name": "crud-pg",
+            "storage": {"engine": "postgres", "dsn": pg_database},
+            "datasets": {"albums": 0, "pets": 60},
+            "phases": [
+                {
+                    "name": "crud",
+                    "params": {
+                        "operations": 400,
+                        "workers": 8,
+                        "key_distribution": "zipfian",
+                        "preset": "balanced",
+                        "rate": 2000,
+                        "arrival": "poisson",
+                    },
+                }
+            ],
+        }
+    )
     result = await run(cfg)
     assert_ok(result)
     p = result.phases[0]
@@ -142,14 +185,26 @@ async def test_crud_open_loop_on_postgres_with_concurrent_writes(pg_database):
 
 
 def _dict_cfg(phases, **extra):
-    return config_from_dict({"name": "dict-mixes", "stack": {"name": "dict"}, "storage": {"engine": "dict"},
-                             "datasets": {"albums": 0, "pets": 150}, "phases": phases, **extra})
+    return config_from_dict(
+        {
+            "name": "dict-mixes",
+            "stack": {"name": "dict"},
+            "storage": {"engine": "dict"},
+            "datasets": {"albums": 0, "pets": 150},
+            "phases": phases,
+            **extra,
+        }
+    )
 
 
 async def test_mixes_suite_runs_on_a_stack_that_is_not_loam():
     cfg = _dict_cfg([], suite="mixes", workload={"operations": 200, "record_count": 150, "max_scan_length": 15})
-    assert [p.title for p in cfg.phases] == ["crud-write-heavy", "crud-read-heavy", "crud-balanced",
-                                             *(f"ycsb-{w}@durable" for w in "abcdef")]
+    assert [p.title for p in cfg.phases] == [
+        "crud-write-heavy",
+        "crud-read-heavy",
+        "crud-balanced",
+        *(f"ycsb-{w}@durable" for w in "abcdef"),
+    ]
     result = await run(cfg, factory=DictStack)
     assert_ok(result)
     # DictStack's update of a deleted id raises: the race with a delete is accounted, not an error
@@ -198,12 +253,16 @@ class CountingStack(DictStack):
         return CountingStack.ephemerals[-1]
 
 
-@pytest.mark.parametrize("phase,params", [("crud", {"operations": 300, "preset": "balanced"}),
-                                          ("ycsb-a", {"operations": 300, "record_count": 100})])
+@pytest.mark.parametrize(
+    "phase,params",
+    [("crud", {"operations": 300, "preset": "balanced"}), ("ycsb-a", {"operations": 300, "record_count": 100})],
+)
 async def test_mixes_through_ephemerals_use_every_ephemeral_of_the_group(phase, params):
     CountingStack.ephemerals, CountingStack.durables = [], []
-    cfg = _dict_cfg([{"name": phase, "target": "ephemeral", "params": params}],
-                    topology={"durable": 1, "ephemeral": 3, "connector": "direct"})
+    cfg = _dict_cfg(
+        [{"name": phase, "target": "ephemeral", "params": params}],
+        topology={"durable": 1, "ephemeral": 3, "connector": "direct"},
+    )
     result = await run(cfg, factory=CountingStack)
     assert_ok(result)
     served = [c.ops for c in CountingStack.ephemerals]
@@ -213,15 +272,22 @@ async def test_mixes_through_ephemerals_use_every_ephemeral_of_the_group(phase, 
 
 
 @pytest.mark.parametrize("target", ["durable", "ephemeral"])
-@pytest.mark.parametrize("phase,params", [("crud", {"operations": 400, "preset": "balanced"}),
-                                          ("ycsb-a", {"operations": 400, "record_count": 60}),
-                                          ("ycsb-e", {"operations": 400, "record_count": 60, "max_scan_length": 10})])
+@pytest.mark.parametrize(
+    "phase,params",
+    [
+        ("crud", {"operations": 400, "preset": "balanced"}),
+        ("ycsb-a", {"operations": 400, "record_count": 60}),
+        ("ycsb-e", {"operations": 400, "record_count": 60, "max_scan_length": 10}),
+    ],
+)
 async def test_mixes_drive_every_durable_group(target, phase, params):
     """Two groups: each gets its share of the operations, on its own ids, and each group's
     final state is checked against its own history."""
     CountingStack.ephemerals, CountingStack.durables = [], []
-    cfg = _dict_cfg([{"name": phase, "target": target, "params": params}],
-                    topology={"durable": 2, "ephemeral": 4, "connector": "direct"})
+    cfg = _dict_cfg(
+        [{"name": phase, "target": target, "params": params}],
+        topology={"durable": 2, "ephemeral": 4, "connector": "direct"},
+    )
     result = await run(cfg, factory=CountingStack)
     assert_ok(result)
     p = result.phases[0]
@@ -259,7 +325,9 @@ class LosingStack(DictStack):
 
 @pytest.mark.parametrize("phase", ["crud", "ycsb-a"])
 async def test_a_lost_update_fails_the_mix(phase):
-    params = {"operations": 300, "record_count": 100} if phase == "ycsb-a" else {"operations": 300, "preset": "write-heavy"}
+    params = (
+        {"operations": 300, "record_count": 100} if phase == "ycsb-a" else {"operations": 300, "preset": "write-heavy"}
+    )
     result = await run(_dict_cfg([{"name": phase, "params": params}]), factory=LosingStack)
     p = result.phases[0]
     assert p.status == "failed", p.reason
@@ -286,8 +354,9 @@ class StaleStack(DictStack):
 
 
 async def test_a_stale_read_fails_the_mix():
-    result = await run(_dict_cfg([{"name": "ycsb-a", "params": {"operations": 400, "record_count": 50}}]),
-                       factory=StaleStack)
+    result = await run(
+        _dict_cfg([{"name": "ycsb-a", "params": {"operations": 400, "record_count": 50}}]), factory=StaleStack
+    )
     p = result.phases[0]
     assert p.status == "failed"
     assert "every read returned the value of an acknowledged" in p.reason
@@ -349,16 +418,23 @@ async def test_open_loop_drops_what_exceeds_max_outstanding():
 # --- knobs, catalog, CLI ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params, path, words", [
-    ({"rate": 0}, "phases[0].params.rate", ["must be > 0"]),
-    ({"arrival": "bursty"}, "phases[0].params.arrival", ["fixed, poisson"]),
-    ({"operations": 0}, "phases[0].params.operations", ["duration_s"]),
-    ({"preset": "custom"}, "phases[0].params.weights", ["needs weights"]),
-    ({"weights": {"read": 1}}, "phases[0].params.weights", ["preset custom"]),
-    ({"preset": "custom", "weights": {"scan": 1}}, "phases[0].params.weights.scan", ["create, read, update, delete"]),
-    ({"preset": "heavy"}, "phases[0].params.preset", ["write-heavy, read-heavy, balanced, custom"]),
-    ({"workers": 0}, "phases[0].params.workers", [">= 1"]),
-])
+@pytest.mark.parametrize(
+    "params, path, words",
+    [
+        ({"rate": 0}, "phases[0].params.rate", ["must be > 0"]),
+        ({"arrival": "bursty"}, "phases[0].params.arrival", ["fixed, poisson"]),
+        ({"operations": 0}, "phases[0].params.operations", ["duration_s"]),
+        ({"preset": "custom"}, "phases[0].params.weights", ["needs weights"]),
+        ({"weights": {"read": 1}}, "phases[0].params.weights", ["preset custom"]),
+        (
+            {"preset": "custom", "weights": {"scan": 1}},
+            "phases[0].params.weights.scan",
+            ["create, read, update, delete"],
+        ),
+        ({"preset": "heavy"}, "phases[0].params.preset", ["write-heavy, read-heavy, balanced, custom"]),
+        ({"workers": 0}, "phases[0].params.workers", [">= 1"]),
+    ],
+)
 def test_crud_knobs_are_validated(params, path, words):
     with pytest.raises(ConfigError) as exc:
         config_from_dict({"stack": {"name": "loam"}, "phases": [{"name": "crud", "params": params}]})
@@ -368,7 +444,9 @@ def test_crud_knobs_are_validated(params, path, words):
 
 def test_ycsb_needs_its_own_collection():
     with pytest.raises(ConfigError, match=r"phases\[0\].params.collection: got 'albums', a dataset kind"):
-        config_from_dict({"stack": {"name": "loam"}, "phases": [{"name": "ycsb-b", "params": {"collection": "albums"}}]})
+        config_from_dict(
+            {"stack": {"name": "loam"}, "phases": [{"name": "ycsb-b", "params": {"collection": "albums"}}]}
+        )
 
 
 def test_sprout_list_shows_the_mixes_with_their_knobs():
@@ -441,6 +519,15 @@ def test_every_mix_knob_is_documented():
     for name in ("crud", *(f"ycsb-{w}" for w in "abcdef")):
         for knob, _, _ in catalog.knob_docs(catalog.get_phase(name)):
             assert f"| `{knob}` |" in workloads, (name, knob)
-    for knob in ("workers", "operations", "duration_s", "warmup_s", "ramp_up_s", "rate", "arrival",
-                 "late_tolerance_ms", "max_outstanding"):
+    for knob in (
+        "workers",
+        "operations",
+        "duration_s",
+        "warmup_s",
+        "ramp_up_s",
+        "rate",
+        "arrival",
+        "late_tolerance_ms",
+        "max_outstanding",
+    ):
         assert f"| `{knob}` |" in configuration, knob

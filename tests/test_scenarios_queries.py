@@ -24,10 +24,16 @@ TYPES = {
     "query-paginated": ["page_by_id", "page_by_field"],
     "query-large": ["range", "in", "sorted", "all"],
 }
-TINY = ["datasets.albums=400", "phases.query-simple.params.queries=30", "phases.query-complex.params.queries=30",
-        "phases.query-sorted.params.queries=30", "phases.query-paginated.params.queries=10",
-        "phases.query-paginated.params.page_size=20", "phases.query-large.params.queries=8",
-        "phases.query-large.params.min_rows=250"]
+TINY = [
+    "datasets.albums=400",
+    "phases.query-simple.params.queries=30",
+    "phases.query-complex.params.queries=30",
+    "phases.query-sorted.params.queries=30",
+    "phases.query-paginated.params.queries=10",
+    "phases.query-paginated.params.page_size=20",
+    "phases.query-large.params.queries=8",
+    "phases.query-large.params.min_rows=250",
+]
 
 
 def _check_all(result, tmp_path) -> None:
@@ -52,16 +58,25 @@ async def test_query_scenarios_on_leveldb(tmp_path):
 
 @pytest.mark.postgres
 async def test_query_scenarios_on_postgres(pg_database, tmp_path):
-    cfg = load_config(ROOT / "configs" / "queries-postgres.yaml", [*TINY, f"storage.dsn={pg_database}"],
-                      check_stack=True)
+    cfg = load_config(
+        ROOT / "configs" / "queries-postgres.yaml", [*TINY, f"storage.dsn={pg_database}"], check_stack=True
+    )
     result = await run(cfg)
     assert result.metadata.storage["engine"] == "postgres"
     _check_all(result, tmp_path)
 
 
 def _dict_cfg(phases, **extra):
-    return config_from_dict({"name": "dict-queries", "stack": {"name": "dict"}, "storage": {"engine": "dict"},
-                             "datasets": {"albums": 400, "pets": 100}, "phases": phases, **extra})
+    return config_from_dict(
+        {
+            "name": "dict-queries",
+            "stack": {"name": "dict"},
+            "storage": {"engine": "dict"},
+            "datasets": {"albums": 400, "pets": 100},
+            "phases": phases,
+            **extra,
+        }
+    )
 
 
 async def test_queries_suite_runs_on_a_stack_that_is_not_loam(tmp_path):
@@ -71,12 +86,27 @@ async def test_queries_suite_runs_on_a_stack_that_is_not_loam(tmp_path):
 
 
 async def test_queries_on_pets_and_on_ephemerals():
-    cfg = config_from_dict({
-        "name": "dict-pets", "stack": {"name": "dict"}, "storage": {"engine": "dict"},
-        "topology": {"durable": 1, "ephemeral": 2, "connector": "direct"}, "datasets": {"albums": 0, "pets": 300},
-        "phases": [{"name": n, "target": "ephemeral", "params": {"collection": "pets", "queries": 10, **(
-            {"min_rows": 200} if n == "query-large" else {})}} for n in TYPES],
-    })
+    cfg = config_from_dict(
+        {
+            "name": "dict-pets",
+            "stack": {"name": "dict"},
+            "storage": {"engine": "dict"},
+            "topology": {"durable": 1, "ephemeral": 2, "connector": "direct"},
+            "datasets": {"albums": 0, "pets": 300},
+            "phases": [
+                {
+                    "name": n,
+                    "target": "ephemeral",
+                    "params": {
+                        "collection": "pets",
+                        "queries": 10,
+                        **({"min_rows": 200} if n == "query-large" else {}),
+                    },
+                }
+                for n in TYPES
+            ],
+        }
+    )
     assert_ok(await run(cfg, factory=DictStack))
 
 
@@ -132,7 +162,9 @@ async def test_a_dropped_row_fails_each_query_scenario(name):
     result = await run(_dict_cfg([{"name": name, "params": params}]), factory=_stack(DropsOneRow))
     p = result.phases[0]
     assert p.status == "failed", (name, p.reason)
-    expected = ("every walk's pages concatenate" if name == "query-paginated" else "every query equals the expected answer")
+    expected = (
+        "every walk's pages concatenate" if name == "query-paginated" else "every query equals the expected answer"
+    )
     assert expected in p.reason
 
 
@@ -143,8 +175,10 @@ async def test_a_wrong_order_fails_query_sorted():
 
 
 async def test_a_repeated_row_at_a_page_boundary_fails_query_paginated():
-    result = await run(_dict_cfg([{"name": "query-paginated", "params": {"queries": 6, "page_size": 15}}]),
-                       factory=_stack(InclusiveCursor))
+    result = await run(
+        _dict_cfg([{"name": "query-paginated", "params": {"queries": 6, "page_size": 15}}]),
+        factory=_stack(InclusiveCursor),
+    )
     p = result.phases[0]
     assert p.status == "failed" and "returned twice" in p.reason, p.reason
 
@@ -158,11 +192,14 @@ async def test_query_large_on_a_small_collection_says_what_to_change():
     assert p.status == "failed" and "raise datasets.albums or lower min_rows" in p.reason
 
 
-@pytest.mark.parametrize("params, path", [
-    ({"collection": "songs"}, "phases[0].params.collection"),
-    ({"queries": 0}, "phases[0].params.queries"),
-    ({"page_size": 0}, "phases[0].params.page_size"),
-])
+@pytest.mark.parametrize(
+    "params, path",
+    [
+        ({"collection": "songs"}, "phases[0].params.collection"),
+        ({"queries": 0}, "phases[0].params.queries"),
+        ({"page_size": 0}, "phases[0].params.page_size"),
+    ],
+)
 def test_query_knobs_are_validated(params, path):
     with pytest.raises(ConfigError) as exc:
         config_from_dict({"stack": {"name": "loam"}, "phases": [{"name": "query-paginated", "params": params}]})
@@ -175,7 +212,14 @@ def test_sprout_list_shows_the_query_scenarios_and_suites():
         assert f"  {name} " in out, name
     assert "page_size=25" in out and "min_rows=2000" in out and "top_k=10" in out
     assert "query-simple -> query-complex -> query-sorted -> query-paginated -> query-large" in out
-    for c in ("queries-leveldb", "queries-postgres", "ycsb-leveldb", "ycsb-postgres", "crud-leveldb", "open-loop-leveldb"):
+    for c in (
+        "queries-leveldb",
+        "queries-postgres",
+        "ycsb-leveldb",
+        "ycsb-postgres",
+        "crud-leveldb",
+        "open-loop-leveldb",
+    ):
         assert f"  {c}" in out
 
 

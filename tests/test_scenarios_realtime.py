@@ -20,15 +20,24 @@ from support.stacks import DictStack
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "datasets.pets=600",
-    "phases.connection-scaling.params.connections=12", "phases.connection-scaling.params.steps=2",
-    "phases.connection-scaling.params.commits_per_step=4", "phases.connection-scaling.params.commit_interval_ms=2",
-    "phases.subscription-scaling.params.subscriptions=24", "phases.subscription-scaling.params.connections=4",
-    "phases.subscription-scaling.params.steps=2", "phases.subscription-scaling.params.commits_per_step=4",
+    "phases.connection-scaling.params.connections=12",
+    "phases.connection-scaling.params.steps=2",
+    "phases.connection-scaling.params.commits_per_step=4",
+    "phases.connection-scaling.params.commit_interval_ms=2",
+    "phases.subscription-scaling.params.subscriptions=24",
+    "phases.subscription-scaling.params.connections=4",
+    "phases.subscription-scaling.params.steps=2",
+    "phases.subscription-scaling.params.commits_per_step=4",
     "phases.subscription-scaling.params.commit_interval_ms=2",
-    "phases.event-throughput.params.subscribers=16", "phases.event-throughput.params.connections=4",
-    "phases.event-throughput.params.steps=2", "phases.event-throughput.params.commits_per_step=30",
-    *(f"phases.filtered-{p}.params.{k}" for p in ("equality", "range")
-      for k in ("subscriptions=20", "connections=4", "commits=20", "baseline_commits=20")),
+    "phases.event-throughput.params.subscribers=16",
+    "phases.event-throughput.params.connections=4",
+    "phases.event-throughput.params.steps=2",
+    "phases.event-throughput.params.commits_per_step=30",
+    *(
+        f"phases.filtered-{p}.params.{k}"
+        for p in ("equality", "range")
+        for k in ("subscriptions=20", "connections=4", "commits=20", "baseline_commits=20")
+    ),
 ]
 
 
@@ -59,17 +68,37 @@ async def test_realtime_suite_on_leveldb_over_websocket(tmp_path):
 
 
 async def test_connections_in_worker_processes(tmp_path):
-    cfg = config_from_dict({
-        "name": "rt-workers", "stack": {"name": "loam"}, "storage": {"engine": "leveldb"},
-        "datasets": {"pets": 300, "albums": 0},
-        "phases": [
-            {"name": "connection-scaling", "params": {"connections": 10, "steps": 2, "processes": 2,
-                                                      "commits_per_step": 3, "commit_interval_ms": 2}},
-            {"name": "filtered-subscriptions", "params": {"subscriptions": 12, "connections": 4, "processes": 2,
-                                                          "match_fraction": 0.25, "commits": 12,
-                                                          "baseline_commits": 5}},
-        ],
-    })
+    cfg = config_from_dict(
+        {
+            "name": "rt-workers",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "leveldb"},
+            "datasets": {"pets": 300, "albums": 0},
+            "phases": [
+                {
+                    "name": "connection-scaling",
+                    "params": {
+                        "connections": 10,
+                        "steps": 2,
+                        "processes": 2,
+                        "commits_per_step": 3,
+                        "commit_interval_ms": 2,
+                    },
+                },
+                {
+                    "name": "filtered-subscriptions",
+                    "params": {
+                        "subscriptions": 12,
+                        "connections": 4,
+                        "processes": 2,
+                        "match_fraction": 0.25,
+                        "commits": 12,
+                        "baseline_commits": 5,
+                    },
+                },
+            ],
+        }
+    )
     result = await run(cfg)
     assert_ok(result)
     cs = result.phases[0]
@@ -81,30 +110,43 @@ async def test_connections_in_worker_processes(tmp_path):
 
 @pytest.mark.postgres
 async def test_realtime_on_postgres(pg_database):
-    cfg = config_from_dict({
-        "name": "rt-pg", "stack": {"name": "loam"},
-        "storage": {"engine": "postgres", "dsn": pg_database, "pool_size": 2},
-        "datasets": {"pets": 200, "albums": 0},
-        "phases": [
-            {"name": "connection-scaling", "params": {"connections": 6, "steps": 2, "commits_per_step": 3,
-                                                      "commit_interval_ms": 1}},
-            {"name": "event-throughput", "params": {"subscribers": 6, "connections": 3, "steps": 2,
-                                                    "commits_per_step": 10}},
-        ],
-    })
+    cfg = config_from_dict(
+        {
+            "name": "rt-pg",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "postgres", "dsn": pg_database, "pool_size": 2},
+            "datasets": {"pets": 200, "albums": 0},
+            "phases": [
+                {
+                    "name": "connection-scaling",
+                    "params": {"connections": 6, "steps": 2, "commits_per_step": 3, "commit_interval_ms": 1},
+                },
+                {
+                    "name": "event-throughput",
+                    "params": {"subscribers": 6, "connections": 3, "steps": 2, "commits_per_step": 10},
+                },
+            ],
+        }
+    )
     result = await run(cfg)
     assert_ok(result)
     assert result.metadata.storage["engine"] == "postgres"
 
 
 async def test_stack_without_connection_hooks_reports_unsupported():
-    cfg = config_from_dict({
-        "name": "dict-rt", "stack": {"name": "dict"}, "storage": {"engine": "dict"},
-        "datasets": {"pets": 50, "albums": 0},
-        "phases": [{"name": n} for n in ("connection-scaling", "subscription-scaling", "event-throughput",
-                                         "filtered-subscriptions")]
-                  + [{"name": "connection-scaling", "label": "cs-workers", "params": {"processes": 1}}],
-    })
+    cfg = config_from_dict(
+        {
+            "name": "dict-rt",
+            "stack": {"name": "dict"},
+            "storage": {"engine": "dict"},
+            "datasets": {"pets": 50, "albums": 0},
+            "phases": [
+                {"name": n}
+                for n in ("connection-scaling", "subscription-scaling", "event-throughput", "filtered-subscriptions")
+            ]
+            + [{"name": "connection-scaling", "label": "cs-workers", "params": {"processes": 1}}],
+        }
+    )
     result = await run(cfg, factory=DictStack)
     assert [p.status for p in result.phases] == ["unsupported"] * 5, [(p.name, p.reason) for p in result.phases]
     assert "open_connection" in result.phases[0].reason
@@ -134,17 +176,25 @@ class LossyStack(LoamStack):
 
 
 async def test_a_lost_notification_fails_the_delivery_checks():
-    cfg = config_from_dict({
-        "name": "lossy", "stack": {"name": "loam"}, "storage": {"engine": "memory"},
-        "datasets": {"pets": 100, "albums": 0},
-        "phases": [
-            {"name": "connection-scaling", "params": {"connections": 4, "steps": 1, "commits_per_step": 6,
-                                                      "commit_interval_ms": 1}},
-            {"name": "event-throughput", "params": {"subscribers": 4, "connections": 2, "steps": 1,
-                                                    "commits_per_step": 6}},
-        ],
-        "runner": {"check_timeout_s": 1},
-    })
+    cfg = config_from_dict(
+        {
+            "name": "lossy",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "memory"},
+            "datasets": {"pets": 100, "albums": 0},
+            "phases": [
+                {
+                    "name": "connection-scaling",
+                    "params": {"connections": 4, "steps": 1, "commits_per_step": 6, "commit_interval_ms": 1},
+                },
+                {
+                    "name": "event-throughput",
+                    "params": {"subscribers": 4, "connections": 2, "steps": 1, "commits_per_step": 6},
+                },
+            ],
+            "runner": {"check_timeout_s": 1},
+        }
+    )
     result = await run(cfg, factory=LossyStack)
     assert [p.status for p in result.phases] == ["failed", "failed"]
     assert "every connection received every commit" in result.phases[0].reason
@@ -159,13 +209,21 @@ class LossyBackpressuredStack(LossyStack):
 
 
 async def test_missing_notifications_name_the_servers_backpressure_first():
-    cfg = config_from_dict({
-        "name": "lossy", "stack": {"name": "loam"}, "storage": {"engine": "memory"},
-        "datasets": {"pets": 100, "albums": 0},
-        "phases": [{"name": "event-throughput", "params": {"subscribers": 4, "connections": 2, "steps": 1,
-                                                            "commits_per_step": 6}}],
-        "runner": {"check_timeout_s": 1},
-    })
+    cfg = config_from_dict(
+        {
+            "name": "lossy",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "memory"},
+            "datasets": {"pets": 100, "albums": 0},
+            "phases": [
+                {
+                    "name": "event-throughput",
+                    "params": {"subscribers": 4, "connections": 2, "steps": 1, "commits_per_step": 6},
+                }
+            ],
+            "runner": {"check_timeout_s": 1},
+        }
+    )
     result = await run(cfg, factory=LossyBackpressuredStack)
     (phase,) = result.phases
     assert phase.status == "failed"
@@ -184,12 +242,20 @@ class ServerRecordingStack(LoamStack):
 
 
 async def test_stack_params_max_pending_reaches_the_servers():
-    cfg = config_from_dict({
-        "name": "pending", "stack": {"name": "loam", "params": {"max_pending": 321}}, "storage": {"engine": "memory"},
-        "datasets": {"pets": 50, "albums": 0},
-        "phases": [{"name": "connection-scaling", "params": {"connections": 2, "steps": 1, "commits_per_step": 2,
-                                                             "commit_interval_ms": 1}}],
-    })
+    cfg = config_from_dict(
+        {
+            "name": "pending",
+            "stack": {"name": "loam", "params": {"max_pending": 321}},
+            "storage": {"engine": "memory"},
+            "datasets": {"pets": 50, "albums": 0},
+            "phases": [
+                {
+                    "name": "connection-scaling",
+                    "params": {"connections": 2, "steps": 1, "commits_per_step": 2, "commit_interval_ms": 1},
+                }
+            ],
+        }
+    )
     ServerRecordingStack.limits = []
     result = await run(cfg, factory=ServerRecordingStack)
     assert result.status == "ok", [(p.name, p.reason) for p in result.phases]
@@ -210,12 +276,27 @@ async def test_lag_from_the_writers_send_is_reported_beside_the_stores_stamp():
     `lag.send_to_notify` from the writer's send on the load generator's clock. The send comes
     before the stamp, so the second is never the smaller, sample by sample and so in every
     percentile."""
-    cfg = config_from_dict({
-        "name": "rt-two-lags", "stack": {"name": "loam"}, "storage": {"engine": "memory"},
-        "datasets": {"pets": 200, "albums": 0},
-        "phases": [{"name": "connection-scaling", "params": {"connections": 8, "steps": 2, "processes": 1,
-                                                             "connector": "websocket", "commits_per_step": 4,
-                                                             "commit_interval_ms": 2}}]})
+    cfg = config_from_dict(
+        {
+            "name": "rt-two-lags",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "memory"},
+            "datasets": {"pets": 200, "albums": 0},
+            "phases": [
+                {
+                    "name": "connection-scaling",
+                    "params": {
+                        "connections": 8,
+                        "steps": 2,
+                        "processes": 1,
+                        "connector": "websocket",
+                        "commits_per_step": 4,
+                        "commit_interval_ms": 2,
+                    },
+                }
+            ],
+        }
+    )
     result = await run(cfg)
     assert_ok(result)
     ph = result.phases[0]

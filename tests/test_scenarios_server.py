@@ -27,8 +27,11 @@ from support.stacks import DictStack
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIGGER_SMALL = ["phases.trigger.params.commits=120", "phases.trigger.params.entities=10"]
-ISOLATION_SMALL = [f"phases.{p}.params.{k}" for p in ("isolation-websocket", "isolation-direct")
-                   for k in ("databases=3", "rows=60", "ops=40")]
+ISOLATION_SMALL = [
+    f"phases.{p}.params.{k}"
+    for p in ("isolation-websocket", "isolation-direct")
+    for k in ("databases=3", "rows=60", "ops=40")
+]
 
 
 async def test_trigger_on_leveldb(tmp_path):
@@ -48,8 +51,13 @@ async def test_trigger_on_leveldb(tmp_path):
 async def test_trigger_and_isolation_on_postgres(pg_database):
     sets = [*TRIGGER_SMALL, f"storage.dsn={pg_database}"]
     assert_ok(await run(load_config(ROOT / "configs" / "trigger-postgres.yaml", sets, check_stack=True)))
-    result = await run(load_config(ROOT / "configs" / "isolation-postgres.yaml",
-                                   [*ISOLATION_SMALL, f"storage.dsn={pg_database}"], check_stack=True))
+    result = await run(
+        load_config(
+            ROOT / "configs" / "isolation-postgres.yaml",
+            [*ISOLATION_SMALL, f"storage.dsn={pg_database}"],
+            check_stack=True,
+        )
+    )
     assert_ok(result)
     assert result.metadata.storage["engine"] == "postgres"
     import psycopg
@@ -84,9 +92,15 @@ class DuplicatingStack(LoamStack):
 
 
 async def test_broken_delivery_fails_the_trigger_check(monkeypatch):
-    cfg = load_config(ROOT / "configs" / "trigger-leveldb.yaml",
-                      [*TRIGGER_SMALL, "phases.trigger.params.receiver_failures=0", "phases.trigger.params.concurrency=1",
-                       "runner.check_timeout_s=2"])
+    cfg = load_config(
+        ROOT / "configs" / "trigger-leveldb.yaml",
+        [
+            *TRIGGER_SMALL,
+            "phases.trigger.params.receiver_failures=0",
+            "phases.trigger.params.concurrency=1",
+            "runner.check_timeout_s=2",
+        ],
+    )
     monkeypatch.setattr(trigger_phase, "RECEIVER", RefusingReceiver)
     result = await run(cfg)
     p = result.phases[0]
@@ -108,7 +122,7 @@ async def test_isolation_on_leveldb_websocket_and_direct(tmp_path):
         per_db = [k for k in p.latencies if k.startswith("update@")]
         assert len(per_db) == 3 and all(p.latencies[k].count == 40 for k in per_db)
     assert result.phases[0].extra["connector"] == "websocket"
-    db = next(k[len("notify@"):] for k in result.phases[0].lags if k.startswith("notify@"))
+    db = next(k[len("notify@") :] for k in result.phases[0].lags if k.startswith("notify@"))
     assert_lag_in_every_report(result, tmp_path, "isolation-websocket", f"notify@{db}", "databases")
 
 
@@ -120,11 +134,16 @@ class SharedDatabaseStack(LoamStack):
 
 
 async def test_leaking_databases_fail_the_isolation_check():
-    cfg = config_from_dict({
-        "name": "leaky", "stack": {"name": "loam"}, "storage": {"engine": "memory"},
-        "datasets": {"pets": 0, "albums": 0}, "runner": {"check_timeout_s": 1},
-        "phases": [{"name": "isolation", "params": {"databases": 2, "rows": 20, "ops": 10}}],
-    })
+    cfg = config_from_dict(
+        {
+            "name": "leaky",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "memory"},
+            "datasets": {"pets": 0, "albums": 0},
+            "runner": {"check_timeout_s": 1},
+            "phases": [{"name": "isolation", "params": {"databases": 2, "rows": 20, "ops": 10}}],
+        }
+    )
     result = await run(cfg, factory=SharedDatabaseStack)
     p = result.phases[0]
     assert p.status == "failed"
@@ -132,13 +151,21 @@ async def test_leaking_databases_fail_the_isolation_check():
 
 
 async def test_stack_without_trigger_or_database_hooks_reports_unsupported():
-    cfg = config_from_dict({
-        "name": "dict-server", "stack": {"name": "dict"}, "storage": {"engine": "dict"},
-        "datasets": {"pets": 10, "albums": 0}, "suite": "server", "phases": [],
-    })
+    cfg = config_from_dict(
+        {
+            "name": "dict-server",
+            "stack": {"name": "dict"},
+            "storage": {"engine": "dict"},
+            "datasets": {"pets": 10, "albums": 0},
+            "suite": "server",
+            "phases": [],
+        }
+    )
     result = await run(cfg, factory=DictStack)
-    assert [(p.name, p.status) for p in result.phases] == [("trigger@durable", "unsupported"),
-                                                          ("isolation@durable", "unsupported")]
+    assert [(p.name, p.status) for p in result.phases] == [
+        ("trigger@durable", "unsupported"),
+        ("isolation@durable", "unsupported"),
+    ]
     assert "add_trigger" in result.phases[0].reason and "database_client" in result.phases[1].reason
 
 

@@ -51,8 +51,18 @@ async def test_timed_ends_a_cancelled_phase_even_if_the_stack_call_returned() ->
     from sprout_harness.metrics.recorder import PhaseRecorder
     from sprout_harness.workloads.context import PhaseContext
 
-    ctx = PhaseContext(title="t", target="durable", recorder=PhaseRecorder("t"), capabilities=Capabilities(),
-                       durables=[], ephemerals=[], models={}, datasets={}, seed=1, check_timeout_s=1.0)
+    ctx = PhaseContext(
+        title="t",
+        target="durable",
+        recorder=PhaseRecorder("t"),
+        capabilities=Capabilities(),
+        durables=[],
+        ephemerals=[],
+        models={},
+        datasets={},
+        seed=1,
+        check_timeout_s=1.0,
+    )
     calls = []
 
     async def swallowing() -> int:

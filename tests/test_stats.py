@@ -23,12 +23,12 @@ seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
 # Known populations (ns-sized values) and their exact quantile functions.
 DISTRIBUTIONS = {
-    "lognormal": (lambda rng, n: rng.lognormal(math.log(200_000), 0.5, n),
-                  lambda p: math.exp(math.log(200_000) + 0.5 * float(sps.norm.ppf(p)))),
-    "uniform": (lambda rng, n: rng.uniform(100_000, 1_000_000, n),
-                lambda p: 100_000 + p * 900_000),
-    "exponential": (lambda rng, n: rng.exponential(100_000, n),
-                    lambda p: -100_000 * math.log1p(-p)),
+    "lognormal": (
+        lambda rng, n: rng.lognormal(math.log(200_000), 0.5, n),
+        lambda p: math.exp(math.log(200_000) + 0.5 * float(sps.norm.ppf(p))),
+    ),
+    "uniform": (lambda rng, n: rng.uniform(100_000, 1_000_000, n), lambda p: 100_000 + p * 900_000),
+    "exponential": (lambda rng, n: rng.exponential(100_000, n), lambda p: -100_000 * math.log1p(-p)),
 }
 
 
@@ -41,21 +41,31 @@ def hist_of(values: np.ndarray) -> Histogram:
 # -- tail_samples / estimable -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n, q, tail, ok", [
-    (1000, 99.0, 10, True), (999, 99.0, 9, False),        # the p99 boundary
-    (10_000, 99.9, 10, True), (9_999, 99.9, 9, False),    # p99.9
-    (20, 50.0, 10, True), (19, 50.0, 9, False),           # p50: the scarcer side is either half
-    (1000, 1.0, 10, True), (999, 1.0, 9, False),          # a low percentile: samples below it
-    (1, 99.0, 0, False), (0, 50.0, 0, False),
-])
+@pytest.mark.parametrize(
+    "n, q, tail, ok",
+    [
+        (1000, 99.0, 10, True),
+        (999, 99.0, 9, False),  # the p99 boundary
+        (10_000, 99.9, 10, True),
+        (9_999, 99.9, 9, False),  # p99.9
+        (20, 50.0, 10, True),
+        (19, 50.0, 9, False),  # p50: the scarcer side is either half
+        (1000, 1.0, 10, True),
+        (999, 1.0, 9, False),  # a low percentile: samples below it
+        (1, 99.0, 0, False),
+        (0, 50.0, 0, False),
+    ],
+)
 def test_tail_samples_and_estimable_boundaries(n: int, q: float, tail: int, ok: bool) -> None:
     assert stats.tail_samples(n, q) == tail
     assert stats.estimable(n, q) is ok
     assert stats.MIN_TAIL == 10
 
 
-@given(n=st.integers(0, 1_000_000),
-       q=st.sampled_from(["0.1", "1", "5", "10", "25", "50", "75", "90", "95", "99", "99.9", "99.99"]))
+@given(
+    n=st.integers(0, 1_000_000),
+    q=st.sampled_from(["0.1", "1", "5", "10", "25", "50", "75", "90", "95", "99", "99.9", "99.99"]),
+)
 def test_tail_samples_is_the_exact_count_on_the_scarcer_side(n: int, q: str) -> None:
     p = Fraction(q) / 100
     exact = min(math.floor(n * p), math.floor(n * (1 - p)))
@@ -84,10 +94,16 @@ def test_order_statistic_ranks_cover_at_least_the_confidence_and_no_wider(n: int
 
 
 @settings(max_examples=25)
-@given(seed=seeds, n=st.integers(30, 4000), q=st.sampled_from([50.0, 90.0, 99.0]),
-       confidence=st.sampled_from([0.9, 0.99]), dist=st.sampled_from(sorted(DISTRIBUTIONS)))
+@given(
+    seed=seeds,
+    n=st.integers(30, 4000),
+    q=st.sampled_from([50.0, 90.0, 99.0]),
+    confidence=st.sampled_from([0.9, 0.99]),
+    dist=st.sampled_from(sorted(DISTRIBUTIONS)),
+)
 def test_quantile_interval_is_the_order_statistic_interval_widened_to_its_buckets(
-        seed: int, n: int, q: float, confidence: float, dist: str) -> None:
+    seed: int, n: int, q: float, confidence: float, dist: str
+) -> None:
     rng = np.random.default_rng(seed)
     values = np.rint(DISTRIBUTIONS[dist][0](rng, n)).astype(np.int64)
     h = hist_of(values)
@@ -143,8 +159,8 @@ def test_too_few_samples_leave_a_side_unbounded() -> None:
     rng = np.random.default_rng(5)
     h = hist_of(rng.lognormal(math.log(200_000), 0.5, 50))
     p99 = stats.quantile_interval(h, 99.0, 0.99)
-    assert p99.hi == math.inf and p99.lo > 0 and not p99.bounded   # 50 samples cannot bound p99 above
-    assert stats.quantile_interval(h, 50.0, 0.99).bounded          # but do bound the median
+    assert p99.hi == math.inf and p99.lo > 0 and not p99.bounded  # 50 samples cannot bound p99 above
+    assert stats.quantile_interval(h, 50.0, 0.99).bounded  # but do bound the median
     tiny = hist_of(np.array([100_000, 200_000, 300_000, 400_000, 500_000]))
     p50 = stats.quantile_interval(tiny, 50.0, 0.99)
     assert (p50.lo, p50.hi) == (0.0, math.inf) and not p50.bounded  # 5 samples: not at 99%
@@ -179,7 +195,7 @@ def brute_force_p(base: list[float], new: list[float], margin: float) -> Fractio
         last = len(order) - order[::-1].index(v)
         midrank[v] = Fraction(first + last, 2)
     ranks = [midrank[v] for v in pooled]
-    observed = sum(ranks[len(x):])
+    observed = sum(ranks[len(x) :])
     splits = list(itertools.combinations(range(len(pooled)), len(y)))
     return Fraction(sum(1 for s in splits if sum(ranks[i] for i in s) >= observed), len(splits))
 
@@ -189,9 +205,8 @@ small_tied = st.lists(st.integers(1, 4).map(lambda k: float(k * 100)), min_size=
 
 @given(base=small_tied, new=small_tied, margin=st.sampled_from([0.0, 0.1, 0.5, 1.0]))
 @example(base=[100.0, 100.0, 200.0], new=[200.0, 200.0, 300.0], margin=0.0)
-@example(base=[100.0] * 5, new=[110.0] * 5, margin=0.1)   # new / 1.1 ties base exactly: p = 1
-def test_slower_beyond_agrees_with_enumerating_every_split(base: list[float], new: list[float],
-                                                           margin: float) -> None:
+@example(base=[100.0] * 5, new=[110.0] * 5, margin=0.1)  # new / 1.1 ties base exactly: p = 1
+def test_slower_beyond_agrees_with_enumerating_every_split(base: list[float], new: list[float], margin: float) -> None:
     got = stats.slower_beyond(base, new, margin)
     assert (got.n_base, got.n_new, got.margin) == (len(base), len(new), margin)
     assert got.p_value == pytest.approx(float(brute_force_p(base, new, margin)), rel=1e-9, abs=1e-12)
@@ -253,7 +268,7 @@ def test_min_p_value_and_runs_needed() -> None:
     assert stats.min_p_value(5, 5) == 1 / 252
     assert stats.min_p_value(1, 1) == 0.5 and stats.min_p_value(0, 5) == 1.0
     assert stats.runs_needed(0.01) == 5
-    assert stats.runs_needed(0.05) == 3   # 1 / C(6, 3) = 0.05 exactly
+    assert stats.runs_needed(0.05) == 3  # 1 / C(6, 3) = 0.05 exactly
     assert stats.runs_needed(0.5) == 1
 
 

@@ -60,7 +60,9 @@ def S(id: str, clock: int = 1, node: str = "n1", deleted: bool = False, **props:
 _commit_seq = itertools.count(1)
 
 
-def write(engine: StorageEngine, coll: str, states: list[EntityState], *, new: bool = True, clock: int | None = None) -> dict:
+def write(
+    engine: StorageEngine, coll: str, states: list[EntityState], *, new: bool = True, clock: int | None = None
+) -> dict:
     clock = clock if clock is not None else max((s.stamp[0] for s in states), default=1)
     commit = {"commit_id": f"n1-{next(_commit_seq)}", "node_id": "n1", "clock": clock, "ops": len(states)}
     engine.apply(
@@ -323,11 +325,18 @@ def compound_queries(draw: st.DrawFn) -> Query:
     the last one (either direction, maybe a second key), a LIMIT, maybe an extra conjunct."""
     fs = draw(st.sampled_from([("a", "b"), ("b", "c"), ("a", "b", "c")]))
     items = [draw(_lead(f)) for f in fs[:-1]]
-    items += draw(st.lists(st.one_of(_leaf(), st.builds(Compare, st.just(fs[-1]), st.sampled_from(["<", "<=", ">", ">="]), values)), max_size=2))
+    items += draw(
+        st.lists(
+            st.one_of(_leaf(), st.builds(Compare, st.just(fs[-1]), st.sampled_from(["<", "<=", ">", ">="]), values)),
+            max_size=2,
+        )
+    )
     order = [OrderKey(fs[-1], draw(st.booleans()))]
     if draw(st.booleans()):
         order.append(OrderKey(draw(st.sampled_from([f for f in FIELDS + ["id"] if f != fs[-1]])), draw(st.booleans())))
-    return Query(where=And(tuple(items)) if len(items) > 1 else items[0], order_by=tuple(order), limit=draw(st.integers(1, 5)))
+    return Query(
+        where=And(tuple(items)) if len(items) > 1 else items[0], order_by=tuple(order), limit=draw(st.integers(1, 5))
+    )
 
 
 @pytest.fixture
@@ -368,7 +377,13 @@ def test_engines_agree(three: list[StorageEngine], data: list, updates: list, qs
         changed[s.id] = s
     if changed:
         for e in engines:
-            write(e, coll, [EntityState(s.id, dict(s.values), s.stamp, dict(s.stamps), s.deleted) for s in changed.values()], new=False, clock=2)
+            write(
+                e,
+                coll,
+                [EntityState(s.id, dict(s.values), s.stamp, dict(s.stamps), s.deleted) for s in changed.values()],
+                new=False,
+                clock=2,
+            )
     for q in qs:
         results = [ids(e.fetch(coll, q)) for e in engines]
         assert results[0] == results[1] == results[2], (q, results)
@@ -420,8 +435,31 @@ def test_leveldb_index_keys_follow_total_order(tmp_leveldb_path: Path) -> None:
     from loam.query.order import value_key
     from loam.storage.codec import encode_value
 
-    vals = [None, False, True, -1e300, -(2**63), -2.5, -0.0, 0, 1, 1.5, 2**53, 2**53 + 1, 1e300,
-            "", "\x00", "a", "a\x00", "a\x00b", "a\x01", "ab", "é", "\uffff", "😀"]
+    vals = [
+        None,
+        False,
+        True,
+        -1e300,
+        -(2**63),
+        -2.5,
+        -0.0,
+        0,
+        1,
+        1.5,
+        2**53,
+        2**53 + 1,
+        1e300,
+        "",
+        "\x00",
+        "a",
+        "a\x00",
+        "a\x00b",
+        "a\x01",
+        "ab",
+        "é",
+        "\uffff",
+        "😀",
+    ]
     by_bytes = sorted(vals, key=lambda v: (encode_value(v), repr(v)))
     for a, b in zip(by_bytes, by_bytes[1:]):
         assert value_key(a) <= value_key(b), (a, b)
@@ -439,8 +477,10 @@ def test_leveldb_nul_strings_scan_correctly(tmp_leveldb_path: Path) -> None:
         write(e, "items", data)
     for v in strs:
         for op in ("=", "<", "<=", ">", ">="):
-            for q in (Query(where=Compare("s", op, v)),
-                      Query(where=Compare("s", op, v), order_by=(OrderKey("s", descending=True),), limit=3)):
+            for q in (
+                Query(where=Compare("s", op, v)),
+                Query(where=Compare("s", op, v), order_by=(OrderKey("s", descending=True),), limit=3),
+            ):
                 assert ids(ldb.fetch("items", q)) == ids(mem.fetch("items", q)), q
     for desc in (False, True):  # keyset positions on NUL-extended strings (ordered walk)
         q = Query(order_by=(OrderKey("s", descending=desc),), limit=3)
@@ -451,14 +491,23 @@ def test_leveldb_nul_strings_scan_correctly(tmp_leveldb_path: Path) -> None:
 
 # --- compound indexes ------------------------------------------------------------------------
 
-WINDOW_DATA = [S(f"w{i:03d}", genre=("rock", "jazz", "pop", None)[i % 4], rating=(i * 7) % 11, year=1990 + i % 5)
-               for i in range(160)] + [S("w900", genre="rock"), S("w901", genre="rock", rating="x"),
-                                       S("w902", genre="rock", rating=2.5), S("w903", rating=3)]
+WINDOW_DATA = [
+    S(f"w{i:03d}", genre=("rock", "jazz", "pop", None)[i % 4], rating=(i * 7) % 11, year=1990 + i % 5)
+    for i in range(160)
+] + [
+    S("w900", genre="rock"),
+    S("w901", genre="rock", rating="x"),
+    S("w902", genre="rock", rating=2.5),
+    S("w903", rating=3),
+]
 
 
 def _compound_ldb(path: Path, indexes: dict | None = None) -> StorageEngine:
-    e = create_engine("leveldb", path=str(path),
-                      indexes=indexes if indexes is not None else {"albums": ["genre", ["genre", "rating"]]})
+    e = create_engine(
+        "leveldb",
+        path=str(path),
+        indexes=indexes if indexes is not None else {"albums": ["genre", ["genre", "rating"]]},
+    )
     e.open()
     return e
 
@@ -473,11 +522,21 @@ def _index_keys(e: StorageEngine, name: str) -> list[bytes]:
         Query(where=Compare("genre", "=", "rock"), order_by=(OrderKey("rating", descending=True),), limit=3),
         Query(where=Compare("genre", "=", "rock"), order_by=(OrderKey("rating"),), limit=4),
         Query(where=In("genre", ("jazz", "rock", None)), order_by=(OrderKey("rating", descending=True),), limit=5),
-        Query(where=And((Compare("genre", "=", "pop"), Compare("rating", "<", 6))),
-              order_by=(OrderKey("rating", descending=True), OrderKey("year")), limit=3),
-        Query(where=And((Compare("genre", "=", "rock"), Compare("year", "=", 1992))),
-              order_by=(OrderKey("rating"),), limit=2),
-        Query(where=And((Compare("genre", "=", "rock"), Compare("rating", ">=", 4))), order_by=(OrderKey("rating"),), limit=6),
+        Query(
+            where=And((Compare("genre", "=", "pop"), Compare("rating", "<", 6))),
+            order_by=(OrderKey("rating", descending=True), OrderKey("year")),
+            limit=3,
+        ),
+        Query(
+            where=And((Compare("genre", "=", "rock"), Compare("year", "=", 1992))),
+            order_by=(OrderKey("rating"),),
+            limit=2,
+        ),
+        Query(
+            where=And((Compare("genre", "=", "rock"), Compare("rating", ">=", 4))),
+            order_by=(OrderKey("rating"),),
+            limit=6,
+        ),
     ],
 )
 def test_leveldb_compound_index_walk(tmp_leveldb_path: Path, query: Query) -> None:
@@ -504,10 +563,13 @@ def test_leveldb_compound_plan_only_when_it_fits(tmp_leveldb_path: Path) -> None
     assert "compound" not in ldb.explain("albums", Query(where=rock, order_by=(OrderKey("rating"),)))  # no LIMIT
     assert "compound" not in ldb.explain("albums", Query(where=rock, order_by=(OrderKey("year"),), limit=3))
     assert "compound" not in ldb.explain("albums", Query(order_by=(OrderKey("rating"),), limit=3))  # no equality
-    assert "point get" in ldb.explain("albums", Query(where=And((rock, Compare("id", "=", "w000"))),
-                                                      order_by=(OrderKey("rating"),), limit=3))
+    assert "point get" in ldb.explain(
+        "albums", Query(where=And((rock, Compare("id", "=", "w000"))), order_by=(OrderKey("rating"),), limit=3)
+    )
     many = In("genre", tuple(f"g{i}" for i in range(40)))  # too many walks: the prefix scan reads less
-    assert "index scan albums.genre" in ldb.explain("albums", Query(where=many, order_by=(OrderKey("rating"),), limit=3))
+    assert "index scan albums.genre" in ldb.explain(
+        "albums", Query(where=many, order_by=(OrderKey("rating"),), limit=3)
+    )
     ldb.close()
 
 
@@ -525,22 +587,35 @@ def test_leveldb_compound_index_maintenance(tmp_leveldb_path: Path) -> None:
     write(mem, "albums", WINDOW_DATA)
     assert ids(ldb.fetch("albums", q)) == ids(mem.fetch("albums", q))
     changed = []
-    for i, patch in ((0, {"rating": 99}), (1, {"genre": "rock"}), (4, {"genre": None, "rating": None}), (8, {"year": 1}), (12, {})):
+    for i, patch in (
+        (0, {"rating": 99}),
+        (1, {"genre": "rock"}),
+        (4, {"genre": None, "rating": None}),
+        (8, {"year": 1}),
+        (12, {}),
+    ):
         st = ldb.read_states("albums", [f"w{i:03d}"])[f"w{i:03d}"]
         st.merge_write(patch, (2, "n1"))
         if i == 12:
             st.merge_delete((2, "n1"))
         changed.append(st)
     for e in (ldb, mem):
-        write(e, "albums", [EntityState(s.id, dict(s.values), s.stamp, dict(s.stamps), s.deleted) for s in changed],
-              new=False, clock=2)
+        write(
+            e,
+            "albums",
+            [EntityState(s.id, dict(s.values), s.stamp, dict(s.stamps), s.deleted) for s in changed],
+            new=False,
+            clock=2,
+        )
     keys = _index_keys(ldb, "genre+rating")
     assert len(keys) == len(WINDOW_DATA) - 1  # one per visible entity: old entries removed
     live = {e.id: e for e in mem.fetch("albums", Query())}
     from loam.storage.codec import encode_values
+
     base = b"i\x00albums\x00genre+rating\x00"
-    assert sorted(keys) == sorted(base + encode_values((e.props.get("genre"), e.props.get("rating"))) + e.id.encode()
-                                  for e in live.values())
+    assert sorted(keys) == sorted(
+        base + encode_values((e.props.get("genre"), e.props.get("rating"))) + e.id.encode() for e in live.values()
+    )
     for after in [None, *mem.fetch("albums", Query(where=q.where, order_by=q.order_by))]:
         assert ids(ldb.fetch("albums", q, after=after)) == ids(mem.fetch("albums", q, after=after))
     assert ids(ldb.fetch("albums", q))[:2] == ["w901", "w000"]  # a string rating ranks above numbers
@@ -605,14 +680,17 @@ def test_leveldb_refills_through_tie_groups(tmp_leveldb_path: Path, desc: bool) 
     data = [S(f"k{i:03d}", genre="rock" if i % 3 else "jazz", rating=i % 4, year=(i * 7) % 5) for i in range(60)]
     for e in (ldb, mem):
         write(e, "albums", data)
-    for order in ((OrderKey("rating", descending=desc),),
-                  (OrderKey("rating", descending=desc), OrderKey("year", descending=not desc))):
+    for order in (
+        (OrderKey("rating", descending=desc),),
+        (OrderKey("rating", descending=desc), OrderKey("year", descending=not desc)),
+    ):
         q = Query(where=Compare("genre", "=", "rock"), order_by=order, limit=10)
         assert "compound" in ldb.explain("albums", q)
         for after in [None, *mem.fetch("albums", Query(where=q.where, order_by=order))]:
             for limit in (1, 3, 10):
-                assert ids(ldb.fetch("albums", q, after=after, limit=limit)) == \
-                    ids(mem.fetch("albums", q, after=after, limit=limit)), (order, after, limit)
+                assert ids(ldb.fetch("albums", q, after=after, limit=limit)) == ids(
+                    mem.fetch("albums", q, after=after, limit=limit)
+                ), (order, after, limit)
     ldb.close()
 
 

@@ -57,14 +57,22 @@ def _error(fn, *args) -> str:  # type: ignore[no-untyped-def]
 
 # -- the expression grammar ---------------------------------------------------------------------
 
-numbers = st.one_of(st.integers(0, 10**6).map(str),
-                    st.floats(0, 1e6, allow_nan=False, allow_infinity=False).map(lambda f: f"{f:.6g}"),
-                    st.integers(0, 999).map(lambda i: f".{i}"))
+numbers = st.one_of(
+    st.integers(0, 10**6).map(str),
+    st.floats(0, 1e6, allow_nan=False, allow_infinity=False).map(lambda f: f"{f:.6g}"),
+    st.integers(0, 999).map(lambda i: f".{i}"),
+)
 spaces = st.sampled_from(["", " ", "  "])
 
 
-@given(op=st.sampled_from(["<", "<=", ">", ">="]), num=numbers, unit=st.sampled_from(sorted(UNITS_NS)),
-       a=spaces, b=spaces, c=spaces)
+@given(
+    op=st.sampled_from(["<", "<=", ">", ">="]),
+    num=numbers,
+    unit=st.sampled_from(sorted(UNITS_NS)),
+    a=spaces,
+    b=spaces,
+    c=spaces,
+)
 def test_valid_time_bounds_parse_to_ns(op, num, unit, a, b, c):
     got_op, bound = parse_expression(f"{a}{op}{b}{num}{c}{unit}{a}", "p99", "x")
     assert got_op == op and math.isclose(bound, float(num) * UNITS_NS[unit], rel_tol=1e-12)
@@ -76,21 +84,32 @@ def test_count_bounds_are_bare_numbers(op, n, b):
     assert "drop the unit" in _error(parse_expression, f"{op} {n}ms", "count", "x")
 
 
-@given(garbage=st.one_of(st.text().filter(lambda s: not any(ch.isdigit() for ch in s)),
-                         st.builds(lambda n, u: f"< {n}{u}", st.integers(0, 99),
-                                   st.sampled_from(["parsecs", "m", "h", "min", "sec", "MS", "Ms", "nsec"])),
-                         st.builds(lambda n, u: f"{n}{u}", st.integers(0, 99), st.sampled_from(sorted(UNITS_NS))),
-                         st.integers(), st.floats(), st.none(), st.lists(st.integers(), max_size=2)))
+@given(
+    garbage=st.one_of(
+        st.text().filter(lambda s: not any(ch.isdigit() for ch in s)),
+        st.builds(
+            lambda n, u: f"< {n}{u}",
+            st.integers(0, 99),
+            st.sampled_from(["parsecs", "m", "h", "min", "sec", "MS", "Ms", "nsec"]),
+        ),
+        st.builds(lambda n, u: f"{n}{u}", st.integers(0, 99), st.sampled_from(sorted(UNITS_NS))),
+        st.integers(),
+        st.floats(),
+        st.none(),
+        st.lists(st.integers(), max_size=2),
+    )
+)
 def test_garbage_is_one_line_naming_the_field(garbage):
     path = field_path(PATTERN, "p99")
     text = _error(parse_thresholds, {PATTERN: {"p99": garbage}})
-    assert text.startswith(f'{path}: got ') and 'write a bound like "< 5ms"' in text
+    assert text.startswith(f"{path}: got ") and 'write a bound like "< 5ms"' in text
 
 
 def test_error_messages_name_the_field_and_the_fix():
     assert field_path(PATTERN, "p99") == 'thresholds."*/lag.notify".p99'
     assert _error(parse_thresholds, {PATTERN: {"p99": "5 parsecs"}}) == (
-        'thresholds."*/lag.notify".p99: got \'5 parsecs\'; write a bound like "< 5ms" (units ns, us, ms, s)')
+        'thresholds."*/lag.notify".p99: got \'5 parsecs\'; write a bound like "< 5ms" (units ns, us, ms, s)'
+    )
     assert "give the bound a unit" in _error(parse_thresholds, {PATTERN: {"p99": "< 5"}})
     assert "must be >= 0" in _error(parse_thresholds, {PATTERN: {"p99": "< -1ms"}})
     for bad in ("< nan ms", "< inf s", "< 1e400ns", "< 1e300s"):
@@ -99,7 +118,8 @@ def test_error_messages_name_the_field_and_the_fix():
     assert text.startswith('thresholds."*/lag.notify".p98: unknown statistic') and "allowed: p50" in text
     assert "did you mean 'mean'" in _error(parse_thresholds, {PATTERN: {"maen": "< 5ms"}})
     assert _error(parse_thresholds, {PATTERN: "< 5ms"}).startswith(
-        'thresholds."*/lag.notify": got \'< 5ms\'; expected a mapping of statistic -> bound')
+        "thresholds.\"*/lag.notify\": got '< 5ms'; expected a mapping of statistic -> bound"
+    )
     assert "no statistic given" in _error(parse_thresholds, {PATTERN: {}})
     assert "empty pattern" in _error(parse_thresholds, {"": {"p99": "< 1ms"}})
     assert _error(parse_thresholds, ["x"]).startswith("thresholds: got ['x']; expected a mapping")
@@ -109,8 +129,12 @@ def test_error_messages_name_the_field_and_the_fix():
 
 def test_rules_keep_the_order_written():
     t = parse_thresholds({"a/*": {"p99": "< 5ms", "count": ">= 3"}, "checks": "99.5%", "b": {"mean": "<= 2us"}})
-    assert t.rules == (MetricRule("a/*", "p99", "<", 5e6, "< 5ms"), MetricRule("a/*", "count", ">=", 3.0, ">= 3"),
-                       ChecksRule(0.995, "99.5%"), MetricRule("b", "mean", "<=", 2e3, "<= 2us"))
+    assert t.rules == (
+        MetricRule("a/*", "p99", "<", 5e6, "< 5ms"),
+        MetricRule("a/*", "count", ">=", 3.0, ">= 3"),
+        ChecksRule(0.995, "99.5%"),
+        MetricRule("b", "mean", "<=", 2e3, "<= 2us"),
+    )
     assert set(STATS) == {"p50", "p90", "p95", "p99", "p999", "max", "mean", "min", "count"}
     assert parse_thresholds({"x": {"p50": "< 3µs"}}).rules[0].bound == 3000.0
 
@@ -157,8 +181,13 @@ def test_common_match_examples():
 
 # -- `sprout validate`: patterns must match something the configured phases produce -------------
 
-BASE = {"name": "thr", "stack": {"name": "loam"}, "storage": {"engine": "memory"}, "datasets": {"albums": 200, "pets": 200},
-        "phases": ["create", "fetch", "live-limit"]}
+BASE = {
+    "name": "thr",
+    "stack": {"name": "loam"},
+    "storage": {"engine": "memory"},
+    "datasets": {"albums": 200, "pets": 200},
+    "phases": ["create", "fetch", "live-limit"],
+}
 
 
 def _validate(tmp_path: Path, thresholds: object, *extra: str):  # type: ignore[no-untyped-def]
@@ -175,9 +204,15 @@ def _one_error(result) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_validate_accepts_patterns_the_suite_produces(tmp_path):
-    ok = {"create@*/create_batch": {"p50": "< 2ms"}, PATTERN: {"p99": "< 5ms"}, "*/fetch:*": {"max": "< 1s"},
-          "live-limit@durable/lag.window_refill": {"count": ">= 1"}, "*/connector.*": {"p99": "< 1ms"},
-          "*": {"p50": "< 1s"}, "checks": "100%"}
+    ok = {
+        "create@*/create_batch": {"p50": "< 2ms"},
+        PATTERN: {"p99": "< 5ms"},
+        "*/fetch:*": {"max": "< 1s"},
+        "live-limit@durable/lag.window_refill": {"count": ">= 1"},
+        "*/connector.*": {"p99": "< 1ms"},
+        "*": {"p50": "< 1s"},
+        "checks": "100%",
+    }
     r = _validate(tmp_path, ok)
     assert r.exit_code == 0, r.output
 
@@ -187,20 +222,27 @@ def test_validate_refuses_a_pattern_that_matches_nothing(tmp_path):
     assert line.startswith('error: thresholds."crate@*/create_batch": matches no metric of the configured phases')
     assert "did you mean 'create@durable/create_batch'" in line and "create@durable/create_batch" in line
     for pattern in ("*/lag.notfy", "writers@durable/update", "create@durable/connector.*/x", "Create@*"):
-        assert f'thresholds."{pattern}": matches no metric' in _one_error(_validate(tmp_path, {pattern: {"p99": "< 1s"}}))
+        assert f'thresholds."{pattern}": matches no metric' in _one_error(
+            _validate(tmp_path, {pattern: {"p99": "< 1s"}})
+        )
 
 
 def test_validate_reports_grammar_errors_through_the_cli(tmp_path):
     line = _one_error(_validate(tmp_path, {PATTERN: {"p99": "5 parsecs"}}))
-    assert line == ('error: thresholds."*/lag.notify".p99: got \'5 parsecs\'; '
-                    'write a bound like "< 5ms" (units ns, us, ms, s)')
+    assert line == (
+        'error: thresholds."*/lag.notify".p99: got \'5 parsecs\'; write a bound like "< 5ms" (units ns, us, ms, s)'
+    )
     line = _one_error(_validate(tmp_path, {}, "--set", 'thresholds={"*/get": {p99: "< 1ms"}, checks: "ninety"}'))
     assert line.startswith("error: thresholds.checks: got 'ninety'")
 
 
 def test_an_undeclared_phase_lets_patterns_under_its_title_pass():
-    spec = catalog.PhaseSpec(name="adhoc-threshold-test", summary="", run=catalog.get_phase("create").run,
-                             knobs=catalog.get_phase("create").knobs)
+    spec = catalog.PhaseSpec(
+        name="adhoc-threshold-test",
+        summary="",
+        run=catalog.get_phase("create").run,
+        knobs=catalog.get_phase("create").knobs,
+    )
     catalog.register_phase(spec)
     try:
         cfg = {**BASE, "phases": ["adhoc-threshold-test"]}
@@ -213,16 +255,24 @@ def test_an_undeclared_phase_lets_patterns_under_its_title_pass():
 
 # -- evaluation on real runs ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def run_result() -> RunResult:
-    cfg = config_from_dict({"stack": {"name": "loam"},
-        "name": "thr", "storage": {"engine": "memory"}, "datasets": {"albums": 300, "pets": 300},
-        "topology": {"ephemeral": 1},
-        "phases": [{"name": "create", "params": {"count": 40, "batch_size": 10}},
-                   {"name": "fetch", "params": {"get_ops": 30, "fetch_ops": 20}},
-                   {"name": "live-limit", "params": {"ops": 6, "subscribers": 2}},
-                   {"name": "writers", "target": "ephemeral", "params": {"ops": 20}}],
-    })
+    cfg = config_from_dict(
+        {
+            "stack": {"name": "loam"},
+            "name": "thr",
+            "storage": {"engine": "memory"},
+            "datasets": {"albums": 300, "pets": 300},
+            "topology": {"ephemeral": 1},
+            "phases": [
+                {"name": "create", "params": {"count": 40, "batch_size": 10}},
+                {"name": "fetch", "params": {"get_ops": 30, "fetch_ops": 20}},
+                {"name": "live-limit", "params": {"ops": 6, "subscribers": 2}},
+                {"name": "writers", "target": "ephemeral", "params": {"ops": 20}},
+            ],
+        }
+    )
     result = run_sync(cfg)
     assert result.status == "ok", result.reason
     return result
@@ -232,10 +282,13 @@ def test_bounds_hold_and_cross_on_the_observed_figures(run_result):
     metrics = run_result.metrics()
     batch = metrics["create@durable/create_batch"]
     exact_max = batch.max
-    out = evaluate(run_result, {
-        "create@*/create_batch": {"count": ">= 4", "max": f"<= {exact_max}ns"},
-        "create@durable/create_*": {"count": "> 4", "max": f"< {exact_max}ns"},
-    })
+    out = evaluate(
+        run_result,
+        {
+            "create@*/create_batch": {"count": ">= 4", "max": f"<= {exact_max}ns"},
+            "create@durable/create_*": {"count": "> 4", "max": f"< {exact_max}ns"},
+        },
+    )
     assert [o.ok for o in out] == [True, True, False, False]
     assert out[0].values == {"create@durable/create_batch": 4.0}
     assert out[1].values == {"create@durable/create_batch": float(exact_max)}
@@ -270,9 +323,16 @@ def test_a_rule_matching_no_metric_of_the_run_fails(run_result):
 
 
 def test_an_unsupported_phase_fails_its_rules():
-    cfg = config_from_dict({"name": "dict-thr", "stack": {"name": "dict"}, "storage": {"engine": "dict"},
-                            "datasets": {"pets": 50, "albums": 0}, "phases": ["connection-scaling"],
-                            "thresholds": {"connection-scaling@*/connect": {"p99": "< 1s"}}})
+    cfg = config_from_dict(
+        {
+            "name": "dict-thr",
+            "stack": {"name": "dict"},
+            "storage": {"engine": "dict"},
+            "datasets": {"pets": 50, "albums": 0},
+            "phases": ["connection-scaling"],
+            "thresholds": {"connection-scaling@*/connect": {"p99": "< 1s"}},
+        }
+    )
     result = run_sync(cfg, factory=DictStack)
     assert result.status == "ok" and result.phases[0].status == "unsupported"
     (out,) = evaluate(result, cfg.thresholds)
@@ -285,21 +345,33 @@ def test_checks_are_the_fraction_passed_over_the_whole_run(run_result):
     (out,) = evaluate(run_result, {"checks": "100%"})
     assert out.ok and out.values == {"checks": 1.0} and out.pattern == out.stat == "checks"
     # a real failed check: fetch on an empty collection
-    cfg = config_from_dict({"stack": {"name": "loam"}, "name": "thr-fail", "storage": {"engine": "memory"}, "datasets": {"albums": 0, "pets": 50},
-                            "phases": [{"name": "create", "params": {"collection": "pets", "count": 20, "batch_size": 10}},
-                                       {"name": "fetch", "params": {"get_ops": 5, "fetch_ops": 0}}]})
+    cfg = config_from_dict(
+        {
+            "stack": {"name": "loam"},
+            "name": "thr-fail",
+            "storage": {"engine": "memory"},
+            "datasets": {"albums": 0, "pets": 50},
+            "phases": [
+                {"name": "create", "params": {"collection": "pets", "count": 20, "batch_size": 10}},
+                {"name": "fetch", "params": {"get_ops": 5, "fetch_ops": 0}},
+            ],
+        }
+    )
     failed = run_sync(cfg)
     checks = [c for p in failed.phases for c in p.checks]
     passed = sum(c.ok for c in checks)
     assert failed.status == "failed" and 0 < passed < len(checks)
-    strict, loose = evaluate(failed, {"checks": "100%"}) + evaluate(failed, {"checks": f"{100 * passed / len(checks)}%"})
+    strict, loose = evaluate(failed, {"checks": "100%"}) + evaluate(
+        failed, {"checks": f"{100 * passed / len(checks)}%"}
+    )
     assert not strict.ok and strict.detail.startswith(f"{passed} of {len(checks)} checks passed")
     assert loose.ok and loose.values["checks"] == pytest.approx(passed / len(checks))
 
 
 def test_outcomes_reach_json_console_and_html(run_result, tmp_path):
-    run_result.thresholds = evaluate(run_result, {"*/get": {"p99": "< 60s"}, "*/verify_fetch": {"max": "< 1ns"},
-                                                  "checks": "100%"})
+    run_result.thresholds = evaluate(
+        run_result, {"*/get": {"p99": "< 60s"}, "*/verify_fetch": {"max": "< 1ns"}, "checks": "100%"}
+    )
     try:
         back = load_run(json_report.write(run_result, tmp_path / "r.json"))
         assert back.thresholds == run_result.thresholds and len(back.thresholds_failed) == 1
@@ -327,19 +399,38 @@ TINY = {
     "writers": {"ops": 20, "writers": 2, "readback_sample": 10},
     "churn": {"subscribers": 2, "cycles": 1},
     "crud": {"operations": 60, "workers": 2},
-    **{f"ycsb-{w}": {"operations": 40, "workers": 2, "record_count": 50, "field_count": 2, "field_length": 8,
-                     "max_scan_length": 5} for w in "abcdef"},
+    **{
+        f"ycsb-{w}": {
+            "operations": 40,
+            "workers": 2,
+            "record_count": 50,
+            "field_count": 2,
+            "field_length": 8,
+            "max_scan_length": 5,
+        }
+        for w in "abcdef"
+    },
     "query-simple": {"queries": 9},
     "query-complex": {"queries": 10},
     "query-sorted": {"queries": 10},
     "query-paginated": {"queries": 3, "page_size": 50},
     "query-large": {"queries": 4, "min_rows": 50},
     "connection-scaling": {"connections": 4, "steps": 2, "commits_per_step": 2, "commit_interval_ms": 1},
-    "subscription-scaling": {"subscriptions": 4, "connections": 2, "steps": 2, "commits_per_step": 2,
-                             "commit_interval_ms": 1},
+    "subscription-scaling": {
+        "subscriptions": 4,
+        "connections": 2,
+        "steps": 2,
+        "commits_per_step": 2,
+        "commit_interval_ms": 1,
+    },
     "event-throughput": {"subscribers": 4, "connections": 2, "steps": 2, "commits_per_step": 4},
-    "filtered-subscriptions": {"subscriptions": 4, "connections": 2, "match_fraction": 0.5, "commits": 4,
-                               "baseline_commits": 3},
+    "filtered-subscriptions": {
+        "subscriptions": 4,
+        "connections": 2,
+        "match_fraction": 0.5,
+        "commits": 4,
+        "baseline_commits": 3,
+    },
     "trigger": {"commits": 10, "entities": 4},
     "isolation": {"databases": 2, "rows": 10, "ops": 6, "foreign_gets": 3},
     "asv-albums-create": {"count": 40, "batch_size": 10, "repeats": 1},
@@ -361,9 +452,16 @@ def test_declared_metrics_cover_what_the_phase_records(name, target):
     spec = catalog.get_phase(name)
     if spec.metrics is None:
         pytest.skip(f"{name} declares no metrics (any name may appear)")
-    cfg = config_from_dict({"stack": {"name": "loam"}, "name": "decl", "storage": {"engine": "memory"}, "datasets": {"albums": 300, "pets": 300},
-                            "topology": {"durable": 1, "ephemeral": 1},
-                            "phases": [{"name": name, "target": target, "params": TINY.get(name, {})}]})
+    cfg = config_from_dict(
+        {
+            "stack": {"name": "loam"},
+            "name": "decl",
+            "storage": {"engine": "memory"},
+            "datasets": {"albums": 300, "pets": 300},
+            "topology": {"durable": 1, "ephemeral": 1},
+            "phases": [{"name": name, "target": target, "params": TINY.get(name, {})}],
+        }
+    )
     result = run_sync(cfg)
     phase = result.phases[0]
     assert phase.status == "ok", (phase.status, phase.reason)
@@ -378,7 +476,7 @@ def test_declared_metrics_cover_what_the_phase_records(name, target):
 
 def test_the_documented_example_validates_on_leveldb_local():
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    block = re.search(r"```yaml\n(.*?)```", doc[doc.index("### `thresholds`"):], re.S)
+    block = re.search(r"```yaml\n(.*?)```", doc[doc.index("### `thresholds`") :], re.S)
     assert block is not None
     example = yaml.safe_load(block.group(1))["thresholds"]
     cfg = load_config(ROOT / "configs" / "leveldb-local.yaml", [f"thresholds={json.dumps(example)}"])
@@ -393,12 +491,25 @@ def _run_cli(tmp_path: Path, thresholds: dict[str, object], *extra: str) -> tupl
     import sys
 
     cfg = tmp_path / "thr.yaml"
-    cfg.write_text(yaml.safe_dump({**BASE, "stack": {"name": "loam"}, "storage": {"engine": "leveldb"},
-                                   "phases": [{"name": "create", "params": {"count": 200}}],
-                                   "thresholds": thresholds}, sort_keys=False))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                **BASE,
+                "stack": {"name": "loam"},
+                "storage": {"engine": "leveldb"},
+                "phases": [{"name": "create", "params": {"count": 200}}],
+                "thresholds": thresholds,
+            },
+            sort_keys=False,
+        )
+    )
     out = tmp_path / "thr.json"
-    r = subprocess.run([sys.executable, "-m", "sprout_harness", "run", str(cfg), "--quiet", "--json", str(out),
-                        *extra], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "sprout_harness", "run", str(cfg), "--quiet", "--json", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return r.returncode, json.loads(out.read_text())
 
 

@@ -81,16 +81,21 @@ async def test_reads_answered_locally_when_a_live_query_covers_them(cluster: Clu
     odd = await e.subscribe("todo", "tag = 'odd' ORDER BY n LIMIT 3", CTX)
     # a LIMIT window covers only its own text; a get of an id outside it is remote
     assert await e.fetch("todo", "tag = 'odd' ORDER BY n LIMIT 4", CTX) == await cluster.durable.fetch(
-        "todo", "tag = 'odd' ORDER BY n LIMIT 4", CTX)
+        "todo", "tag = 'odd' ORDER BY n LIMIT 4", CTX
+    )
     assert await e.get("todo", "absent", CTX) is None
     assert e.reads_remote == 2 and e.reads_local == 0
     everything = await e.subscribe("todo", "ORDER BY n", CTX)
     before = e.reads_remote
     # an unfiltered, unlimited live query covers every fetch and get of the collection
-    assert await e.fetch("todo", "n < 5 ORDER BY n DESC", CTX) == await cluster.durable.fetch("todo", "n < 5 ORDER BY n DESC", CTX)
+    assert await e.fetch("todo", "n < 5 ORDER BY n DESC", CTX) == await cluster.durable.fetch(
+        "todo", "n < 5 ORDER BY n DESC", CTX
+    )
     q = "tag = 'odd' ORDER BY n LIMIT 3"
     assert await e.fetch("todo", q, CTX) == odd.results  # same text: the window
-    assert await e.fetch("todo", "ORDER BY n DESC LIMIT 2", CTX) == await cluster.durable.fetch("todo", "ORDER BY n DESC LIMIT 2", CTX)
+    assert await e.fetch("todo", "ORDER BY n DESC LIMIT 2", CTX) == await cluster.durable.fetch(
+        "todo", "ORDER BY n DESC LIMIT 2", CTX
+    )
     some = everything.results[7]
     assert await e.get("todo", some.id, CTX) == some
     assert await e.get("todo", "absent", CTX) is None  # complete live query: known absent
@@ -103,7 +108,9 @@ async def test_reads_answered_locally_when_a_live_query_covers_them(cluster: Clu
     await cluster.durable.delete("todo", ids[0], CTX)
     await settle(cluster)
     assert await e.get("todo", ids[0], CTX) is None
-    assert await e.fetch("todo", "ORDER BY n LIMIT 1", CTX) == await cluster.durable.fetch("todo", "ORDER BY n LIMIT 1", CTX)
+    assert await e.fetch("todo", "ORDER BY n LIMIT 1", CTX) == await cluster.durable.fetch(
+        "todo", "ORDER BY n LIMIT 1", CTX
+    )
 
 
 async def test_subscribe_on_ephemeral_gets_notifications_with_commit_ns(cluster: Cluster) -> None:
@@ -323,7 +330,10 @@ async def test_inline_sends_queue_behind_a_queued_reply() -> None:
         await durable.create("c", [{"n": 1}], CTX)
         got = await _received(client_end, 4)
         assert [(type(x).__name__, getattr(x, "rid", None), getattr(x, "commit_id", None)) for x in got[:3]] == [
-            ("Pong", 7, None), ("Notify", None, "first"), ("Pong", 8, None)]
+            ("Pong", 7, None),
+            ("Notify", None, "first"),
+            ("Pong", 8, None),
+        ]
         assert type(got[3]) is m.Notify and got[3].added[0].props == {"n": 1}
         # The queue is drained: the next message is sent inline, in the channel on return.
         assert peer.out.empty()

@@ -50,9 +50,14 @@ async def test_no_cross_database_leakage_over_real_sockets(tmp_path, engine):
             seen: dict[str, list[str]] = {"alpha": [], "beta": [], "default": []}
             lqs = []
             for name, node in (("alpha", a2), ("beta", b), ("default", d)):
-                lqs.append(await node.subscribe("items", "", CTX,
-                                                callback=lambda n, name=name: seen[name].extend(
-                                                    e.props["db"] for e in (*n.added, *n.updated))))
+                lqs.append(
+                    await node.subscribe(
+                        "items",
+                        "",
+                        CTX,
+                        callback=lambda n, name=name: seen[name].extend(e.props["db"] for e in (*n.added, *n.updated)),
+                    )
+                )
             ids_a, _ = await a1.create("items", [{"db": "alpha", "n": i} for i in range(5)], CTX)
             ids_b, _ = await b.create("items", [{"db": "beta", "n": i} for i in range(3)], CTX)
             for _ in range(200):

@@ -41,7 +41,9 @@ async def test_limit_window_over_websocket_with_postgres_storage(pg_database: st
 async def test_python_m_loam_serve_postgres(pg_database: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "loam", "serve", "--storage", "postgres", "--dsn", pg_database, "--pool-size", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)  # type: ignore[union-attr]

@@ -83,8 +83,15 @@ async def test_request_before_hello_is_refused(cluster: Cluster) -> None:
     await _closed_with(ws)
 
 
-@pytest.mark.parametrize("frame", [b"\xff\xfenot json", b'{"t": "get", "sent_ns": 0}', "text frame {",
-                                   b'{"t": "commit", "rid": 1, "sent_ns": 0, "tx": {}, "ctx": {}}'])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\xff\xfenot json",
+        b'{"t": "get", "sent_ns": 0}',
+        "text frame {",
+        b'{"t": "commit", "rid": 1, "sent_ns": 0, "tx": {}, "ctx": {}}',
+    ],
+)
 async def test_malformed_frame_gets_an_error_and_a_closed_connection(cluster: Cluster, frame: bytes | str) -> None:
     good = await cluster.ephemeral()
     lq = await good.subscribe("c", "ORDER BY n", CTX)
@@ -186,7 +193,9 @@ async def test_client_handles_messages_in_the_read_callback_and_falls_back_in_or
         hello = codec.decode(await ws.recv())
         await ws.send(codec.encode(m.Welcome(hello.rid, "raw-server", 0)))
         await ws.recv()  # the client's ping: everything below is sent after the handshake
-        notes = [codec.encode(m.Notify("q", f"c{i}", None, [], [], [f"id{i}"], 0, i, "change", None, 0)) for i in range(4)]
+        notes = [
+            codec.encode(m.Notify("q", f"c{i}", None, [], [], [f"id{i}"], 0, i, "change", None, 0)) for i in range(4)
+        ]
         await ws.send(notes[0])
         await ws.send([notes[1][:10], notes[1][10:]])  # one message in two fragments
         await ws.send(notes[2])
@@ -272,9 +281,24 @@ async def test_python_m_loam_serve_subprocess(tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loam", "serve", "--storage", "leveldb", "--path", str(tmp_path / "db"),
-         "--port", "0", "--token", "tt"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "loam",
+            "serve",
+            "--storage",
+            "leveldb",
+            "--path",
+            str(tmp_path / "db"),
+            "--port",
+            "0",
+            "--token",
+            "tt",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)  # type: ignore[union-attr]
@@ -337,8 +361,9 @@ async def test_a_client_that_stops_reading_is_closed_then_reconnects_and_resubsc
                 break
         assert c.server.service.slow_peers_closed == 1, "the server should have given up on the slow client"
         assert c.server.stats()["slow_peers_closed"] == 1
-        await wait_until(lambda: [e.props["n"] for e in fast_lq.results] == [i, i - 1, i - 2],
-                         what="the fast client's notifications")
+        await wait_until(
+            lambda: [e.props["n"] for e in fast_lq.results] == [i, i - 1, i - 2], what="the fast client's notifications"
+        )
         slow.connector._channel.ws.transport.resume_reading()  # type: ignore[union-attr]
         await wait_until(lambda: slow.connector.reconnects >= 1, what="reconnect")
         assert lost and "too slow" in lost[0], lost
@@ -352,6 +377,10 @@ async def test_a_client_that_stops_reading_is_closed_then_reconnects_and_resubsc
 def test_max_pending_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_pending must be a positive number"):
         NodeServer(DurableNode(create_engine("memory")), max_pending=0)
-    r = subprocess.run([sys.executable, "-m", "loam", "serve", "--storage", "memory", "--max-pending", "0"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "loam", "serve", "--storage", "memory", "--max-pending", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--max-pending must be at least 1" in r.stderr, r.stderr

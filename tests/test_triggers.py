@@ -69,7 +69,12 @@ async def test_every_matching_change_delivered_exactly_once(node):
         for did, r in rx.accepted.items():
             kind, eid = expected[did]
             b = r.body
-            assert (b["change"]["kind"], b["change"]["id"], b["trigger"], b["collection"]) == (kind, eid, "big", "orders")
+            assert (b["change"]["kind"], b["change"]["id"], b["trigger"], b["collection"]) == (
+                kind,
+                eid,
+                "big",
+                "orders",
+            )
             assert b["commit_ns"] <= b["evaluated_ns"] <= r.received_ns
             entity = b["change"]["before"] if kind == "delete" else b["change"]["after"]
             assert entity["total"] > 100
@@ -111,8 +116,10 @@ async def test_dead_receiver_counts_failures_after_retries(node):
 
 
 async def test_timeout_is_honoured_and_4xx_is_not_retried(node):
-    async with WebhookReceiver(respond=lambda body, attempt: (200, 5.0)) as slow, \
-            WebhookReceiver(respond=lambda body, attempt: 400) as refusing:
+    async with (
+        WebhookReceiver(respond=lambda body, attempt: (200, 5.0)) as slow,
+        WebhookReceiver(respond=lambda body, attempt: 400) as refusing,
+    ):
         tm = TriggerManager(node)
         tm.add_trigger("slow", "jobs", "", slow.url, timeout_s=0.2, retries=1, backoff_s=0)
         tm.add_trigger("refused", "jobs", "", refusing.url, retries=3, backoff_s=0)
@@ -224,8 +231,11 @@ async def test_triggers_on_postgres(pg_database):
             tm.add_trigger("p", "items", "k IN ('a', 'c')", rx.url)
             recs = await asyncio.gather(*(node.create("items", [{"k": k}], CTX) for k in "abcabc"))
             assert await tm.drain(timeout_s=20)
-            want = {delivery_id("p", r.commit_id, "items", r.changes[0].id) for _, r in recs
-                    if r.changes[0].after.props["k"] in ("a", "c")}
+            want = {
+                delivery_id("p", r.commit_id, "items", r.changes[0].id)
+                for _, r in recs
+                if r.changes[0].after.props["k"] in ("a", "c")
+            }
             assert set(rx.accepted) == want and len(want) == 4 and rx.duplicates == 0
             await tm.close()
     finally:

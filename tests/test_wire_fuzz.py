@@ -47,8 +47,7 @@ GUARD_S = 10.0  # a hang guard per exchange, not a performance bound
 MAX_SIZE = 65536  # the server's message limit (small, so oversized frames are cheap)
 SENTINEL = 987_654_321  # rid of the ping that ends every exchange still open
 CONNECTION_CODES = frozenset({"malformed", "too_large", "auth", "version", "unexpected"})
-SERVER_TYPES = (m.Welcome, m.Ack, m.GetResult, m.FetchResult, m.Subscribed, m.Unsubscribed, m.Notify, m.Pong,
-                m.Error)
+SERVER_TYPES = (m.Welcome, m.Ack, m.GetResult, m.FetchResult, m.Subscribed, m.Unsubscribed, m.Notify, m.Pong, m.Error)
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 CTX: dict[str, Any] = {"user": None, "data": {}}
 
@@ -115,9 +114,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("fuzz")
     log = tmp / "server.log"
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "loam", "serve", "--storage", "leveldb", "--path",
-                                 str(tmp / "db"), "--max-message-size", str(MAX_SIZE)],
-                                stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "loam",
+                "serve",
+                "--storage",
+                "leveldb",
+                "--path",
+                str(tmp / "db"),
+                "--max-message-size",
+                str(MAX_SIZE),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -186,8 +199,9 @@ async def exchange(url: str, frames: list[Frame], hello: bool = True) -> Outcome
                 try:
                     raw = await asyncio.wait_for(ws.recv(), GUARD_S)
                 except TimeoutError:
-                    raise AssertionError(f"no answer within {GUARD_S} s; got {out.replies} "
-                                         f"for {[f.data[:120] for f in frames]}") from None
+                    raise AssertionError(
+                        f"no answer within {GUARD_S} s; got {out.replies} for {[f.data[:120] for f in frames]}"
+                    ) from None
                 msg = codec.decode(raw, 1 << 30)  # whatever the server writes is protocol
                 assert isinstance(msg, SERVER_TYPES), msg
                 if not isinstance(msg, m.Notify):
@@ -235,14 +249,33 @@ def _big(v: Any) -> Any:
     return v
 
 
-BOUNDARY_INTS = [-1, -(2**31), 2**31, 2**53 - 1, 2**53, 2**62, 2**62 + 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64,
-                 -(2**63), -(2**63) - 1, 10**30, -(10**30), 10**400]
+BOUNDARY_INTS = [
+    -1,
+    -(2**31),
+    2**31,
+    2**53 - 1,
+    2**53,
+    2**62,
+    2**62 + 1,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    2**64,
+    -(2**63),
+    -(2**63) - 1,
+    10**30,
+    -(10**30),
+    10**400,
+]
 huge_ints = st.one_of(st.sampled_from(BOUNDARY_INTS), st.integers(min_value=-(2**70), max_value=2**70))
-scalars = st.one_of(st.none(), st.booleans(), huge_ints, st.floats(allow_nan=False, allow_infinity=False),
-                    st.text(max_size=20))
-json_values = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=4),
-                                                         st.dictionaries(st.text(max_size=8), c, max_size=4)),
-                           max_leaves=20)
+scalars = st.one_of(
+    st.none(), st.booleans(), huge_ints, st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=8), c, max_size=4)),
+    max_leaves=20,
+)
 
 
 def nested(depth: int, leaf: Any = 1, as_list: bool = True) -> orjson.Fragment:
@@ -257,23 +290,35 @@ def nots(depth: int) -> orjson.Fragment:
 
 
 deep_values = st.builds(nested, st.sampled_from([65, 200, 900, 1100, 3000]), st.just(1), st.booleans())
-bad_names = st.one_of(st.text(max_size=20), st.sampled_from(
-    ["", " ", "a/b", "../x", "a\x00b", "\n", "a b", "-x", ".x", ":x", "x" * 129, "y" * 65, "é", "a\\b", "\x7f"]))
-hostile = st.one_of(json_values, huge_ints, deep_values, bad_names,
-                    st.builds(lambda n: "z" * n, st.sampled_from([MAX_SIZE // 2, MAX_SIZE + 1])))
+bad_names = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(
+        ["", " ", "a/b", "../x", "a\x00b", "\n", "a b", "-x", ".x", ":x", "x" * 129, "y" * 65, "é", "a\\b", "\x7f"]
+    ),
+)
+hostile = st.one_of(
+    json_values,
+    huge_ints,
+    deep_values,
+    bad_names,
+    st.builds(lambda n: "z" * n, st.sampled_from([MAX_SIZE // 2, MAX_SIZE + 1])),
+)
 
 
 def template(kind: str, rid: int) -> dict[str, Any]:
     """A well-formed client message of `kind`."""
     tx = {"commit_id": f"fuzz:{rid}", "node_id": "fuzz", "clock": 1, "ops": [["c", "fuzzed", f"f{rid}", {"n": 1}]]}
-    ast = {"where": ["and", [["cmp", "n", ">=", 0], ["in", "n", [1, 2], True]]], "order_by": [["n", False]],
-           "limit": 3, "text": None}
+    ast = {
+        "where": ["and", [["cmp", "n", ">=", 0], ["in", "n", [1, 2], True]]],
+        "order_by": [["n", False]],
+        "limit": 3,
+        "text": None,
+    }
     return {
         "hello": {"t": "hello", "rid": rid, "token": None, "node_id": "fuzz", "version": 1},
         "commit": {"t": "commit", "rid": rid, "tx": tx, "ctx": CTX},
         "get": {"t": "get", "rid": rid, "collection": "fuzzed", "id": "f1", "ctx": CTX},
-        "fetch": {"t": "fetch", "rid": rid, "collection": "fuzzed", "query": "n >= 0 ORDER BY n LIMIT 3",
-                  "ctx": CTX},
+        "fetch": {"t": "fetch", "rid": rid, "collection": "fuzzed", "query": "n >= 0 ORDER BY n LIMIT 3", "ctx": CTX},
         "fetch_ast": {"t": "fetch", "rid": rid, "collection": "fuzzed", "query": ast, "ctx": CTX},
         "subscribe": {"t": "subscribe", "rid": rid, "collection": "fuzzed", "query": "n >= 0", "ctx": CTX},
         "subscribe_ast": {"t": "subscribe", "rid": rid, "collection": "fuzzed", "query": ast, "ctx": CTX},
@@ -315,8 +360,9 @@ def mutated(draw: st.DrawFn, kinds: list[str], rid: int = 7) -> dict[str, Any]:
         elif action == "replace":
             parent[path[-1]] = draw(hostile)
         elif type(parent) is dict:
-            parent[draw(st.sampled_from(["extra", "t", "rid", "id", "", "sent_ns", "clock", "database"]))] = \
-                draw(hostile)
+            parent[draw(st.sampled_from(["extra", "t", "rid", "id", "", "sent_ns", "clock", "database"]))] = draw(
+                hostile
+            )
         else:
             parent.append(draw(hostile))
     return msg
@@ -327,11 +373,44 @@ def mutated(draw: st.DrawFn, kinds: list[str], rid: int = 7) -> dict[str, Any]:
 
 malformed_json = st.one_of(
     st.text(max_size=60).map(str.encode),
-    st.lists(st.sampled_from(['{', '}', '[', ']', '"t"', ':', ',', '"ping"', '"rid"', '1', '-', 'null', 'tru',
-                              '"\\u', '"\\ud800"', 'NaN', '1e999', '"', ' ']), max_size=20).map(
-        lambda xs: "".join(xs).encode()),
-    st.sampled_from([b"", b"{", b'{"t":"ping","rid":1,"sent_ns":0', b'{"t":"ping"}}', b"\x00", b"[" * 3000,
-                     b'{"a":' * 2000, b'{"t":"ping","rid":1,"sent_ns":0}\x00']),
+    st.lists(
+        st.sampled_from(
+            [
+                "{",
+                "}",
+                "[",
+                "]",
+                '"t"',
+                ":",
+                ",",
+                '"ping"',
+                '"rid"',
+                "1",
+                "-",
+                "null",
+                "tru",
+                '"\\u',
+                '"\\ud800"',
+                "NaN",
+                "1e999",
+                '"',
+                " ",
+            ]
+        ),
+        max_size=20,
+    ).map(lambda xs: "".join(xs).encode()),
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b'{"t":"ping","rid":1,"sent_ns":0',
+            b'{"t":"ping"}}',
+            b"\x00",
+            b"[" * 3000,
+            b'{"a":' * 2000,
+            b'{"t":"ping","rid":1,"sent_ns":0}\x00',
+        ]
+    ),
 )
 non_objects = json_values.filter(lambda v: type(v) is not dict).map(dumps)
 garbage = st.one_of(st.binary(max_size=300), malformed_json, non_objects)
@@ -362,15 +441,16 @@ def _utf8(b: bytes) -> bool:
 
 
 @FUZZ
-@given(t=st.one_of(st.text(max_size=12), json_values).filter(lambda t: not (type(t) is str and t in m.MESSAGE_TYPES)),
-       hello=st.booleans())
+@given(
+    t=st.one_of(st.text(max_size=12), json_values).filter(lambda t: not (type(t) is str and t in m.MESSAGE_TYPES)),
+    hello=st.booleans(),
+)
 def test_unknown_types_are_malformed(server: Server, t: Any, hello: bool) -> None:
     out = run(server.url, [Frame(dumps({"t": t, "rid": 3, "sent_ns": 0}))], hello)
     assert out.close == 1008 and [e.code for e in out.errors()] == ["malformed"], out
 
 
-SERVER_SIDE = ["welcome", "ack", "get_result", "fetch_result", "subscribed", "unsubscribed", "notify", "pong",
-               "error"]
+SERVER_SIDE = ["welcome", "ack", "get_result", "fetch_result", "subscribed", "unsubscribed", "notify", "pong", "error"]
 
 
 @FUZZ
@@ -451,8 +531,11 @@ def test_commit_clocks(server: Server, clock: int) -> None:
 
 
 @FUZZ
-@given(kind=st.sampled_from(["commit", "get", "fetch", "subscribe", "delete", "update"]),
-       name=bad_names.filter(bool), which=st.sampled_from(["id", "collection"]))
+@given(
+    kind=st.sampled_from(["commit", "get", "fetch", "subscribe", "delete", "update"]),
+    name=bad_names.filter(bool),
+    which=st.sampled_from(["id", "collection"]),
+)
 def test_ids_and_collections_outside_the_syntax(server: Server, kind: str, name: str, which: str) -> None:
     """`validation` naming the request, and the connection stays open."""
     bad = id_error(name) if which == "id" else collection_error(name)
@@ -461,8 +544,11 @@ def test_ids_and_collections_outside_the_syntax(server: Server, kind: str, name:
     collection, eid = ("fuzzed", name) if which == "id" else (name, "f1")
     if kind in ("commit", "delete", "update"):
         msg = template("commit", 11)
-        op = {"commit": ["c", collection, eid, {"n": 1}], "update": ["u", collection, eid, {"n": 1}],
-              "delete": ["d", collection, eid]}[kind]
+        op = {
+            "commit": ["c", collection, eid, {"n": 1}],
+            "update": ["u", collection, eid, {"n": 1}],
+            "delete": ["d", collection, eid],
+        }[kind]
         msg["tx"]["ops"] = [op]
     else:
         msg = template(kind, 11) | {"collection": collection, **({"id": eid} if kind == "get" else {})}
@@ -470,9 +556,47 @@ def test_ids_and_collections_outside_the_syntax(server: Server, kind: str, name:
     assert out.close is None and [(e.code, e.rid) for e in out.errors()] == [("validation", 11)], out
 
 
-QUERY_WORDS = ["n", "name", "=", "!=", "<", "<=", ">", ">=", "AND", "OR", "NOT", "(", ")", "IN", "[", "]",
-               "ORDER", "BY", "LIMIT", "DESC", "ASC", "'x'", "'", '"', "1", "-1", "2.5", "99999999999999999999999",
-               "1e999", "null", "true", "false", ",", "\x00", "id", "-", "*", ";", "\\"]
+QUERY_WORDS = [
+    "n",
+    "name",
+    "=",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "AND",
+    "OR",
+    "NOT",
+    "(",
+    ")",
+    "IN",
+    "[",
+    "]",
+    "ORDER",
+    "BY",
+    "LIMIT",
+    "DESC",
+    "ASC",
+    "'x'",
+    "'",
+    '"',
+    "1",
+    "-1",
+    "2.5",
+    "99999999999999999999999",
+    "1e999",
+    "null",
+    "true",
+    "false",
+    ",",
+    "\x00",
+    "id",
+    "-",
+    "*",
+    ";",
+    "\\",
+]
 queries = st.one_of(st.text(max_size=40), st.lists(st.sampled_from(QUERY_WORDS), max_size=12).map(" ".join))
 
 
@@ -488,30 +612,45 @@ def test_query_text(server: Server, query: str, kind: str) -> None:
 
 
 exprs = st.recursive(
-    st.one_of(st.tuples(st.just("cmp"), st.sampled_from(["n", "", "id", "x.y"]),
-                        st.sampled_from(["=", "!=", "<", ">=", "~", ""]), scalars).map(list),
-              st.tuples(st.just("in"), st.sampled_from(["n", "id"]), st.lists(scalars, max_size=3),
-                        st.booleans()).map(list),
-              json_values),
-    lambda c: st.one_of(st.tuples(st.sampled_from(["and", "or"]), st.lists(c, max_size=3)).map(list),
-                        st.tuples(st.just("not"), c).map(list)),
+    st.one_of(
+        st.tuples(
+            st.just("cmp"),
+            st.sampled_from(["n", "", "id", "x.y"]),
+            st.sampled_from(["=", "!=", "<", ">=", "~", ""]),
+            scalars,
+        ).map(list),
+        st.tuples(st.just("in"), st.sampled_from(["n", "id"]), st.lists(scalars, max_size=3), st.booleans()).map(list),
+        json_values,
+    ),
+    lambda c: st.one_of(
+        st.tuples(st.sampled_from(["and", "or"]), st.lists(c, max_size=3)).map(list),
+        st.tuples(st.just("not"), c).map(list),
+    ),
     max_leaves=8,
 )
 
 
 @FUZZ
-@given(where=st.one_of(exprs, st.builds(nots, st.sampled_from([63, 64, 65, 500]))),
-       order=st.lists(st.one_of(st.tuples(st.sampled_from(["n", "id", ""]), st.booleans()).map(list), json_values),
-                      max_size=2),
-       limit=st.one_of(st.none(), huge_ints, st.integers(-2, 5)), kind=st.sampled_from(["fetch", "subscribe"]))
+@given(
+    where=st.one_of(exprs, st.builds(nots, st.sampled_from([63, 64, 65, 500]))),
+    order=st.lists(
+        st.one_of(st.tuples(st.sampled_from(["n", "id", ""]), st.booleans()).map(list), json_values), max_size=2
+    ),
+    limit=st.one_of(st.none(), huge_ints, st.integers(-2, 5)),
+    kind=st.sampled_from(["fetch", "subscribe"]),
+)
 def test_query_objects(server: Server, where: Any, order: list[Any], limit: Any, kind: str) -> None:
     query = {"where": where, "order_by": order, "limit": limit, "text": None}
     run(server.url, [Frame(dumps(template(kind, 15) | {"query": query}))])
 
 
 @FUZZ
-@given(kind=st.sampled_from(REQUESTS + ["hello"]), extra=st.integers(1, 3 * MAX_SIZE), hello=st.booleans(),
-       as_text=st.booleans())
+@given(
+    kind=st.sampled_from(REQUESTS + ["hello"]),
+    extra=st.integers(1, 3 * MAX_SIZE),
+    hello=st.booleans(),
+    as_text=st.booleans(),
+)
 def test_oversized_frames(server: Server, kind: str, extra: int, hello: bool, as_text: bool) -> None:
     """Over `welcome.max_size`: closed with 1009 by the WebSocket layer, before any decoding."""
     msg = template(kind, 17) | {"pad": "p" * (MAX_SIZE + extra)}
@@ -539,9 +678,15 @@ async def test_a_hostile_burst_beside_a_well_behaved_client(server: Server) -> N
     try:
         await node.create("burst", [{"n": 0}], Context())
         lq = await node.subscribe("burst", "n >= 0", Context())
-        frames = [b"\xff" * 10, b'{"t":"commit"}', b"[" * 3000, b'{"a":' * 1000 + b"1" + b"}" * 1000,
-                  dumps(template("get", 1) | {"ctx": {"user": None, "data": nested(1000, 1, False)}}),
-                  b"x" * (MAX_SIZE + 1), dumps(template("commit", 2) | {"rid": -1})]
+        frames = [
+            b"\xff" * 10,
+            b'{"t":"commit"}',
+            b"[" * 3000,
+            b'{"a":' * 1000 + b"1" + b"}" * 1000,
+            dumps(template("get", 1) | {"ctx": {"user": None, "data": nested(1000, 1, False)}}),
+            b"x" * (MAX_SIZE + 1),
+            dumps(template("commit", 2) | {"rid": -1}),
+        ]
         hostile = [exchange(server.url, [Frame(f)]) for f in frames * 3]
         ids, _ = await node.create("burst", [{"n": i} for i in range(1, 11)], Context())
         results = await asyncio.gather(*hostile, return_exceptions=True)
@@ -581,16 +726,19 @@ def test_deep_context_data_over_the_wire(server: Server) -> None:
     assert "depth" in out.errors()[0].message
 
 
-@pytest.mark.parametrize("data", [
-    b'{"t":"commit","rid":1,"tx":{"commit_id":"a","node_id":"b","clock":1,"ops":[[[1],"p","x",{}]]},'
-    b'"ctx":{"user":null,"data":{}},"sent_ns":0}',
-    b'{"t":"commit","rid":1,"tx":{"commit_id":"a","node_id":"b","clock":1,"ops":[[{},"p","x"]]},'
-    b'"ctx":{"user":null,"data":{}},"sent_ns":0}',
-    b'{"t":"ack","rid":1,"record":{"commit_id":"a","node_id":"b","clock":1,"durable_ns":1,'
-    b'"changes":[["p","x",[],null,null]]},"sent_ns":0}',
-    b'{"t":"fetch","rid":1,"collection":"p","query":{"where":["cmp","n",{},1],"order_by":[],"limit":null,'
-    b'"text":null},"ctx":{"user":null,"data":{}},"sent_ns":0}',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"t":"commit","rid":1,"tx":{"commit_id":"a","node_id":"b","clock":1,"ops":[[[1],"p","x",{}]]},'
+        b'"ctx":{"user":null,"data":{}},"sent_ns":0}',
+        b'{"t":"commit","rid":1,"tx":{"commit_id":"a","node_id":"b","clock":1,"ops":[[{},"p","x"]]},'
+        b'"ctx":{"user":null,"data":{}},"sent_ns":0}',
+        b'{"t":"ack","rid":1,"record":{"commit_id":"a","node_id":"b","clock":1,"durable_ns":1,'
+        b'"changes":[["p","x",[],null,null]]},"sent_ns":0}',
+        b'{"t":"fetch","rid":1,"collection":"p","query":{"where":["cmp","n",{},1],"order_by":[],"limit":null,'
+        b'"text":null},"ctx":{"user":null,"data":{}},"sent_ns":0}',
+    ],
+)
 def test_unhashable_tags_are_malformed_not_a_type_error(data: bytes) -> None:
     """An array or object where an op tag, a change kind or a comparison operator belongs
     raised TypeError (unhashable) from a set lookup: a traceback on the server and a
@@ -616,8 +764,12 @@ def test_a_database_name_beyond_ascii(tmp_path: Path) -> None:
     connection ends with 1000 instead of 1008. Its own server: it leaves a traceback."""
     log = tmp_path / "server.log"
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "loam", "serve", "--storage", "leveldb", "--path",
-                                 str(tmp_path / "db")], stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loam", "serve", "--storage", "leveldb", "--path", str(tmp_path / "db")],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().split()[-1]

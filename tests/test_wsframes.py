@@ -57,7 +57,8 @@ frames = st.lists(st.tuples(st.sampled_from(sorted(_KINDS)), st.binary(max_size=
 @settings(max_examples=300, deadline=None)
 @given(frames=frames, cut=st.integers(min_value=0, max_value=3000), limit=st.sampled_from([None, 64, 200]))
 def test_split_takes_exactly_the_leading_complete_binary_frames(
-        frames: list[tuple[str, bytes]], cut: int, limit: int | None) -> None:
+    frames: list[tuple[str, bytes]], cut: int, limit: int | None
+) -> None:
     wire = [_KINDS[k](b) for k, b in frames]
     data = b"".join(wire)[:cut]
     payloads, used = split_binary_frames(data, limit)
@@ -118,9 +119,13 @@ async def test_one_read_with_binary_control_and_text_frames_keeps_order(monkeypa
 
     async def handler(ws: Any) -> None:
         await _welcomed(ws)
-        burst = [binary_frame(_note(0)), binary_frame(_note(1)),
-                 Frame(Opcode.PING, b"hi").serialize(mask=False),
-                 binary_frame(_note(2)), Frame(Opcode.TEXT, _note(3)).serialize(mask=False)]
+        burst = [
+            binary_frame(_note(0)),
+            binary_frame(_note(1)),
+            Frame(Opcode.PING, b"hi").serialize(mask=False),
+            binary_frame(_note(2)),
+            Frame(Opcode.TEXT, _note(3)).serialize(mask=False),
+        ]
         ws.transport.write(b"".join(burst))  # one write: one read on the other side
         await asyncio.sleep(0.05)
         ws.transport.write(binary_frame(_note(4)) + binary_frame(_note(5)))
@@ -130,8 +135,9 @@ async def test_one_read_with_binary_control_and_text_frames_keeps_order(monkeypa
     try:
         await wait_until(lambda: len(got) == 6)
         assert got == [f"c{i}" for i in range(6)]
-        assert [d[0] for d in fed if d[:1] in (b"\x89", b"\x82")] == [0x89], \
+        assert [d[0] for d in fed if d[:1] in (b"\x89", b"\x82")] == [0x89], (
             "only the rest of the burst, from the ping on, should have gone to websockets"
+        )
     finally:
         await conn.close()
         server.close()
@@ -143,7 +149,9 @@ async def test_a_frame_split_across_reads_falls_back_and_recovers(monkeypatch: p
     once it is between frames again, whole frames are split off directly."""
     direct: list[int] = []
     original = ClientConnection.data_received
-    monkeypatch.setattr(ClientConnection, "data_received", lambda self, d: (direct.append(len(d)), original(self, d))[1])
+    monkeypatch.setattr(
+        ClientConnection, "data_received", lambda self, d: (direct.append(len(d)), original(self, d))[1]
+    )
 
     async def handler(ws: Any) -> None:
         await _welcomed(ws)
@@ -195,6 +203,7 @@ async def test_split_messages_take_no_websockets_parse(monkeypatch: pytest.Monke
 
 async def test_oversized_frame_still_closes_with_1009() -> None:
     """A frame over the client's limit is not split off: `websockets` refuses it (1009)."""
+
     async def handler(ws: Any) -> None:
         await _welcomed(ws)
         ws.transport.write(binary_frame(b"x" * 5000))

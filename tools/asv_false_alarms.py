@@ -40,11 +40,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ("benchmarks", "asv.conf.json", "sprout_harness/asvtools")
-GIT_ID = {"GIT_AUTHOR_NAME": "asv false alarms", "GIT_AUTHOR_EMAIL": "asv-fa@sprout.invalid",
-          "GIT_COMMITTER_NAME": "asv false alarms", "GIT_COMMITTER_EMAIL": "asv-fa@sprout.invalid"}
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "asv false alarms",
+    "GIT_AUTHOR_EMAIL": "asv-fa@sprout.invalid",
+    "GIT_COMMITTER_NAME": "asv false alarms",
+    "GIT_COMMITTER_EMAIL": "asv-fa@sprout.invalid",
+}
 SLOW_TARGET = "loam/node/durable.py"
 # appended to loam/node/durable.py in commit C: DurableNode.get spins for FACTOR x its own time
-SLOWDOWN = '''
+SLOWDOWN = """
 
 # --- deliberate slowdown (tools/asv_false_alarms.py, throwaway clone only) ---
 import time as _fa_time
@@ -63,15 +67,16 @@ async def _fa_slow_get(self, collection, id, ctx):
 
 
 DurableNode.get = _fa_slow_get
-'''
+"""
 # asv continuous's table (tabulate "github"): | Change | Before | After | Ratio | Benchmark |
 # Change "+" = slower beyond the factor (and significant, for benchmarks with samples), "-" faster
 ROW = re.compile(r"^\|\s*([+-])\s*\|([^|]*)\|([^|]*)\|([^|]*)\|([^|]*)\|\s*$")
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ID}, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, env={**os.environ, **GIT_ID}, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise SystemExit(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
     return proc.stdout.strip()
@@ -120,8 +125,13 @@ def parse_flagged(out: str) -> dict[str, list[dict[str, str]]]:
         m = ROW.match(line)
         if m:
             flagged["slower" if m.group(1) == "+" else "faster"].append(
-                {"benchmark": m.group(5).strip(), "before": m.group(2).strip(), "after": m.group(3).strip(),
-                 "ratio": m.group(4).strip()})
+                {
+                    "benchmark": m.group(5).strip(),
+                    "before": m.group(2).strip(),
+                    "after": m.group(3).strip(),
+                    "ratio": m.group(4).strip(),
+                }
+            )
     return flagged
 
 
@@ -134,10 +144,18 @@ def run_gate(repo: Path, base: str, head: str, extra: list[str], log: Path) -> d
     out = proc.stdout + proc.stderr
     log.write_text(out)
     flagged = parse_flagged(out)
-    return {"base": base[:8], "head": head[:8], "command": " ".join(cmd[1:]), "exit": proc.returncode,
-            "seconds": round(seconds, 1), "loadavg_before": [round(x, 2) for x in load0],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()], "log": str(log),
-            "flagged_slower": flagged["slower"], "flagged_faster": flagged["faster"]}
+    return {
+        "base": base[:8],
+        "head": head[:8],
+        "command": " ".join(cmd[1:]),
+        "exit": proc.returncode,
+        "seconds": round(seconds, 1),
+        "loadavg_before": [round(x, 2) for x in load0],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "log": str(log),
+        "flagged_slower": flagged["slower"],
+        "flagged_faster": flagged["faster"],
+    }
 
 
 GET_BENCHMARKS = ("gate.GateLevelDB.track_get_vs_plyvel_get", "bench_fetch.GetByIdLevelDB.time_get_by_id_x100")
@@ -163,11 +181,17 @@ def measured_change(repo: Path, base: str, head: str, names: tuple[str, ...] = G
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="doc-only comparisons (A..B)")
-    ap.add_argument("--slowdown", type=float, default=0.15,
-                    help="commit C: DurableNode.get spins this fraction of its own time (default 0.15: with the "
-                         "wrapper's own cost, about +30%% on the gated get figure; the run reports what it measured)")
+    ap.add_argument(
+        "--slowdown",
+        type=float,
+        default=0.15,
+        help="commit C: DurableNode.get spins this fraction of its own time (default 0.15: with the "
+        "wrapper's own cost, about +30%% on the gated get figure; the run reports what it measured)",
+    )
     ap.add_argument("--no-slowdown-run", action="store_true", help="skip the A..C run")
-    ap.add_argument("--all", action="store_true", help="pass --all to the wrapper (the whole suite, ungated figures too)")
+    ap.add_argument(
+        "--all", action="store_true", help="pass --all to the wrapper (the whole suite, ungated figures too)"
+    )
     ap.add_argument("--factor", default=None, help="pass --factor to the wrapper (default: its own)")
     ap.add_argument("--rounds", default=None, help="pass --rounds to the wrapper (default: its own)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/asv-false-alarms"))
@@ -175,15 +199,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the clone (default: keep only its .asv/ and the logs)")
     args = ap.parse_args(argv)
 
-    extra = (["--all"] if args.all else []) + (["--factor", args.factor] if args.factor else []) \
+    extra = (
+        (["--all"] if args.all else [])
+        + (["--factor", args.factor] if args.factor else [])
         + (["--rounds", args.rounds] if args.rounds else [])
+    )
     out_path = args.out or args.workdir / "asv_false_alarms.json"
     t_start = time.perf_counter()
     repo, commits = prepare(args.workdir, args.slowdown)
-    print(f"clone {repo}: A={commits['A'][:8]} B={commits['B'][:8]} (doc only) "
-          f"C={commits['C'][:8]} (DurableNode.get +{args.slowdown:.0%})", flush=True)
-    report: dict = {"commits": commits, "wrapper_args": extra, "slowdown": args.slowdown,
-                    "cpus": os.cpu_count(), "doc_only": [], "slowdown_run": None}
+    print(
+        f"clone {repo}: A={commits['A'][:8]} B={commits['B'][:8]} (doc only) "
+        f"C={commits['C'][:8]} (DurableNode.get +{args.slowdown:.0%})",
+        flush=True,
+    )
+    report: dict = {
+        "commits": commits,
+        "wrapper_args": extra,
+        "slowdown": args.slowdown,
+        "cpus": os.cpu_count(),
+        "doc_only": [],
+        "slowdown_run": None,
+    }
 
     def save() -> None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         r = run_gate(repo, commits["A"], commits["B"], extra, args.workdir / f"doc-only-{i + 1}.log")
         report["doc_only"].append(r)
         save()
-        print(f"doc-only run {i + 1}: exit {r['exit']}, {len(r['flagged_slower'])} slower / "
-              f"{len(r['flagged_faster'])} faster, {r['seconds']:.0f} s, load {r['loadavg_before']}", flush=True)
+        print(
+            f"doc-only run {i + 1}: exit {r['exit']}, {len(r['flagged_slower'])} slower / "
+            f"{len(r['flagged_faster'])} faster, {r['seconds']:.0f} s, load {r['loadavg_before']}",
+            flush=True,
+        )
         for f in r["flagged_slower"]:
             print(f"    slower: {f['benchmark']} {f['before']} -> {f['after']} ({f['ratio']})")
     if not args.no_slowdown_run:
@@ -203,8 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         r["measured_change"] = measured_change(repo, commits["A"], commits["C"])
         report["slowdown_run"] = r
         save()
-        print(f"slowdown run: exit {r['exit']}, {len(r['flagged_slower'])} slower, {r['seconds']:.0f} s, "
-              f"slowed path flagged: {r['slowed_path_flagged']}, measured C/A: {r['measured_change']}", flush=True)
+        print(
+            f"slowdown run: exit {r['exit']}, {len(r['flagged_slower'])} slower, {r['seconds']:.0f} s, "
+            f"slowed path flagged: {r['slowed_path_flagged']}, measured C/A: {r['measured_change']}",
+            flush=True,
+        )
         for f in r["flagged_slower"]:
             print(f"    slower: {f['benchmark']} {f['before']} -> {f['after']} ({f['ratio']})")
 
@@ -222,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     ok = all(r["exit"] == 0 and not r["flagged_slower"] for r in doc) and (
         report["slowdown_run"] is None
-        or (report["slowdown_run"]["exit"] == 1 and report["slowdown_run"]["slowed_path_flagged"]))
+        or (report["slowdown_run"]["exit"] == 1 and report["slowdown_run"]["slowed_path_flagged"])
+    )
     report["summary"]["ok"] = ok
     save()
     if not args.keep:

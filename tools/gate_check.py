@@ -89,15 +89,35 @@ def cmd_gates(args: argparse.Namespace) -> int:
             verdict = out / "verdict.json"
             if verdict.exists():
                 continue
-            cmd = SPROUT + ["gate", config, "--base-sprout", sprout, "--runs", str(args.repeat), "--threshold",
-                            args.threshold, "--alpha", args.alpha, "--out-dir", str(out)]
+            cmd = SPROUT + [
+                "gate",
+                config,
+                "--base-sprout",
+                sprout,
+                "--runs",
+                str(args.repeat),
+                "--threshold",
+                args.threshold,
+                "--alpha",
+                args.alpha,
+                "--out-dir",
+                str(out),
+            ]
             t0 = time.monotonic()
             r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             took = time.monotonic() - t0
             flagged = [ln.split("│")[1].strip() for ln in r.stdout.splitlines() if "REGRESSED" in ln and "│" in ln]
-            verdict.write_text(json.dumps({"config": config, "exit": r.returncode, "flagged": flagged,
-                                           "seconds": round(took, 1),
-                                           "error": r.stderr.strip().splitlines()[-1] if r.returncode else ""}))
+            verdict.write_text(
+                json.dumps(
+                    {
+                        "config": config,
+                        "exit": r.returncode,
+                        "flagged": flagged,
+                        "seconds": round(took, 1),
+                        "error": r.stderr.strip().splitlines()[-1] if r.returncode else "",
+                    }
+                )
+            )
             print(f"{out.name}: exit {r.returncode} in {took:.1f} s {flagged}", flush=True)
             if r.returncode not in (0, 1):
                 print(f"error: gate {config} {i} exited {r.returncode}: {r.stderr.strip()[-300:]}", file=sys.stderr)
@@ -122,10 +142,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
             times[label].append(round(time.monotonic() - t0, 2))
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     ratio = med[f"repeat {args.repeat}"] / med["single"]
-    (d / "cost.json").write_text(json.dumps({"config": config, "times_s": times, "median_s": med,
-                                             "ratio": round(ratio, 2)}, indent=2))
-    print(f"{config}: single {med['single']} s, repeat {args.repeat} {med[f'repeat {args.repeat}']} s: "
-          f"{ratio:.2f}x")
+    (d / "cost.json").write_text(
+        json.dumps({"config": config, "times_s": times, "median_s": med, "ratio": round(ratio, 2)}, indent=2)
+    )
+    print(f"{config}: single {med['single']} s, repeat {args.repeat} {med[f'repeat {args.repeat}']} s: {ratio:.2f}x")
     return 0
 
 
@@ -133,40 +153,58 @@ def _compare(base: Path, new: Path, args: argparse.Namespace) -> dict[str, objec
     cmd = SPROUT + ["compare", str(base), str(new), "--threshold", args.threshold, "--alpha", args.alpha]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     flagged = [ln.split("│")[1].strip() for ln in r.stdout.splitlines() if "REGRESSED" in ln and "│" in ln]
-    return {"base": base.name, "new": new.name, "exit": r.returncode, "flagged": flagged,
-            "error": r.stderr.strip().splitlines()[-1] if r.returncode == 2 and r.stderr.strip() else ""}
+    return {
+        "base": base.name,
+        "new": new.name,
+        "exit": r.returncode,
+        "flagged": flagged,
+        "error": r.stderr.strip().splitlines()[-1] if r.returncode == 2 and r.stderr.strip() else "",
+    }
 
 
 def _growth(base: Path, new: Path) -> float:
     """Change of the detection metric: median of new's runs over median of base's, minus 1."""
+
     def med(path: Path) -> float:
         runs = json.loads(path.read_text())["runs"]
         values = sorted(r["metrics"][DETECT_METRIC[0]][DETECT_METRIC[1]] for r in runs)
         return values[len(values) // 2]
+
     return round(med(new) / med(base) - 1.0, 4)
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     d = Path(args.dir)
-    result: dict[str, object] = {"threshold": args.threshold, "alpha": args.alpha, "repeat": args.repeat,
-                                 "false_alarms": {}, "detection": {}}
+    result: dict[str, object] = {
+        "threshold": args.threshold,
+        "alpha": args.alpha,
+        "repeat": args.repeat,
+        "false_alarms": {},
+        "detection": {},
+    }
     for name in [*args.configs, "delay-base"]:
         files = sorted(d.glob(f"{name}-[0-9][0-9].json"))
         pairs = [_compare(files[2 * k], files[2 * k + 1], args) for k in range(len(files) // 2)]
         result["false_alarms"][name] = {  # type: ignore[index]
-            "comparisons": len(pairs), "flagged": sum(p["exit"] == 1 for p in pairs),
-            "not_compared": sum(p["exit"] == 2 for p in pairs), "pairs": pairs}
+            "comparisons": len(pairs),
+            "flagged": sum(p["exit"] == 1 for p in pairs),
+            "not_compared": sum(p["exit"] == 2 for p in pairs),
+            "pairs": pairs,
+        }
     base = sorted(d.glob("delay-base-[0-9][0-9].json"))
     for s in args.slowdowns:
         slow = sorted(d.glob(f"delay-x{s:g}-[0-9][0-9].json"))
         pairs = [_compare(b, n, args) for b, n in zip(base, slow, strict=False)]
         growth = [_growth(b, n) for b, n in zip(base, slow, strict=False)]
         result["detection"][f"x{s:g}"] = {  # type: ignore[index]
-            "delay_ms": round(args.delay * s * 1e3, 3), "comparisons": len(pairs),
+            "delay_ms": round(args.delay * s * 1e3, 3),
+            "comparisons": len(pairs),
             "flagged": sum(p["exit"] == 1 for p in pairs),
             "metric_flagged": sum(f"{DETECT_METRIC[0]} {DETECT_METRIC[1]}" in p["flagged"] for p in pairs),
             "lag_growth_median": round(sorted(growth)[len(growth) // 2], 4) if growth else None,
-            "lag_growth": growth, "pairs": pairs}
+            "lag_growth": growth,
+            "pairs": pairs,
+        }
     gates: dict[str, dict[str, object]] = {}
     for verdict in sorted(d.glob("gate-*/verdict.json")):
         v = json.loads(verdict.read_text())
@@ -188,8 +226,10 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     for name, fa in result["false_alarms"].items():  # type: ignore[union-attr]
         print(f"false alarms {name}: {fa['flagged']}/{fa['comparisons']} (not compared: {fa['not_compared']})")
     for name, det in result["detection"].items():  # type: ignore[union-attr]
-        print(f"detection delay {name} ({det['delay_ms']} ms, lag p50 {det['lag_growth_median']:+.1%}): "
-              f"{det['flagged']}/{det['comparisons']} flagged, the lag itself in {det['metric_flagged']}")
+        print(
+            f"detection delay {name} ({det['delay_ms']} ms, lag p50 {det['lag_growth_median']:+.1%}): "
+            f"{det['flagged']}/{det['comparisons']} flagged, the lag itself in {det['metric_flagged']}"
+        )
     for name, g in gates.items():
         print(f"sprout gate, same build both sides, {name}: {g['flagged']}/{g['gates']} flagged")
     return 0

@@ -140,8 +140,12 @@ class WindowedLiveQuery(NotificationStream):
         self._loading = True
         try:
             rows, exhausted = await asyncio.to_thread(
-                fetch_filtered, self._source.fetch, self.collection, self.query,
-                limit=self.query.limit, readable=self._readable,
+                fetch_filtered,
+                self._source.fetch,
+                self.collection,
+                self.query,
+                limit=self.query.limit,
+                readable=self._readable,
             )
             self._window.load(rows, exhausted)
         finally:
@@ -188,8 +192,12 @@ class WindowedLiveQuery(NotificationStream):
     def _refill_sync(self, missing: int) -> None:
         w = self._window
         rows, exhausted = fetch_filtered(
-            self._source.fetch, self.collection, self.query,
-            after=w.boundary(), limit=missing, readable=self._readable,
+            self._source.fetch,
+            self.collection,
+            self.query,
+            after=w.boundary(),
+            limit=missing,
+            readable=self._readable,
         )
         w.extend(rows, exhausted)
 
@@ -202,8 +210,13 @@ class WindowedLiveQuery(NotificationStream):
                 if missing:
                     w = self._window
                     rows, exhausted = await asyncio.to_thread(
-                        fetch_filtered, self._source.fetch, self.collection, self.query,
-                        after=w.boundary(), limit=missing, readable=self._readable,
+                        fetch_filtered,
+                        self._source.fetch,
+                        self.collection,
+                        self.query,
+                        after=w.boundary(),
+                        limit=missing,
+                        readable=self._readable,
                     )
                     if self.closed_reason is not None:
                         return
@@ -276,8 +289,12 @@ class WindowedLiveQuery(NotificationStream):
             self._worker = None
         self._deliver(
             Notification(
-                query_id=self.id, commit_id=None, commit_ns=None,
-                received_ns=time.perf_counter_ns(), kind="closed", reason=reason,
+                query_id=self.id,
+                commit_id=None,
+                commit_ns=None,
+                received_ns=time.perf_counter_ns(),
+                kind="closed",
+                reason=reason,
             )
         )
         self._sync_listeners = []

@@ -50,7 +50,9 @@ class Node(Protocol):
         """Apply ops atomically (on an ephemeral: forwarded to the durable node and acknowledged there)."""
         ...
 
-    async def create(self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context) -> tuple[list[str], CommitRecord]:
+    async def create(
+        self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context
+    ) -> tuple[list[str], CommitRecord]:
         """Batch create in one transaction; returns the new ids and the commit."""
         ...
 

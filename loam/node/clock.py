@@ -55,8 +55,10 @@ class LamportClock:
         if clock > MAX_CLOCK:
             return f"clock {clock} is above the highest clock a transaction may carry ({MAX_CLOCK} = 2**62)"
         if clock - self.value > max_drift:
-            return (f"clock {clock} is {clock - self.value} ahead of the durable node's clock {self.value}; "
-                    f"a transaction may lead it by at most {max_drift} (max_clock_drift)")
+            return (
+                f"clock {clock} is {clock - self.value} ahead of the durable node's clock {self.value}; "
+                f"a transaction may lead it by at most {max_drift} (max_clock_drift)"
+            )
         return None
 
     def __repr__(self) -> str:

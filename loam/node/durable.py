@@ -217,8 +217,9 @@ class DurableNode:
             raise ValidationError(f"create() in {collection!r} needs at least one property dict")
         with _gc_paused(len(props)):
             batch, ids, clock = self._build_create(collection, props, ctx)
-            changes = tuple([Change(collection, st.id, "create", None, Entity(st.id, st.values))
-                             for _, st in batch.states])
+            changes = tuple(
+                [Change(collection, st.id, "create", None, Entity(st.id, st.values)) for _, st in batch.states]
+            )
             if not self._blocking:
                 self.storage.apply(batch)
                 return ids, self._finish_create(collection, batch, clock, changes)
@@ -252,7 +253,9 @@ class DurableNode:
         )
         return batch, ids, clock
 
-    def _finish_create(self, collection: str, batch: WriteBatch, clock: int, changes: tuple[Change, ...]) -> CommitRecord:
+    def _finish_create(
+        self, collection: str, batch: WriteBatch, clock: int, changes: tuple[Change, ...]
+    ) -> CommitRecord:
         assert batch.commit is not None
         rec = CommitRecord(batch.commit["commit_id"], self.node_id, clock, time.perf_counter_ns(), changes)
         self._collections.add(collection)
@@ -390,8 +393,9 @@ class DurableNode:
             clock,
         )
 
-    def _finish(self, tx: Transaction, pending: list[tuple[str, EntityState, Entity | None]],
-                changes: tuple[Change, ...]) -> CommitRecord:
+    def _finish(
+        self, tx: Transaction, pending: list[tuple[str, EntityState, Entity | None]], changes: tuple[Change, ...]
+    ) -> CommitRecord:
         """The commit is written: stamp it, learn its collections, fan it out.
 
         `changes` were derived before the write (`_changes`), so that between the commit's
@@ -411,7 +415,9 @@ class DurableNode:
         keeps the record without its changes: it stays small, and a re-sent commit
         changes nothing anyway."""
         self.feed.publish(rec)
-        self._recent[rec.commit_id] = CommitRecord(rec.commit_id, rec.node_id, rec.clock, rec.durable_ns) if rec.changes else rec
+        self._recent[rec.commit_id] = (
+            CommitRecord(rec.commit_id, rec.node_id, rec.clock, rec.durable_ns) if rec.changes else rec
+        )
         if len(self._recent) > self._dedupe_window:
             self._recent.popitem(last=False)
         self.commits += 1
@@ -444,7 +450,9 @@ class DurableNode:
         # no extra calls beyond the policy's and the storage's.
         if self.closed_reason is not None or not self._started:
             self._check_open()
-        if (type(collection) is not str or collection not in self._collections) and not self._check_collection(collection):
+        if (type(collection) is not str or collection not in self._collections) and not self._check_collection(
+            collection
+        ):
             return None
         policy = self.policy
         policy.check_read(ctx, collection)

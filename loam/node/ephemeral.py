@@ -145,8 +145,16 @@ class EphemeralLiveQuery(NotificationStream):
             self._upsert(e)
         for e in msg.updated:
             self._upsert(e)
-        return Notification(self.id, msg.commit_id, msg.commit_ns, _perf_ns(), tuple(msg.added),
-                            tuple(msg.updated), tuple(msg.removed), gap_filled=msg.gap_filled)
+        return Notification(
+            self.id,
+            msg.commit_id,
+            msg.commit_ns,
+            _perf_ns(),
+            tuple(msg.added),
+            tuple(msg.updated),
+            tuple(msg.removed),
+            gap_filled=msg.gap_filled,
+        )
 
     def _reset(self, entities: list[Entity]) -> Notification:
         """Replace the result (after a resubscribe) and describe the difference."""
@@ -194,8 +202,16 @@ class EphemeralNode:
 
     role = "ephemeral"
 
-    def __init__(self, connector: Connector, cache: StorageEngine | None = None, node_id: str | None = None,
-                 *, commit_retries: int = 3, stale_retries: int = 16, local_reads: bool = True):
+    def __init__(
+        self,
+        connector: Connector,
+        cache: StorageEngine | None = None,
+        node_id: str | None = None,
+        *,
+        commit_retries: int = 3,
+        stale_retries: int = 16,
+        local_reads: bool = True,
+    ):
         if cache is None:
             cache = create_engine("memory")
         self.connector = connector
@@ -305,8 +321,9 @@ class EphemeralNode:
         self.clock.observe(max(ack.record.clock, ack.clock))
         return ack.record
 
-    async def create(self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context
-                     ) -> tuple[list[str], CommitRecord]:
+    async def create(
+        self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context
+    ) -> tuple[list[str], CommitRecord]:
         ids = [self._ids.new() for _ in props]
         rec = await self.commit([Create(collection, i, dict(p)) for i, p in zip(ids, props)], ctx)
         return ids, rec
@@ -357,8 +374,10 @@ class EphemeralNode:
 
     def _held_fresh(self, collection: str, id: str, ctx: Context) -> bool:
         # An entity in a live window is current if a non-stale query with this context holds it.
-        return any(lq.collection == collection and not lq.stale and lq.remote_id is not None and lq.ctx == ctx
-                   and id in lq for lq in self._live.values())
+        return any(
+            lq.collection == collection and not lq.stale and lq.remote_id is not None and lq.ctx == ctx and id in lq
+            for lq in self._live.values()
+        )
 
     async def fetch(self, collection: str, query: str | Query, ctx: Context) -> list[Entity]:
         self._check_open()
@@ -375,8 +394,9 @@ class EphemeralNode:
 
     # --- live queries ----------------------------------------------------------
 
-    async def subscribe(self, collection: str, query: str | Query, ctx: Context,
-                        callback: NotificationCallback | None = None) -> EphemeralLiveQuery:
+    async def subscribe(
+        self, collection: str, query: str | Query, ctx: Context, callback: NotificationCallback | None = None
+    ) -> EphemeralLiveQuery:
         self._check_open()
         q = coerce_query(query)
         lq = EphemeralLiveQuery(self, f"{self.node_id}:q{next(self._qseq)}", collection, q, ctx)
@@ -386,8 +406,7 @@ class EphemeralNode:
             lq._queue = asyncio.Queue()
         self._subscribing += 1
         try:
-            reply = await self.connector.request(
-                m.Subscribe(0, collection, q.text if q.text is not None else q, ctx))
+            reply = await self.connector.request(m.Subscribe(0, collection, q.text if q.text is not None else q, ctx))
         finally:
             self._subscribing -= 1
         # Nothing awaits from here to the end: notifies read meanwhile are in _orphans.
@@ -443,8 +462,11 @@ class EphemeralNode:
         if lq.closed_reason is not None:
             return
         window = lq._key_of
-        self._cache_add(lq.collection, [e for e in (*msg.added, *msg.updated) if e.id in window],
-                        new_ids=[i for i in entering if i in window])
+        self._cache_add(
+            lq.collection,
+            [e for e in (*msg.added, *msg.updated) if e.id in window],
+            new_ids=[i for i in entering if i in window],
+        )
         if leaving:
             self._cache_drop(lq.collection, [i for i in leaving if i not in window])
 
@@ -462,7 +484,8 @@ class EphemeralNode:
             try:
                 q = lq.query
                 reply = await self.connector.request(
-                    m.Subscribe(0, lq.collection, q.text if q.text is not None else q, lq.ctx))
+                    m.Subscribe(0, lq.collection, q.text if q.text is not None else q, lq.ctx)
+                )
             except Exception as exc:
                 log.warning("resubscribing %s failed: %s", lq.id, exc)
                 if not isinstance(exc, (ConnectionLost, TimeoutError)):
@@ -496,12 +519,15 @@ class EphemeralNode:
         if not entities and not new_ids:
             return
         refs = self._refs
-        for i in (new_ids if new_ids is not None else [e.id for e in entities]):
+        for i in new_ids if new_ids is not None else [e.id for e in entities]:
             refs[(collection, i)] = refs.get((collection, i), 0) + 1
         if entities:
-            self.cache.apply(WriteBatch(
-                # No copy of the props here: an engine copies (or serialises) what it stores.
-                states=[(collection, EntityState(e.id, e.props, _CACHE_STAMP)) for e in entities]))
+            self.cache.apply(
+                WriteBatch(
+                    # No copy of the props here: an engine copies (or serialises) what it stores.
+                    states=[(collection, EntityState(e.id, e.props, _CACHE_STAMP)) for e in entities]
+                )
+            )
 
     def _cache_drop(self, collection: str, ids: Sequence[str]) -> None:
         """One window fewer holds each id; ids no window holds are tombstoned in the cache."""
@@ -516,8 +542,9 @@ class EphemeralNode:
                 refs.pop(k, None)
                 gone.append(i)
         if gone and self._closed_reason is None:
-            self.cache.apply(WriteBatch(
-                states=[(collection, EntityState(i, {}, _CACHE_STAMP, deleted=_CACHE_STAMP)) for i in gone]))
+            self.cache.apply(
+                WriteBatch(states=[(collection, EntityState(i, {}, _CACHE_STAMP, deleted=_CACHE_STAMP)) for i in gone])
+            )
 
     # --- reporting -------------------------------------------------------------
 
@@ -530,6 +557,11 @@ class EphemeralNode:
         return s
 
     def stats(self) -> dict[str, Any]:
-        return {"role": self.role, "node_id": self.node_id, "live_queries": len(self._live),
-                "cached_entities": len(self._refs), "clock": self.clock.value,
-                "stale_clock_retries": self.stale_clock_retries}
+        return {
+            "role": self.role,
+            "node_id": self.node_id,
+            "live_queries": len(self._live),
+            "cached_entities": len(self._refs),
+            "clock": self.clock.value,
+            "stale_clock_retries": self.stale_clock_retries,
+        }

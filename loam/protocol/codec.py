@@ -72,16 +72,35 @@ def _encode_other(msg: Any, max_size: int) -> bytes:
     return _checked_dumps(msg.TYPE, d, max_size)
 
 
-def encode_change_notify(query_id: str, commit_id: str | None, commit_ns: int | None, added: Any, updated: Any,
-                         removed: Any, gap_filled: int, clock: int, sent_ns: int,
-                         max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+def encode_change_notify(
+    query_id: str,
+    commit_id: str | None,
+    commit_ns: int | None,
+    added: Any,
+    updated: Any,
+    removed: Any,
+    gap_filled: int,
+    clock: int,
+    sent_ns: int,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> bytes:
     """`encode(Notify(...))` of a kind="change" notify without building the message (the
     server's hot path, once per live query per commit): the same bytes, which
     tests/test_protocol_codec.py checks. ProtocolError as `encode`."""
-    d = {"t": "notify", "query_id": query_id, "commit_id": commit_id, "commit_ns": commit_ns,
-         "added": [[e.id, e.props] for e in added], "updated": [[e.id, e.props] for e in updated],
-         "removed": list(removed), "gap_filled": gap_filled, "clock": clock, "kind": "change", "reason": None,
-         "sent_ns": sent_ns}
+    d = {
+        "t": "notify",
+        "query_id": query_id,
+        "commit_id": commit_id,
+        "commit_ns": commit_ns,
+        "added": [[e.id, e.props] for e in added],
+        "updated": [[e.id, e.props] for e in updated],
+        "removed": list(removed),
+        "gap_filled": gap_filled,
+        "clock": clock,
+        "kind": "change",
+        "reason": None,
+        "sent_ns": sent_ns,
+    }
     return _checked_dumps("notify", d, max_size)
 
 
@@ -96,13 +115,16 @@ def _checked_dumps(t: str, d: dict[str, Any], max_size: int) -> bytes:
 
 
 def _unencodable(t: str, exc: Exception) -> ProtocolError:
-    return ProtocolError(f"cannot encode {t} message: {exc} (values must be JSON scalars; "
-                         "integers must fit in 64 bits)")
+    return ProtocolError(
+        f"cannot encode {t} message: {exc} (values must be JSON scalars; integers must fit in 64 bits)"
+    )
 
 
 def _too_large(t: str, size: int, max_size: int) -> ProtocolError:
-    return ProtocolError(f"{t} message is {size} bytes, over the {max_size}-byte limit; "
-                         "send less per message (smaller batches, LIMIT) or raise max_message_size on both ends")
+    return ProtocolError(
+        f"{t} message is {size} bytes, over the {max_size}-byte limit; "
+        "send less per message (smaller batches, LIMIT) or raise max_message_size on both ends"
+    )
 
 
 # --- decoding ---------------------------------------------------------------
@@ -140,8 +162,9 @@ def _refusal(data: bytes | str, why: str) -> ProtocolError:
         return ProtocolError(f"malformed message: expected a JSON object, got {_tn(d)}")
     t = d.get("t")
     if type(t) is not str or t not in m.MESSAGE_TYPES:
-        return ProtocolError(_ascii(f"malformed message: unknown message type {_short(t)}; "
-                                    f"known: {', '.join(sorted(m.MESSAGE_TYPES))}"))
+        return ProtocolError(
+            _ascii(f"malformed message: unknown message type {_short(t)}; known: {', '.join(sorted(m.MESSAGE_TYPES))}")
+        )
     return ProtocolError(_ascii(f"malformed {t} message: {why}"))
 
 
@@ -175,8 +198,9 @@ def _names_error(ents: Any, where: str) -> str | None:
 def _record_error(r: CommitRecord) -> str | None:
     for c in r.changes:
         b, a = c.before, c.after
-        if (b is not None and ("id" in b.props or "" in b.props)) or \
-                (a is not None and ("id" in a.props or "" in a.props)):
+        if (b is not None and ("id" in b.props or "" in b.props)) or (
+            a is not None and ("id" in a.props or "" in a.props)
+        ):
             return f"record.changes: a change of {c.id!r}: property names must be non-empty and not 'id'"
     return None
 
@@ -248,5 +272,4 @@ def _ascii(s: str) -> str:
     return s if s.isascii() else s.encode("ascii", "backslashreplace").decode("ascii")
 
 
-__all__ = ["DEFAULT_MAX_SIZE", "MAX_DEPTH", "MAX_EXPR_DEPTH", "decode", "encode", "encode_change_notify",
-           "request_id"]
+__all__ = ["DEFAULT_MAX_SIZE", "MAX_DEPTH", "MAX_EXPR_DEPTH", "decode", "encode", "encode_change_notify", "request_id"]

@@ -218,8 +218,22 @@ class Pong(_Message, tag="pong"):
 
 
 Message = Union[
-    Hello, Welcome, Commit, Ack, Get, GetResult, Fetch, FetchResult, Subscribe, Subscribed,
-    Unsubscribe, Unsubscribed, Notify, Error, Ping, Pong,
+    Hello,
+    Welcome,
+    Commit,
+    Ack,
+    Get,
+    GetResult,
+    Fetch,
+    FetchResult,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Notify,
+    Error,
+    Ping,
+    Pong,
 ]
 
 MESSAGE_TYPES: dict[str, type[Message]] = {}

@@ -31,8 +31,13 @@ class Reject:
 class ServerSession:
     """State of one client connection on the server: "handshake" -> "open" -> "closed"."""
 
-    def __init__(self, server_node_id: str, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE,
-                 authenticator: Authenticator | None = None):
+    def __init__(
+        self,
+        server_node_id: str,
+        token: str | None = None,
+        max_size: int = codec.DEFAULT_MAX_SIZE,
+        authenticator: Authenticator | None = None,
+    ):
         self.server_node_id = server_node_id
         self.token = token
         self.authenticator = authenticator
@@ -58,24 +63,36 @@ class ServerSession:
             if not isinstance(msg, m.Hello):
                 return self._reject(rid, "unexpected", f"expected hello as the first message, got {msg.TYPE}")
             if msg.version != m.PROTOCOL_VERSION:
-                return self._reject(rid, "version", f"protocol version {msg.version} is not supported; "
-                                    f"this server speaks version {m.PROTOCOL_VERSION} (upgrade loam on one side)")
+                return self._reject(
+                    rid,
+                    "version",
+                    f"protocol version {msg.version} is not supported; "
+                    f"this server speaks version {m.PROTOCOL_VERSION} (upgrade loam on one side)",
+                )
             if self.token is not None and not (
                 msg.token is not None and hmac.compare_digest(msg.token.encode(), self.token.encode())
             ):
-                return self._reject(rid, "auth", "wrong or missing token; pass the token the server was "
-                                    "started with (--token)")
+                return self._reject(
+                    rid, "auth", "wrong or missing token; pass the token the server was started with (--token)"
+                )
             if self.authenticator is not None:
                 self.user = self.authenticator.authenticate(msg.token)
                 if self.user is None:
-                    return self._reject(rid, "auth", "unknown or missing token: this server authenticates "
-                                        "every connection; present a token it was given (--auth)")
+                    return self._reject(
+                        rid,
+                        "auth",
+                        "unknown or missing token: this server authenticates "
+                        "every connection; present a token it was given (--auth)",
+                    )
             self.state = "open"
             self.peer_node_id = msg.node_id
             return msg
         if msg.TYPE not in _CLIENT_REQUESTS:
-            return self._reject(rid, "unexpected", f"a client may not send {msg.TYPE} messages "
-                                f"(allowed: {', '.join(sorted(_CLIENT_REQUESTS))})")
+            return self._reject(
+                rid,
+                "unexpected",
+                f"a client may not send {msg.TYPE} messages (allowed: {', '.join(sorted(_CLIENT_REQUESTS))})",
+            )
         return msg
 
     def check_request(self, msg: m.Message) -> None:
@@ -91,8 +108,9 @@ class ServerSession:
             if ctx.user is None:
                 msg.ctx = Context(self.user, ctx.data)  # type: ignore[union-attr]
             elif ctx.user != self.user:
-                raise PolicyDenied(f"this connection is authenticated as {self.user!r}; a request may not "
-                                   f"act as {ctx.user!r}")
+                raise PolicyDenied(
+                    f"this connection is authenticated as {self.user!r}; a request may not act as {ctx.user!r}"
+                )
         if t is m.Commit:
             seen = None
             for op in msg.tx.ops:  # type: ignore[union-attr]

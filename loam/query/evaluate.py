@@ -53,7 +53,9 @@ def check_literal(value: object, where: str) -> Scalar:
         if not math.isfinite(value):
             raise QueryError(f"{where}: {value!r} is not a finite number; query values must be JSON numbers")
         return value
-    raise QueryError(f"{where}: {type(value).__name__} value {value!r} is not allowed; use str, int, float, bool or null")
+    raise QueryError(
+        f"{where}: {type(value).__name__} value {value!r} is not allowed; use str, int, float, bool or null"
+    )
 
 
 def _rank(v: Scalar) -> int:

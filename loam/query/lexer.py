@@ -27,9 +27,7 @@ TokenKind = Literal[
     "eof",
 ]
 
-KEYWORDS = frozenset(
-    {"AND", "OR", "NOT", "IN", "ORDER", "BY", "ASC", "DESC", "LIMIT", "TRUE", "FALSE", "NULL"}
-)
+KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "ORDER", "BY", "ASC", "DESC", "LIMIT", "TRUE", "FALSE", "NULL"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +79,16 @@ def tokenize(text: str) -> list[Token]:
                 raise QueryError('empty quoted field name ""; a field name needs at least one character', i, text)
             tokens.append(Token("qident", value, i, end))
             i = end
-        elif c in _DIGITS or (c in "-." and i + 1 < n and (text[i + 1] in _DIGITS or
-                                                          (text[i + 1] == "." and c == "-"))):
+        elif c in _DIGITS or (
+            c in "-." and i + 1 < n and (text[i + 1] in _DIGITS or (text[i + 1] == "." and c == "-"))
+        ):
             m = _NUMBER.match(text, i)
             if m is None:
-                raise QueryError(f"malformed number {text[i:i + 2]!r}", i, text)
+                raise QueryError(f"malformed number {text[i : i + 2]!r}", i, text)
             end = m.end()
             if end < n and (text[end].isalnum() or text[end] in "_."):
                 raise QueryError(
-                    f"malformed number {text[i:end + 1]!r}; separate a number from what follows with a space",
+                    f"malformed number {text[i : end + 1]!r}; separate a number from what follows with a space",
                     i,
                     text,
                 )

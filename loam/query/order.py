@@ -124,6 +124,7 @@ def sort_key_func(order_by: tuple[OrderKey, ...]) -> Callable[[Entity], Any]:
         if f == "id":
             return _id_key if not k.descending else (lambda e: Desc(e.id))
         if not k.descending:
+
             def asc1(e: Entity) -> tuple:
                 r, c = vk(e.props.get(f))
                 return (r, c, e.id)

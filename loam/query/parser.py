@@ -87,8 +87,9 @@ class _Parser:
         if self.tok.kind != "eof":
             if self.tok.kind == ")":
                 raise self.error("unbalanced ')': no matching '('")
-            expected = "end of query" if limit is not None else (
-                "',', LIMIT or end of query" if order_by else _CLAUSE_HINT)
+            expected = (
+                "end of query" if limit is not None else ("',', LIMIT or end of query" if order_by else _CLAUSE_HINT)
+            )
             raise self.error(f"unexpected token; expected {expected}")
         return Query(where=where, order_by=tuple(order_by), limit=limit, text=self.text)
 

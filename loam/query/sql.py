@@ -180,10 +180,10 @@ def _redundant(cand: IndexCandidate, params: Params) -> list[str]:
     elif lrank == RANK_STRING:
         # A string lower bound: only strings qualify, compared by code point (COLLATE "C").
         params.append(low)
-        out.append(f"(doc ->> {lit}) COLLATE \"C\" {'>=' if cand.low_inclusive else '>'} %s")
+        out.append(f'(doc ->> {lit}) COLLATE "C" {">=" if cand.low_inclusive else ">"} %s')
         if hrank == RANK_STRING:
             params.append(high)
-            out.append(f"(doc ->> {lit}) COLLATE \"C\" {'<=' if cand.high_inclusive else '<'} %s")
+            out.append(f'(doc ->> {lit}) COLLATE "C" {"<=" if cand.high_inclusive else "<"} %s')
     return out
 
 
@@ -227,7 +227,7 @@ def compile_order_by(order_by: Sequence[OrderKey]) -> tuple[str, Params]:
 
 
 def after_expr(order_by: Sequence[OrderKey], after: Entity) -> Expr:
-    """"Strictly after `after` in the query order" as an expression (lexicographic keyset)."""
+    """ "Strictly after `after` in the query order" as an expression (lexicographic keyset)."""
     keys = [(k.field, k.descending) for k in order_by] + [("id", False)]
     branches: list[Expr] = []
     equal_so_far: list[Expr] = []

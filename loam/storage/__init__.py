@@ -33,9 +33,7 @@ def create_engine(name: str, **params: Any) -> StorageEngine:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ValidationError(
-            f"unknown storage engine {name!r}; known engines: {', '.join(engine_names())}"
-        ) from None
+        raise ValidationError(f"unknown storage engine {name!r}; known engines: {', '.join(engine_names())}") from None
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)

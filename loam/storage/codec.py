@@ -70,7 +70,8 @@ def unstorable(id: str, values: Mapping[str, Any], exc: Exception) -> Validation
             return ValidationError(
                 f"property {k!r} of {id}: {v} does not fit in 64 bits, the largest integer this storage "
                 f"engine (and loam's wire protocol) holds is {MAX_INT}, the smallest {MIN_INT}; "
-                "store larger numbers as strings")
+                "store larger numbers as strings"
+            )
     return ValidationError(f"the properties of {id} cannot be stored: {exc}")
 
 

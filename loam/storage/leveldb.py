@@ -76,7 +76,9 @@ def _spec(coll: str, entry: Any) -> Spec:
         if f == "id":
             raise ValidationError(f"index on {coll}.id: ids are the primary key already, do not declare them")
         if len(fields) > 1 and "+" in f:
-            raise ValidationError(f"compound index {list(fields)} on {coll}: field {f!r} contains '+' (the key name separator)")
+            raise ValidationError(
+                f"compound index {list(fields)} on {coll}: field {f!r} contains '+' (the key name separator)"
+            )
     if len(set(fields)) != len(fields):
         raise ValidationError(f"compound index {list(fields)} on {coll}: a field is repeated")
     return fields
@@ -142,9 +144,12 @@ class _Plan:
         if sh is None:
             return self.describe
         fs = sh.fields
-        return (f"ordered walk with early stop of compound index {collection}.{'+'.join(fs)} "
-                f"({len(self.walks)} prefix(es) {', '.join(fs[:-1])} = ..., by {sh.index_field})"
-                + (" [bounded]" if self.bounded else "") + (" descending" if self.reverse else ""))
+        return (
+            f"ordered walk with early stop of compound index {collection}.{'+'.join(fs)} "
+            f"({len(self.walks)} prefix(es) {', '.join(fs[:-1])} = ..., by {sh.index_field})"
+            + (" [bounded]" if self.bounded else "")
+            + (" descending" if self.reverse else "")
+        )
 
 
 class LevelDBEngine:
@@ -207,8 +212,8 @@ class LevelDBEngine:
         self._get = db.get
         self._colls = {}
         for key, raw in db.iterator(prefix=_M_COLL):
-            name = key[len(_M_COLL):].decode()
-            cnt = db.get(_M_COUNT + key[len(_M_COLL):])
+            name = key[len(_M_COLL) :].decode()
+            cnt = db.get(_M_COUNT + key[len(_M_COLL) :])
             specs = [tuple(e) if isinstance(e, list) else (e,) for e in _loads(raw)]
             c = self._colls[name] = _Coll(name, specs, int(cnt) if cnt else 0, True)
             self._sp[name] = c.sp
@@ -252,7 +257,7 @@ class LevelDBEngine:
                         values = decode_visible(raw)
                         if values is None:
                             continue
-                        idb = key[len(c.sp):]
+                        idb = key[len(c.sp) :]
                         for fs, base in add:
                             wb.put(base + encode_values(values.get(f) for f in fs) + idb, b"")
                 wb.put(_M_COLL + name.encode(), _dumps([_spec_json(fs) for fs in wanted]))
@@ -439,12 +444,21 @@ class LevelDBEngine:
             if cand.kind == "eq" and cand.field in bases:
                 base = bases[cand.field]
                 ps = list(dict.fromkeys(base + encode_value(v) + SEP for v in cand.values))
-                if (first is not None and eff_limit is not None and first.field in bases
-                        and first.field != cand.field and c is not None
-                        and self._walk_wins(ps, c.count, eff_limit)):
+                if (
+                    first is not None
+                    and eff_limit is not None
+                    and first.field in bases
+                    and first.field != cand.field
+                    and c is not None
+                    and self._walk_wins(ps, c.count, eff_limit)
+                ):
                     break
-                return _Plan("prefixes", f"index scan {collection}.{cand.field} IN ({len(ps)} value(s))",
-                             prefixes=ps, index_field=cand.field)
+                return _Plan(
+                    "prefixes",
+                    f"index scan {collection}.{cand.field} IN ({len(ps)} value(s))",
+                    prefixes=ps,
+                    index_field=cand.field,
+                )
         # 4. ranges on an indexed field / id, or ORDER BY one with a LIMIT -> ordered walk
         bounds: dict[str, tuple[bytes | None, bytes | None]] = {}
         for cand in cands:
@@ -543,10 +557,19 @@ class LevelDBEngine:
             else:
                 lo = aenc if lo is None or aenc > lo else lo
         # stop below FF: keys of longer strings that embed a NUL (00 FF) share the prefix
-        walks = [(p, p + lo if lo is not None else p, p + hi if hi is not None else p + b"\xff")
-                 for p in shape.prefixes]
-        return _Plan("cwalk", "", index_field=shape.index_field, walks=walks, reverse=reverse, early_stop=True,
-                     shape=shape, bounded=lo is not None or hi is not None)
+        walks = [
+            (p, p + lo if lo is not None else p, p + hi if hi is not None else p + b"\xff") for p in shape.prefixes
+        ]
+        return _Plan(
+            "cwalk",
+            "",
+            index_field=shape.index_field,
+            walks=walks,
+            reverse=reverse,
+            early_stop=True,
+            shape=shape,
+            bounded=lo is not None or hi is not None,
+        )
 
     def _walk_wins(self, prefixes: list[bytes], total: int, limit: int) -> bool:
         """Cost choice between an equality prefix scan and an ordered walk of the ORDER BY
@@ -572,8 +595,11 @@ class LevelDBEngine:
     def explain(self, collection: str, query: Query) -> str:
         self._handle()
         p = self.plan(collection, query)
-        recheck = ", re-check predicate" if query.where is not None and p.kind != "scan" else (
-            ", filter by predicate" if query.where is not None else "")
+        recheck = (
+            ", re-check predicate"
+            if query.where is not None and p.kind != "scan"
+            else (", filter by predicate" if query.where is not None else "")
+        )
         return f"leveldb: {p.text(collection)}{recheck}, then sort/keyset/limit in Python"
 
     def fetch(
@@ -593,8 +619,14 @@ class LevelDBEngine:
         return run_query(rest, matches, after=after, limit=eff_limit)
 
     def _candidates(
-        self, snap: Any, sp: bytes, plan: _Plan, pred: Callable[[Entity], bool] | None,
-        after: Entity | None, limit: int | None, id_tiebreak: bool = False,
+        self,
+        snap: Any,
+        sp: bytes,
+        plan: _Plan,
+        pred: Callable[[Entity], bool] | None,
+        after: Entity | None,
+        limit: int | None,
+        id_tiebreak: bool = False,
     ) -> Iterable[Entity]:
         get = snap.get
         if plan.kind == "ids":
@@ -611,7 +643,7 @@ class LevelDBEngine:
             seen: set[bytes] = set()
             for p in plan.prefixes:
                 for k in snap.iterator(prefix=p, include_value=False):
-                    idb = k[k.rindex(SEP) + 1:]
+                    idb = k[k.rindex(SEP) + 1 :]
                     if idb in seen:
                         continue
                     seen.add(idb)
@@ -639,8 +671,16 @@ class LevelDBEngine:
         yield from self._walk(snap, sp, plan, plan.base, plan.start, plan.stop, pred, after_group, limit, after_id)
 
     def _walk(
-        self, snap: Any, sp: bytes, plan: _Plan, base: bytes, start: bytes | None, stop: bytes | None,
-        pred: Callable[[Entity], bool] | None, after_group: bytes | None, limit: int | None,
+        self,
+        snap: Any,
+        sp: bytes,
+        plan: _Plan,
+        base: bytes,
+        start: bytes | None,
+        stop: bytes | None,
+        pred: Callable[[Entity], bool] | None,
+        after_group: bytes | None,
+        limit: int | None,
         after_id: bytes | None = None,
     ) -> Iterable[Entity]:
         """One key range in order; with `early_stop`, ends after `limit` matches past the
@@ -654,12 +694,12 @@ class LevelDBEngine:
         for item in it:
             if on_states:
                 k, raw = item
-                idb = k[len(sp):]
+                idb = k[len(sp) :]
                 group = idb
             else:
                 k = item
                 cut = k.rindex(SEP)
-                idb = k[cut + 1:]
+                idb = k[cut + 1 :]
                 group = k[blen:cut]
                 if after_id is not None and group == after_group and idb <= after_id:
                     continue
@@ -683,7 +723,9 @@ class LevelDBEngine:
             "engine": self.name,
             "path": self.path,
             "sync": self.sync,
-            "durability": "fsync on every commit" if self.sync else "OS page cache (survives a process crash, not power loss)",
+            "durability": "fsync on every commit"
+            if self.sync
+            else "OS page cache (survives a process crash, not power loss)",
             "write_buffer_size": self.write_buffer_size,
             "indexes": self.indexes,
             "plyvel": plyvel.__version__,

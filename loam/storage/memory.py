@@ -62,9 +62,7 @@ class MemoryEngine:
     def fetch(
         self, collection: str, query: Query, *, after: Entity | None = None, limit: int | None = None
     ) -> list[Entity]:
-        entities = [
-            Entity(st.id, dict(st.values)) for st in self._coll(collection).values() if st.deleted is None
-        ]
+        entities = [Entity(st.id, dict(st.values)) for st in self._coll(collection).values() if st.deleted is None]
         return run_query(query, entities, after=after, limit=limit if limit is not None else query.limit)
 
     def count(self, collection: str) -> int:

@@ -130,7 +130,11 @@ class PostgresEngine:
         from psycopg.types.json import set_json_loads
         from psycopg_pool import ConnectionPool
 
-        kwargs: dict[str, Any] = {"connect_timeout": self.connect_timeout, "application_name": "loam", "autocommit": True}
+        kwargs: dict[str, Any] = {
+            "connect_timeout": self.connect_timeout,
+            "application_name": "loam",
+            "autocommit": True,
+        }
         if not self.synchronous_commit:
             kwargs["options"] = "-c synchronous_commit=off"
         try:  # fail fast with a clear message instead of a pool timeout later
@@ -143,8 +147,14 @@ class PostgresEngine:
             set_json_loads(_loads, conn)
 
         pool = ConnectionPool(
-            self.dsn, min_size=1, max_size=self.pool_size, kwargs=kwargs, configure=configure,
-            open=True, timeout=max(10.0, float(self.connect_timeout)), name="loam",
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs=kwargs,
+            configure=configure,
+            open=True,
+            timeout=max(10.0, float(self.connect_timeout)),
+            name="loam",
         )
         self._pool = pool
         try:
@@ -227,7 +237,9 @@ class PostgresEngine:
         for f in wanted:
             parts = [f] if isinstance(f, str) else f
             cols = ", ".join("(doc -> '" + p.replace("'", "''") + "')" for p in parts)  # DDL takes no bind parameters
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {self._q(self._index_name(tbl, f))} ON {s}.{self._q(tbl)} ({cols})")
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self._q(self._index_name(tbl, f))} ON {s}.{self._q(tbl)} ({cols})"
+            )
         conn.execute(f"UPDATE {s}.collections SET indexes = %s::jsonb WHERE name = %s", (_dumps(wanted).decode(), name))
 
     def _table(self, collection: str, create: bool) -> str | None:
@@ -354,7 +366,9 @@ class PostgresEngine:
 
     def last_clock(self) -> int:
         with self._conn() as conn:
-            return int(conn.execute(f"SELECT coalesce(max(clock), 0) FROM {self._q(self.schema)}.commits").fetchone()[0])
+            return int(
+                conn.execute(f"SELECT coalesce(max(clock), 0) FROM {self._q(self.schema)}.commits").fetchone()[0]
+            )
 
     def commits_since(self, clock: int) -> list[dict[str, Any]]:
         with self._conn() as conn:

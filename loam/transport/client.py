@@ -151,8 +151,9 @@ class Connector:
                 async with asyncio.timeout(self.request_timeout):  # not wait_for: see PendingRequests.wait
                     await self._connected.wait()
             except TimeoutError:
-                raise ConnectionLost(f"durable node unreachable for {self.request_timeout} s "
-                                     "(still reconnecting)") from None
+                raise ConnectionLost(
+                    f"durable node unreachable for {self.request_timeout} s (still reconnecting)"
+                ) from None
         assert self._channel is not None
         return await self._request(self._channel, msg)
 
@@ -280,5 +281,9 @@ class Connector:
 
     def connector_stats(self) -> dict[str, Any]:
         """Received message delays per type, sent counts, reconnects."""
-        return {"transport": self.transport, "received": self.stats.snapshot(), "sent": dict(self.sent),
-                "reconnects": self.reconnects}
+        return {
+            "transport": self.transport,
+            "received": self.stats.snapshot(),
+            "sent": dict(self.sent),
+            "reconnects": self.reconnects,
+        }

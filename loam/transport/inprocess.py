@@ -166,8 +166,14 @@ def pipe(delay_s: float = 0.0) -> tuple[InProcessChannel, InProcessChannel]:
 class InProcessServer:
     """Serves a durable node to in-process connectors (same protocol as `NodeServer`)."""
 
-    def __init__(self, node: Any, token: str | None = None, delay_s: float = 0.0,
-                 max_size: int = codec.DEFAULT_MAX_SIZE, max_pending: int = DEFAULT_MAX_PENDING):
+    def __init__(
+        self,
+        node: Any,
+        token: str | None = None,
+        delay_s: float = 0.0,
+        max_size: int = codec.DEFAULT_MAX_SIZE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ):
         self.node = node
         self.delay_s = delay_s
         self.service = NodeService(node, token, max_size, max_pending)

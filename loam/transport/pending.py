@@ -61,11 +61,15 @@ class PendingRequests:
         kind = self._matcher.kind(rid) or "request"
         timer = None
         if timeout is not None:
+
             def expire() -> None:
                 if not fut.done():
-                    fut.set_exception(TimeoutError(
-                        f"no reply to {kind} request {rid} within {timeout} s; the remote node is slow "
-                        "or unreachable (raise request_timeout if it is just slow)"))
+                    fut.set_exception(
+                        TimeoutError(
+                            f"no reply to {kind} request {rid} within {timeout} s; the remote node is slow "
+                            "or unreachable (raise request_timeout if it is just slow)"
+                        )
+                    )
 
             timer = asyncio.get_running_loop().call_later(timeout, expire)
         try:

@@ -89,9 +89,16 @@ class NodeService:
     must always fit). `max_subscriptions` bounds the live queries one connection may hold:
     a `subscribe` past it gets `error{code: "validation"}`, the others are unaffected."""
 
-    def __init__(self, node: Any, token: str | None = None, max_size: int = codec.DEFAULT_MAX_SIZE,
-                 max_pending: int = DEFAULT_MAX_PENDING, max_pending_bytes: int | None = None,
-                 max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS, authenticator: Authenticator | None = None):
+    def __init__(
+        self,
+        node: Any,
+        token: str | None = None,
+        max_size: int = codec.DEFAULT_MAX_SIZE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int | None = None,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        authenticator: Authenticator | None = None,
+    ):
         if type(max_size) is not int or max_size < MIN_MAX_SIZE:
             raise ValueError(f"max_size must be at least {MIN_MAX_SIZE} bytes, got {max_size!r}")
         if not isinstance(max_pending, int) or max_pending < 1:
@@ -99,8 +106,9 @@ class NodeService:
         if max_pending_bytes is None:
             max_pending_bytes = max(DEFAULT_MAX_PENDING_BYTES, max_size)
         if type(max_pending_bytes) is not int or max_pending_bytes < max_size:
-            raise ValueError(f"max_pending_bytes must be at least max_size ({max_size} bytes), "
-                             f"got {max_pending_bytes!r}")
+            raise ValueError(
+                f"max_pending_bytes must be at least max_size ({max_size} bytes), got {max_pending_bytes!r}"
+            )
         if type(max_subscriptions) is not int or max_subscriptions < 1:
             raise ValueError(f"max_subscriptions must be a positive number, got {max_subscriptions!r}")
         self.host: Any = node if _is_host(node) else None
@@ -127,8 +135,10 @@ class NodeService:
         """The node a peer's requests go to: the served node, or the host's database `database`."""
         if self.host is None:
             if database is not None:
-                raise ValidationError(f"this server serves a single database; connect without database= "
-                                      f"(got {database!r}), or serve a DatabaseHost")
+                raise ValidationError(
+                    f"this server serves a single database; connect without database= "
+                    f"(got {database!r}), or serve a DatabaseHost"
+                )
             return self.node
         return await self.host.open_database(database or DEFAULT_DATABASE)
 
@@ -270,8 +280,10 @@ class _Peer:
             self.out.get_nowait()
         self._out_bytes = 0
         self.service.slow_peers_closed += 1
-        reason = (f"client too slow: {waiting} messages, {size} bytes waiting "
-                  f"(max_pending {self.service.max_pending}, max_pending_bytes {self.service.max_pending_bytes})")
+        reason = (
+            f"client too slow: {waiting} messages, {size} bytes waiting "
+            f"(max_pending {self.service.max_pending}, max_pending_bytes {self.service.max_pending_bytes})"
+        )
         log.warning("%s: %s; closing the connection (1013)", self.label, reason)
 
         async def release_and_close() -> None:
@@ -380,9 +392,11 @@ class _Peer:
 
         limit = self.service.max_subscriptions
         if len(self.live) + self._subscribing >= limit:
-            raise ValidationError(f"this connection already holds {limit} live queries, the server's limit "
-                                  "(max_subscriptions, --max-subscriptions); unsubscribe some or open "
-                                  "another connection")
+            raise ValidationError(
+                f"this connection already holds {limit} live queries, the server's limit "
+                "(max_subscriptions, --max-subscriptions); unsubscribe some or open "
+                "another connection"
+            )
         self._subscribing += 1  # counted while the initial result is read: concurrent subscribes see it
         try:
             lq = await self.node.subscribe(msg.collection, msg.query, msg.ctx, listener)
@@ -411,11 +425,34 @@ class _Peer:
         # Encoded straight from the notification (the hot path), then sent inline when
         # nothing is ahead of it (_enqueue), else queued with its size counted.
         try:
-            data = codec.encode_change_notify(qid, n.commit_id, n.commit_ns, n.added, n.updated, n.removed,
-                                              n.gap_filled, self._clock(), _perf_ns(), self.service.max_size)
+            data = codec.encode_change_notify(
+                qid,
+                n.commit_id,
+                n.commit_ns,
+                n.added,
+                n.updated,
+                n.removed,
+                n.gap_filled,
+                self._clock(),
+                _perf_ns(),
+                self.service.max_size,
+            )
         except ProtocolError:  # over the limit: the message path ends the query with the reason
-            self._enqueue(m.Notify(qid, n.commit_id, n.commit_ns, list(n.added), list(n.updated),
-                                   list(n.removed), n.gap_filled, self._clock(), "change", None, 0))
+            self._enqueue(
+                m.Notify(
+                    qid,
+                    n.commit_id,
+                    n.commit_ns,
+                    list(n.added),
+                    list(n.updated),
+                    list(n.removed),
+                    n.gap_filled,
+                    self._clock(),
+                    "change",
+                    None,
+                    0,
+                )
+            )
             return
         if self._inline():
             self._send_inline(data)

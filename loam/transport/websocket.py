@@ -120,8 +120,12 @@ class WebSocketChannel:
             transport.max_size = _READ_SIZE  # type: ignore[union-attr]
         # The fast path uses the connection's protocol object and write helper; with a
         # websockets release that lacks them, every send takes the coroutine path.
-        if not all(hasattr(ws, a) for a in ("protocol", "transport", "send_data", "paused", "send_in_progress", "set_connection_exc")) \
-                or not all(hasattr(ws.protocol, a) for a in ("writes", "expect_continuation_frame", "extensions", "debug", "side")):
+        if not all(
+            hasattr(ws, a)
+            for a in ("protocol", "transport", "send_data", "paused", "send_in_progress", "set_connection_exc")
+        ) or not all(
+            hasattr(ws.protocol, a) for a in ("writes", "expect_continuation_frame", "extensions", "debug", "side")
+        ):
             self.send_nowait = None  # type: ignore[assignment]
 
     def set_receiver(self, callback: Any) -> None:
@@ -131,9 +135,14 @@ class WebSocketChannel:
         if isinstance(ws, _PushingClientConnection):
             ws.on_message = callback
             p = ws.protocol
-            ws.split_frames = (_PARSE is not None and _AT_EOF is not None and all(
-                hasattr(p, a) for a in ("max_message_size", "max_fragment_size", "current_size", "parser", "reader"))
-                and all(hasattr(p.reader, a) for a in ("buffer", "eof")))
+            ws.split_frames = (
+                _PARSE is not None
+                and _AT_EOF is not None
+                and all(
+                    hasattr(p, a) for a in ("max_message_size", "max_fragment_size", "current_size", "parser", "reader")
+                )
+                and all(hasattr(p.reader, a) for a in ("buffer", "eof"))
+            )
             if ws.split_frames:  # fixed for the connection: worked out once, not per read
                 limits = [v for v in (p.max_message_size, p.max_fragment_size) if v is not None]
                 ws.split_limit = min(limits) if limits else None
@@ -191,17 +200,26 @@ class NodeServer:
     binds each connection's user at hello.
     """
 
-    def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_size: int = codec.DEFAULT_MAX_SIZE, max_pending: int = DEFAULT_MAX_PENDING,
-                 max_pending_bytes: int | None = None, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
-                 authenticator: Any = None):
+    def __init__(
+        self,
+        node: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        max_size: int = codec.DEFAULT_MAX_SIZE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int | None = None,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        authenticator: Any = None,
+    ):
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535 (0: any free port), got {port!r}")
         self.node = node
         self.host = host
         self.requested_port = port
-        self.service = NodeService(node, token, max_size, max_pending, max_pending_bytes, max_subscriptions,
-                                   authenticator)
+        self.service = NodeService(
+            node, token, max_size, max_pending, max_pending_bytes, max_subscriptions, authenticator
+        )
         self._server: Server | None = None
         self.port: int | None = None
 
@@ -211,8 +229,12 @@ class NodeServer:
 
     async def start(self) -> NodeServer:
         self._server = await serve(
-            self._handler, self.host, self.requested_port, compression=None,
-            max_size=self.service.max_size, logger=log,
+            self._handler,
+            self.host,
+            self.requested_port,
+            compression=None,
+            max_size=self.service.max_size,
+            logger=log,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -234,9 +256,12 @@ class NodeServer:
         await self.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"received": self.service.stats.snapshot(), "peers": len(self.service.peers),
-                "slow_peers_closed": self.service.slow_peers_closed,
-                "pending_bytes": sum(p._out_bytes for p in self.service.peers)}
+        return {
+            "received": self.service.stats.snapshot(),
+            "peers": len(self.service.peers),
+            "slow_peers_closed": self.service.slow_peers_closed,
+            "pending_bytes": sum(p._out_bytes for p in self.service.peers),
+        }
 
 
 class WebSocketConnector(Connector):
@@ -250,8 +275,14 @@ class WebSocketConnector(Connector):
 
     async def _open_channel(self) -> WebSocketChannel:
         try:
-            ws = await connect(self.url, compression=None, max_size=self.max_size, proxy=None,
-                               open_timeout=self.request_timeout, create_connection=_PushingClientConnection)
+            ws = await connect(
+                self.url,
+                compression=None,
+                max_size=self.max_size,
+                proxy=None,
+                open_timeout=self.request_timeout,
+                create_connection=_PushingClientConnection,
+            )
         except (OSError, TimeoutError):
             raise
         except Exception as exc:  # handshake refused (e.g. not a WebSocket server)

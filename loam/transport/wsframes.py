@@ -40,17 +40,17 @@ def split_binary_frames(data: bytes, max_size: int | None) -> tuple[list[bytes],
         if n == 126:
             if end - i < 4:
                 break
-            n = int.from_bytes(data[i + 2:i + 4], "big")
+            n = int.from_bytes(data[i + 2 : i + 4], "big")
             h = 4
         elif n == 127:
             if end - i < 10:
                 break
-            n = int.from_bytes(data[i + 2:i + 10], "big")
+            n = int.from_bytes(data[i + 2 : i + 10], "big")
             h = 10
         elif n > 127:
             break
         if (max_size is not None and n > max_size) or end - i - h < n:
             break
-        out.append(data[i + h:i + h + n])
+        out.append(data[i + h : i + h + n])
         i += h + n
     return out, i

@@ -165,7 +165,9 @@ class TriggerManager:
                 f"trigger name {name!r} is invalid: use 1-100 characters of letters, digits, '_', '.', ':' or '-'"
             )
         if name in self._triggers:
-            raise ValidationError(f"trigger {name!r} already exists; remove_trigger({name!r}) first or pick another name")
+            raise ValidationError(
+                f"trigger {name!r} already exists; remove_trigger({name!r}) first or pick another name"
+            )
         if not isinstance(collection, str) or not collection:
             raise ValidationError(f"trigger {name!r}: the collection must be a non-empty string, got {collection!r}")
         if isinstance(predicate_text, Query):
@@ -192,8 +194,16 @@ class TriggerManager:
             raise ValidationError(f"trigger {name!r}: retries must be an int >= 0, got {retries!r}")
         if backoff_s < 0:
             raise ValidationError(f"trigger {name!r}: backoff_s must be >= 0, got {backoff_s}")
-        t = Trigger(name, collection, predicate_text, url, float(timeout_s), retries, float(backoff_s),
-                    compile_predicate(q.where))
+        t = Trigger(
+            name,
+            collection,
+            predicate_text,
+            url,
+            float(timeout_s),
+            retries,
+            float(backoff_s),
+            compile_predicate(q.where),
+        )
         self._triggers[name] = t
         self._by_collection.setdefault(collection, []).append(t)
         return t
@@ -384,8 +394,14 @@ class TriggerManager:
             per[name] = {"collection": t.collection, "predicate": t.predicate_text, "url": t.url, **asdict(t.stats)}
         out = asdict(total)
         out.pop("last_error")
-        return {"triggers": per, "total": out, "pending": self._queue.qsize(), "in_flight": self._in_flight,
-                "concurrency": self.concurrency, "closed": self._closed}
+        return {
+            "triggers": per,
+            "total": out,
+            "pending": self._queue.qsize(),
+            "in_flight": self._in_flight,
+            "concurrency": self.concurrency,
+            "closed": self._closed,
+        }
 
 
 __all__ = ["Delivery", "Trigger", "TriggerManager", "TriggerStats", "delivery_id"]

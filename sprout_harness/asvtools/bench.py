@@ -71,8 +71,10 @@ def postgres_for_run(required: bool, enabled: bool = True) -> Iterator[str | Non
         yield None
         return
     try:
-        _say(f"PostgreSQL: throwaway cluster {mask_dsn(handle.dsn)} (fsync off), "
-             f"started in {time.perf_counter() - t0:.1f} s")
+        _say(
+            f"PostgreSQL: throwaway cluster {mask_dsn(handle.dsn)} (fsync off), "
+            f"started in {time.perf_counter() - t0:.1f} s"
+        )
         yield handle.dsn
     finally:
         cm.__exit__(None, None, None)
@@ -103,8 +105,11 @@ def print_targets(commit: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run the asv suite and publish an offline-capable html/.")
     ap.add_argument("--range", default="", help="commit range for `asv run` (e.g. HEAD~5..HEAD; A..B excludes A)")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"pass --quick (one sample per benchmark) and, unless set, {ENV_SCALE}=quick")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"pass --quick (one sample per benchmark) and, unless set, {ENV_SCALE}=quick",
+    )
     ap.add_argument("--bench", default="", help="regex selecting benchmarks (asv --bench)")
     ap.add_argument("--require-postgres", action="store_true", help="fail instead of showing n/a without PostgreSQL")
     ap.add_argument("--no-postgres", action="store_true", help="run without PostgreSQL (its benchmarks show n/a)")
@@ -120,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     dirty = _dirty_project_files()
     if dirty and not args.range:
-        _say("note: asv measures committed code (HEAD); these uncommitted changes are not measured: "
-             + ", ".join(line[3:] for line in dirty[:8]) + (" ..." if len(dirty) > 8 else ""))
+        _say(
+            "note: asv measures committed code (HEAD); these uncommitted changes are not measured: "
+            + ", ".join(line[3:] for line in dirty[:8])
+            + (" ..." if len(dirty) > 8 else "")
+        )
 
     spec = args.range or "HEAD^!"
     run_args = ["run", spec, "--show-stderr"]

@@ -52,13 +52,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("head", nargs="?", default="HEAD")
     ap.add_argument("--factor", default=DEFAULT_FACTOR)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--bench", action="append", default=[],
-                    help="asv --bench regex (repeatable); default: the gated benchmarks " + " ".join(GATE_BENCH))
-    ap.add_argument("--all", action="store_true",
-                    help="compare the whole suite, ungated absolute track_ figures included (noisy: informational)")
-    ap.add_argument("--rounds", type=int, default=None,
-                    help=f"rounds per benchmark and commit, interleaved across the commits (default {ROUNDS}; "
-                         "with --all, asv's own: 2 for time_, 1 for track_)")
+    ap.add_argument(
+        "--bench",
+        action="append",
+        default=[],
+        help="asv --bench regex (repeatable); default: the gated benchmarks " + " ".join(GATE_BENCH),
+    )
+    ap.add_argument(
+        "--all",
+        action="store_true",
+        help="compare the whole suite, ungated absolute track_ figures included (noisy: informational)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"rounds per benchmark and commit, interleaved across the commits (default {ROUNDS}; "
+        "with --all, asv's own: 2 for time_, 1 for track_)",
+    )
     ap.add_argument("--no-postgres", action="store_true", help="run without PostgreSQL (its benchmarks show n/a)")
     args = ap.parse_args(argv)
 
@@ -85,8 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     what = "the whole suite" if not bench else "benchmarks matching " + " | ".join(bench)
-    print(f"\nasv continuous {args.base} {args.head} --factor {args.factor} ({what}): exit {rc} = "
-          f"{MEANINGS.get(rc, 'asv itself failed (see above)')}")
+    print(
+        f"\nasv continuous {args.base} {args.head} --factor {args.factor} ({what}): exit {rc} = "
+        f"{MEANINGS.get(rc, 'asv itself failed (see above)')}"
+    )
     print("  (exit codes: 0 = ok, 1 = regression, 2 = a benchmark failed)")
     return rc
 

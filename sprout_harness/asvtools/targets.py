@@ -89,8 +89,10 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> list[dict[str, Any]]:
             raise TargetsError(f"{p}: TARGETS[{name!r}] needs at least 'title' and 'figure'")
         unknown = set(t) - SPEC_KEYS
         if unknown:
-            raise TargetsError(f"{p}: TARGETS[{name!r}] has unknown keys {', '.join(sorted(unknown))} "
-                               f"(known: {', '.join(sorted(SPEC_KEYS))})")
+            raise TargetsError(
+                f"{p}: TARGETS[{name!r}] has unknown keys {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(SPEC_KEYS))})"
+            )
         out.append({**t, "name": name})
     return out
 
@@ -108,8 +110,9 @@ def results_dir(conf: Path = Path("asv.conf.json")) -> Path:
 
 
 def resolve_commit(rev: str) -> str:
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise TargetsError(f"git cannot resolve {rev!r} to a commit")
     return proc.stdout.strip()
@@ -117,11 +120,14 @@ def resolve_commit(rev: str) -> str:
 
 def find_results(results: Path, commit: str, machine: str | None = None) -> Path:
     """The newest results file of `commit` (any environment) on `machine` (default: any)."""
-    machines = [results / machine] if machine else [p for p in results.iterdir() if p.is_dir()] if results.exists() else []
+    machines = (
+        [results / machine] if machine else [p for p in results.iterdir() if p.is_dir()] if results.exists() else []
+    )
     files = [f for m in machines for f in m.glob(f"{commit[:8]}-*.json")]
     if not files:
-        raise TargetsError(f"no asv results for commit {commit[:8]} in {results}/ "
-                           "(run `make bench-asv` first, or pass --commit)")
+        raise TargetsError(
+            f"no asv results for commit {commit[:8]} in {results}/ (run `make bench-asv` first, or pass --commit)"
+        )
     return max(files, key=lambda f: f.stat().st_mtime)
 
 
@@ -200,9 +206,17 @@ def evaluate(targets: list[dict[str, Any]], data: dict[str, Any], units: dict[st
 
 def format_table(rows: list[Row], title: str = "") -> str:
     head = ("target", "figure", "anchor", "ratio", "bound", "result")
-    body = [(r.name, r.figure.show(), r.anchor.show() if r.anchor else "-",
-             f"{r.ratio:.3g}x" if r.ratio is not None else "-",
-             f"<= {r.max_ratio:g}x" if r.max_ratio else "-", r.verdict) for r in rows]
+    body = [
+        (
+            r.name,
+            r.figure.show(),
+            r.anchor.show() if r.anchor else "-",
+            f"{r.ratio:.3g}x" if r.ratio is not None else "-",
+            f"<= {r.max_ratio:g}x" if r.max_ratio else "-",
+            r.verdict,
+        )
+        for r in rows
+    ]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
 
     def line(cells: Sequence[Any]) -> str:
@@ -212,16 +226,19 @@ def format_table(rows: list[Row], title: str = "") -> str:
     out += [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
     met = sum(r.verdict == "met" for r in rows)
     missed = sum(r.verdict.startswith("MISSED") for r in rows)
-    out.append(f"{met} met, {missed} missed, {len(rows) - met - missed} reported or n/a "
-               "(ratio = figure / anchor, same run and payloads; lower is better)")
+    out.append(
+        f"{met} met, {missed} missed, {len(rows) - met - missed} reported or n/a "
+        "(ratio = figure / anchor, same run and payloads; lower is better)"
+    )
     for r in rows:
         if r.verdict.startswith("MISSED"):
             out.append(f"  !! {r.name} {r.verdict}: {r.ratio:.3g}x, bound {r.max_ratio:g}x ({r.title})")
     return "\n".join(out)
 
 
-def report(spec: str | Path = DEFAULT_SPEC, commit: str = "HEAD", results: Path | None = None,
-           machine: str | None = None) -> str:
+def report(
+    spec: str | Path = DEFAULT_SPEC, commit: str = "HEAD", results: Path | None = None, machine: str | None = None
+) -> str:
     """The targets table for `commit` (a git revision) as text."""
     results = results or results_dir()
     sha = resolve_commit(commit)

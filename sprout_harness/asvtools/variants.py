@@ -45,14 +45,32 @@ def _declared(entry: str, factory: Any, query_fields: QueryFields) -> list[Varia
     out = []
     for v in got:
         if not isinstance(v, BenchVariant):
-            return [Variant(entry, entry, broken=f"{entry}.benchmark_variants returned {type(v).__name__}, "
-                                                 "not BenchVariant")]
+            return [
+                Variant(
+                    entry, entry, broken=f"{entry}.benchmark_variants returned {type(v).__name__}, not BenchVariant"
+                )
+            ]
         unknown = [n for n in v.needs if n not in SERVICES]
         if unknown:
-            return [Variant(v.name, entry, broken=f"{entry}: variant {v.name!r} needs unknown service(s) "
-                                                  f"{', '.join(unknown)} (the suite provides: {', '.join(SERVICES)})")]
-        out.append(Variant(v.name, entry, dict(v.storage), tuple(v.connectors), tuple(v.needs), dict(v.policy),
-                           dict(v.stack_params)))
+            return [
+                Variant(
+                    v.name,
+                    entry,
+                    broken=f"{entry}: variant {v.name!r} needs unknown service(s) "
+                    f"{', '.join(unknown)} (the suite provides: {', '.join(SERVICES)})",
+                )
+            ]
+        out.append(
+            Variant(
+                v.name,
+                entry,
+                dict(v.storage),
+                tuple(v.connectors),
+                tuple(v.needs),
+                dict(v.policy),
+                dict(v.stack_params),
+            )
+        )
     return out or [Variant(entry, entry, broken=f"{entry}.benchmark_variants declared no variant")]
 
 
@@ -76,8 +94,12 @@ def installed(query_fields: QueryFields, only: Sequence[str] | None = None) -> l
     unique: list[Variant] = []
     for v in out:
         if v.name in seen:  # the first keeps the name; the second's rows say why they are n/a
-            v = Variant(f"{v.stack}/{v.name}", v.stack, broken=f"{v.stack}: variant name {v.name!r} is taken by "
-                        f"{seen[v.name]!r}; rename it (variant names are the published page's parameter values)")
+            v = Variant(
+                f"{v.stack}/{v.name}",
+                v.stack,
+                broken=f"{v.stack}: variant name {v.name!r} is taken by "
+                f"{seen[v.name]!r}; rename it (variant names are the published page's parameter values)",
+            )
         seen[v.name] = v.stack
         unique.append(v)
     return unique

@@ -14,6 +14,18 @@ from sprout_harness.config.schema import (
 )
 
 __all__ = [
-    "LinkConfig", "PhaseConfig", "PlacementConfig", "PolicyConfig", "RunnerConfig", "SproutConfig", "StackConfig", "StorageConfig",
-    "TopologyConfig", "apply_overrides", "config_from_dict", "find_config", "load_config", "load_yaml",
+    "LinkConfig",
+    "PhaseConfig",
+    "PlacementConfig",
+    "PolicyConfig",
+    "RunnerConfig",
+    "SproutConfig",
+    "StackConfig",
+    "StorageConfig",
+    "TopologyConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "find_config",
+    "load_config",
+    "load_yaml",
 ]

@@ -25,8 +25,10 @@ def find_config(name_or_path: str) -> Path:
         if cand.exists():
             return cand
     names = sorted(c.stem for c in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"config file {name_or_path!r} not found{did_you_mean(Path(name_or_path).stem, names)}; "
-                      f"give a path to a YAML file or a reference config: {', '.join(names) or 'none'}")
+    raise ConfigError(
+        f"config file {name_or_path!r} not found{did_you_mean(Path(name_or_path).stem, names)}; "
+        f"give a path to a YAML file or a reference config: {', '.join(names) or 'none'}"
+    )
 
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -47,15 +49,19 @@ def _read_text(p: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"{clip(str(p))}: cannot read ({exc.strerror or exc})") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{clip(str(p))}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short YAML "
-                          "file (is this the right file?)")
+        raise ConfigError(
+            f"{clip(str(p))}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short YAML "
+            "file (is this the right file?)"
+        )
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ConfigError(f"{clip(str(p))}: is UTF-16 text; save it as UTF-8")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{clip(str(p))}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                          "save the config as UTF-8") from None
+        raise ConfigError(
+            f"{clip(str(p))}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the config as UTF-8"
+        ) from None
 
 
 def _check_shape(data: Any, where: str) -> None:
@@ -70,12 +76,15 @@ def _check_shape(data: Any, where: str) -> None:
         node, depth = todo.pop()
         nodes += 1
         if nodes > MAX_NODES:
-            raise ConfigError(f"{where}: more than {MAX_NODES} values (YAML aliases count each time they are "
-                              "used); a config is a short file")
+            raise ConfigError(
+                f"{where}: more than {MAX_NODES} values (YAML aliases count each time they are "
+                "used); a config is a short file"
+            )
         if isinstance(node, (dict, list)):
             if depth >= MAX_DEPTH:
-                raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep; a config is a few levels of "
-                                  "mappings and lists")
+                raise ConfigError(
+                    f"{where}: nested more than {MAX_DEPTH} levels deep; a config is a few levels of mappings and lists"
+                )
             items = node.values() if isinstance(node, dict) else node
             todo.extend((v, depth + 1) for v in items)
             if isinstance(node, dict):
@@ -98,13 +107,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
         raise ConfigError(f"{clip(str(p))}: not valid YAML{where}: {clip(str(problem))}") from None
     except RecursionError:
-        raise ConfigError(f"{clip(str(p))}: nested more than {MAX_DEPTH} levels deep; a config is a few levels "
-                          "of mappings and lists") from None
+        raise ConfigError(
+            f"{clip(str(p))}: nested more than {MAX_DEPTH} levels deep; a config is a few levels of mappings and lists"
+        ) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"{clip(str(p))}: a value YAML cannot convert: {clip(str(exc))}") from None
     if data is None or data == {}:
-        raise ConfigError(f"{clip(str(p))}: the config is empty; it needs at least what to run, e.g. "
-                          "`suite: sprout` or `phases: [create, fetch]`")
+        raise ConfigError(
+            f"{clip(str(p))}: the config is empty; it needs at least what to run, e.g. "
+            "`suite: sprout` or `phases: [create, fetch]`"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{clip(str(p))}: the top level must be a mapping of fields, got {type(data).__name__}")
     _check_shape(data, clip(str(p)))
@@ -120,8 +132,10 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {short(item)}: expected path=value, e.g. topology.ephemeral=2")
     parts = path.split(".")
     if not all(parts):
-        raise ConfigError(f"--set {short(item)}: empty name in the path; write dot-separated names, "
-                          "e.g. phases.fetch.params.get_ops=10")
+        raise ConfigError(
+            f"--set {short(item)}: empty name in the path; write dot-separated names, "
+            "e.g. phases.fetch.params.get_ops=10"
+        )
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
         raise ConfigError(f"--set {clip(path)}: the value is larger than {MAX_CONFIG_BYTES // 1024} KiB")
     try:
@@ -129,8 +143,10 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         value = raw  # not YAML: the text itself (validation says whether a string fits)
     except (RecursionError, ValueError) as exc:
-        raise ConfigError(f"--set {clip(path)}: a value YAML cannot read "
-                          f"({'nested too deeply' if isinstance(exc, RecursionError) else clip(str(exc))})") from None
+        raise ConfigError(
+            f"--set {clip(path)}: a value YAML cannot read "
+            f"({'nested too deeply' if isinstance(exc, RecursionError) else clip(str(exc))})"
+        ) from None
     _check_shape(value, f"--set {clip(path)}")
     return parts, value
 
@@ -165,28 +181,35 @@ def apply_overrides(raw: dict[str, Any], sets: Iterable[str]) -> dict[str, Any]:
                         node[key] = {}
                     node = node[key]
             else:
-                raise ConfigError(f"--set {short(item)}: {clip('.'.join(parts[:i]))} is a {type(node).__name__}, "
-                                  "not a mapping or list")
+                raise ConfigError(
+                    f"--set {short(item)}: {clip('.'.join(parts[:i]))} is a {type(node).__name__}, "
+                    "not a mapping or list"
+                )
     return out
 
 
 def _list_index(node: list, key: str, where: str) -> int:
     if key.startswith("-") and key[1:].isascii() and key[1:].isdigit():
         # Python's "from the end" would silently edit another item than the user counted
-        raise ConfigError(f"--set {where}: negative index {clip(key)}; lists are indexed from 0 "
-                          f"(this one has {len(node)} items: 0..{len(node) - 1}), or name a phase by label/name")
+        raise ConfigError(
+            f"--set {where}: negative index {clip(key)}; lists are indexed from 0 "
+            f"(this one has {len(node)} items: 0..{len(node) - 1}), or name a phase by label/name"
+        )
     if key.isascii() and key.isdigit():
         idx = int(key) if len(key) <= 18 else len(node)  # a 5000-digit index is out of range, not an int() error
         if idx < len(node):
             return idx
         raise ConfigError(f"--set {where}: index {clip(key)} out of range (the list has {len(node)} items)")
     matches = [
-        i for i, it in enumerate(node)
+        i
+        for i, it in enumerate(node)
         if it == key or (isinstance(it, dict) and key in (it.get("label"), it.get("name")))
     ]
     if len(matches) == 1:
         return matches[0]
-    names = [it if isinstance(it, str) else (it.get("label") or it.get("name")) for it in node if isinstance(it, (str, dict))]
+    names = [
+        it if isinstance(it, str) else (it.get("label") or it.get("name")) for it in node if isinstance(it, (str, dict))
+    ]
     if not matches:
         raise ConfigError(f"--set {where}: no item named {short(key)} (items: {clip(', '.join(map(str, names)))})")
     raise ConfigError(f"--set {where}: {short(key)} names several items; use an index or give them labels")

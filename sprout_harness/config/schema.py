@@ -126,8 +126,8 @@ class RunnerConfig:
     sync_timeout_s: float = 60.0
     check_timeout_s: float = 15.0
     seed_batch_size: int = 500
-    repeat: int = 1   # independent runs, each in a fresh process (`sprout run --repeat`)
-    warmup: int = 0   # extra runs before them whose figures are discarded
+    repeat: int = 1  # independent runs, each in a fresh process (`sprout run --repeat`)
+    warmup: int = 0  # extra runs before them whose figures are discarded
     placement: PlacementConfig = field(default_factory=PlacementConfig)
 
 

@@ -14,7 +14,10 @@ def stack_settings(cfg: SproutConfig) -> StackSettings:
         params=dict(cfg.stack.params),
         storage=cfg.storage.as_settings(),
         policy=cfg.policy.as_settings(),
-        topology={"durable": cfg.topology.durable, "ephemeral": cfg.topology.ephemeral,
-                  "links": cfg.topology.resolved_links()},
+        topology={
+            "durable": cfg.topology.durable,
+            "ephemeral": cfg.topology.ephemeral,
+            "links": cfg.topology.resolved_links(),
+        },
         seed=cfg.seed,
     )

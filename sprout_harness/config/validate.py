@@ -62,7 +62,9 @@ def _type_name(tp: Any) -> str:
         return "a mapping"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 def coerce(value: Any, tp: Any, path: str) -> Any:
@@ -104,8 +106,10 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         # integral floats are refused too (one rule for every integer field and knob):
         # 1e3 in YAML is text and 1.0e+3 a float, and neither is what the field counts in
         if isinstance(value, float) or (isinstance(value, str) and _looks_numeric(value)):
-            raise ConfigError(f"got {_short(value)}; expected an integer written as digits, e.g. 1000 "
-                              "(no decimal point or exponent)", path)
+            raise ConfigError(
+                f"got {_short(value)}; expected an integer written as digits, e.g. 1000 (no decimal point or exponent)",
+                path,
+            )
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             try:
@@ -113,8 +117,11 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
             except OverflowError:  # an int beyond a float's range
                 pass
         elif isinstance(value, str) and _looks_numeric(value):
-            raise ConfigError(f"got {_short(value)}; YAML reads that as text: write a number with a decimal "
-                              "point, e.g. 1.0e+3 or 1000", path)
+            raise ConfigError(
+                f"got {_short(value)}; YAML reads that as text: write a number with a decimal "
+                "point, e.g. 1.0e+3 or 1000",
+                path,
+            )
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -148,8 +155,9 @@ def build_dataclass(cls: type, data: Any, path: str) -> Any:
     if unknown:
         key = _name(unknown[0])
         where = f"{path}.{key}" if path else key
-        raise ConfigError(f"unknown field{did_you_mean(key, known)}; allowed fields here: "
-                          f"{', '.join(sorted(known))}", where)
+        raise ConfigError(
+            f"unknown field{did_you_mean(key, known)}; allowed fields here: {', '.join(sorted(known))}", where
+        )
     kwargs = {k: coerce(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -169,10 +177,14 @@ def resolve_stack_name(cfg: SproutConfig, required: bool = True) -> None:
     if len(installed) == 1:
         cfg.stack.name = installed[0]
         return
-    _require(not required, "stack.name",
-             f"must name the stack to measure; installed: {', '.join(installed)}" if installed else
-             f"must name the stack to measure; no stack is installed under the entry point group {plugins.GROUP!r}: "
-             "install one, or give an import path 'package.module:attr'")
+    _require(
+        not required,
+        "stack.name",
+        f"must name the stack to measure; installed: {', '.join(installed)}"
+        if installed
+        else f"must name the stack to measure; no stack is installed under the entry point group {plugins.GROUP!r}: "
+        "install one, or give an import path 'package.module:attr'",
+    )
 
 
 MAX_WORKERS = 1024
@@ -182,8 +194,11 @@ MAX_WORKERS = 1024
 def _check_placement(pl: PlacementConfig) -> None:
     p = "runner.placement"
     _require(pl.engine in ("local", "ray"), f"{p}.engine", f"got {_short(pl.engine)}; allowed: local, ray")
-    _require(0 <= pl.workers <= MAX_WORKERS, f"{p}.workers",
-             f"got {_short(pl.workers)}; must be 0..{MAX_WORKERS} actors (0: the phase's `processes`)")
+    _require(
+        0 <= pl.workers <= MAX_WORKERS,
+        f"{p}.workers",
+        f"got {_short(pl.workers)}; must be 0..{MAX_WORKERS} actors (0: the phase's `processes`)",
+    )
     if pl.engine == "local":
         _require(pl.address is None, f"{p}.address", "only the ray engine takes an address")
         return
@@ -191,13 +206,19 @@ def _check_placement(pl: PlacementConfig) -> None:
         raise ConfigError("ray needs the 'ray' extra: pip install 'sprout[ray]'", f"{p}.engine")
     _require(bool(pl.address), f"{p}.address", "the Ray cluster's head, HOST:PORT (e.g. 10.0.0.5:6379)")
     host, _, port = str(pl.address).removeprefix("ray://").rpartition(":")
-    _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, f"{p}.address",
-             f"got {_short(pl.address)}; write HOST:PORT of the Ray head")
+    _require(
+        bool(host) and port.isdigit() and 0 < int(port) < 65536,
+        f"{p}.address",
+        f"got {_short(pl.address)}; write HOST:PORT of the Ray head",
+    )
     try:  # an unreachable cluster is a config error now, not a failed phase later
         socket.create_connection((host, int(port)), timeout=3).close()
     except OSError as exc:
-        raise ConfigError(f"no Ray cluster answers at {pl.address} ({exc.strerror or exc}); start one "
-                          "(`ray start --head`) or fix the address", f"{p}.address") from None
+        raise ConfigError(
+            f"no Ray cluster answers at {pl.address} ({exc.strerror or exc}); start one "
+            "(`ray start --head`) or fix the address",
+            f"{p}.address",
+        ) from None
 
 
 def _require(ok: bool, path: str, message: str) -> None:
@@ -209,31 +230,56 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     """Semantic checks (ranges, names known to the catalog); `check_stack` also loads the stack."""
     topo = cfg.topology
     # Sizes first: later checks (and the stack's) iterate over them.
-    _require(1 <= topo.durable <= MAX_DURABLE, "topology.durable",
-             f"got {_short(topo.durable)}; must be 1..{MAX_DURABLE} durable nodes")
-    _require(0 <= topo.ephemeral <= MAX_EPHEMERAL, "topology.ephemeral",
-             f"got {_short(topo.ephemeral)}; must be 0..{MAX_EPHEMERAL} ephemeral nodes "
-             "(thousands of clients: the connection-scaling phases open them in worker processes)")
-    _require(topo.connector is None or bool(topo.connector), "topology.connector",
-             "must name one of the stack's connectors, or be left out for the stack's first")
+    _require(
+        1 <= topo.durable <= MAX_DURABLE,
+        "topology.durable",
+        f"got {_short(topo.durable)}; must be 1..{MAX_DURABLE} durable nodes",
+    )
+    _require(
+        0 <= topo.ephemeral <= MAX_EPHEMERAL,
+        "topology.ephemeral",
+        f"got {_short(topo.ephemeral)}; must be 0..{MAX_EPHEMERAL} ephemeral nodes "
+        "(thousands of clients: the connection-scaling phases open them in worker processes)",
+    )
+    _require(
+        topo.connector is None or bool(topo.connector),
+        "topology.connector",
+        "must name one of the stack's connectors, or be left out for the stack's first",
+    )
     seen: set[int] = set()
     for i, link in enumerate(topo.links):
         p = f"topology.links[{i}]"
-        _require(0 <= link.ephemeral < topo.ephemeral, f"{p}.ephemeral",
-                 f"got {link.ephemeral}; must be an ephemeral index in 0..{topo.ephemeral - 1}"
-                 if topo.ephemeral else f"got {link.ephemeral}; topology.ephemeral is 0, so no links can be set")
+        _require(
+            0 <= link.ephemeral < topo.ephemeral,
+            f"{p}.ephemeral",
+            f"got {link.ephemeral}; must be an ephemeral index in 0..{topo.ephemeral - 1}"
+            if topo.ephemeral
+            else f"got {link.ephemeral}; topology.ephemeral is 0, so no links can be set",
+        )
         _require(link.ephemeral not in seen, f"{p}.ephemeral", f"ephemeral {link.ephemeral} already has a link entry")
         seen.add(link.ephemeral)
         if link.durable is not None:
-            _require(0 <= link.durable < topo.durable, f"{p}.durable",
-                     f"got {link.durable}; must be a durable index in 0..{topo.durable - 1}")
+            _require(
+                0 <= link.durable < topo.durable,
+                f"{p}.durable",
+                f"got {link.durable}; must be a durable index in 0..{topo.durable - 1}",
+            )
     pool = cfg.storage.pool_size
-    _require(pool is None or 1 <= pool <= MAX_POOL_SIZE, "storage.pool_size",
-             f"got {_short(pool)}; must be 1..{MAX_POOL_SIZE}, or left out for the stack's default")
-    _require(cfg.storage.engine is None or bool(cfg.storage.engine), "storage.engine",
-             "must name one of the stack's storage engines, or be left out for its default")
-    _require(cfg.policy.id is None or bool(cfg.policy.id), "policy.id",
-             "must name one of the stack's policy agents, or be left out for its default")
+    _require(
+        pool is None or 1 <= pool <= MAX_POOL_SIZE,
+        "storage.pool_size",
+        f"got {_short(pool)}; must be 1..{MAX_POOL_SIZE}, or left out for the stack's default",
+    )
+    _require(
+        cfg.storage.engine is None or bool(cfg.storage.engine),
+        "storage.engine",
+        "must name one of the stack's storage engines, or be left out for its default",
+    )
+    _require(
+        cfg.policy.id is None or bool(cfg.policy.id),
+        "policy.id",
+        "must name one of the stack's policy agents, or be left out for its default",
+    )
     for key in ("engine", "path", "dsn", "pool_size"):  # both reach the stack as storage[key]
         _require(key not in cfg.storage.params, f"storage.params.{key}", f"set storage.{key} instead")
     _require("id" not in cfg.policy.params, "policy.params.id", "set policy.id instead")
@@ -244,54 +290,87 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
     for name in ("sync_timeout_s", "check_timeout_s"):
         v = getattr(r, name)
         _require(0 < v <= MAX_TIMEOUT_S, f"runner.{name}", f"got {_short(v)}; must be > 0 and <= {MAX_TIMEOUT_S:g} s")
-    _require(1 <= r.seed_batch_size <= MAX_SEED_BATCH, "runner.seed_batch_size",
-             f"got {_short(r.seed_batch_size)}; must be 1..{MAX_SEED_BATCH}")
-    _require(1 <= r.repeat <= MAX_REPEAT, "runner.repeat",
-             f"got {r.repeat}; must be 1..{MAX_REPEAT} runs (5 is what a rank test at alpha 0.01 needs)")
+    _require(
+        1 <= r.seed_batch_size <= MAX_SEED_BATCH,
+        "runner.seed_batch_size",
+        f"got {_short(r.seed_batch_size)}; must be 1..{MAX_SEED_BATCH}",
+    )
+    _require(
+        1 <= r.repeat <= MAX_REPEAT,
+        "runner.repeat",
+        f"got {r.repeat}; must be 1..{MAX_REPEAT} runs (5 is what a rank test at alpha 0.01 needs)",
+    )
     _require(0 <= r.warmup <= MAX_WARMUP, "runner.warmup", f"got {r.warmup}; must be 0..{MAX_WARMUP} warm-up runs")
     _check_placement(r.placement)
 
     kinds = datasets.kinds()
     for kind, size in cfg.datasets.items():
-        _require(kind in kinds, f"datasets.{kind}",
-                 f"unknown dataset kind{did_you_mean(kind, kinds)}; allowed: {', '.join(kinds)}")
-        _require(isinstance(size, int) and 0 <= size <= MAX_DATASET, f"datasets.{kind}",
-                 f"got {_short(size)}; must be an integer 0..{MAX_DATASET:,}")
+        _require(
+            kind in kinds,
+            f"datasets.{kind}",
+            f"unknown dataset kind{did_you_mean(kind, kinds)}; allowed: {', '.join(kinds)}",
+        )
+        _require(
+            isinstance(size, int) and 0 <= size <= MAX_DATASET,
+            f"datasets.{kind}",
+            f"got {_short(size)}; must be an integer 0..{MAX_DATASET:,}",
+        )
     rows = sum(cfg.datasets.values()) * topo.durable
     budget = memory_bytes() * MEMORY_SHARE
-    _require(rows * SEEDED_ROW_BYTES <= budget, "datasets",
-             f"{rows:,} seeded entities in all (each dataset on each of {topo.durable} durable node(s)) need about "
-             f"{rows * SEEDED_ROW_BYTES / 2**30:.1f} GiB, more than half this machine's "
-             f"{memory_bytes() / 2**30:.1f} GiB; seed fewer")
+    _require(
+        rows * SEEDED_ROW_BYTES <= budget,
+        "datasets",
+        f"{rows:,} seeded entities in all (each dataset on each of {topo.durable} durable node(s)) need about "
+        f"{rows * SEEDED_ROW_BYTES / 2**30:.1f} GiB, more than half this machine's "
+        f"{memory_bytes() / 2**30:.1f} GiB; seed fewer",
+    )
 
     suites = catalog.suites()
-    _require(cfg.suite in suites, "suite",
-             f"got {cfg.suite!r}{did_you_mean(cfg.suite, suites)}; known suites: {', '.join(sorted(suites))}")
+    _require(
+        cfg.suite in suites,
+        "suite",
+        f"got {cfg.suite!r}{did_you_mean(cfg.suite, suites)}; known suites: {', '.join(sorted(suites))}",
+    )
     if not cfg.phases:
-        cfg.phases = [PhaseConfig(name=p.name, target=p.target, params=dict(p.params), label=p.label)
-                      for p in suites[cfg.suite].phases]
+        cfg.phases = [
+            PhaseConfig(name=p.name, target=p.target, params=dict(p.params), label=p.label)
+            for p in suites[cfg.suite].phases
+        ]
     phases = catalog.phases()
     all_knobs: set[str] = set()
     for spec in phases.values():
         all_knobs |= catalog.knob_names(spec)
     for key in cfg.workload:
-        _require(key in all_knobs, f"workload.{key}",
-                 f"unknown knob{did_you_mean(key, all_knobs)}; knobs of the registered phases: "
-                 f"{', '.join(sorted(all_knobs))}")
+        _require(
+            key in all_knobs,
+            f"workload.{key}",
+            f"unknown knob{did_you_mean(key, all_knobs)}; knobs of the registered phases: "
+            f"{', '.join(sorted(all_knobs))}",
+        )
     labels: set[str] = set()
     for i, ph in enumerate(cfg.phases):
         p = f"phases[{i}]"
-        _require(ph.name in phases, f"{p}.name", f"got {ph.name!r}{did_you_mean(ph.name, phases)}; known phases: "
-                 f"{', '.join(sorted(phases))}")
+        _require(
+            ph.name in phases,
+            f"{p}.name",
+            f"got {ph.name!r}{did_you_mean(ph.name, phases)}; known phases: {', '.join(sorted(phases))}",
+        )
         spec = phases[ph.name]
         _require(ph.target in ROLES, f"{p}.target", f"got {ph.target!r}; allowed: {', '.join(ROLES)}")
-        _require(ph.target in spec.targets, f"{p}.target",
-                 f"phase {ph.name!r} cannot target {ph.target!r}; allowed: {', '.join(spec.targets)}")
+        _require(
+            ph.target in spec.targets,
+            f"{p}.target",
+            f"phase {ph.name!r} cannot target {ph.target!r}; allowed: {', '.join(spec.targets)}",
+        )
         if ph.target == "ephemeral":
-            _require(topo.ephemeral >= 1, f"{p}.target",
-                     f"phase {ph.name!r} targets ephemeral nodes but topology.ephemeral is 0; add ephemerals or target durable")
-        _require(ph.title not in labels, f"{p}.label",
-                 f"{ph.title!r} appears twice; give one of them a distinct `label`")
+            _require(
+                topo.ephemeral >= 1,
+                f"{p}.target",
+                f"phase {ph.name!r} targets ephemeral nodes but topology.ephemeral is 0; add ephemerals or target durable",
+            )
+        _require(
+            ph.title not in labels, f"{p}.label", f"{ph.title!r} appears twice; give one of them a distinct `label`"
+        )
         labels.add(ph.title)
         shared = {k: v for k, v in cfg.workload.items() if k in catalog.knob_names(spec)}
         build_knobs(spec, shared, "workload")
@@ -299,8 +378,10 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
 
     if cfg.thresholds:
         # a pattern that can match nothing would let a gate pass silently; refuse it before the run
-        check_patterns(parse_thresholds(cfg.thresholds),
-                       [(ph.title, catalog.metric_patterns(phases[ph.name])) for ph in cfg.phases])
+        check_patterns(
+            parse_thresholds(cfg.thresholds),
+            [(ph.title, catalog.metric_patterns(phases[ph.name])) for ph in cfg.phases],
+        )
 
     if check_stack:
         resolve_stack_name(cfg)
@@ -322,8 +403,9 @@ def phase_knobs(cfg: SproutConfig) -> list[tuple[PhaseConfig, dict[str, Any], di
         spec = phases[ph.name]
         given = {k: v for k, v in cfg.workload.items() if k in catalog.knob_names(spec)} | ph.params
         knobs = dataclasses.asdict(build_knobs(spec, given, f"phases[{i}].params"))
-        out.append((ph, {k: v for k, v in knobs.items() if k in given},
-                    {k: v for k, v in knobs.items() if k not in given}))
+        out.append(
+            (ph, {k: v for k, v in knobs.items() if k in given}, {k: v for k, v in knobs.items() if k not in given})
+        )
     return out
 
 
@@ -339,8 +421,11 @@ def build_knobs(spec: PhaseSpec, values: dict[str, Any], path: str) -> Any:
     for key, value in values.items():
         p = f"{path}.{key}"
         if key not in names:
-            raise ConfigError(f"phase {spec.name!r} has no such knob{did_you_mean(key, names)}; "
-                              f"its knobs: {', '.join(sorted(names))}", p)
+            raise ConfigError(
+                f"phase {spec.name!r} has no such knob{did_you_mean(key, names)}; "
+                f"its knobs: {', '.join(sorted(names))}",
+                p,
+            )
         v = coerce(value, hints[key], p)
         meta = next(f.metadata for f in dataclasses.fields(spec.knobs) if f.name == key)
         if meta.get("choices") and v not in meta["choices"]:

@@ -7,7 +7,7 @@ from typing import Iterable
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """" (did you mean 'x'?)" for the known name closest to a misspelt `name`, or ""."""
+    """ " (did you mean 'x'?)" for the known name closest to a misspelt `name`, or ""."""
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

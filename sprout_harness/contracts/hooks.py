@@ -110,10 +110,20 @@ def require(ctx: Any, *names: str) -> list[Any]:
     missing = [n for n, f in zip(names, found) if f is None]
     if missing:
         label = getattr(stack, "name", type(stack).__name__)
-        raise Unsupported(f"stack {label!r} has no {', '.join(missing)} hook"
-                          f"{'s' if len(missing) > 1 else ''} (sprout_harness/contracts/hooks.py)")
+        raise Unsupported(
+            f"stack {label!r} has no {', '.join(missing)} hook"
+            f"{'s' if len(missing) > 1 else ''} (sprout_harness/contracts/hooks.py)"
+        )
     return found
 
 
-__all__ = ["CONNECTION_HOOKS", "DATABASE_HOOKS", "DIRECT_READ_HOOKS", "TRIGGER_HOOKS", "TriggerSpec", "WebhookEvent",
-           "find", "require"]
+__all__ = [
+    "CONNECTION_HOOKS",
+    "DATABASE_HOOKS",
+    "DIRECT_READ_HOOKS",
+    "TRIGGER_HOOKS",
+    "TriggerSpec",
+    "WebhookEvent",
+    "find",
+    "require",
+]

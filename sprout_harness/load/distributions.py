@@ -54,7 +54,7 @@ def zeta(n: int, theta: float, start: int = 0, initial: float = 0.0) -> float:
     chunk = 1 << 20
     for lo in range(start + 1, n + 1, chunk):  # vectorised in chunks: 10^7 items in well under a second
         i = np.arange(lo, min(n, lo + chunk - 1) + 1, dtype=np.float64)
-        total += float(np.sum(i ** -theta))
+        total += float(np.sum(i**-theta))
     return total
 
 
@@ -114,8 +114,9 @@ class ZipfianGenerator:
     P(rank k) = 1 / (k^theta * zeta(n, theta)). `next_value(item_count)` lets the item
     count grow between calls (zeta is extended incrementally, as in YCSB)."""
 
-    def __init__(self, lb: int, ub: int, rng: random.Random, theta: float = ZIPFIAN_CONSTANT,
-                 zetan: float | None = None) -> None:
+    def __init__(
+        self, lb: int, ub: int, rng: random.Random, theta: float = ZIPFIAN_CONSTANT, zetan: float | None = None
+    ) -> None:
         if ub < lb:
             raise ValueError(f"zipfian generator: upper bound {ub} < lower bound {lb}")
         if not 0 < theta < 1:
@@ -212,7 +213,17 @@ class DiscreteGenerator(Generic[T]):
 
 
 __all__ = [
-    "AcknowledgedCounterGenerator", "CounterGenerator", "DiscreteGenerator", "LatestGenerator",
-    "SCRAMBLED_ITEM_COUNT", "SCRAMBLED_ZETAN", "ScrambledZipfianGenerator", "UniformGenerator",
-    "ZIPFIAN_CONSTANT", "ZipfianGenerator", "fnvhash64", "rng_for", "zeta",
+    "AcknowledgedCounterGenerator",
+    "CounterGenerator",
+    "DiscreteGenerator",
+    "LatestGenerator",
+    "SCRAMBLED_ITEM_COUNT",
+    "SCRAMBLED_ZETAN",
+    "ScrambledZipfianGenerator",
+    "UniformGenerator",
+    "ZIPFIAN_CONSTANT",
+    "ZipfianGenerator",
+    "fnvhash64",
+    "rng_for",
+    "zeta",
 ]

@@ -166,9 +166,18 @@ def default_op_name(op: Any) -> str:
 class LoadDriver:
     """Runs `execute(op)` for operations from `next_op()` under `config`, recording into `recorder`."""
 
-    def __init__(self, execute: Execute, next_op: NextOp, config: LoadConfig, recorder: PhaseRecorder, *,
-                 op_name: Callable[[Any], str] = default_op_name, stop_event: asyncio.Event | None = None,
-                 trace: bool = False, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+    def __init__(
+        self,
+        execute: Execute,
+        next_op: NextOp,
+        config: LoadConfig,
+        recorder: PhaseRecorder,
+        *,
+        op_name: Callable[[Any], str] = default_op_name,
+        stop_event: asyncio.Event | None = None,
+        trace: bool = False,
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
         config.validate(has_stop_event=stop_event is not None)
         self.execute = execute
         self.next_op = next_op
@@ -184,9 +193,14 @@ class LoadDriver:
         self._stopped_by = ""
         self._start_delay = Histogram()
         self._service = Histogram()
-        self._res = LoadResult(config.mode, config.workers, config.rate, 0.0,
-                               config.arrival if config.rate is not None else None,
-                               late_tolerance_ms=config.late_tolerance_s * 1e3)
+        self._res = LoadResult(
+            config.mode,
+            config.workers,
+            config.rate,
+            0.0,
+            config.arrival if config.rate is not None else None,
+            late_tolerance_ms=config.late_tolerance_s * 1e3,
+        )
         self._running = 0
         self._measure_started = False
 
@@ -415,11 +429,20 @@ class LoadDriver:
         rec.extra["load"] = r.to_dict()
 
 
-async def run_load(execute: Execute, next_op: NextOp, config: LoadConfig, recorder: PhaseRecorder,
-                   **kwargs: Any) -> LoadResult:
+async def run_load(
+    execute: Execute, next_op: NextOp, config: LoadConfig, recorder: PhaseRecorder, **kwargs: Any
+) -> LoadResult:
     """`LoadDriver(...).run()` in one call."""
     return await LoadDriver(execute, next_op, config, recorder, **kwargs).run()
 
 
-__all__ = ["Arrival", "LoadConfig", "LoadDriver", "LoadResult", "TraceEntry", "arrival_offsets_ns",
-           "default_op_name", "run_load"]
+__all__ = [
+    "Arrival",
+    "LoadConfig",
+    "LoadDriver",
+    "LoadResult",
+    "TraceEntry",
+    "arrival_offsets_ns",
+    "default_op_name",
+    "run_load",
+]

@@ -93,13 +93,18 @@ def pred_from_json(d: Any) -> Pred | None:
 
 
 def query_to_json(q: QuerySpec) -> dict[str, Any]:
-    return {"where": pred_to_json(q.where), "order_by": [[o.field, o.descending] for o in q.order_by],
-            "limit": q.limit, "kind": q.kind}
+    return {
+        "where": pred_to_json(q.where),
+        "order_by": [[o.field, o.descending] for o in q.order_by],
+        "limit": q.limit,
+        "kind": q.kind,
+    }
 
 
 def query_from_json(d: dict[str, Any]) -> QuerySpec:
-    return QuerySpec(pred_from_json(d["where"]), tuple(Order(f, bool(desc)) for f, desc in d["order_by"]),
-                     d["limit"], d["kind"])
+    return QuerySpec(
+        pred_from_json(d["where"]), tuple(Order(f, bool(desc)) for f, desc in d["order_by"]), d["limit"], d["kind"]
+    )
 
 
 # --- one process's connections ------------------------------------------------------------------
@@ -151,8 +156,13 @@ class ConnectionSet:
         self.clients.extend(c for _, c in sorted(opened, key=lambda x: x[0]))
         if unsupported:
             raise unsupported[0]  # what was opened is closed with the set
-        return {"connect": hist, "failures": len(errors), "errors": errors[:5], "wall_ns": wall,
-                "open": len(self.clients)}
+        return {
+            "connect": hist,
+            "failures": len(errors),
+            "errors": errors[:5],
+            "wall_ns": wall,
+            "open": len(self.clients),
+        }
 
     def _callback(self, s: int) -> Callable[[Notification], None]:
         field = self.counter_field
@@ -218,8 +228,14 @@ class ConnectionSet:
                 t = sent.get(v)
                 if t is not None:
                     lag_send.record(max(0, at - self.clock_offset_ns - t))
-        out = {"lag": self.lag, "lag_send": lag_send, "notifications": self.notifications, "first_ns": self.first_ns,
-               "last_ns": self.last_ns, "seen": [list(s) for s in self.seen]}
+        out = {
+            "lag": self.lag,
+            "lag_send": lag_send,
+            "notifications": self.notifications,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "seen": [list(s) for s in self.seen],
+        }
         self.lag, self.notifications, self.first_ns, self.last_ns = Histogram(), 0, None, None
         self.receipts = []
         return out
@@ -324,8 +340,9 @@ class ShardedFleet:
     async def open(self, n: int, concurrency: int) -> dict[str, Any]:
         share = [n // self.processes + (1 if i < n % self.processes else 0) for i in range(self.processes)]
         per = max(1, concurrency // self.processes)
-        replies = await asyncio.gather(*(w.call({"op": "open", "n": k, "concurrency": per}, self.timeout_s)
-                                         for w, k in zip(self.workers, share)))
+        replies = await asyncio.gather(
+            *(w.call({"op": "open", "n": k, "concurrency": per}, self.timeout_s) for w, k in zip(self.workers, share))
+        )
         hist, failures, errors, wall = Histogram(), 0, [], 0
         for i, r in enumerate(replies):
             hist.merge(Histogram.from_dict(r["connect"]))
@@ -335,8 +352,13 @@ class ShardedFleet:
             for local in range(self._per_worker_conns[i], r["open"]):
                 self.conn_owner.append((i, local))
             self._per_worker_conns[i] = r["open"]
-        return {"connect": hist, "failures": failures, "errors": errors[:5], "wall_ns": wall,
-                "open": len(self.conn_owner)}
+        return {
+            "connect": hist,
+            "failures": failures,
+            "errors": errors[:5],
+            "wall_ns": wall,
+            "open": len(self.conn_owner),
+        }
 
     async def subscribe(self, specs: list[tuple[int, str, QuerySpec]], concurrency: int) -> dict[str, Any]:
         per_worker: list[list[tuple[int, list[Any]]]] = [[] for _ in self.workers]
@@ -344,9 +366,12 @@ class ShardedFleet:
             w, local = self.conn_owner[conn]
             per_worker[w].append((k, [local, coll, query_to_json(q)]))
         per = max(1, concurrency // self.processes)
-        replies = await asyncio.gather(*(
-            w.call({"op": "subscribe", "specs": [s for _, s in items], "concurrency": per}, self.timeout_s)
-            for w, items in zip(self.workers, per_worker)))
+        replies = await asyncio.gather(
+            *(
+                w.call({"op": "subscribe", "specs": [s for _, s in items], "concurrency": per}, self.timeout_s)
+                for w, items in zip(self.workers, per_worker)
+            )
+        )
         hist, failures, errors = Histogram(), 0, []
         results: list[Any] = [None] * len(specs)
         order: list[tuple[int, int]] = [(-1, -1)] * len(specs)
@@ -375,8 +400,14 @@ class ShardedFleet:
             lag_send.merge(Histogram.from_dict(r["lag_send"]))
             n += r["notifications"]
         seen = [replies[w]["seen"][local] for w, local in self.sub_owner]
-        return {"lag": lag, "lag_send": lag_send, "notifications": n, "first_ns": min(firsts) if firsts else None,
-                "last_ns": max(lasts) if lasts else None, "seen": seen}
+        return {
+            "lag": lag,
+            "lag_send": lag_send,
+            "notifications": n,
+            "first_ns": min(firsts) if firsts else None,
+            "last_ns": max(lasts) if lasts else None,
+            "seen": seen,
+        }
 
     async def client_rss(self) -> int:
         return sum(r["rss"] for r in await self._all({"op": "rss"}))
@@ -403,16 +434,19 @@ class _ProcessWorker:
                         err = await self.proc.stderr.read(4000)
                 except TimeoutError:
                     pass
-            raise WorkerError(f"client worker {self.index} exited during {msg['op']!r}: "
-                              f"{err.decode(errors='replace').strip()[-800:] or 'no output'}")
+            raise WorkerError(
+                f"client worker {self.index} exited during {msg['op']!r}: "
+                f"{err.decode(errors='replace').strip()[-800:] or 'no output'}"
+            )
         return checked_reply(json.loads(line), f"client worker {self.index}", msg["op"])
 
 
 class WorkerFleet(ShardedFleet):
     """Connections spread round-robin over `processes` worker processes."""
 
-    def __init__(self, processes: int, stack_path: str, address: dict[str, Any], counter_field: str,
-                 timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, processes: int, stack_path: str, address: dict[str, Any], counter_field: str, timeout_s: float = 300.0
+    ) -> None:
         super().__init__(processes, counter_field, timeout_s)
         self.stack_path = stack_path
         self.address = address
@@ -421,9 +455,14 @@ class WorkerFleet(ShardedFleet):
     async def start(self) -> None:
         for i in range(self.processes):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sprout_harness.load.fleet",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                limit=1 << 28)
+                sys.executable,
+                "-m",
+                "sprout_harness.load.fleet",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                limit=1 << 28,
+            )
             w = _ProcessWorker(proc, i)
             self.procs.append(w)
             self.workers.append(w)
@@ -447,8 +486,13 @@ class WorkerFleet(ShardedFleet):
 
 def init_message(stack_path: str, address: Any, counter_field: str, worker: int) -> dict[str, Any]:
     """The first message to worker `worker`: its stack, address and connection index range."""
-    return {"op": "init", "stack": stack_path, "address": address, "field": counter_field,
-            "first_index": worker * 1_000_000}
+    return {
+        "op": "init",
+        "stack": stack_path,
+        "address": address,
+        "field": counter_field,
+        "first_index": worker * 1_000_000,
+    }
 
 
 def stack_import_path(stack: Any) -> str:

@@ -80,8 +80,12 @@ class _FleetActor:
         import ray
 
         util: Any = ray.util  # untyped
-        return {"node": util.get_node_ip_address(), "actor_id": ray.get_runtime_context().get_actor_id(),
-                "pid": os.getpid(), "boot_id": boot_id()}
+        return {
+            "node": util.get_node_ip_address(),
+            "actor_id": ray.get_runtime_context().get_actor_id(),
+            "pid": os.getpid(),
+            "boot_id": boot_id(),
+        }
 
 
 class _RayWorker:
@@ -117,7 +121,12 @@ class _RayWorker:
 
     async def locate(self, timeout: float) -> None:
         where = await self._await(self.actor.where.remote(), "start", timeout)
-        self.node, self.actor_id, self.pid, self.boot_id = where["node"], where["actor_id"], where["pid"], where["boot_id"]
+        self.node, self.actor_id, self.pid, self.boot_id = (
+            where["node"],
+            where["actor_id"],
+            where["pid"],
+            where["boot_id"],
+        )
 
     async def ping(self, timeout: float) -> tuple[int, int, int]:
         t0 = time.perf_counter_ns()
@@ -148,8 +157,17 @@ class RayFleet(ShardedFleet):
     """Connections spread over `actors` Ray actors on the cluster at `address` (see the module
     docstring); the same interface and reply shapes as `WorkerFleet`."""
 
-    def __init__(self, address: str, actors: int, stack_path: str, server_address: dict[str, Any],
-                 counter_field: str, timeout_s: float = 300.0, *, num_cpus: float = 1.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        actors: int,
+        stack_path: str,
+        server_address: dict[str, Any],
+        counter_field: str,
+        timeout_s: float = 300.0,
+        *,
+        num_cpus: float = 1.0,
+    ) -> None:
         self.ray = _ray()  # a missing extra fails at construction, before any phase runs
         super().__init__(actors, counter_field, timeout_s)
         self.ray_address = address
@@ -165,8 +183,10 @@ class RayFleet(ShardedFleet):
         if ray.is_initialized():  # already a driver: of this cluster is fine (its owner shuts it down)
             have = str(ray.get_runtime_context().gcs_address)
             if not self.ray_address.startswith("ray://") and self.ray_address not in ("auto", have):
-                raise WorkerError(f"cannot connect to the Ray cluster at {self.ray_address}: this process is "
-                                  f"already a driver of the cluster at {have}")
+                raise WorkerError(
+                    f"cannot connect to the Ray cluster at {self.ray_address}: this process is "
+                    f"already a driver of the cluster at {have}"
+                )
             return
         _check_reachable(self.ray_address)
         try:
@@ -179,11 +199,17 @@ class RayFleet(ShardedFleet):
     async def start(self) -> None:
         self._connect()
         remote = self.ray.remote(num_cpus=self.num_cpus, max_restarts=0)(_FleetActor)
-        self.actors = [_RayWorker(self.ray, remote.options(scheduling_strategy="SPREAD").remote(), i)
-                       for i in range(self.processes)]
+        self.actors = [
+            _RayWorker(self.ray, remote.options(scheduling_strategy="SPREAD").remote(), i)
+            for i in range(self.processes)
+        ]
         await asyncio.gather(*(a.locate(self.timeout_s) for a in self.actors))
-        await asyncio.gather(*(a.call(init_message(self.stack_path, self.server_address, self.counter_field,
-                                                   a.index), self.timeout_s) for a in self.actors))
+        await asyncio.gather(
+            *(
+                a.call(init_message(self.stack_path, self.server_address, self.counter_field, a.index), self.timeout_s)
+                for a in self.actors
+            )
+        )
         self.workers = list(self.actors)
         here = boot_id()
         for a in self.actors:  # one actor at a time: concurrent pings would widen each other's RTT
@@ -191,8 +217,10 @@ class RayFleet(ShardedFleet):
             estimate, bound, rtt = min_rtt_offset(samples)
             same = bool(here) and a.boot_id == here
             if same and abs(estimate) > bound:
-                raise WorkerError(f"{a.name}: clock check failed: same host as the driver, yet the offset "
-                                  f"estimate {estimate} ns exceeds its bound ±{bound} ns")
+                raise WorkerError(
+                    f"{a.name}: clock check failed: same host as the driver, yet the offset "
+                    f"estimate {estimate} ns exceeds its bound ±{bound} ns"
+                )
             offset = 0 if same else estimate
             if offset:
                 await a.call({"op": "offset", "offset_ns": offset}, self.timeout_s)

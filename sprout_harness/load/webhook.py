@@ -45,8 +45,9 @@ def _ok(_body: dict[str, Any], _attempt: int) -> Reply:
 class WebhookReceiver:
     """`async with WebhookReceiver() as rx: ... rx.url ...`; `rx.accepted` maps delivery id -> first 2xx request."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, respond: Responder | None = None,
-                 id_field: str = "delivery_id") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, respond: Responder | None = None, id_field: str = "delivery_id"
+    ) -> None:
         self.host = host
         self.port = port
         self.respond = respond or _ok

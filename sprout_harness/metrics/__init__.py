@@ -19,7 +19,21 @@ from sprout_harness.metrics.system import git_info, host_info, peak_rss_bytes, p
 from sprout_harness.metrics.timeline import Timeline, TimelinePoint
 
 __all__ = [
-    "SCHEMA_VERSION", "Check", "ErrorStat", "Histogram", "PhaseRecorder", "PhaseResult", "RunMetadata",
-    "RunResult", "Timeline", "TimelinePoint", "git_info", "host_info", "load_run", "measure_record_cost_ns",
-    "overall_status", "peak_rss_bytes", "python_info",
+    "SCHEMA_VERSION",
+    "Check",
+    "ErrorStat",
+    "Histogram",
+    "PhaseRecorder",
+    "PhaseResult",
+    "RunMetadata",
+    "RunResult",
+    "Timeline",
+    "TimelinePoint",
+    "git_info",
+    "host_info",
+    "load_run",
+    "measure_record_cost_ns",
+    "overall_status",
+    "peak_rss_bytes",
+    "python_info",
 ]

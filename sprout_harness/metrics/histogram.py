@@ -35,10 +35,10 @@ class _Layout:
 
     relative_error: float
     max_value_ns: int
-    uppers: list[int]           # inclusive upper bound per bucket; bucket 0 is the zero bucket
+    uppers: list[int]  # inclusive upper bound per bucket; bucket 0 is the zero bucket
     uppers_np: np.ndarray
-    lowers_np: np.ndarray       # smallest integer per bucket, plus the overflow bucket's
-    reps_np: np.ndarray         # reported value per bucket (float64); overflow -> nan (uses max)
+    lowers_np: np.ndarray  # smallest integer per bucket, plus the overflow bucket's
+    reps_np: np.ndarray  # reported value per bucket (float64); overflow -> nan (uses max)
 
     @property
     def size(self) -> int:
@@ -216,8 +216,9 @@ class Histogram:
             if self._gen == gen:
                 counts += np.asarray(pending, dtype=np.int64)
                 layout = self._layout
-                return HistogramSnapshot(counts, total, top, layout.lowers_np, layout.relative_error,
-                                         layout.max_value_ns)
+                return HistogramSnapshot(
+                    counts, total, top, layout.lowers_np, layout.relative_error, layout.max_value_ns
+                )
 
     @property
     def relative_error(self) -> float:
@@ -292,8 +293,11 @@ class Histogram:
     def summary(self) -> dict[str, float]:
         """count, min, mean, p50, p90, p95, p99, p999, max; values in ns, nan when empty."""
         values = self.percentiles(q for _, q in _SUMMARY_QUANTILES)
-        out: dict[str, float] = {"count": float(self._n), "min": float(self.min) if self._n else math.nan,
-                                 "mean": self.mean}
+        out: dict[str, float] = {
+            "count": float(self._n),
+            "min": float(self.min) if self._n else math.nan,
+            "mean": self.mean,
+        }
         out.update({k: v for (k, _), v in zip(_SUMMARY_QUANTILES, values)})
         out["max"] = float(self.max) if self._n else math.nan
         return {k: out[k] for k in SUMMARY_KEYS}

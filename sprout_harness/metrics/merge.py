@@ -37,8 +37,13 @@ def _merge_hists(target: dict[str, Histogram], source: dict[str, Histogram]) -> 
 
 def _merge_phase(runs: Sequence[tuple[int, PhaseResult]]) -> PhaseResult:
     first = runs[0][1]
-    out = PhaseResult(name=first.name, started_at=first.started_at, ended_at=runs[-1][1].ended_at,
-                      timeline=list(first.timeline), extra=dict(first.extra))
+    out = PhaseResult(
+        name=first.name,
+        started_at=first.started_at,
+        ended_at=runs[-1][1].ended_at,
+        timeline=list(first.timeline),
+        extra=dict(first.extra),
+    )
     statuses = [p.status for _, p in runs]
     out.status = min(statuses, key=_WORST.index)  # type: ignore[assignment]
     reasons = [f"run {i + 1}: {p.reason}" for i, p in runs if p.reason and p.status == out.status]
@@ -82,8 +87,10 @@ def merge_runs(results: Sequence[RunResult], warmup_runs: int = 0) -> RunResult:
         merged_meta.notes += [n for n in r.metadata.notes if n not in merged_meta.notes]
     merged_meta.notes = [n for n in merged_meta.notes if not n.startswith(_RUNS_NOTE)]
     count = sum(len(r.run_figures()) for r in results)
-    merged_meta.notes.append(f"{_RUNS_NOTE}{count} runs, each in a fresh process"
-                             + (f", after {warmup_runs} discarded warm-up run(s)" if warmup_runs else ""))
+    merged_meta.notes.append(
+        f"{_RUNS_NOTE}{count} runs, each in a fresh process"
+        + (f", after {warmup_runs} discarded warm-up run(s)" if warmup_runs else "")
+    )
     by_name: dict[str, list[tuple[int, PhaseResult]]] = {}
     for i, r in enumerate(results):
         for p in r.phases:
@@ -92,8 +99,9 @@ def merge_runs(results: Sequence[RunResult], warmup_runs: int = 0) -> RunResult:
     figures = [RunFigures.from_dict(f.to_dict()) for r in results for f in r.run_figures()]
     for i, fig in enumerate(figures):
         fig.index = i
-    out = RunResult(metadata=merged_meta, phases=phases, warmup_runs=warmup_runs + sum(r.warmup_runs for r in results),
-                    runs=figures)
+    out = RunResult(
+        metadata=merged_meta, phases=phases, warmup_runs=warmup_runs + sum(r.warmup_runs for r in results), runs=figures
+    )
     status, reason = overall_status(phases)
     broken = [(i, r) for i, r in enumerate(results) if r.status != "ok"]
     if broken and status == "ok":  # a run that failed outside its phases (set-up, a crash)

@@ -69,9 +69,20 @@ def noise_rows(result: RunResult) -> list[NoiseRow]:
             if len(values) < 2 or min(values) <= 0:
                 continue
             sigma = float(np.std(np.log(values), ddof=1))
-            rows.append(NoiseRow(metric, stat, len(values), stats.median(values), min(values), max(values),
-                                 stats.spread(values), sigma, sigma_upper(sigma, len(values)),
-                                 stats.estimable(int(min(f["count"] for f in figs)), q)))
+            rows.append(
+                NoiseRow(
+                    metric,
+                    stat,
+                    len(values),
+                    stats.median(values),
+                    min(values),
+                    max(values),
+                    stats.spread(values),
+                    sigma,
+                    sigma_upper(sigma, len(values)),
+                    stats.estimable(int(min(f["count"] for f in figs)), q),
+                )
+            )
     return rows
 
 
@@ -152,6 +163,11 @@ def suggest(rows: list[NoiseRow], threshold: float, alpha: float, repeat: int) -
     while rate > FALSE_ALARM_TARGET and t < MAX_THRESHOLD:
         t = round(t + THRESHOLD_STEP, 10)
         rate = false_alarm_rate(sigmas, t, repeat, alpha)
-    return Suggestion(threshold=t, false_alarms=rate, at_threshold=threshold,
-                      false_alarms_at=false_alarm_rate(sigmas, threshold, repeat, alpha),
-                      gated=len(sigmas), repeat=repeat)
+    return Suggestion(
+        threshold=t,
+        false_alarms=rate,
+        at_threshold=threshold,
+        false_alarms_at=false_alarm_rate(sigmas, threshold, repeat, alpha),
+        gated=len(sigmas),
+        repeat=repeat,
+    )

@@ -37,8 +37,9 @@ class _Timer:
         self._t0 = self._rec._clock()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         end = self._rec._clock()
         if exc_type is None:
             self.elapsed_ns = end - self._t0
@@ -65,7 +66,7 @@ class PhaseRecorder:
         self._lags: dict[str, Histogram] = {}
         self._delays: dict[str, Histogram] = {}
         self._counters: dict[str, int] = {}
-        self._errors: dict[str, list[Any]] = {}   # category -> [count, deque of samples]
+        self._errors: dict[str, list[Any]] = {}  # category -> [count, deque of samples]
         self._checks: list[Check] = []
         self._mark: tuple[PhaseStatus, str] | None = None
         self.extra: dict[str, Any] = {}
@@ -198,8 +199,9 @@ class PhaseRecorder:
             return self._mark
         failed = [c for c in self._checks if not c.ok]
         if failed:
-            return "failed", "; ".join(f"check {c.name!r} failed" + (f": {c.detail}" if c.detail else "")
-                                       for c in failed)
+            return "failed", "; ".join(
+                f"check {c.name!r} failed" + (f": {c.detail}" if c.detail else "") for c in failed
+            )
         return "ok", None
 
     # -- reading while it runs ----------------------------------------------------------------
@@ -208,6 +210,7 @@ class PhaseRecorder:
         """What was measured so far, copied without changing anything: safe from another
         thread than the one recording (the live monitor). `result()` is for the end of the
         phase: it flushes every histogram and builds the per-second timeline."""
+
         def hists(d: dict[str, Histogram]) -> dict[str, HistogramSnapshot]:
             return {k: h.snapshot() for k, h in list(d.items())}  # list(): one atomic copy
 
@@ -221,8 +224,15 @@ class PhaseRecorder:
                     continue
             else:
                 errors[k] = (int(n), [])
-        return PhaseSnapshot(self.phase, self.elapsed_ns, hists(self._latencies), hists(self._lags),
-                             hists(self._delays), dict(self._counters), errors)
+        return PhaseSnapshot(
+            self.phase,
+            self.elapsed_ns,
+            hists(self._latencies),
+            hists(self._lags),
+            hists(self._delays),
+            dict(self._counters),
+            errors,
+        )
 
     # -- result ------------------------------------------------------------------------------
 

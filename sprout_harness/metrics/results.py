@@ -77,7 +77,7 @@ class PhaseResult:
     status: PhaseStatus = "ok"
     reason: str | None = None
     wall_ns: int = 0
-    started_at: float = 0.0   # unix seconds
+    started_at: float = 0.0  # unix seconds
     ended_at: float = 0.0
     latencies: dict[str, Histogram] = field(default_factory=dict)
     lags: dict[str, Histogram] = field(default_factory=dict)
@@ -293,18 +293,36 @@ class RunFigures:
         for phase in run.phases:
             for name, h in phase.metrics().items():
                 values = h.percentiles([50.0, 90.0, 95.0, 99.0, 99.9])
-                metrics[name] = {"count": float(h.count), "mean": h.mean, "max": float(h.max),
-                                 **dict(zip(("p50", "p90", "p95", "p99", "p999"), values))}
-        return cls(index=index, run_id=run.metadata.run_id, status=run.status, reason=run.reason,
-                   started_at=run.metadata.started_at, ended_at=run.metadata.ended_at, metrics=metrics,
-                   wall_ns={p.name: p.wall_ns for p in run.phases},
-                   other_cpu_share=(run.metadata.host or {}).get("other_cpu_share"))
+                metrics[name] = {
+                    "count": float(h.count),
+                    "mean": h.mean,
+                    "max": float(h.max),
+                    **dict(zip(("p50", "p90", "p95", "p99", "p999"), values)),
+                }
+        return cls(
+            index=index,
+            run_id=run.metadata.run_id,
+            status=run.status,
+            reason=run.reason,
+            started_at=run.metadata.started_at,
+            ended_at=run.metadata.ended_at,
+            metrics=metrics,
+            wall_ns={p.name: p.wall_ns for p in run.phases},
+            other_cpu_share=(run.metadata.host or {}).get("other_cpu_share"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "run_id": self.run_id, "status": self.status, "reason": self.reason,
-                "started_at": self.started_at, "ended_at": self.ended_at,
-                "metrics": {k: {s: v[s] for s in RUN_FIGURES if s in v} for k, v in self.metrics.items()},
-                "wall_ns": dict(self.wall_ns), "other_cpu_share": self.other_cpu_share}
+        return {
+            "index": self.index,
+            "run_id": self.run_id,
+            "status": self.status,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "metrics": {k: {s: v[s] for s in RUN_FIGURES if s in v} for k, v in self.metrics.items()},
+            "wall_ns": dict(self.wall_ns),
+            "other_cpu_share": self.other_cpu_share,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunFigures:
@@ -319,10 +337,17 @@ class RunFigures:
             if unknown:
                 raise ValueError(f"runs[{d.get('index')}].metrics.{name}: unknown figure {sorted(unknown)[0]!r}")
             metrics[str(name)] = {s: _figure(v, f"runs[{d.get('index')}].metrics.{name}.{s}") for s, v in figs.items()}
-        return cls(index=int(d["index"]), run_id=str(d["run_id"]), status=status, reason=d.get("reason"),
-                   started_at=float(d.get("started_at", 0.0)), ended_at=float(d.get("ended_at", 0.0)),
-                   metrics=metrics, wall_ns={str(k): int(v) for k, v in (d.get("wall_ns") or {}).items()},
-                   other_cpu_share=_share(d.get("other_cpu_share"), f"runs[{d.get('index')}].other_cpu_share"))
+        return cls(
+            index=int(d["index"]),
+            run_id=str(d["run_id"]),
+            status=status,
+            reason=d.get("reason"),
+            started_at=float(d.get("started_at", 0.0)),
+            ended_at=float(d.get("ended_at", 0.0)),
+            metrics=metrics,
+            wall_ns={str(k): int(v) for k, v in (d.get("wall_ns") or {}).items()},
+            other_cpu_share=_share(d.get("other_cpu_share"), f"runs[{d.get('index')}].other_cpu_share"),
+        )
 
 
 @dataclass(frozen=True)
@@ -340,14 +365,25 @@ class ThresholdOutcome:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pattern": self.pattern, "stat": self.stat, "expression": self.expression, "ok": self.ok,
-                "values": dict(self.values), "detail": self.detail}
+        return {
+            "pattern": self.pattern,
+            "stat": self.stat,
+            "expression": self.expression,
+            "ok": self.ok,
+            "values": dict(self.values),
+            "detail": self.detail,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ThresholdOutcome:
-        return cls(pattern=str(d["pattern"]), stat=str(d["stat"]), expression=str(d["expression"]),
-                   ok=bool(d["ok"]), values={str(k): float(v) for k, v in (d.get("values") or {}).items()},
-                   detail=str(d.get("detail", "")))
+        return cls(
+            pattern=str(d["pattern"]),
+            stat=str(d["stat"]),
+            expression=str(d["expression"]),
+            ok=bool(d["ok"]),
+            values={str(k): float(v) for k, v in (d.get("values") or {}).items()},
+            detail=str(d.get("detail", "")),
+        )
 
 
 @dataclass
@@ -434,7 +470,9 @@ def load_run(path: str | Path) -> RunResult:
     try:
         data = orjson.loads(p.read_bytes())
     except FileNotFoundError:
-        raise FileNotFoundError(f"run report {p} does not exist; pass the path of a JSON report written by a run") from None
+        raise FileNotFoundError(
+            f"run report {p} does not exist; pass the path of a JSON report written by a run"
+        ) from None
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"run report {p} is not valid JSON ({exc}); pass a JSON report, not the gab file") from exc
     if isinstance(data, list):

@@ -23,7 +23,7 @@ from scipy import stats as sps
 from sprout_harness.metrics.histogram import Histogram
 
 DEFAULT_ALPHA = 0.01
-MIN_TAIL = 10          # samples needed on the scarcer side of a percentile for it to gate
+MIN_TAIL = 10  # samples needed on the scarcer side of a percentile for it to gate
 
 
 def tail_samples(n: int, q: float) -> int:
@@ -51,7 +51,7 @@ class QuantileInterval:
     hi: float
     confidence: float
     n: int
-    has_lo: bool = False   # ``lo`` is an order statistic (not the "no bound below" 0)
+    has_lo: bool = False  # ``lo`` is an order statistic (not the "no bound below" 0)
 
     @property
     def bounded(self) -> bool:

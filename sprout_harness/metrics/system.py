@@ -70,6 +70,7 @@ def python_info() -> dict[str, Any]:
 
 def git_info(path: str | os.PathLike[str] = ".") -> tuple[str | None, bool]:
     """(commit sha of HEAD, whether tracked files differ from it); (None, False) outside a git checkout."""
+
     def git(*args: str) -> str | None:
         try:
             proc = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)

@@ -31,8 +31,9 @@ _EXPRESSION = re.compile(
     r"(?P<unit>ns|us|\u00b5s|\u03bcs|ms|s)?\s*$",
     re.IGNORECASE,
 )
-_PERCENT = re.compile(r"^\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf(?:inity)?|nan))\s*%\s*$",
-                      re.IGNORECASE)
+_PERCENT = re.compile(
+    r"^\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf(?:inity)?|nan))\s*%\s*$", re.IGNORECASE
+)
 _TIME_HINT = 'write a bound like "< 5ms" (units ns, us, ms, s)'
 _COUNT_HINT = 'write a bound like ">= 100" (a number of samples, no unit)'
 
@@ -49,8 +50,9 @@ class MetricRule:
     expression: str
 
     def holds(self, value: float) -> bool:
-        return {"<": value < self.bound, "<=": value <= self.bound,
-                ">": value > self.bound, ">=": value >= self.bound}[self.op]
+        return {"<": value < self.bound, "<=": value <= self.bound, ">": value > self.bound, ">=": value >= self.bound}[
+            self.op
+        ]
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,9 @@ def parse_expression(expression: Any, stat: str, path: str) -> tuple[str, float]
     unit = m["unit"]
     if stat == "count":
         if unit is not None:
-            raise ConfigError(f"got {_short(expression)}; count is a number of samples, drop the unit "
-                              f"(e.g. \">= 100\")", path)
+            raise ConfigError(
+                f'got {_short(expression)}; count is a number of samples, drop the unit (e.g. ">= 100")', path
+            )
         return m["op"], value
     if unit is None:
         raise ConfigError(f"got {_short(expression)}; give the bound a unit; {hint}", path)
@@ -134,8 +137,9 @@ def parse_thresholds(raw: Any) -> Thresholds:
     if raw is None:
         return Thresholds()
     if not isinstance(raw, dict):
-        raise ConfigError(f"got {_short(raw)}; expected a mapping of metric pattern -> {{statistic: bound}}",
-                          "thresholds")
+        raise ConfigError(
+            f"got {_short(raw)}; expected a mapping of metric pattern -> {{statistic: bound}}", "thresholds"
+        )
     rules: list[MetricRule | ChecksRule] = []
     for key, value in raw.items():
         pattern = str(key)
@@ -144,17 +148,20 @@ def parse_thresholds(raw: Any) -> Thresholds:
             continue
         path = field_path(pattern)
         if not pattern.strip():
-            raise ConfigError("an empty pattern matches no metric; write a glob like \"*/lag.notify\"", path)
+            raise ConfigError('an empty pattern matches no metric; write a glob like "*/lag.notify"', path)
         if not isinstance(value, dict):
-            raise ConfigError(f"got {_short(value)}; expected a mapping of statistic -> bound, "
-                              f"e.g. {{p99: \"< 5ms\"}}", path)
+            raise ConfigError(
+                f'got {_short(value)}; expected a mapping of statistic -> bound, e.g. {{p99: "< 5ms"}}', path
+            )
         if not value:
-            raise ConfigError("no statistic given; add one, e.g. {p99: \"< 5ms\"}", path)
+            raise ConfigError('no statistic given; add one, e.g. {p99: "< 5ms"}', path)
         for stat_key, expression in value.items():
             stat = str(stat_key)
             if stat not in STATS:
-                raise ConfigError(f"unknown statistic{did_you_mean(stat, STATS)}; allowed: {', '.join(STATS)}",
-                                  field_path(pattern, stat))
+                raise ConfigError(
+                    f"unknown statistic{did_you_mean(stat, STATS)}; allowed: {', '.join(STATS)}",
+                    field_path(pattern, stat),
+                )
             op, bound = parse_expression(expression, stat, field_path(pattern, stat))
             rules.append(MetricRule(pattern, stat, op, bound, expression.strip()))
     return Thresholds(tuple(rules))
@@ -298,17 +305,27 @@ def check_patterns(thresholds: Thresholds, produced: Sequence[tuple[str, tuple[s
     phase's title may appear). A pattern passes when it and some `<title>/<glob>` can match
     a common string (`common_match`).
     """
-    declared = [(f"{escape(title)}/{m}", metrics is not None)
-                for title, metrics in produced for m in (metrics if metrics is not None else ("*",))]
+    declared = [
+        (f"{escape(title)}/{m}", metrics is not None)
+        for title, metrics in produced
+        for m in (metrics if metrics is not None else ("*",))
+    ]
     names = [f"{title}/{m}" for title, metrics in produced for m in (metrics or ()) if not any(c in m for c in "*?[")]
     for rule in {r.pattern: r for r in thresholds.metric_rules}.values():
         if any(common_match(rule.pattern, glob, q_segment=segment) is not None for glob, segment in declared):
             continue
-        per_phase = [next((f"{title}/{m}" for m in metrics if not any(c in m for c in "*?[")), f"{title}/{metrics[0]}")
-                     if metrics else f"{title}/*" for title, metrics in produced]
+        per_phase = [
+            next((f"{title}/{m}" for m in metrics if not any(c in m for c in "*?[")), f"{title}/{metrics[0]}")
+            if metrics
+            else f"{title}/*"
+            for title, metrics in produced
+        ]
         shown = ", ".join(per_phase[:4]) + (", ..." if len(per_phase) > 4 else "")
-        raise ConfigError(f"matches no metric of the configured phases{did_you_mean(rule.pattern, names)}; "
-                          f"they produce e.g. {shown or 'nothing'}", field_path(rule.pattern))
+        raise ConfigError(
+            f"matches no metric of the configured phases{did_you_mean(rule.pattern, names)}; "
+            f"they produce e.g. {shown or 'nothing'}",
+            field_path(rule.pattern),
+        )
 
 
 def matches(pattern: str, name: str) -> bool:

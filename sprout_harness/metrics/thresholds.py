@@ -76,8 +76,14 @@ def _judge_checks(rule: ChecksRule, run: RunResult) -> ThresholdOutcome:
     passed = sum(c.ok for c in checks)
     fraction = passed / len(checks)
     ok = fraction >= rule.minimum
-    detail = "" if ok else (f"{passed} of {len(checks)} checks passed ({format_value(CHECKS_KEY, fraction)}); "
-                            f"at least {rule.expression} needed")
+    detail = (
+        ""
+        if ok
+        else (
+            f"{passed} of {len(checks)} checks passed ({format_value(CHECKS_KEY, fraction)}); "
+            f"at least {rule.expression} needed"
+        )
+    )
     return ThresholdOutcome(CHECKS_KEY, CHECKS_KEY, rule.expression, ok, {CHECKS_KEY: fraction}, detail)
 
 
@@ -90,5 +96,7 @@ def evaluate(result: RunResult, thresholds: dict[str, Any]) -> list[ThresholdOut
     Raises ConfigError on a malformed mapping (validation has normally caught it).
     """
     metrics = result.metrics()
-    return [_judge_metric(rule, metrics) if isinstance(rule, MetricRule) else _judge_checks(rule, result)
-            for rule in parse_thresholds(thresholds).rules]
+    return [
+        _judge_metric(rule, metrics) if isinstance(rule, MetricRule) else _judge_checks(rule, result)
+        for rule in parse_thresholds(thresholds).rules
+    ]

@@ -5,5 +5,13 @@ from sprout_harness.monitor.live import LiveMonitor, run_monitored_sync, run_wit
 from sprout_harness.monitor.server import MonitorConfigError, MonitorServer, check_exposure, parse_addr
 from sprout_harness.monitor.state import RunState
 
-__all__ = ["LiveMonitor", "MonitorConfigError", "MonitorServer", "RunState", "check_exposure", "parse_addr",
-           "run_monitored_sync", "run_with_monitor"]
+__all__ = [
+    "LiveMonitor",
+    "MonitorConfigError",
+    "MonitorServer",
+    "RunState",
+    "check_exposure",
+    "parse_addr",
+    "run_monitored_sync",
+    "run_with_monitor",
+]

@@ -32,13 +32,21 @@ class LiveMonitor:
     the thread. Both are blocking and quick; ``astart``/``aclose`` are their async forms.
     """
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, public: bool = False,
-                 token: str | None = None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        public: bool = False,
+        token: str | None = None,
+        interval_s: float = DEFAULT_INTERVAL_S,
+    ) -> None:
         if interval_s <= 0:
             raise ValueError(f"monitor interval must be > 0 s, got {interval_s!r}")
         self.state = RunState()
-        self.server = MonitorServer(self.state, host, port, public=public, token=token,
-                                    poll_ms=max(200, int(interval_s * 1000)))
+        self.server = MonitorServer(
+            self.state, host, port, public=public, token=token, poll_ms=max(200, int(interval_s * 1000))
+        )
         self.interval_s = interval_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -118,8 +126,13 @@ class LiveMonitor:
         await asyncio.to_thread(self.close)
 
 
-async def run_with_monitor(runner: Any, monitor: LiveMonitor, *, linger_s: float = DEFAULT_LINGER_S,
-                           on_ready: Callable[[str], None] | None = None) -> RunResult:
+async def run_with_monitor(
+    runner: Any,
+    monitor: LiveMonitor,
+    *,
+    linger_s: float = DEFAULT_LINGER_S,
+    on_ready: Callable[[str], None] | None = None,
+) -> RunResult:
     """Run ``runner`` with ``monitor`` serving; keep serving ``linger_s`` after the end so open
     dashboards show the final status; always stop the monitor."""
     monitor.attach(runner)
@@ -136,10 +149,18 @@ async def run_with_monitor(runner: Any, monitor: LiveMonitor, *, linger_s: float
         await monitor.aclose()
 
 
-def run_monitored_sync(cfg: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, public: bool = False,
-                       token: str | None = None, linger_s: float = DEFAULT_LINGER_S,
-                       interval_s: float = DEFAULT_INTERVAL_S, on_ready: Callable[[str], None] | None = None,
-                       **runner_kw: Any) -> RunResult:
+def run_monitored_sync(
+    cfg: Any,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    public: bool = False,
+    token: str | None = None,
+    linger_s: float = DEFAULT_LINGER_S,
+    interval_s: float = DEFAULT_INTERVAL_S,
+    on_ready: Callable[[str], None] | None = None,
+    **runner_kw: Any,
+) -> RunResult:
     """``topology.runner.run_sync`` with a live monitor around the run (the ``sprout run --monitor`` path).
 
     The monitor's settings are checked (``MonitorConfigError``) before anything starts."""

@@ -25,8 +25,27 @@ from prometheus_client.utils import floatToGoString
 from sprout_harness.monitor.state import STAGES, TERMINAL, HistView, RunState
 
 # Seconds; a latency range from 10 us to 10 s covers loopback RTTs up to stalled syncs.
-BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-             1.0, 2.5, 5.0, 10.0)
+BUCKETS_S = (
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -58,9 +77,16 @@ class RunCollector(Collector):
         view: dict[str, Any] = self.state.prometheus_view()
         m = view["metadata"]
         info = InfoMetricFamily("sprout_run", "The run being measured")
-        info.add_metric([], {"run_id": m.run_id if m else "", "config": m.config_name if m else "",
-                             "stack": m.stack if m else "", "suite": m.suite if m else "",
-                             "commit": (m.git_commit or "") if m else ""})
+        info.add_metric(
+            [],
+            {
+                "run_id": m.run_id if m else "",
+                "config": m.config_name if m else "",
+                "stack": m.stack if m else "",
+                "suite": m.suite if m else "",
+                "commit": (m.git_commit or "") if m else "",
+            },
+        )
         yield info
 
         status = GaugeMetricFamily("sprout_run_status", "1 for the run's current status", labels=["status"])
@@ -71,20 +97,24 @@ class RunCollector(Collector):
         yield status
         yield GaugeMetricFamily("sprout_run_elapsed_seconds", "Seconds since the run started", value=view["elapsed_s"])
 
-        phase_info = GaugeMetricFamily("sprout_phase_running", "1 for the phase being measured now, 0 for finished ones",
-                                       labels=["phase"])
+        phase_info = GaugeMetricFamily(
+            "sprout_phase_running", "1 for the phase being measured now, 0 for finished ones", labels=["phase"]
+        )
         wall = GaugeMetricFamily("sprout_phase_wall_seconds", "Wall time of each phase so far", labels=["phase"])
-        ops = CounterMetricFamily("sprout_operations", "Operations finished, per phase and operation",
-                                  labels=["phase", "op"])
+        ops = CounterMetricFamily(
+            "sprout_operations", "Operations finished, per phase and operation", labels=["phase", "op"]
+        )
         errors = CounterMetricFamily("sprout_errors", "Errors per phase and category", labels=["phase", "category"])
-        counters = CounterMetricFamily("sprout_phase_events", "Phase counters (entities created, subscriptions, ...)",
-                                       labels=["phase", "counter"])
-        latency = HistogramMetricFamily("sprout_operation_latency_seconds", "Operation latency",
-                                        labels=["phase", "op"])
-        lag = HistogramMetricFamily("sprout_subscription_lag_seconds", "Commit -> notification lag",
-                                    labels=["phase", "name"])
-        delay = HistogramMetricFamily("sprout_connector_delay_seconds", "Time messages spent in a connector",
-                                      labels=["phase", "message_type"])
+        counters = CounterMetricFamily(
+            "sprout_phase_events", "Phase counters (entities created, subscriptions, ...)", labels=["phase", "counter"]
+        )
+        latency = HistogramMetricFamily("sprout_operation_latency_seconds", "Operation latency", labels=["phase", "op"])
+        lag = HistogramMetricFamily(
+            "sprout_subscription_lag_seconds", "Commit -> notification lag", labels=["phase", "name"]
+        )
+        delay = HistogramMetricFamily(
+            "sprout_connector_delay_seconds", "Time messages spent in a connector", labels=["phase", "message_type"]
+        )
         for p in view["phases"]:
             phase_info.add_metric([p.name], 1.0 if p.name == view["current"] and p.status == "running" else 0.0)
             wall.add_metric([p.name], p.wall_s)

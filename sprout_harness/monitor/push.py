@@ -29,5 +29,10 @@ def state_of(run: RunResult) -> RunState:
 def push(run: RunResult, gateway: str, job: str = DEFAULT_JOB, timeout_s: float = 10.0) -> None:
     """Push ``run``'s metrics to ``gateway`` (``http://host:port`` or ``host:port``); raises
     ``OSError`` (connection refused, HTTP error) with the gateway's answer."""
-    push_to_gateway(gateway, job=job, registry=make_registry(state_of(run)),
-                    grouping_key={"run_id": run.metadata.run_id}, timeout=timeout_s)
+    push_to_gateway(
+        gateway,
+        job=job,
+        registry=make_registry(state_of(run)),
+        grouping_key={"run_id": run.metadata.run_id},
+        timeout=timeout_s,
+    )

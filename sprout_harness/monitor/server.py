@@ -61,8 +61,9 @@ def parse_addr(text: str) -> tuple[str, int]:
     try:
         port = int(port_text)
     except ValueError:
-        raise MonitorConfigError(f"monitor address {text!r}: port {port_text!r} is not a number; "
-                                 "write it like 127.0.0.1:9090") from None
+        raise MonitorConfigError(
+            f"monitor address {text!r}: port {port_text!r} is not a number; write it like 127.0.0.1:9090"
+        ) from None
     if not 0 <= port <= 65535:
         raise MonitorConfigError(f"monitor address {text!r}: port {port} is outside 0..65535")
     return (host or DEFAULT_HOST), port
@@ -84,18 +85,27 @@ def check_exposure(host: str, public: bool, token: str | None) -> None:
     if not public:
         raise MonitorConfigError(
             f"monitor address {host!r} is not loopback: the dashboard can stop the run, so binding it "
-            "elsewhere needs --monitor-public and --monitor-token TOKEN (or bind 127.0.0.1)")
+            "elsewhere needs --monitor-public and --monitor-token TOKEN (or bind 127.0.0.1)"
+        )
     if not token:
         raise MonitorConfigError(
-            f"--monitor-public on {host!r} needs a token: pass --monitor-token TOKEN "
-            "(every request must then carry it)")
+            f"--monitor-public on {host!r} needs a token: pass --monitor-token TOKEN (every request must then carry it)"
+        )
 
 
 class MonitorServer:
     """Serves one ``RunState``; ``await start()`` then ``url``; ``await close()``."""
 
-    def __init__(self, state: RunState, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-                 public: bool = False, token: str | None = None, poll_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        public: bool = False,
+        token: str | None = None,
+        poll_ms: int = 1000,
+    ) -> None:
         check_exposure(host, public, token)
         self.state = state
         self.host = host
@@ -105,10 +115,14 @@ class MonitorServer:
         self.registry = make_registry(state)
         self._router = Router()
         for method, path, handler in (
-                ("GET", "/", self._dashboard), ("GET", "/index.html", self._dashboard),
-                ("GET", "/static/plotly.min.js", self._plotly), ("GET", "/api/status", self._status),
-                ("GET", "/api/metrics", self._metrics), ("GET", "/metrics", self._prometheus),
-                ("POST", "/api/stop", self._stop)):
+            ("GET", "/", self._dashboard),
+            ("GET", "/index.html", self._dashboard),
+            ("GET", "/static/plotly.min.js", self._plotly),
+            ("GET", "/api/status", self._status),
+            ("GET", "/api/metrics", self._metrics),
+            ("GET", "/metrics", self._prometheus),
+            ("POST", "/api/stop", self._stop),
+        ):
             self._router.add(method, path, handler)
         self._http = HTTPServer(self._handle, headers=_HEADERS)
         self._bound_port: int | None = None
@@ -119,7 +133,8 @@ class MonitorServer:
         except OSError as exc:
             raise MonitorConfigError(
                 f"monitor cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
-                "pick another --monitor-addr (port 0 picks a free one)") from None
+                "pick another --monitor-addr (port 0 picks a free one)"
+            ) from None
         return self
 
     @property
@@ -149,21 +164,30 @@ class MonitorServer:
 
     async def _handle(self, req: Request) -> Response | None:
         if not self._authorized(req):
-            return json_response(401, {"error": "this monitor needs its token: add ?token=... to the URL or send "
-                                                "an X-Sprout-Token header"})
+            return json_response(
+                401,
+                {"error": "this monitor needs its token: add ?token=... to the URL or send an X-Sprout-Token header"},
+            )
         return await self._router(req)
 
     def _authorized(self, req: Request) -> bool:
         if self.token is None:
             return True
-        given = (req.headers.get("x-sprout-token")
-                 or (req.headers.get("authorization", "")[7:] if req.headers.get("authorization", "").lower().startswith("bearer ") else "")
-                 or (req.query.get("token") or [""])[0])
+        given = (
+            req.headers.get("x-sprout-token")
+            or (
+                req.headers.get("authorization", "")[7:]
+                if req.headers.get("authorization", "").lower().startswith("bearer ")
+                else ""
+            )
+            or (req.query.get("token") or [""])[0]
+        )
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _dashboard(self, req: Request) -> Response:
-        page = _dashboard_template().render(token=self.token, poll_ms=int(self.poll_ms),
-                                            token_query=f"?token={quote(self.token)}" if self.token else "")
+        page = _dashboard_template().render(
+            token=self.token, poll_ms=int(self.poll_ms), token_query=f"?token={quote(self.token)}" if self.token else ""
+        )
         return text_response(200, page, "text/html; charset=utf-8")
 
     def _plotly(self, req: Request) -> Response:

@@ -29,10 +29,10 @@ from sprout_harness.metrics.results import PhaseResult, RunMetadata, RunResult
 STAGES = ("starting", "seeding", "syncing")
 TERMINAL = ("completed", "failed", "cancelled")
 RUN_STATUS_TO_MONITOR = {"ok": "completed", "failed": "failed", "error": "failed", "cancelled": "cancelled"}
-DEFAULT_WINDOW = 600          # timeline points kept (10 minutes at the default 1 s interval)
+DEFAULT_WINDOW = 600  # timeline points kept (10 minutes at the default 1 s interval)
 _RECENT_HISTORY = 200
 
-Buckets = dict[int, int]      # lowest value of a histogram bucket (ns) -> samples in it
+Buckets = dict[int, int]  # lowest value of a histogram bucket (ns) -> samples in it
 
 
 @dataclass
@@ -59,20 +59,41 @@ class HistView:
         buckets = {int(lowers[i]): int(counts[i]) for i in nz}
         # min: the lowest bucket's start (within the relative error of the exact min, and
         # consistent with the buckets); max only ever grows.
-        return cls(count=n, sum_ns=int(snap.sum_ns), min_ns=min(buckets), max_ns=max(int(snap.max_ns), max(buckets)),
-                   buckets=buckets, relative_error=snap.relative_error, max_value_ns=snap.max_value_ns)
+        return cls(
+            count=n,
+            sum_ns=int(snap.sum_ns),
+            min_ns=min(buckets),
+            max_ns=max(int(snap.max_ns), max(buckets)),
+            buckets=buckets,
+            relative_error=snap.relative_error,
+            max_value_ns=snap.max_value_ns,
+        )
 
     @classmethod
     def of(cls, h: Histogram) -> HistView:
         d = h.to_dict()
-        return cls(count=d["count"], sum_ns=d["sum"], min_ns=d["min"], max_ns=d["max"],
-                   buckets={int(lo): int(n) for lo, n in d["buckets"]},
-                   relative_error=d["relative_error"], max_value_ns=d["max_value_ns"])
+        return cls(
+            count=d["count"],
+            sum_ns=d["sum"],
+            min_ns=d["min"],
+            max_ns=d["max"],
+            buckets={int(lo): int(n) for lo, n in d["buckets"]},
+            relative_error=d["relative_error"],
+            max_value_ns=d["max_value_ns"],
+        )
 
     def histogram(self) -> Histogram:
-        return Histogram.from_dict({"relative_error": self.relative_error, "max_value_ns": self.max_value_ns,
-                                    "count": self.count, "sum": self.sum_ns, "min": self.min_ns,
-                                    "max": self.max_ns, "buckets": sorted(self.buckets.items())})
+        return Histogram.from_dict(
+            {
+                "relative_error": self.relative_error,
+                "max_value_ns": self.max_value_ns,
+                "count": self.count,
+                "sum": self.sum_ns,
+                "min": self.min_ns,
+                "max": self.max_ns,
+                "buckets": sorted(self.buckets.items()),
+            }
+        )
 
     def minus(self, earlier: HistView | None) -> HistView:
         """Samples added since ``earlier`` (min/max bounded by the bucket range: within the histogram's error)."""
@@ -82,9 +103,15 @@ class HistView:
         delta = {lo: n for lo, n in delta.items() if n > 0}
         if not delta:
             return HistView(relative_error=self.relative_error, max_value_ns=self.max_value_ns)
-        return HistView(count=sum(delta.values()), sum_ns=self.sum_ns - earlier.sum_ns, min_ns=min(delta),
-                        max_ns=self.max_ns, buckets=delta, relative_error=self.relative_error,
-                        max_value_ns=self.max_value_ns)
+        return HistView(
+            count=sum(delta.values()),
+            sum_ns=self.sum_ns - earlier.sum_ns,
+            min_ns=min(delta),
+            max_ns=self.max_ns,
+            buckets=delta,
+            relative_error=self.relative_error,
+            max_value_ns=self.max_value_ns,
+        )
 
     def merged(self, other: HistView) -> HistView:
         if not other.count:
@@ -94,17 +121,28 @@ class HistView:
         b = dict(self.buckets)
         for lo, n in other.buckets.items():
             b[lo] = b.get(lo, 0) + n
-        return HistView(count=self.count + other.count, sum_ns=self.sum_ns + other.sum_ns,
-                        min_ns=min(self.min_ns, other.min_ns), max_ns=max(self.max_ns, other.max_ns), buckets=b,
-                        relative_error=self.relative_error, max_value_ns=self.max_value_ns)
+        return HistView(
+            count=self.count + other.count,
+            sum_ns=self.sum_ns + other.sum_ns,
+            min_ns=min(self.min_ns, other.min_ns),
+            max_ns=max(self.max_ns, other.max_ns),
+            buckets=b,
+            relative_error=self.relative_error,
+            max_value_ns=self.max_value_ns,
+        )
 
     def summary_ms(self) -> dict[str, float | int | None]:
         """count and p50/p90/p99/max in ms (None when empty)."""
         if not self.count:
             return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
         p50, p90, p99 = self.histogram().percentiles([50.0, 90.0, 99.0])
-        return {"count": self.count, "p50_ms": _ms(p50), "p90_ms": _ms(p90), "p99_ms": _ms(p99),
-                "max_ms": _ms(self.max_ns)}
+        return {
+            "count": self.count,
+            "p50_ms": _ms(p50),
+            "p90_ms": _ms(p90),
+            "p99_ms": _ms(p99),
+            "max_ms": _ms(self.max_ns),
+        }
 
 
 def _ms(ns: float | None) -> float | None:
@@ -125,7 +163,7 @@ class PhaseView:
     lags: dict[str, HistView] = field(default_factory=dict)
     connector_delays: dict[str, HistView] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, dict[str, Any]] = field(default_factory=dict)   # category -> {count, samples}
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # category -> {count, samples}
 
     @property
     def ops(self) -> int:
@@ -133,21 +171,32 @@ class PhaseView:
 
     @classmethod
     def of_result(cls, r: PhaseResult) -> PhaseView:
-        return cls(name=r.name, status=r.status, reason=r.reason, wall_s=r.wall_ns / 1e9,
-                   latencies={k: HistView.of(h) for k, h in r.latencies.items()},
-                   lags={k: HistView.of(h) for k, h in r.lags.items()},
-                   connector_delays={k: HistView.of(h) for k, h in r.connector_delays.items()},
-                   counters=dict(r.counters),
-                   errors={k: {"count": e.count, "samples": list(e.samples)} for k, e in r.errors.items()})
+        return cls(
+            name=r.name,
+            status=r.status,
+            reason=r.reason,
+            wall_s=r.wall_ns / 1e9,
+            latencies={k: HistView.of(h) for k, h in r.latencies.items()},
+            lags={k: HistView.of(h) for k, h in r.lags.items()},
+            connector_delays={k: HistView.of(h) for k, h in r.connector_delays.items()},
+            counters=dict(r.counters),
+            errors={k: {"count": e.count, "samples": list(e.samples)} for k, e in r.errors.items()},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         wall = self.wall_s
         return {
-            "name": self.name, "status": self.status, "reason": self.reason, "wall_s": round(wall, 3),
-            "ops": self.ops, "ops_per_s": round(self.ops / wall, 1) if wall > 0 else None,
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "wall_s": round(wall, 3),
+            "ops": self.ops,
+            "ops_per_s": round(self.ops / wall, 1) if wall > 0 else None,
             "error_count": sum(e["count"] for e in self.errors.values()),
-            "latencies": {k: {**h.summary_ms(), "ops_per_s": round(h.count / wall, 1) if wall > 0 else None}
-                          for k, h in self.latencies.items()},
+            "latencies": {
+                k: {**h.summary_ms(), "ops_per_s": round(h.count / wall, 1) if wall > 0 else None}
+                for k, h in self.latencies.items()
+            },
             "lags": {k: h.summary_ms() for k, h in self.lags.items()},
             "connector_delays": {k: h.summary_ms() for k, h in self.connector_delays.items()},
             "counters": dict(self.counters),
@@ -179,18 +228,23 @@ def _merge_all(hs: dict[str, HistView]) -> HistView:
 class RunState:
     """Thread-safe live state of one run: the runner's observer and the monitor's data source."""
 
-    def __init__(self, metadata: RunMetadata | None = None, *, window: int = DEFAULT_WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        metadata: RunMetadata | None = None,
+        *,
+        window: int = DEFAULT_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.RLock()
-        self._sample_lock = threading.Lock()   # one sample() at a time (monitor thread, phase end)
+        self._sample_lock = threading.Lock()  # one sample() at a time (monitor thread, phase end)
         self._clock = clock
         self._t0 = clock()
         self._started_wall = time.time()
         self._metadata = metadata
         self._status = "starting"
         self._history: list[dict[str, Any]] = []
-        self._phases: list[PhaseView] = []           # finished phases, in order
-        self._current: PhaseView | None = None       # latest sample of the running phase
+        self._phases: list[PhaseView] = []  # finished phases, in order
+        self._current: PhaseView | None = None  # latest sample of the running phase
         self._recorder: PhaseRecorder | None = None
         self._prev: tuple[float, HistView, HistView, int] | None = None  # last sample: t, ops, lags, errors
         self._timeline: deque[dict[str, Any]] = deque(maxlen=window)
@@ -202,7 +256,7 @@ class RunState:
         self._nodes: Any = None
         self._nodes_error: str | None = None
         self._samples = 0
-        self._version = 0                            # bumped on every change: keys the metrics cache
+        self._version = 0  # bumped on every change: keys the metrics cache
         self._cache: tuple[int, dict[str, Any]] | None = None
         self._set_status("starting")
 
@@ -251,8 +305,9 @@ class RunState:
                 return  # e.g. "starting" reported by both the monitor and the runner
             self._status = status
             self._version += 1
-            self._history.append({"status": status, "phase": phase, "elapsed_s": round(self.elapsed_s, 3),
-                                  "at": time.time()})
+            self._history.append(
+                {"status": status, "phase": phase, "elapsed_s": round(self.elapsed_s, 3), "at": time.time()}
+            )
             del self._history[:-_RECENT_HISTORY]
 
     # -- stop --------------------------------------------------------------------------------
@@ -320,13 +375,20 @@ class RunState:
             dt = now - t_prev
             d_ops, d_lags = ops.minus(ops_prev), lags.minus(lags_prev)
             s_ops, s_lags = d_ops.summary_ms(), d_lags.summary_ms()
-            self._timeline.append({
-                "t": round(now, 3), "phase": view.name, "ops": d_ops.count,
-                "ops_per_s": round(d_ops.count / dt, 1) if dt > 0 else None,
-                "p50_ms": s_ops["p50_ms"], "p99_ms": s_ops["p99_ms"],
-                "lag_count": d_lags.count, "lag_p50_ms": s_lags["p50_ms"], "lag_p99_ms": s_lags["p99_ms"],
-                "errors": errors - err_prev,
-            })
+            self._timeline.append(
+                {
+                    "t": round(now, 3),
+                    "phase": view.name,
+                    "ops": d_ops.count,
+                    "ops_per_s": round(d_ops.count / dt, 1) if dt > 0 else None,
+                    "p50_ms": s_ops["p50_ms"],
+                    "p99_ms": s_ops["p99_ms"],
+                    "lag_count": d_lags.count,
+                    "lag_p50_ms": s_lags["p50_ms"],
+                    "lag_p99_ms": s_lags["p99_ms"],
+                    "errors": errors - err_prev,
+                }
+            )
 
     # -- reading (any thread) ----------------------------------------------------------------
 
@@ -386,7 +448,10 @@ class RunState:
                 self._cache = cached
         figures = cached[1]
         elapsed = status["elapsed_s"]
-        overall = {**figures["overall"], "ops_per_s": round(figures["overall"]["ops"] / elapsed, 1) if elapsed > 0 else None}
+        overall = {
+            **figures["overall"],
+            "ops_per_s": round(figures["overall"]["ops"] / elapsed, 1) if elapsed > 0 else None,
+        }
         return {"status": status, **figures, "overall": overall}
 
     def _figures(self) -> dict[str, Any]:
@@ -409,8 +474,12 @@ class RunState:
             for k, h in p.connector_delays.items():
                 delays[k] = delays.get(k, HistView()).merged(h)
         return {
-            "overall": {"ops": ops, "errors": sum(e["count"] for e in errors),
-                        "latency": all_lat.summary_ms(), "lag": all_lag.summary_ms()},
+            "overall": {
+                "ops": ops,
+                "errors": sum(e["count"] for e in errors),
+                "latency": all_lat.summary_ms(),
+                "lag": all_lag.summary_ms(),
+            },
             "current": current.to_dict() if current else None,
             "phases": [p.to_dict() for p in phases],
             "timeline": timeline,
@@ -426,6 +495,10 @@ class RunState:
     def prometheus_view(self) -> dict[str, Any]:
         """Copies for the Prometheus collector: metadata, status, and each phase's histograms."""
         with self._lock:
-            return {"metadata": self._metadata, "status": self._status, "elapsed_s": self.elapsed_s,
-                    "phases": list(self._phases) + ([self._current] if self._current else []),
-                    "current": self._current.name if self._current else None}
+            return {
+                "metadata": self._metadata,
+                "status": self._status,
+                "elapsed_s": self.elapsed_s,
+                "phases": list(self._phases) + ([self._current] if self._current else []),
+                "current": self._current.name if self._current else None,
+            }

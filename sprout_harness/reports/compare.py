@@ -104,7 +104,7 @@ class Comparison:
     deltas: list[MetricDelta] = field(default_factory=list)
     missing_in_base: list[str] = field(default_factory=list)
     missing_in_new: list[str] = field(default_factory=list)
-    status_changes: list[str] = field(default_factory=list)   # phases that broke in the new run
+    status_changes: list[str] = field(default_factory=list)  # phases that broke in the new run
     base_label: str = "base"
     new_label: str = "new"
     base_runs: int = 1
@@ -128,11 +128,15 @@ class Comparison:
         """How the figures were judged, in one line."""
         methods = {d.method for d in self.deltas}
         if methods == {RANK}:
-            return (f"{self.base_runs} vs {self.new_runs} runs: exact one-sided Mann-Whitney U test on the runs' "
-                    f"figures, margin {self.threshold * 100:g}%, alpha {self.alpha:g}")
-        return (f"{self.base_runs} vs {self.new_runs} run(s): {(1 - self.alpha) * 100:g}% order-statistic "
-                f"intervals of each percentile from the histograms, margin {self.threshold * 100:g}%"
-                + ("; some metrics by rank test" if RANK in methods else ""))
+            return (
+                f"{self.base_runs} vs {self.new_runs} runs: exact one-sided Mann-Whitney U test on the runs' "
+                f"figures, margin {self.threshold * 100:g}%, alpha {self.alpha:g}"
+            )
+        return (
+            f"{self.base_runs} vs {self.new_runs} run(s): {(1 - self.alpha) * 100:g}% order-statistic "
+            f"intervals of each percentile from the histograms, margin {self.threshold * 100:g}%"
+            + ("; some metrics by rank test" if RANK in methods else "")
+        )
 
 
 # -- comparability ---------------------------------------------------------------------------
@@ -163,8 +167,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
-def check_comparable(base: RunResult, new: RunResult, *, allow_mismatch: bool = False,
-                     allow_host_change: bool = False) -> list[str]:
+def check_comparable(
+    base: RunResult, new: RunResult, *, allow_mismatch: bool = False, allow_host_change: bool = False
+) -> list[str]:
     """Raise ``NotComparable`` naming the first difference that makes the comparison
     meaningless; with the matching ``allow_`` flag, return it as a warning instead."""
     warnings: list[str] = []
@@ -201,8 +206,9 @@ def _runs_of(run: RunResult, metric: str, stat: str) -> tuple[list[float], int]:
     return values, min(counts) if counts else 0
 
 
-def _rank_delta(name: str, q: float, bv: list[float], nv: list[float], n_min: int,
-                threshold: float, alpha: float) -> MetricDelta:
+def _rank_delta(
+    name: str, q: float, bv: list[float], nv: list[float], n_min: int, threshold: float, alpha: float
+) -> MetricDelta:
     b, n = stats.median(bv), stats.median(nv)
     change = stats.relative_change(b, n)
     gated = stats.estimable(n_min, q)
@@ -212,12 +218,12 @@ def _rank_delta(name: str, q: float, bv: list[float], nv: list[float], n_min: in
     regressed = gated and change > threshold and slower.p_value < alpha
     improved = gated and change < -threshold and faster.p_value < alpha
     note = "" if gated else f"few samples: {stats.tail_samples(n_min, q)} beyond {q:g}% in a run"
-    return MetricDelta(name, b, n, change, regressed, improved, RANK, p,
-                       (min(bv), max(bv)), (min(nv), max(nv)), gated, note)
+    return MetricDelta(
+        name, b, n, change, regressed, improved, RANK, p, (min(bv), max(bv)), (min(nv), max(nv)), gated, note
+    )
 
 
-def _interval_delta(name: str, q: float, bh: Histogram, nh: Histogram, threshold: float,
-                    alpha: float) -> MetricDelta:
+def _interval_delta(name: str, q: float, bh: Histogram, nh: Histogram, threshold: float, alpha: float) -> MetricDelta:
     b, n = bh.percentile(q), nh.percentile(q)
     change = stats.relative_change(b, n)
     bi = stats.quantile_interval(bh, q, 1.0 - alpha)
@@ -226,8 +232,9 @@ def _interval_delta(name: str, q: float, bh: Histogram, nh: Histogram, threshold
     regressed = gated and ni.lo > bi.hi * (1.0 + threshold)
     improved = gated and ni.hi * (1.0 + threshold) < bi.lo
     note = "" if gated else f"few samples: {stats.tail_samples(min(bh.count, nh.count), q)} beyond {q:g}%"
-    return MetricDelta(name, b, n, change, regressed, improved, INTERVAL, None,
-                       (bi.lo, bi.hi), (ni.lo, ni.hi), gated, note)
+    return MetricDelta(
+        name, b, n, change, regressed, improved, INTERVAL, None, (bi.lo, bi.hi), (ni.lo, ni.hi), gated, note
+    )
 
 
 LOAD_GAP = 0.2
@@ -248,27 +255,38 @@ def load_difference(base: RunResult, new: RunResult) -> str | None:
     if not apart or abs(mn - mb) <= LOAD_GAP:
         return None
     busier = "new" if mn > mb else "base"
-    return (f"other processes took {mn:.0%} of the CPU while new ran and {mb:.0%} while base ran: a slowdown "
-            f"seen only then can be the machine, not the code (the {busier} side ran busier in every run)")
+    return (
+        f"other processes took {mn:.0%} of the CPU while new ran and {mb:.0%} while base ran: a slowdown "
+        f"seen only then can be the machine, not the code (the {busier} side ran busier in every run)"
+    )
 
 
-def compare_runs(base: RunResult, new: RunResult, threshold: float,
-                 alpha: float = stats.DEFAULT_ALPHA) -> Comparison:
+def compare_runs(base: RunResult, new: RunResult, threshold: float, alpha: float = stats.DEFAULT_ALPHA) -> Comparison:
     """Per-metric p50/p99 verdicts of ``new`` against ``base``; see the module doc."""
     if not math.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold must be a finite fraction >= 0 (0.10 for 10%), got {threshold!r}")
     if not 0.0 < alpha <= 0.5:
         raise ValueError(f"alpha must be in (0, 0.5], got {alpha!r}")
     nb, nn = len(base.run_figures()), len(new.run_figures())
-    cmp = Comparison(threshold=threshold, alpha=alpha, base_label=base.metadata.run_id,
-                     new_label=new.metadata.run_id, base_runs=nb, new_runs=nn)
+    cmp = Comparison(
+        threshold=threshold,
+        alpha=alpha,
+        base_label=base.metadata.run_id,
+        new_label=new.metadata.run_id,
+        base_runs=nb,
+        new_runs=nn,
+    )
     rank_ok = nb >= 2 and nn >= 2 and stats.min_p_value(nb, nn) <= alpha
     if nb == 1 or nn == 1:
-        cmp.warnings.append("one run on a side: the intervals hold the samples' noise, not the run-to-run "
-                            f"noise; gate on repeated runs (sprout run --repeat {stats.runs_needed(alpha)})")
+        cmp.warnings.append(
+            "one run on a side: the intervals hold the samples' noise, not the run-to-run "
+            f"noise; gate on repeated runs (sprout run --repeat {stats.runs_needed(alpha)})"
+        )
     elif not rank_ok:
-        cmp.warnings.append(f"{nb} and {nn} runs cannot reach alpha {alpha:g} with a rank test (it needs "
-                            f"{stats.runs_needed(alpha)} a side); judged by intervals of the merged histograms")
+        cmp.warnings.append(
+            f"{nb} and {nn} runs cannot reach alpha {alpha:g} with a rank test (it needs "
+            f"{stats.runs_needed(alpha)} a side); judged by intervals of the merged histograms"
+        )
     bm, nm = base.metrics(), new.metrics()
     for metric, bh in bm.items():
         nh = nm.get(metric)
@@ -305,9 +323,11 @@ def evidence(d: MetricDelta) -> str:
     """The row's statistical evidence: the p-value, or both intervals (ms)."""
     if d.method == RANK and d.p_value is not None:
         return f"p={d.p_value:.3g}"
+
     def iv(r: tuple[float, float]) -> str:
         hi = "inf" if not math.isfinite(r[1]) else format_ms(r[1])
         return f"{format_ms(r[0])}..{hi}"
+
     return f"{iv(d.base_range)} vs {iv(d.new_range)}"
 
 
@@ -325,13 +345,18 @@ def render(comparison: Comparison, console: Console | None = None) -> None:
     """Print the comparison table, the missing metrics and the verdict."""
     console = console or Console()
     c = comparison
-    table = Table(title=f"{c.base_label} -> {c.new_label}: latency in ms, lower is better "
-                        f"(threshold {c.threshold * 100:g}%)", title_justify="left", caption=c.method,
-                  caption_justify="left")
+    table = Table(
+        title=f"{c.base_label} -> {c.new_label}: latency in ms, lower is better (threshold {c.threshold * 100:g}%)",
+        title_justify="left",
+        caption=c.method,
+        caption_justify="left",
+    )
     for col in ("metric", "base", "new", "change", "evidence", ""):
         table.add_column(col, justify="left" if col in ("metric", "") else "right")
     for d in c.deltas:
-        table.add_row(d.name, format_ms(d.base_ns), format_ms(d.new_ns), format_change(d.change), evidence(d), verdict_text(d))
+        table.add_row(
+            d.name, format_ms(d.base_ns), format_ms(d.new_ns), format_change(d.change), evidence(d), verdict_text(d)
+        )
     print_table(console, table)
     for w in c.warnings:
         console.print(Text(f"note: {w}", style="yellow"))
@@ -344,9 +369,18 @@ def render(comparison: Comparison, console: Console | None = None) -> None:
     ungated = sum(1 for d in c.deltas if not d.gated)
     tail = f"{len(c.deltas)} compared" + (f", {ungated} with too few samples to gate" if ungated else "")
     if c.regressed:
-        console.print(Text(f"regressed: {len(c.regressions)} metric(s) significantly beyond +{c.threshold * 100:g}%"
-                           + (f", {len(c.status_changes)} phase(s) broke" if c.status_changes else "")
-                           + f" ({tail})", style="bold red"))
+        console.print(
+            Text(
+                f"regressed: {len(c.regressions)} metric(s) significantly beyond +{c.threshold * 100:g}%"
+                + (f", {len(c.status_changes)} phase(s) broke" if c.status_changes else "")
+                + f" ({tail})",
+                style="bold red",
+            )
+        )
     else:
-        console.print(Text(f"no significant regression beyond +{c.threshold * 100:g}% "
-                           f"({len(c.improvements)} improved, {tail})", style="green"))
+        console.print(
+            Text(
+                f"no significant regression beyond +{c.threshold * 100:g}% ({len(c.improvements)} improved, {tail})",
+                style="green",
+            )
+        )

@@ -25,8 +25,7 @@ from sprout_harness.metrics import stats
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.results import PhaseResult, RunResult
 
-STATUS_STYLE = {"ok": "green", "failed": "bold red", "error": "bold red", "cancelled": "yellow",
-                "unsupported": "dim"}
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "error": "bold red", "cancelled": "yellow", "unsupported": "dim"}
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99.9", 99.9))
 
 
@@ -91,7 +90,9 @@ def _header(run: RunResult) -> str:
     if m.git_commit:
         parts.append(f"commit {m.git_commit[:12]}{' (dirty)' if m.git_dirty else ''}")
     if m.topology:
-        parts.append("topology " + ", ".join(f"{k}={v}" for k, v in m.topology.items() if not isinstance(v, (dict, list))))
+        parts.append(
+            "topology " + ", ".join(f"{k}={v}" for k, v in m.topology.items() if not isinstance(v, (dict, list)))
+        )
     return " | ".join(parts)
 
 
@@ -119,8 +120,11 @@ def runs_table(run: RunResult) -> Table | None:
     with their min..max, and the spread (max / min - 1) of each; None for a single run."""
     if len(run.runs) < 2:
         return None
-    table = Table(title=f"run to run: {len(run.runs)} runs, each in a fresh process "
-                        f"(median \\[min..max] of the runs' own figures, ms)", title_justify="left")
+    table = Table(
+        title=f"run to run: {len(run.runs)} runs, each in a fresh process "
+        f"(median \\[min..max] of the runs' own figures, ms)",
+        title_justify="left",
+    )
     for col in ("metric", "p50", "spread", "p99", "spread"):
         table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")
     for name in run.metrics():
@@ -208,8 +212,14 @@ def render(run: RunResult, console: Console | None = None, verbose: bool = False
         if phase.counters:
             lines.append(Text("  counters: " + ", ".join(f"{k}={v:,}" for k, v in phase.counters.items())))
         if verbose and phase.timeline:
-            lines.append(Text("  timeline (s: ops, p99 ms): " + "  ".join(
-                f"{p.second}: {p.ops:,}, {format_ms(p.p99_ns) if p.ops else '-'}" for p in phase.timeline)))
+            lines.append(
+                Text(
+                    "  timeline (s: ops, p99 ms): "
+                    + "  ".join(
+                        f"{p.second}: {p.ops:,}, {format_ms(p.p99_ns) if p.ops else '-'}" for p in phase.timeline
+                    )
+                )
+            )
         if verbose and phase.peak_rss_bytes:
             lines.append(Text(f"  peak RSS {phase.peak_rss_bytes / 2**20:,.1f} MiB"))
         for line in lines:
@@ -244,8 +254,14 @@ class PhaseProgress:
         self._started = 0.0
         if self._console is not None and self._console.is_terminal:
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=self._console, transient=True,
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
             )
             self._task = self._progress.add_task(phase, total=total)
 
@@ -267,11 +283,13 @@ class PhaseProgress:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, total=total)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()
         elif self._console is not None:
             done = f"{self.completed:,}" + (f"/{self.total:,}" if self.total is not None else "")
-            self._console.print(f"{self.phase}: {done} in {time.monotonic() - self._started:.1f} s",
-                                soft_wrap=True, highlight=False)
+            self._console.print(
+                f"{self.phase}: {done} in {time.monotonic() - self._started:.1f} s", soft_wrap=True, highlight=False
+            )

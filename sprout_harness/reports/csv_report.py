@@ -16,8 +16,19 @@ from typing import Any
 from sprout_harness.metrics.results import RunResult
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
-METRIC_COLUMNS = ["run_id", "config", "phase", "status", "kind", "metric", "count", "ops_per_s",
-                  *(f"{n}_ms" for n, _ in PERCENTILES), "max_ms", "mean_ms"]
+METRIC_COLUMNS = [
+    "run_id",
+    "config",
+    "phase",
+    "status",
+    "kind",
+    "metric",
+    "count",
+    "ops_per_s",
+    *(f"{n}_ms" for n, _ in PERCENTILES),
+    "max_ms",
+    "mean_ms",
+]
 COUNTER_COLUMNS = ["run_id", "config", "phase", "status", "counter", "value"]
 
 
@@ -37,8 +48,13 @@ def metric_rows(run: RunResult) -> list[dict[str, Any]]:
                     continue
                 rate = p.throughput.get(name) if kind == "latency" and single else None
                 row: dict[str, Any] = {
-                    "run_id": run.metadata.run_id, "config": run.metadata.label, "phase": p.name,
-                    "status": p.status, "kind": kind, "metric": name, "count": h.count,
+                    "run_id": run.metadata.run_id,
+                    "config": run.metadata.label,
+                    "phase": p.name,
+                    "status": p.status,
+                    "kind": kind,
+                    "metric": name,
+                    "count": h.count,
                     "ops_per_s": "" if rate is None else f"{rate:.6g}",
                 }
                 for (n, _), v in zip(PERCENTILES, h.percentiles(q for _, q in PERCENTILES), strict=True):
@@ -63,6 +79,14 @@ def write(run: RunResult, directory: str | Path) -> list[Path]:
         w.writeheader()
         for p in run.phases:
             for name, value in p.counters.items():
-                w.writerow({"run_id": run.metadata.run_id, "config": run.metadata.label, "phase": p.name,
-                            "status": p.status, "counter": name, "value": value})
+                w.writerow(
+                    {
+                        "run_id": run.metadata.run_id,
+                        "config": run.metadata.label,
+                        "phase": p.name,
+                        "status": p.status,
+                        "counter": name,
+                        "value": value,
+                    }
+                )
     return [metrics, counters]

@@ -38,13 +38,13 @@ def _extra(run: RunResult, h: Histogram | None = None) -> str:
     if m.git_commit:
         parts.append(f"commit {m.git_commit[:12]}{' dirty' if m.git_dirty else ''}")
     if m.topology:
-        parts.append("topology " + " ".join(f"{k}={v}" for k, v in m.topology.items()
-                                             if not isinstance(v, (dict, list))))
+        parts.append(
+            "topology " + " ".join(f"{k}={v}" for k, v in m.topology.items() if not isinstance(v, (dict, list)))
+        )
     if m.connector:
         parts.append(f"connector {m.connector}")
     if m.storage:
-        parts.append("storage " + " ".join(f"{k}={v}" for k, v in m.storage.items()
-                                           if not isinstance(v, (dict, list))))
+        parts.append("storage " + " ".join(f"{k}={v}" for k, v in m.storage.items() if not isinstance(v, (dict, list))))
     if h is not None:
         parts.append(f"samples {h.count}")
     return "; ".join(parts)
@@ -88,8 +88,12 @@ def entries(run: RunResult) -> list[dict[str, Any]]:
             for (stat, _), v in zip(STATS, values):
                 per_run = run.run_values(full, stat) if runs else []
                 if runs and len(per_run) == len(runs):
-                    add(f"{label}/{full} {stat}", _ms(stats.median(per_run)), _extra(run, h) + runs_note,
-                        _spread_ms(per_run))
+                    add(
+                        f"{label}/{full} {stat}",
+                        _ms(stats.median(per_run)),
+                        _extra(run, h) + runs_note,
+                        _spread_ms(per_run),
+                    )
                 else:
                     add(f"{label}/{full} {stat}", _ms(v), _extra(run, h))
         walls = [r.wall_ns[phase.name] for r in runs if phase.name in r.wall_ns]

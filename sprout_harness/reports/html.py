@@ -31,17 +31,37 @@ from sprout_harness.reports.figures import compare_figures, percentile_curve, ru
 from sprout_harness.reports.files import write_atomic
 
 DATA_ELEMENT_ID = "sprout-data"
-_STATUS_CLASS = {"ok": "ok", "failed": "bad", "error": "bad", "cancelled": "warn", "unsupported": "dim",
-                 "completed": "ok"}
+_STATUS_CLASS = {
+    "ok": "ok",
+    "failed": "bad",
+    "error": "bad",
+    "cancelled": "warn",
+    "unsupported": "dim",
+    "completed": "ok",
+}
 
-__all__ = ["DATA_ELEMENT_ID", "compare_figures", "percentile_curve", "render_compare_html", "render_html",
-           "run_figures", "write_compare_html", "write_html"]
+__all__ = [
+    "DATA_ELEMENT_ID",
+    "compare_figures",
+    "percentile_curve",
+    "render_compare_html",
+    "render_html",
+    "run_figures",
+    "write_compare_html",
+    "write_html",
+]
 
 
 @lru_cache(maxsize=1)
 def _env() -> Environment:
-    env = Environment(loader=PackageLoader("sprout_harness.reports", "templates"), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=PackageLoader("sprout_harness.reports", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(ms=format_ms, rate=format_rate, change=format_change, num=lambda v: f"{v:,}")
     env.globals.update(status_class=_STATUS_CLASS, data_id=DATA_ELEMENT_ID)
     return env
@@ -66,11 +86,15 @@ def _clean(value: Any) -> Any:
 def _page(template: str, title: str, figures: dict[str, Any], data: dict[str, Any], **context: Any) -> str:
     # plotly.js and the JSON block are trusted text (checked by plotly_js / escaped above), not markup to escape.
     payload = Markup(_json_for_script({**data, "figures": figures}))
-    return _env().get_template(template).render(title=title, figures=figures, plotly_js=Markup(plotly_js()),
-                                                data_json=payload, **context)
+    return (
+        _env()
+        .get_template(template)
+        .render(title=title, figures=figures, plotly_js=Markup(plotly_js()), data_json=payload, **context)
+    )
 
 
 # -- the run report ---------------------------------------------------------------------------
+
 
 def render_html(run: RunResult) -> str:
     """The run report page as a string (see ``write_html``)."""
@@ -81,13 +105,23 @@ def render_html(run: RunResult) -> str:
     title = f"sprout run {m.run_id}" + (f" — {m.config_name}" if m.config_name else "")
     data = {"kind": "sprout-run-report", "summary": rows, "run": run.to_dict()}
     return _page(
-        "run.html.j2", title, figures, data,
-        run_status=run.status, run_reason=run.reason, metadata=fig.metadata_rows(run), notes=m.notes,
-        summary=rows, percentiles=[k for k, _ in PERCENTILES], thresholds=fig.threshold_rows(run),
+        "run.html.j2",
+        title,
+        figures,
+        data,
+        run_status=run.status,
+        run_reason=run.reason,
+        metadata=fig.metadata_rows(run),
+        notes=m.notes,
+        summary=rows,
+        percentiles=[k for k, _ in PERCENTILES],
+        thresholds=fig.threshold_rows(run),
         runs={"count": len(run.runs), "warmup": run.warmup_runs, "rows": runs} if runs else None,
-        phases=fig.phase_rows(run, figures), errors=fig.error_rows(run),
+        phases=fig.phase_rows(run, figures),
+        errors=fig.error_rows(run),
         timelines=[f"timeline-{i}" for i in range(len(run.phases)) if f"timeline-{i}" in figures],
-        short_phases=[p.name for i, p in enumerate(run.phases) if p.timeline and f"timeline-{i}" not in figures])
+        short_phases=[p.name for i, p in enumerate(run.phases) if p.timeline and f"timeline-{i}" not in figures],
+    )
 
 
 def _write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -101,23 +135,37 @@ def write_html(run: RunResult, path: str | os.PathLike[str]) -> Path:
 
 # -- the comparison page ----------------------------------------------------------------------
 
+
 def render_compare_html(comparison: Comparison, base: RunResult, new: RunResult) -> str:
     """The comparison page as a string (see ``write_compare_html``)."""
     c = comparison
     figures = compare_figures(c, base, new)
     title = f"sprout compare {c.base_label} -> {c.new_label}"
-    data = {"kind": "sprout-compare", "threshold": c.threshold, "alpha": c.alpha, "regressed": c.regressed,
-            "base_label": c.base_label, "new_label": c.new_label, "deltas": fig.delta_rows(c),
-            "status_changes": list(c.status_changes), "missing_in_base": list(c.missing_in_base),
-            "missing_in_new": list(c.missing_in_new)}
+    data = {
+        "kind": "sprout-compare",
+        "threshold": c.threshold,
+        "alpha": c.alpha,
+        "regressed": c.regressed,
+        "base_label": c.base_label,
+        "new_label": c.new_label,
+        "deltas": fig.delta_rows(c),
+        "status_changes": list(c.status_changes),
+        "missing_in_base": list(c.missing_in_base),
+        "missing_in_new": list(c.missing_in_new),
+    }
     return _page(
-        "compare.html.j2", title, figures, data,
-        c=fig.comparison_summary(c), deltas=fig.delta_table_rows(c),
-        base=fig.side_rows(base, "base"), new=fig.side_rows(new, "new"),
-        curves=[k for k in figures if k.startswith("cmp-curve-")])
+        "compare.html.j2",
+        title,
+        figures,
+        data,
+        c=fig.comparison_summary(c),
+        deltas=fig.delta_table_rows(c),
+        base=fig.side_rows(base, "base"),
+        new=fig.side_rows(new, "new"),
+        curves=[k for k in figures if k.startswith("cmp-curve-")],
+    )
 
 
-def write_compare_html(comparison: Comparison, base: RunResult, new: RunResult,
-                       path: str | os.PathLike[str]) -> Path:
+def write_compare_html(comparison: Comparison, base: RunResult, new: RunResult, path: str | os.PathLike[str]) -> Path:
     """Write the comparison page (one self-contained HTML file); ``comparison`` comes from ``compare_runs``."""
     return _write_text(path, render_compare_html(comparison, base, new))

@@ -44,8 +44,10 @@ def _default(obj: Any) -> Any:
 
 def to_json_bytes(run: RunResult) -> bytes:
     """The full report as indented UTF-8 JSON (no NaN/Infinity: empty figures are null)."""
-    return orjson.dumps(report_dict(run), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
-                        default=_default) + b"\n"
+    return (
+        orjson.dumps(report_dict(run), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=_default)
+        + b"\n"
+    )
 
 
 def write(run: RunResult, path: str | os.PathLike[str]) -> Path:

@@ -27,7 +27,7 @@ def observed(outcome: ThresholdOutcome) -> tuple[str, str]:
 
 
 def verdict(outcomes: Sequence[ThresholdOutcome]) -> str:
-    """"thresholds: all 4 held" or "thresholds: 1 of 4 crossed"."""
+    """ "thresholds: all 4 held" or "thresholds: 1 of 4 crossed"."""
     crossed = sum(not o.ok for o in outcomes)
     if not crossed:
         return f"thresholds: all {len(outcomes)} held"
@@ -41,13 +41,15 @@ def render(outcomes: Sequence[ThresholdOutcome], console: Console) -> None:
         return
     table = Table(title="thresholds", title_justify="left")
     for col in COLUMNS:
-        table.add_column(col, justify="right" if col == "worst observed" else "left",
-                         no_wrap=col not in ("rule", "metric / detail"))
+        table.add_column(
+            col, justify="right" if col == "worst observed" else "left", no_wrap=col not in ("rule", "metric / detail")
+        )
     for o in outcomes:
         value, metric = observed(o)
         result = Text("ok", style="green") if o.ok else Text("CROSSED", style="bold red")
-        table.add_row(o.pattern, o.stat, o.expression, value, Text(o.detail if not o.ok else metric, style="dim"),
-                      result)
+        table.add_row(
+            o.pattern, o.stat, o.expression, value, Text(o.detail if not o.ok else metric, style="dim"), result
+        )
     print_table(console, table)
     style = "green" if all(o.ok for o in outcomes) else "bold red"
     console.print(Text(verdict(outcomes), style=style))

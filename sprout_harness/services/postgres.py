@@ -302,20 +302,41 @@ class PostgresService:
             try:
                 self.datadir = self.tmp / "data"
                 self._run(
-                    [str(self.bin_dir / "initdb"), "-D", str(self.datadir), "--no-sync", "-A", "trust",
-                     "-U", "postgres", "-E", "UTF8", "--locale=C"],
+                    [
+                        str(self.bin_dir / "initdb"),
+                        "-D",
+                        str(self.datadir),
+                        "--no-sync",
+                        "-A",
+                        "trust",
+                        "-U",
+                        "postgres",
+                        "-E",
+                        "UTF8",
+                        "--locale=C",
+                    ],
                 )
                 last_err: Exception | None = None
                 for _ in range(3):  # a free port can be taken between probe and bind
                     self.port = _free_port()
-                    opts = (
-                        f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.tmp} "
-                        + " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())
+                    opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.tmp} " + " ".join(
+                        f"-c {k}={v}" for k, v in SERVER_SETTINGS.items()
                     )
                     try:
                         self._run(
-                            [str(self.bin_dir / "pg_ctl"), "-D", str(self.datadir), "-l",
-                             str(self.tmp / "server.log"), "-w", "-t", "60", "-o", opts, "start"],
+                            [
+                                str(self.bin_dir / "pg_ctl"),
+                                "-D",
+                                str(self.datadir),
+                                "-l",
+                                str(self.tmp / "server.log"),
+                                "-w",
+                                "-t",
+                                "60",
+                                "-o",
+                                opts,
+                                "start",
+                            ],
                         )
                         break
                     except PostgresUnavailable as exc:

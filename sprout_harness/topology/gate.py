@@ -41,8 +41,15 @@ def order(runs: int) -> list[str]:
     return out
 
 
-def run_gate(cfg: SproutConfig, config: str, sets: tuple[str, ...], *, base_sprout: str, runs: int,
-             on_event: Callable[[str], None] | None = None) -> GateRuns:
+def run_gate(
+    cfg: SproutConfig,
+    config: str,
+    sets: tuple[str, ...],
+    *,
+    base_sprout: str,
+    runs: int,
+    on_event: Callable[[str], None] | None = None,
+) -> GateRuns:
     """Run ``config`` (as given on the command line, with ``sets``) ``runs`` times with each
     build, alternating; ``cfg`` is its resolved form (for error results)."""
     event = on_event or (lambda line: None)
@@ -67,5 +74,4 @@ def run_gate(cfg: SproutConfig, config: str, sets: tuple[str, ...], *, base_spro
 
 
 def _merged(done: dict[str, list[RunResult]]) -> tuple[RunResult | None, RunResult | None]:
-    return (merge_runs(done["base"]) if done["base"] else None,
-            merge_runs(done["new"]) if done["new"] else None)
+    return (merge_runs(done["base"]) if done["base"] else None, merge_runs(done["new"]) if done["new"] else None)

@@ -112,8 +112,13 @@ def run_child(cmd: list[str], workdir: Path, label: str, cfg: SproutConfig) -> t
         # exactly one SIGINT and decides how long to wait for the child's teardown.
         try:
             with _signals_deferred():
-                child = subprocess.Popen([*cmd, "--quiet", "--json", str(out)], stdin=subprocess.DEVNULL,
-                                         stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+                child = subprocess.Popen(
+                    [*cmd, "--quiet", "--json", str(out)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             child.wait()
         except (KeyboardInterrupt, Stop):
             interrupted = True
@@ -145,8 +150,9 @@ class RepeatedRun:
     """``repeat`` measured runs after ``warmup`` discarded ones; ``on_event`` receives one
     line per run started / finished."""
 
-    def __init__(self, cfg: SproutConfig, *, repeat: int, warmup: int = 0,
-                 on_event: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, cfg: SproutConfig, *, repeat: int, warmup: int = 0, on_event: Callable[[str], None] | None = None
+    ) -> None:
         self.cfg = cfg
         self.repeat = repeat
         self.warmup = warmup
@@ -175,8 +181,7 @@ class RepeatedRun:
         for k in range(total):
             warm = k < self.warmup
             label = f"warmup-{k + 1}" if warm else f"run-{k - self.warmup + 1}"
-            title = (f"warm-up {k + 1}/{self.warmup}" if warm
-                     else f"run {k - self.warmup + 1}/{self.repeat}")
+            title = f"warm-up {k + 1}/{self.warmup}" if warm else f"run {k - self.warmup + 1}/{self.repeat}"
             t0 = time.monotonic()
             self.on_event(f"{title}: running")
             result, interrupted = self._spawn(workdir, label, cfg_path)
@@ -187,8 +192,9 @@ class RepeatedRun:
                 return self._cancelled(measured)
             if not warm:
                 measured.append(result)  # before anything else can be interrupted
-            self.on_event(f"{title}: {result.status} in {took:.1f} s"
-                          + (f" ({result.reason})" if result.reason else ""))
+            self.on_event(
+                f"{title}: {result.status} in {took:.1f} s" + (f" ({result.reason})" if result.reason else "")
+            )
             if warm and result.status != "ok":
                 failed = _failed_result(self.cfg, f"warm-up run {k + 1} {result.status}: {result.reason}")
                 return failed if not measured else merge_runs(measured, self.warmup)
@@ -204,8 +210,9 @@ class RepeatedRun:
         return out
 
 
-def run_repeated(cfg: SproutConfig, *, repeat: int, warmup: int = 0,
-                 on_event: Callable[[str], None] | None = None) -> RunResult:
+def run_repeated(
+    cfg: SproutConfig, *, repeat: int, warmup: int = 0, on_event: Callable[[str], None] | None = None
+) -> RunResult:
     """`RepeatedRun(...).run()`; never raises for a failed run (see the result's status)."""
     if repeat < 1:
         raise SproutError(f"repeat must be >= 1, got {repeat}")

@@ -184,8 +184,14 @@ class Runner:
                 if phase_result.status == "cancelled":
                     raise asyncio.CancelledError()
         except (asyncio.CancelledError, KeyboardInterrupt):
-            status, reason = "cancelled", (f"{self._stop_reason}; partial results" if self._stop_reason
-                                           else "interrupted (Ctrl+C or cancellation); partial results")
+            status, reason = (
+                "cancelled",
+                (
+                    f"{self._stop_reason}; partial results"
+                    if self._stop_reason
+                    else "interrupted (Ctrl+C or cancellation); partial results"
+                ),
+            )
             task = asyncio.current_task()
             if task is not None and hasattr(task, "uncancel"):
                 while task.cancelling():  # let teardown's awaits run
@@ -210,7 +216,10 @@ class Runner:
                 while True:  # once more if a stop request came while the reports were written
                     late = self._late_stop
                     if late is not None and status != "cancelled":
-                        status, reason = "cancelled", f"{late} while tearing down; {reason or 'every phase had finished'}"
+                        status, reason = (
+                            "cancelled",
+                            f"{late} while tearing down; {reason or 'every phase had finished'}",
+                        )
                     self._finish(status, reason)
                     if self._late_stop is late:
                         break
@@ -335,25 +344,31 @@ class Runner:
 
         if links and not self.caps.ephemeral:
             self.result.metadata.notes.append(
-                f"stack {cfg.stack.name!r} cannot build ephemeral nodes; phases targeting them are unsupported")
+                f"stack {cfg.stack.name!r} cannot build ephemeral nodes; phases targeting them are unsupported"
+            )
             links = []
         for link in links:
             if link["connector"] is None:  # the config names none: the stack's first
                 if not self.caps.connectors:
-                    raise StackError(f"topology.connector: stack {cfg.stack.name!r} declares no connectors "
-                                     "(Capabilities.connectors); name the one ephemeral nodes should use")
+                    raise StackError(
+                        f"topology.connector: stack {cfg.stack.name!r} declares no connectors "
+                        "(Capabilities.connectors); name the one ephemeral nodes should use"
+                    )
                 link["connector"] = self.caps.connectors[0]
             if self.caps.connectors and link["connector"] not in self.caps.connectors:
                 raise StackError(
                     f"topology: ephemeral {link['ephemeral']} asks for connector {link['connector']!r}, "
-                    f"which stack {cfg.stack.name!r} does not have (it has: {', '.join(self.caps.connectors)})")
+                    f"which stack {cfg.stack.name!r} does not have (it has: {', '.join(self.caps.connectors)})"
+                )
             d = self.durables[link["durable"]]
-            conn = await self._call(f"connector for ephemeral {link['ephemeral']}",
-                                    self.stack.connector(Link(**link), d.client))
+            conn = await self._call(
+                f"connector for ephemeral {link['ephemeral']}", self.stack.connector(Link(**link), d.client)
+            )
             self.connectors.append(conn)
             ctx = self.stack.context("ephemeral", link["ephemeral"])
-            client = await self._call(f"ephemeral node {link['ephemeral']}",
-                                      self.stack.ephemeral(link["ephemeral"], conn, ctx))
+            client = await self._call(
+                f"ephemeral node {link['ephemeral']}", self.stack.ephemeral(link["ephemeral"], conn, ctx)
+            )
             self.ephemerals.append(NodeRef("ephemeral", link["ephemeral"], link["durable"], client))
         if links:  # the connectors the links really use, defaults resolved
             md = self.result.metadata
@@ -433,7 +448,9 @@ class Runner:
         timeout = self.cfg.runner.sync_timeout_s
         markers: dict[int, str] = {}
         for d in self.durables:
-            ack = await self._call(f"sync marker on {d.name}", d.client.create(SYNC_COLLECTION, [{"seq": 0, "node": d.name}]))
+            ack = await self._call(
+                f"sync marker on {d.name}", d.client.create(SYNC_COLLECTION, [{"seq": 0, "node": d.name}])
+            )
             markers[d.group] = ack.ids[0]
         rng = random.Random(self.cfg.seed)
         ids_of: dict[tuple[int, str], list[str]] = {}  # listed once per group, not once per ephemeral
@@ -464,7 +481,8 @@ class Runner:
                     raise StackError(
                         f"{e.name} did not sync with durable-{e.group} within {timeout:g} s "
                         f"({len(probes)} probes unanswered, e.g. {probes[0][0]}/{probes[0][1]}); "
-                        "check the connector, or raise runner.sync_timeout_s")
+                        "check the connector, or raise runner.sync_timeout_s"
+                    )
                 await asyncio.sleep(delay)  # re-check soon: this is polling a condition, not waiting it out
                 delay = min(delay * 2, 0.05)
 
@@ -522,8 +540,13 @@ class Runner:
                 pass  # already recorded as a failed check
             except (asyncio.CancelledError, KeyboardInterrupt) as exc:
                 task = asyncio.current_task()
-                if (isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
-                        and self._stop_reason is None and not ctx.stop_requested):
+                if (
+                    isinstance(exc, asyncio.CancelledError)
+                    and task is not None
+                    and not task.cancelling()
+                    and self._stop_reason is None
+                    and not ctx.stop_requested
+                ):
                     # Nobody cancelled this run: a CancelledError leaked out of the stack.
                     where = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).strip().splitlines()
                     rec.mark_error("the stack raised CancelledError without a cancellation: " + " | ".join(where[-4:]))

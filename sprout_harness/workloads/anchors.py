@@ -172,8 +172,12 @@ def _median(values: Sequence[float]) -> float:
     return ordered[max(1, min(len(ordered), round(0.5 * len(ordered) + 0.5))) - 1]
 
 
-async def codec_hop_p50_us(encode: Callable[[str, dict[str, Any], int], bytes], decode: Callable[[bytes], int],
-                           n: int, docs: Sequence[dict[str, Any]]) -> float:
+async def codec_hop_p50_us(
+    encode: Callable[[str, dict[str, Any], int], bytes],
+    decode: Callable[[bytes], int],
+    n: int,
+    docs: Sequence[dict[str, Any]],
+) -> float:
     """us, median commit stamp -> received, where the message goes through the stack's own
     wire codec (`encode(id, props, commit_ns) -> bytes`, `decode(bytes) -> commit_ns`; the
     `notify_codec` hook) and one event-loop turn, with no node work at all: the floor of an
@@ -197,6 +201,8 @@ async def codec_hop_p50_us(encode: Callable[[str, dict[str, Any], int], bytes], 
         loop.call_soon(receive, encode(f"e{i % len(docs)}", docs[i % len(docs)], commit_ns), commit_ns)
         await got.wait()
     if len(lags) != total or wrong:
-        raise AssertionError(f"codec floor: {len(lags)} of {total} messages received, "
-                             f"{len(wrong)} with a commit stamp other than the one sent")
-    return _median([v / 1e3 for v in lags[n // 10:]])
+        raise AssertionError(
+            f"codec floor: {len(lags)} of {total} messages received, "
+            f"{len(wrong)} with a commit stamp other than the one sent"
+        )
+    return _median([v / 1e3 for v in lags[n // 10 :]])

@@ -70,23 +70,26 @@ async def _holds(sub: Any, count: int) -> bool:
 # --- albums ----------------------------------------------------------------------------------
 
 
-async def _create_albums(ctx: PhaseContext, node: NodeRef, coll: str, k: AlbumsKnobs,
-                         docs: list[dict[str, Any]]) -> tuple[float, list[str]]:
+async def _create_albums(
+    ctx: PhaseContext, node: NodeRef, coll: str, k: AlbumsKnobs, docs: list[dict[str, Any]]
+) -> tuple[float, list[str]]:
     ids: list[str] = []
     with no_gc():
         t0 = time.perf_counter_ns()
         for i in range(0, len(docs), k.batch_size):
-            batch = docs[i:i + k.batch_size]
+            batch = docs[i : i + k.batch_size]
             ack = await ctx.timed("albums_create_batch", node.client.create(coll, batch))
-            ctx.require("one id per created entity", len(ack.ids) == len(batch),
-                        f"{len(ack.ids)} ids for {len(batch)} entities")
+            ctx.require(
+                "one id per created entity", len(ack.ids) == len(batch), f"{len(ack.ids)} ids for {len(batch)} entities"
+            )
             ids.extend(ack.ids)
         us = (time.perf_counter_ns() - t0) / len(docs) / 1e3
     return us, ids
 
 
-async def _albums_readback(ctx: PhaseContext, node: NodeRef, coll: str, ids: list[str],
-                           docs: list[dict[str, Any]]) -> None:
+async def _albums_readback(
+    ctx: PhaseContext, node: NodeRef, coll: str, ids: list[str], docs: list[dict[str, Any]]
+) -> None:
     sample = ctx.rng.sample(range(len(ids)), min(50, len(ids)))
 
     async def landed() -> bool:
@@ -242,9 +245,11 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
                 ctx.recorder.record("update", t1 - t0)
                 if ctx.stop_requested:
                     raise asyncio.CancelledError("stop requested")
-                if not ctx.check("no missed notification", ok,
-                                 f"update {i} ({id_} tracks={value}) not notified on every target "
-                                 f"within {ctx.check_timeout_s:g} s"):
+                if not ctx.check(
+                    "no missed notification",
+                    ok,
+                    f"update {i} ({id_} tracks={value}) not notified on every target within {ctx.check_timeout_s:g} s",
+                ):
                     break
         ctx.check("commit timestamps carried", bool(lags), "no notification carried commit_ns")
         for v in lags:
@@ -269,9 +274,15 @@ async def idle_memory(ctx: PhaseContext, k: IdleKnobs) -> None:
     target node, and for an ephemeral the durable node's side too): extra
     `bytes_per_idle_query`."""
     node = ctx.targets[0]
-    queries = [QuerySpec(Cond("genre", "=", datasets.GENRES[i % len(datasets.GENRES)]),
-                         order_by=(Order("rating", descending=True), Order("seq")),
-                         limit=k.live_limit, kind="order_limit") for i in range(k.queries)]
+    queries = [
+        QuerySpec(
+            Cond("genre", "=", datasets.GENRES[i % len(datasets.GENRES)]),
+            order_by=(Order("rating", descending=True), Order("seq")),
+            limit=k.live_limit,
+            kind="order_limit",
+        )
+        for i in range(k.queries)
+    ]
     # one subscription first: lazily built structures are not charged to the idle queries
     # (timed here, outside the measured window, so the phase reports a latency as well)
     warm = await ctx.timed("subscribe", node.client.subscribe("albums", queries[0], lambda n: None))
@@ -302,13 +313,43 @@ async def idle_memory(ctx: PhaseContext, k: IdleKnobs) -> None:
             await s.close()
 
 
-register_phase(PhaseSpec(name="asv-albums-create", summary="album payloads created in batches (the anchors' payloads)",
-                         run=albums_create, knobs=AlbumsKnobs, needs=("create", "get"), metrics=("albums_create_batch",)))
-register_phase(PhaseSpec(name="asv-albums-get", summary="album payloads read by id in random order",
-                         run=albums_get, knobs=AlbumsKnobs, needs=("create", "get"), metrics=("albums_create_batch",)))
-register_phase(PhaseSpec(name="asv-notify-lag", summary="commit -> notification lag, one write at a time",
-                         run=notify_lag, knobs=LagKnobs, needs=("subscribe", "update", "create"),
-                         metrics=("subscribe", "update", "unsubscribe", "lag.notify_single")))
-register_phase(PhaseSpec(name="asv-idle-memory", summary="memory per idle ORDER BY + LIMIT live query",
-                         run=idle_memory, knobs=IdleKnobs, needs=("subscribe", "live_limit", "order_by"),
-                         metrics=("subscribe", "unsubscribe")))
+register_phase(
+    PhaseSpec(
+        name="asv-albums-create",
+        summary="album payloads created in batches (the anchors' payloads)",
+        run=albums_create,
+        knobs=AlbumsKnobs,
+        needs=("create", "get"),
+        metrics=("albums_create_batch",),
+    )
+)
+register_phase(
+    PhaseSpec(
+        name="asv-albums-get",
+        summary="album payloads read by id in random order",
+        run=albums_get,
+        knobs=AlbumsKnobs,
+        needs=("create", "get"),
+        metrics=("albums_create_batch",),
+    )
+)
+register_phase(
+    PhaseSpec(
+        name="asv-notify-lag",
+        summary="commit -> notification lag, one write at a time",
+        run=notify_lag,
+        knobs=LagKnobs,
+        needs=("subscribe", "update", "create"),
+        metrics=("subscribe", "update", "unsubscribe", "lag.notify_single"),
+    )
+)
+register_phase(
+    PhaseSpec(
+        name="asv-idle-memory",
+        summary="memory per idle ORDER BY + LIMIT live query",
+        run=idle_memory,
+        knobs=IdleKnobs,
+        needs=("subscribe", "live_limit", "order_by"),
+        metrics=("subscribe", "unsubscribe"),
+    )
+)

@@ -250,8 +250,9 @@ class PhaseContext:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None,
-                       event: asyncio.Event | None = None) -> bool:
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float | None = None, event: asyncio.Event | None = None
+    ) -> bool:
         """Wait until `predicate()` holds (re-checked on `event` or every few ms); False on deadline."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.check_timeout_s)
         delay = 0.0005

@@ -18,8 +18,24 @@ LABELS = tuple(f"label-{i:02d}" for i in range(12))
 SPECIES = ("cat", "dog", "bird", "fish", "rabbit")
 SHELTERS = tuple(f"shelter-{i:02d}" for i in range(20))
 YEARS = (1960, 2024)  # [lo, hi)
-_WORDS = ("blue", "night", "river", "stone", "golden", "echo", "wild", "silent", "paper", "neon",
-          "summer", "ghost", "velvet", "iron", "glass", "electric")
+_WORDS = (
+    "blue",
+    "night",
+    "river",
+    "stone",
+    "golden",
+    "echo",
+    "wild",
+    "silent",
+    "paper",
+    "neon",
+    "summer",
+    "ghost",
+    "velvet",
+    "iron",
+    "glass",
+    "electric",
+)
 _NAMES = ("Milo", "Luna", "Bella", "Max", "Coco", "Oscar", "Nala", "Rocky", "Pip", "Ziggy", "Olive", "Toby")
 
 

@@ -10,8 +10,9 @@ import dataclasses
 from typing import Any, Sequence
 
 
-def knob(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-         choices: Sequence[Any] | None = None) -> Any:
+def knob(
+    default: Any, help: str, *, min: float | None = None, max: float | None = None, choices: Sequence[Any] | None = None
+) -> Any:
     """A knob field with its documentation and allowed range."""
     meta = {"help": help, "min": min, "max": max, "choices": tuple(choices) if choices else None}
     if isinstance(default, (dict, list)):

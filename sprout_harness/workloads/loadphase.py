@@ -49,15 +49,22 @@ class LoadKnobs:
     warmup_s: float = knob(0.0, "seconds run after ramp-up but left out of the figures", min=0)
     ramp_up_s: float = knob(0.0, "seconds over which workers start (closed loop) or the rate rises (open loop)", min=0)
     rate: float | None = knob(None, "target ops/s of all workers together: open loop; null: closed loop")
-    arrival: str = knob("fixed", "open-loop timeline: fixed spacing or poisson (seeded exponential gaps)",
-                        choices=("fixed", "poisson"))
-    late_tolerance_ms: float = knob(1.0, "open loop: an operation starting later than this after its intended time is late", min=0)
-    max_outstanding: int = knob(10_000, "open loop: operations queued + running; one falling due beyond it is dropped", min=1)
+    arrival: str = knob(
+        "fixed", "open-loop timeline: fixed spacing or poisson (seeded exponential gaps)", choices=("fixed", "poisson")
+    )
+    late_tolerance_ms: float = knob(
+        1.0, "open loop: an operation starting later than this after its intended time is late", min=0
+    )
+    max_outstanding: int = knob(
+        10_000, "open loop: operations queued + running; one falling due beyond it is dropped", min=1
+    )
 
     def validate(self, path: str) -> None:
         if self.operations == 0 and self.duration_s == 0:
-            raise ConfigError("got operations 0 and duration_s 0; set operations >= 1 or duration_s > 0, "
-                              "else the phase never ends", f"{path}.operations")
+            raise ConfigError(
+                "got operations 0 and duration_s 0; set operations >= 1 or duration_s > 0, else the phase never ends",
+                f"{path}.operations",
+            )
         if self.rate is not None and not self.rate > 0:
             raise ConfigError(f"got {self.rate!r}; must be > 0 ops/s (or null for the closed loop)", f"{path}.rate")
 
@@ -100,8 +107,9 @@ class LaneOp:
         self.op, self.lane, self.inner = inner.op, lane, inner
 
 
-def lane_turns(lanes: Sequence[L], next_of: Callable[[L], Any]
-               ) -> tuple[Callable[[], LaneOp], Callable[[LaneOp], Awaitable[None]]]:
+def lane_turns(
+    lanes: Sequence[L], next_of: Callable[[L], Any]
+) -> tuple[Callable[[], LaneOp], Callable[[LaneOp], Awaitable[None]]]:
     """`next_op` and `execute` for `drive` over several lanes: the lanes take turns, so each
     durable group gets its share of the operations, each from its own stream (`next_of`)."""
     turn = itertools.cycle(lanes).__next__
@@ -123,8 +131,9 @@ def lane_clients(ctx: PhaseContext, group: int) -> tuple[list[Any], Callable[[],
     return clients, itertools.cycle(clients).__next__
 
 
-async def drive(ctx: PhaseContext, k: LoadKnobs, execute: Callable[[Any], Awaitable[None]],
-                next_op: Callable[[], Any], seed: int) -> LoadResult:
+async def drive(
+    ctx: PhaseContext, k: LoadKnobs, execute: Callable[[Any], Awaitable[None]], next_op: Callable[[], Any], seed: int
+) -> LoadResult:
     """Run the load driver over `execute`; records the load figures and checks its accounting.
 
     Closed loop: the driver yields the event loop between operations so W workers take
@@ -159,14 +168,21 @@ async def drive(ctx: PhaseContext, k: LoadKnobs, execute: Callable[[Any], Awaita
         ok = res.completed == res.issued and res.cancelled == 0
         detail = f"{res.issued} issued, {res.completed} completed, {res.cancelled} cancelled"
     else:
-        name = (f"open-loop at {res.target_rate:g} ops/s ({res.arrival} arrivals): every scheduled operation "
-                "completed, or is counted dropped or unstarted")
+        name = (
+            f"open-loop at {res.target_rate:g} ops/s ({res.arrival} arrivals): every scheduled operation "
+            "completed, or is counted dropped or unstarted"
+        )
         ok = res.issued == res.completed + res.unstarted + res.cancelled and res.cancelled == 0
-        detail = (f"{res.issued} issued = {res.completed} completed + {res.unstarted} unstarted + "
-                  f"{res.cancelled} cancelled? ({res.dropped} dropped, {res.late} late)")
+        detail = (
+            f"{res.issued} issued = {res.completed} completed + {res.unstarted} unstarted + "
+            f"{res.cancelled} cancelled? ({res.dropped} dropped, {res.late} late)"
+        )
     ctx.check(name, ok, detail)
-    ctx.check("no operation failed", res.errors == 0,
-              f"{res.errors} of {res.completed} operations raised; see the phase's errors")
+    ctx.check(
+        "no operation failed",
+        res.errors == 0,
+        f"{res.errors} of {res.completed} operations raised; see the phase's errors",
+    )
     return res
 
 
@@ -197,8 +213,9 @@ class History:
     read lazily, the first time the phase touches the entity.
     """
 
-    def __init__(self, initial: Callable[[str], Mapping[str, Any] | None],
-                 clock: Callable[[], int] = time.perf_counter_ns) -> None:
+    def __init__(
+        self, initial: Callable[[str], Mapping[str, Any] | None], clock: Callable[[], int] = time.perf_counter_ns
+    ) -> None:
         self._initial = initial
         self.clock = clock
         self.regs: dict[str, dict[str, list[_Write]]] = {}
@@ -229,7 +246,9 @@ class History:
             self.regs[id_] = regs
         return regs
 
-    def begin_write(self, id_: str, values: Mapping[str, Any], start: int | None = None) -> list[tuple[list[_Write], _Write]]:
+    def begin_write(
+        self, id_: str, values: Mapping[str, Any], start: int | None = None
+    ) -> list[tuple[list[_Write], _Write]]:
         """Record a write about to be sent (call right before the stack call)."""
         regs = self._entity(id_)
         t = self.clock() if start is None else start
@@ -293,8 +312,9 @@ class History:
         `ambiguous`: more than one value was acceptable for some register (a concurrent write)."""
         if id_ not in self.regs:  # not written since its first state: must read as that state
             initial, _, end = self._start_state(id_)
-            if end < rs and (props == initial if props is not None and initial is not None
-                             else props is None and initial is None):
+            if end < rs and (
+                props == initial if props is not None and initial is not None else props is None and initial is None
+            ):
                 return True, False, ""
         regs = self._entity(id_)
         ex = self._candidates(regs[EXISTS], rs, re)
@@ -318,8 +338,14 @@ class History:
                 ambiguous = True
             if not any(same_value(got, c) for c in cands):
                 shown = [("<absent>" if c is _MISSING else c) for c in cands][:3]
-                return False, ambiguous, (f"{id_}.{name}: got {'<absent>' if got is _MISSING else repr(got)[:60]},"
-                                          f" acceptable: {[repr(c)[:60] for c in shown]}")
+                return (
+                    False,
+                    ambiguous,
+                    (
+                        f"{id_}.{name}: got {'<absent>' if got is _MISSING else repr(got)[:60]},"
+                        f" acceptable: {[repr(c)[:60] for c in shown]}"
+                    ),
+                )
         return True, ambiguous, ""
 
     def judge_final(self, state: Mapping[str, Mapping[str, Any]], initial_ids: Iterable[str]) -> tuple[int, list[str]]:
@@ -380,12 +406,27 @@ async def verify_final_states(ctx: PhaseContext, lanes: Sequence[Lane], collecti
         dupes = len(docs) - len(state)
         compared, problems = lane.history.judge_final(state, lane.initial_ids)
         ctx.recorder.count("final_entities", len(state))
-        ctx.check("every acknowledged create, update and delete is reflected in the final state",
-                  not problems and not dupes,
-                  where + (f"{dupes} duplicate ids; " if dupes else "")
-                  + f"{len(problems)} of {compared} entities wrong, e.g. {problems[:2]}")
+        ctx.check(
+            "every acknowledged create, update and delete is reflected in the final state",
+            not problems and not dupes,
+            where
+            + (f"{dupes} duplicate ids; " if dupes else "")
+            + f"{len(problems)} of {compared} entities wrong, e.g. {problems[:2]}",
+        )
         lane.model.data[collection] = state
 
 
-__all__ = ["EXISTS", "History", "Lane", "LaneOp", "LoadKnobs", "ReadStats", "defer", "drive", "lane_clients", "lane_turns",
-           "same_value", "verify_final_states"]
+__all__ = [
+    "EXISTS",
+    "History",
+    "Lane",
+    "LaneOp",
+    "LoadKnobs",
+    "ReadStats",
+    "defer",
+    "drive",
+    "lane_clients",
+    "lane_turns",
+    "same_value",
+    "verify_final_states",
+]

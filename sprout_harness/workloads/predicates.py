@@ -19,7 +19,11 @@ CATEGORICAL: dict[str, dict[str, tuple]] = {
     "pets": {"species": datasets.SPECIES, "shelter": datasets.SHELTERS},
 }
 NUMERIC: dict[str, dict[str, tuple[float, float]]] = {
-    "albums": {"year": (float(datasets.YEARS[0]), float(datasets.YEARS[1])), "rating": (0.0, 5.0), "tracks": (5.0, 21.0)},
+    "albums": {
+        "year": (float(datasets.YEARS[0]), float(datasets.YEARS[1])),
+        "rating": (0.0, 5.0),
+        "tracks": (5.0, 21.0),
+    },
     "pets": {"age": (0.0, 20.0), "weight": (0.1, 60.0)},
 }
 INTEGER_FIELDS = {"year", "tracks", "age"}
@@ -63,10 +67,12 @@ def in_(rng: random.Random, kind: str, limit: int) -> QuerySpec:
 def and_or(rng: random.Random, kind: str, limit: int) -> QuerySpec:
     (c1, v1), (c2, v2) = sorted(CATEGORICAL[kind].items())[:2]
     n, lo, hi = _num(rng, kind)
-    pred = AllOf((
-        Cond(c1, "=", rng.choice(v1)),
-        AnyOf((Cond(n, ">", _point(rng, n, lo, hi)), InList(c2, tuple(rng.sample(v2, 2))))),
-    ))
+    pred = AllOf(
+        (
+            Cond(c1, "=", rng.choice(v1)),
+            AnyOf((Cond(n, ">", _point(rng, n, lo, hi)), InList(c2, tuple(rng.sample(v2, 2))))),
+        )
+    )
     return QuerySpec(pred, kind="and_or")
 
 
@@ -102,7 +108,9 @@ DEFAULT_MIX = {"equality": 1.0, "range": 1.0, "in": 1.0, "and_or": 1.0, "order_l
 def check_mix(mix: dict[str, float], path: str) -> None:
     for name, w in mix.items():
         if name not in FAMILIES:
-            raise ConfigError(f"unknown predicate family; allowed: {', '.join(FAMILIES)}", f"{path}.predicate_mix.{name}")
+            raise ConfigError(
+                f"unknown predicate family; allowed: {', '.join(FAMILIES)}", f"{path}.predicate_mix.{name}"
+            )
         if w < 0:
             raise ConfigError(f"got {w}; weights must be >= 0", f"{path}.predicate_mix.{name}")
     if not any(w > 0 for w in mix.values()):

@@ -51,7 +51,9 @@ def value_of(rng: random.Random, docs: list[Doc], name: str) -> Value:
     return rng.choice(docs).props[name] if docs else 0
 
 
-def generate(rng: random.Random, kind: str, docs: list[Doc], families: dict[str, Family], count: int) -> list[QuerySpec]:
+def generate(
+    rng: random.Random, kind: str, docs: list[Doc], families: dict[str, Family], count: int
+) -> list[QuerySpec]:
     """`count` queries, cycling through the families in order so each type gets its share."""
     names = list(families)
     out = []
@@ -110,9 +112,14 @@ async def run_queries(ctx: PhaseContext, collection: str, queries: list[QuerySpe
     check_answers(ctx, "every query equals the expected answer", wrong, len(queries))
 
 
-def register_query_phase(name: str, summary: str, knobs: type, families: Callable[[Any], dict[str, Family]],
-                         needs: tuple[str, ...] = ("fetch",),
-                         precheck: Callable[[PhaseContext, Any, list[Doc]], None] | None = None) -> PhaseSpec:
+def register_query_phase(
+    name: str,
+    summary: str,
+    knobs: type,
+    families: Callable[[Any], dict[str, Family]],
+    needs: tuple[str, ...] = ("fetch",),
+    precheck: Callable[[PhaseContext, Any, list[Doc]], None] | None = None,
+) -> PhaseSpec:
     """Register a scenario of generated queries: the dataset must be present (and pass
     `precheck`), then `k.queries` queries cycling through the families `families(k)` run
     over the targets and every answer is checked. Its metrics: `query:<family>`."""
@@ -124,8 +131,16 @@ def register_query_phase(name: str, summary: str, knobs: type, families: Callabl
         queries = generate(ctx.rng, k.collection, docs, families(k), k.queries)
         await run_queries(ctx, k.collection, queries, k.concurrency)
 
-    return register_phase(PhaseSpec(name=name, summary=summary, run=run, knobs=knobs, needs=needs,
-                                    metrics=tuple(f"query:{family}" for family in families(knobs()))))
+    return register_phase(
+        PhaseSpec(
+            name=name,
+            summary=summary,
+            run=run,
+            knobs=knobs,
+            needs=needs,
+            metrics=tuple(f"query:{family}" for family in families(knobs())),
+        )
+    )
 
 
 def check_result(query: QuerySpec, got: list[Doc], expected: list[Doc]) -> tuple[bool, str]:
@@ -141,8 +156,9 @@ def check_result(query: QuerySpec, got: list[Doc], expected: list[Doc]) -> tuple
             g.sort(key=lambda d: d.id)
             e.sort(key=lambda d: d.id)
         bools = [k for k, v in e[0].props.items() if isinstance(v, bool)] if e else []
-        if all(a.id == b.id and a.props == b.props for a, b in zip(g, e)) and \
-                all(type(a.props[k]) is bool for a in g for k in bools):
+        if all(a.id == b.id and a.props == b.props for a, b in zip(g, e)) and all(
+            type(a.props[k]) is bool for a in g for k in bools
+        ):
             return True, ""
     return reference.same_result(query, got, expected)
 
@@ -153,5 +169,20 @@ def require_dataset(ctx: PhaseContext, collection: str) -> list[Doc]:
     return docs
 
 
-__all__ = ["CATEGORICAL", "Family", "NUMERIC", "QueryKnobs", "STRINGS", "check_answers", "check_result", "generate",
-           "on_targets", "pick_cat", "pick_num", "register_query_phase", "require_dataset", "run_queries", "value_of"]
+__all__ = [
+    "CATEGORICAL",
+    "Family",
+    "NUMERIC",
+    "QueryKnobs",
+    "STRINGS",
+    "check_answers",
+    "check_result",
+    "generate",
+    "on_targets",
+    "pick_cat",
+    "pick_num",
+    "register_query_phase",
+    "require_dataset",
+    "run_queries",
+    "value_of",
+]

@@ -75,8 +75,14 @@ async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collecti
         address = await _worker_address(ctx, address_of, node.index, connector)
         timeout = max(120.0, ctx.check_timeout_s * 4)
         if ctx.placement.get("engine") == "ray":
-            fleet = RayFleet(ctx.placement["address"], ctx.placement.get("workers") or processes,
-                             stack_import_path(ctx.stack), address, field, timeout_s=timeout)
+            fleet = RayFleet(
+                ctx.placement["address"],
+                ctx.placement.get("workers") or processes,
+                stack_import_path(ctx.stack),
+                address,
+                field,
+                timeout_s=timeout,
+            )
         else:
             fleet = WorkerFleet(processes, stack_import_path(ctx.stack), address, field, timeout_s=timeout)
     await fleet.start()
@@ -95,10 +101,14 @@ def _record_clocks(ctx: PhaseContext, clocks: list[dict[str, Any]]) -> None:
     rec.extra["ray_actors_on_other_hosts"] = len(remote)
     rec.extra["clock_offset_bound_us"] = max((c["bound_ns"] for c in remote), default=0) / 1e3
     same = [c for c in clocks if c["same_host"]]
-    rec.check("actors on this host estimate their clock offset as 0 within its bound",
-              all(abs(c["estimate_ns"]) <= c["bound_ns"] for c in same),
-              ", ".join(f"actor {c['actor']}: {c['estimate_ns'] / 1e3:+.0f} us (bound {c['bound_ns'] / 1e3:.0f})"
-                        for c in same) or "no actor on this host")
+    rec.check(
+        "actors on this host estimate their clock offset as 0 within its bound",
+        all(abs(c["estimate_ns"]) <= c["bound_ns"] for c in same),
+        ", ".join(
+            f"actor {c['actor']}: {c['estimate_ns'] / 1e3:+.0f} us (bound {c['bound_ns'] / 1e3:.0f})" for c in same
+        )
+        or "no actor on this host",
+    )
 
 
 async def _worker_address(ctx: PhaseContext, address_of: Any, durable: int, connector: str) -> Any:
@@ -113,8 +123,10 @@ async def _worker_address(ctx: PhaseContext, address_of: Any, durable: int, conn
             return await address_of(durable, candidate)
         except Unsupported as exc:
             why.append(f"{candidate}: {exc}")
-    raise Unsupported("no connector of the stack can be reached from worker processes"
-                      + (f" ({'; '.join(why)})" if why else " (it declares none)"))
+    raise Unsupported(
+        "no connector of the stack can be reached from worker processes"
+        + (f" ({'; '.join(why)})" if why else " (it declares none)")
+    )
 
 
 def server_stats(ctx: PhaseContext, node: NodeRef) -> dict[str, Any]:
@@ -260,8 +272,12 @@ def lag_summary(h: Histogram) -> dict[str, float | None]:
     if not h.count:
         return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
     p50, p99 = h.percentiles((50.0, 99.0))
-    return {"count": h.count, "p50_ms": round(p50 / 1e6, 3), "p99_ms": round(p99 / 1e6, 3),
-            "max_ms": round(h.max / 1e6, 3)}
+    return {
+        "count": h.count,
+        "p50_ms": round(p50 / 1e6, 3),
+        "p99_ms": round(p99 / 1e6, 3),
+        "max_ms": round(h.max / 1e6, 3),
+    }
 
 
 def initial_mismatches(results: list[list[str] | None], expected: list[set[str]], limit: int = 3) -> list[str]:
@@ -270,8 +286,10 @@ def initial_mismatches(results: list[list[str] | None], expected: list[set[str]]
         if got is None:
             continue  # a failed subscription is counted as a failure
         if set(got) != exp:
-            out.append(f"subscription {s}: {len(got)} results, expected {len(exp)} "
-                       f"(missing {len(exp - set(got))}, unexpected {len(set(got) - exp)})")
+            out.append(
+                f"subscription {s}: {len(got)} results, expected {len(exp)} "
+                f"(missing {len(exp - set(got))}, unexpected {len(set(got) - exp)})"
+            )
             if len(out) >= limit:
                 break
     return out
@@ -294,8 +312,9 @@ class LiveQueries:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, ctx: PhaseContext, stream: CommitStream, processes: int, connector: str,
-                    ids: dict[int, str] | None = None) -> LiveQueries:
+    async def start(
+        cls, ctx: PhaseContext, stream: CommitStream, processes: int, connector: str, ids: dict[int, str] | None = None
+    ) -> LiveQueries:
         return cls(ctx, await make_fleet(ctx, processes, connector, stream.collection), stream, ids or {})
 
     async def __aenter__(self) -> LiveQueries:
@@ -308,8 +327,11 @@ class LiveQueries:
         """Open `n` connections, each required to open; the number open."""
         res = await self.fleet.open(n, concurrency)
         self.ctx.recorder.latency("connect").merge(res["connect"])
-        self.ctx.require("every connection opened", res["failures"] == 0 and res["open"] > 0,
-                         f"{res['failures']} failed: {'; '.join(res['errors'][:2])}")
+        self.ctx.require(
+            "every connection opened",
+            res["failures"] == 0 and res["open"] > 0,
+            f"{res['failures']} failed: {'; '.join(res['errors'][:2])}",
+        )
         return int(res["open"])
 
     def expected(self, specs: list[tuple[int, str, QuerySpec]]) -> list[set[str]]:

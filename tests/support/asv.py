@@ -26,8 +26,12 @@ KEEP_BENCHMARKS = ("__init__.py", "_common.py", "anchors.py")
 
 def git(repo: Path, *args: str) -> str:
     proc = subprocess.run(
-        ["git", *args], cwd=repo, env={**os.environ, **GIT_ID}, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True,
+        ["git", *args],
+        cwd=repo,
+        env={**os.environ, **GIT_ID},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
@@ -44,7 +48,10 @@ def commit_all(repo: Path, message: str) -> str:
 def _working_tree_files(root: Path) -> Iterable[str]:
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [p for p in out.split("\0") if p]
 
@@ -58,8 +65,9 @@ def clone_under_test(dest: Path, *, keep_benchmarks: Iterable[str] = KEEP_BENCHM
     clone's working tree (asv reads benchmarks from the working tree, the project from each
     commit): the test then depends only on the asv machinery and the anchors.
     """
-    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO_ROOT), str(dest)], check=True,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["git", "clone", "-q", "--no-hardlinks", str(REPO_ROOT), str(dest)], check=True, stdin=subprocess.DEVNULL
+    )
     for rel in _working_tree_files(REPO_ROOT):
         src = REPO_ROOT / rel
         target = dest / rel
@@ -96,8 +104,13 @@ def override_conf(repo: Path, **values: object) -> None:
 def asv(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """`python -m asv ...` in `repo` with this venv's interpreter; output captured (text)."""
     return subprocess.run(
-        [sys.executable, "-m", "asv", *args], cwd=repo, env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "asv", *args],
+        cwd=repo,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

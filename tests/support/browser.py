@@ -25,8 +25,16 @@ import pytest
 
 from support.system import require_tool
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 _NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -40,14 +48,22 @@ class Chromium:
     def _argv(self, profile: str, url: str, extra: list[str]) -> list[str]:
         return [self.path, *FLAGS, f"--user-data-dir={profile}", *extra, url]
 
-    async def capture(self, url: str, *, screenshot: Path | None = None, budget_ms: int = 5000,
-                      window: str = "1300,1800") -> str:
+    async def capture(
+        self, url: str, *, screenshot: Path | None = None, budget_ms: int = 5000, window: str = "1300,1800"
+    ) -> str:
         """The DOM after ``budget_ms`` of virtual time (and a screenshot when asked); async so a run
         on the caller's event loop goes on meanwhile."""
         dom = await self._once(url, ["--dump-dom", f"--virtual-time-budget={budget_ms}", f"--window-size={window}"])
         if screenshot is not None:
-            await self._once(url, [f"--screenshot={screenshot}", f"--virtual-time-budget={budget_ms}",
-                                   f"--window-size={window}", "--hide-scrollbars"])
+            await self._once(
+                url,
+                [
+                    f"--screenshot={screenshot}",
+                    f"--virtual-time-budget={budget_ms}",
+                    f"--window-size={window}",
+                    "--hide-scrollbars",
+                ],
+            )
             assert screenshot.exists() and screenshot.stat().st_size > 10_000, f"no screenshot of {url}"
             if self.artifacts is not None:
                 self.artifacts.mkdir(parents=True, exist_ok=True)
@@ -56,9 +72,9 @@ class Chromium:
 
     async def _once(self, url: str, extra: list[str]) -> str:
         with tempfile.TemporaryDirectory(prefix="sprout-chromium-", ignore_cleanup_errors=True) as profile:
-            proc = await asyncio.create_subprocess_exec(*self._argv(profile, url, extra),
-                                                        stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.PIPE)
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(profile, url, extra), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), 180)
             except TimeoutError:
@@ -85,9 +101,12 @@ class DevToolsPage:
     async def __aenter__(self) -> DevToolsPage:
         from websockets.asyncio.client import connect
 
-        argv = self.browser._argv(self._profile.name, self.url, ["--remote-debugging-port=0", "--window-size=1300,1000"])
-        self._proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
-                                                          stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        argv = self.browser._argv(
+            self._profile.name, self.url, ["--remote-debugging-port=0", "--window-size=1300,1000"]
+        )
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
+        )
         port_file = Path(self._profile.name) / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -97,8 +116,9 @@ class DevToolsPage:
         port = int(port_file.read_text().split()[0])
         loop = asyncio.get_running_loop()
         while True:
-            targets = await loop.run_in_executor(None, lambda: json.load(
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10)))
+            targets = await loop.run_in_executor(
+                None, lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+            )
             pages = [t for t in targets if t.get("type") == "page" and "webSocketDebuggerUrl" in t]
             if pages:
                 break
@@ -111,8 +131,15 @@ class DevToolsPage:
     async def evaluate(self, expression: str) -> Any:
         """Run JavaScript in the page; its (JSON-able) value."""
         msg_id = next(self._ids)
-        await self._ws.send(json.dumps({"id": msg_id, "method": "Runtime.evaluate",
-                                        "params": {"expression": expression, "returnByValue": True}}))
+        await self._ws.send(
+            json.dumps(
+                {
+                    "id": msg_id,
+                    "method": "Runtime.evaluate",
+                    "params": {"expression": expression, "returnByValue": True},
+                }
+            )
+        )
         while True:
             reply = json.loads(await asyncio.wait_for(self._ws.recv(), 30))
             if reply.get("id") == msg_id:

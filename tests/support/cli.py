@@ -11,11 +11,17 @@ from sprout_harness.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
-    "datasets.albums=300", "datasets.pets=300",
-    "phases.create.params.count=150", "phases.create.params.batch_size=50",
-    "phases.fetch.params.get_ops=100", "phases.fetch.params.fetch_ops=40",
-    "phases.live-limit.params.ops=20", "phases.live-limit.params.subscribers=3",
-    "phases.writers.params.ops=150", "phases.churn.params.subscribers=4", "phases.churn.params.cycles=2",
+    "datasets.albums=300",
+    "datasets.pets=300",
+    "phases.create.params.count=150",
+    "phases.create.params.batch_size=50",
+    "phases.fetch.params.get_ops=100",
+    "phases.fetch.params.fetch_ops=40",
+    "phases.live-limit.params.ops=20",
+    "phases.live-limit.params.subscribers=3",
+    "phases.writers.params.ops=150",
+    "phases.churn.params.subscribers=4",
+    "phases.churn.params.cycles=2",
 ]
 
 

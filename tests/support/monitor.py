@@ -27,11 +27,15 @@ SPROUT = [sys.executable, "-m", "sprout_harness.cli"]
 
 # The reference LevelDB config cut down to seconds; writers' ops decide how long the run lasts.
 TINY_SETS = (
-    "datasets.albums=300", "datasets.pets=300",
+    "datasets.albums=300",
+    "datasets.pets=300",
     "phases.0.params.count=200",
-    "phases.1.params.get_ops=200", "phases.1.params.fetch_ops=40",
-    "phases.2.params.ops=40", "phases.2.params.subscribers=4",
-    "phases.4.params.cycles=2", "phases.4.params.subscribers=4",
+    "phases.1.params.get_ops=200",
+    "phases.1.params.fetch_ops=40",
+    "phases.2.params.ops=40",
+    "phases.2.params.subscribers=4",
+    "phases.4.params.cycles=2",
+    "phases.4.params.subscribers=4",
 )
 PHASES = ["create@durable", "fetch@durable", "live-limit@durable", "writers@durable", "churn@durable"]
 
@@ -45,8 +49,13 @@ def tiny_config(writer_ops: int = 4000, extra: Iterable[str] = ()) -> SproutConf
     return load_config(str(REPO / "configs" / "leveldb-local.yaml"), [*tiny_sets(writer_ops), *extra])
 
 
-def http(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
-         timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+def http(
+    url: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -78,14 +87,17 @@ async def wait_for_status(url: str, pred: Any, timeout: float = 60.0) -> dict[st
         if pred(last):
             return last
         await asyncio.sleep(0.05)
-    raise AssertionError(f"status condition not reached within {timeout} s; last status: {last.get('status')!r}, "
-                         f"history {[h['status'] for h in last.get('history', [])]}")
+    raise AssertionError(
+        f"status condition not reached within {timeout} s; last status: {last.get('status')!r}, "
+        f"history {[h['status'] for h in last.get('history', [])]}"
+    )
 
 
 def start_cli_run(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([*SPROUT, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    return subprocess.Popen(
+        [*SPROUT, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def read_monitor_url(proc: subprocess.Popen[str], timeout: float = 60.0) -> str:
@@ -106,7 +118,9 @@ def read_monitor_url(proc: subprocess.Popen[str], timeout: float = 60.0) -> str:
     raise AssertionError(f"the CLI printed no monitor URL; exit {proc.poll()}, stderr: {''.join(seen)[-2000:]}")
 
 
-async def start_run_in_thread(runner: Any, monitor: Any, linger_s: float = 1.0) -> tuple[str, concurrent.futures.Future]:
+async def start_run_in_thread(
+    runner: Any, monitor: Any, linger_s: float = 1.0
+) -> tuple[str, concurrent.futures.Future]:
     """``run_with_monitor`` on a thread with its own event loop (as the CLI's main thread runs it);
     returns the dashboard URL and the future of the ``RunResult``."""
     from sprout_harness.monitor import run_with_monitor

@@ -33,8 +33,18 @@ import pytest
 HEAD_PORT = 6379  # free: the head has a namespace of its own
 START_DEADLINE_S = 60.0
 RAY = str(Path(sys.executable).with_name("ray"))
-_ROUTE_TYPES = {"local", "broadcast", "unicast", "multicast", "anycast", "unreachable", "blackhole", "prohibit",
-                "throw", "nat"}
+_ROUTE_TYPES = {
+    "local",
+    "broadcast",
+    "unicast",
+    "multicast",
+    "anycast",
+    "unreachable",
+    "blackhole",
+    "prohibit",
+    "throw",
+    "nat",
+}
 
 
 @dataclass
@@ -61,8 +71,9 @@ def _ip(*args: str) -> None:
 
 def _free_subnet() -> ipaddress.IPv4Network:
     """A random 10.x.y.0/24 that no route of the root namespace overlaps."""
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True,
-                            timeout=30, check=False).stdout
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
     used = []
     for line in routes.splitlines():
         words = [w for w in line.split() if w not in _ROUTE_TYPES][:1]  # "local 10.0.0.1 ..." etc.
@@ -78,8 +89,11 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 def _require_root() -> None:
     if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.fail("the Ray cluster tests create network namespaces: run them as root (CAP_NET_ADMIN) with "
-                    "iproute2's `ip` on PATH (`apt-get install -y iproute2`)", pytrace=False)
+        pytest.fail(
+            "the Ray cluster tests create network namespaces: run them as root (CAP_NET_ADMIN) with "
+            "iproute2's `ip` on PATH (`apt-get install -y iproute2`)",
+            pytrace=False,
+        )
 
 
 def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float = 5.0) -> None:
@@ -107,8 +121,7 @@ def _signals_deferred() -> Iterator[None]:
         yield
         return
     got: list[int] = []
-    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in (signal.SIGINT,
-                                                                                        signal.SIGTERM)}
+    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
@@ -129,15 +142,22 @@ def _kill_namespace_pids(ns: str) -> None:
 
 def _start_node(ns: str, args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
-        return subprocess.Popen(["ip", "netns", "exec", ns, RAY, "start", "--block", *args], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(
+            ["ip", "netns", "exec", ns, RAY, "start", "--block", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _wait_alive(cluster: RayCluster, logs: list[Path]) -> None:
     """Until the GCS lists both nodes alive (a driver in the root namespace asks it)."""
-    probe = ("import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); "
-             "print(sum(1 for n in ray.nodes() if n['Alive']))")
+    probe = (
+        "import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    )
     deadline = time.monotonic() + START_DEADLINE_S
     last = ""
     while time.monotonic() < deadline:
@@ -145,9 +165,14 @@ def _wait_alive(cluster: RayCluster, logs: list[Path]) -> None:
             if p.poll() is not None:
                 raise RuntimeError(f"ray node exited ({p.returncode}): {log.read_text(errors='replace')[-1500:]}")
         try:
-            done = subprocess.run([sys.executable, "-c", probe, cluster.address], capture_output=True, text=True,
-                                  timeout=max(1.0, deadline - time.monotonic()), check=False,
-                                  env={**os.environ, "RAY_TMPDIR": str(cluster.temp_dir)})
+            done = subprocess.run(
+                [sys.executable, "-c", probe, cluster.address],
+                capture_output=True,
+                text=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+                check=False,
+                env={**os.environ, "RAY_TMPDIR": str(cluster.temp_dir)},
+            )
         except subprocess.TimeoutExpired:
             break
         last = done.stdout.strip() or done.stderr.strip()[-800:]
@@ -176,8 +201,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     ns_h, ns_w = f"sprout-ray-{tag}-h", f"sprout-ray-{tag}-w"
     bridge, veth_h, veth_w = f"srb{tag}", f"srh{tag}", f"srw{tag}"
     temp = Path(tempfile.mkdtemp(prefix="sprout-ray-"))
-    cluster = RayCluster(f"{head_ip}:{HEAD_PORT}", root_ip, head_ip, worker_ip,
-                         (ns_h, ns_w), temp)
+    cluster = RayCluster(f"{head_ip}:{HEAD_PORT}", root_ip, head_ip, worker_ip, (ns_h, ns_w), temp)
     made_ns: list[str] = []
     made_links: list[str] = []
     try:
@@ -199,11 +223,28 @@ def ray_cluster() -> Iterator[RayCluster]:
         common = ["--num-cpus", "2", "--object-store-memory", "80000000"]
         logs = [temp / "head.log", temp / "worker.log"]
         env = {**os.environ, "RAY_TMPDIR": str(temp)}
-        cluster.procs.append(_start_node(ns_h, ["--head", "--node-ip-address", head_ip, "--port", str(HEAD_PORT),
-                                                "--include-dashboard=false", "--disable-usage-stats",
-                                                "--temp-dir", str(temp / "h"), *common], logs[0], env))
-        cluster.procs.append(_start_node(ns_w, ["--address", cluster.address, "--node-ip-address", worker_ip,
-                                                *common], logs[1], env))
+        cluster.procs.append(
+            _start_node(
+                ns_h,
+                [
+                    "--head",
+                    "--node-ip-address",
+                    head_ip,
+                    "--port",
+                    str(HEAD_PORT),
+                    "--include-dashboard=false",
+                    "--disable-usage-stats",
+                    "--temp-dir",
+                    str(temp / "h"),
+                    *common,
+                ],
+                logs[0],
+                env,
+            )
+        )
+        cluster.procs.append(
+            _start_node(ns_w, ["--address", cluster.address, "--node-ip-address", worker_ip, *common], logs[1], env)
+        )
         _wait_alive(cluster, logs)
         yield cluster
     finally:

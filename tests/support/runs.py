@@ -53,11 +53,25 @@ def make_run(seed: int = 7, scale: float = 1.0, label: str = "leveldb-local") ->
 
     commit, dirty = git_info(Path(__file__).parent)
     meta = RunMetadata(
-        run_id=f"run-{seed}", suite="smoke", config_name=label, config={"password": "***", "n": 2000},
-        git_commit=commit, git_dirty=dirty, seed=seed, dataset_sizes={"entities": 22001},
-        topology={"durable": 1, "ephemeral": 2, "links": {"e1-d1": "websocket"}}, stack="loam",
-        storage={"engine": "leveldb"}, policy="lww", connector="websocket", started_at=1.0, ended_at=2.0,
-        host=host_info(), python=python_info(), sprout_version="0.1.0", notes=["fsync off"],
+        run_id=f"run-{seed}",
+        suite="smoke",
+        config_name=label,
+        config={"password": "***", "n": 2000},
+        git_commit=commit,
+        git_dirty=dirty,
+        seed=seed,
+        dataset_sizes={"entities": 22001},
+        topology={"durable": 1, "ephemeral": 2, "links": {"e1-d1": "websocket"}},
+        stack="loam",
+        storage={"engine": "leveldb"},
+        policy="lww",
+        connector="websocket",
+        started_at=1.0,
+        ended_at=2.0,
+        host=host_info(),
+        python=python_info(),
+        sprout_version="0.1.0",
+        notes=["fsync off"],
     )
     status, reason = overall_status(phases)
     return RunResult(metadata=meta, phases=phases, status=status, reason=reason)

@@ -48,7 +48,11 @@ def assert_phase_figures(reports: dict[str, Any], phase: str, ops: list[str], co
     for op in ops:
         assert pd["latencies"][op]["summary"]["count"] > 0, (phase, op)
         assert op in text, (phase, op)
-        assert f"{label}/{phase}/{op} p50" in names and f"{label}/{phase}/{op} p99" in names, (phase, op, sorted(names)[:8])
+        assert f"{label}/{phase}/{op} p50" in names and f"{label}/{phase}/{op} p99" in names, (
+            phase,
+            op,
+            sorted(names)[:8],
+        )
         if page is not None:
             assert op in page, (phase, op)
     for c in counters:

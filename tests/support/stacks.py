@@ -203,8 +203,15 @@ TINY = {
     "datasets": {"albums": 300, "pets": 300},
     "phases": [
         {"name": "create", "target": "ephemeral", "params": {"count": 120, "batch_size": 25}},
-        {"name": "fetch", "target": "ephemeral", "params": {"get_ops": 60, "fetch_ops": 60,
-                                                          "predicate_mix": {"equality": 1, "range": 1, "in": 1, "and_or": 1, "order_limit": 1, "not": 1}}},
+        {
+            "name": "fetch",
+            "target": "ephemeral",
+            "params": {
+                "get_ops": 60,
+                "fetch_ops": 60,
+                "predicate_mix": {"equality": 1, "range": 1, "in": 1, "and_or": 1, "order_limit": 1, "not": 1},
+            },
+        },
         {"name": "fetch", "target": "durable", "params": {"get_ops": 20, "fetch_ops": 20}},
         {"name": "live-limit", "target": "ephemeral", "params": {"ops": 20, "subscribers": 3, "live_limit": 5}},
         {"name": "writers", "target": "ephemeral", "params": {"ops": 100, "writers": 3}},

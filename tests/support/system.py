@@ -27,8 +27,9 @@ def apt_install(package: str) -> str:
         return "not root or no apt-get here"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", package]
-    run = lambda argv: subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                      timeout=900, check=False)
+    run = lambda argv: subprocess.run(
+        argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900, check=False
+    )
     done = run(install)
     if done.returncode != 0:  # stale package lists: refresh once and retry
         run(["apt-get", "update", "-q"])
@@ -44,6 +45,9 @@ def require_tool(names: Sequence[str], package: str, why: str) -> str:
         problem = apt_install(package)
         path = find(names)
     if path is None:
-        pytest.fail(f"{why} need {names[0]} ({problem or 'installed, but not on PATH'}): install it with "
-                    f"`apt-get install -y {package}` (Debian/Ubuntu, as root), then re-run", pytrace=False)
+        pytest.fail(
+            f"{why} need {names[0]} ({problem or 'installed, but not on PATH'}): install it with "
+            f"`apt-get install -y {package}` (Debian/Ubuntu, as root), then re-run",
+            pytrace=False,
+        )
     return path

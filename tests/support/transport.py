@@ -17,8 +17,7 @@ KINDS = ("inprocess", "websocket")
 class Cluster:
     """One durable node (memory storage unless given) + a server of `kind` + ephemerals."""
 
-    def __init__(self, kind: str, token: str | None = None, storage: Any = None, policy: Any = None,
-                 **server_kw: Any):
+    def __init__(self, kind: str, token: str | None = None, storage: Any = None, policy: Any = None, **server_kw: Any):
         self.kind = kind
         self.token = token
         self.durable = DurableNode(storage if storage is not None else create_engine("memory"), policy=policy)

@@ -11,8 +11,14 @@ from sprout_harness.contracts import AllOf, AnyOf, Cond, Doc, InList, Not, Query
 
 Row = Mapping[str, Any]
 RANK = {type(None): 0, bool: 1, int: 2, float: 2, str: 3}
-COMPARE = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-           ">": operator.gt, ">=": operator.ge}
+COMPARE = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 def sort_key(value: Any) -> tuple[int, Any]:

@@ -146,8 +146,9 @@ class MemStack:
         """Refuse settings memstack would otherwise ignore (`sprout validate` and `run` call this)."""
         engine = settings.storage.get("engine", "memory")
         if engine != "memory":
-            raise ConfigError(f"got {engine!r}; memstack keeps its data in memory: set storage.engine: memory",
-                              "storage.engine")
+            raise ConfigError(
+                f"got {engine!r}; memstack keeps its data in memory: set storage.engine: memory", "storage.engine"
+            )
         for key in settings.params:
             raise ConfigError("memstack takes no stack.params", f"stack.params.{key}")
 
@@ -187,15 +188,20 @@ class MemStack:
                 await live.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"stack": self.name, "version": __version__,
-                "storage": {"engine": "memory", "durable_nodes": len(self.stores)}}
+        return {
+            "stack": self.name,
+            "version": __version__,
+            "storage": {"engine": "memory", "durable_nodes": len(self.stores)},
+        }
 
     # -- optional hooks --------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Per-node figures for the live monitor (called from its thread: read only)."""
-        return {f"durable-{i}": {"entities": sum(len(rows) for rows in list(s.data.values())),
-                                 "live_queries": len(s.live)} for i, s in enumerate(self.stores)}
+        return {
+            f"durable-{i}": {"entities": sum(len(rows) for rows in list(s.data.values())), "live_queries": len(s.live)}
+            for i, s in enumerate(self.stores)
+        }
 
     async def open_connection(self, durable: int, connector: str) -> MemClient:
         """A new client of durable node `durable` (the realtime suite opens many)."""

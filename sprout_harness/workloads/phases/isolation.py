@@ -42,8 +42,11 @@ class IsolationKnobs:
     ops: int = knob(200, "updates per database", min=1)
     subscribers: int = knob(2, "live queries (whole collection) per database", min=0)
     collection: str = knob("pets", "dataset kind", choices=("pets", "albums"))
-    connector: str = knob("direct", "how clients reach a database: direct (in-process node) or a connector "
-                          "naming the database (websocket, inprocess)")
+    connector: str = knob(
+        "direct",
+        "how clients reach a database: direct (in-process node) or a connector "
+        "naming the database (websocket, inprocess)",
+    )
     batch_size: int = knob(100, "entities per create call", min=1)
     foreign_gets: int = knob(20, "gets of other databases' ids per database (must find nothing)", min=0)
 
@@ -88,7 +91,7 @@ class Isolation:
 
         async def load_one(db: _Db) -> None:
             for j in range(0, len(rows), self.k.batch_size):
-                batch = rows[j:j + self.k.batch_size]
+                batch = rows[j : j + self.k.batch_size]
                 ack = await self.ctx.timed("create", db.client.create(self.coll, batch))
                 for id_, row in zip(ack.ids, batch):
                     db.props[id_] = dict(row)
@@ -113,8 +116,12 @@ class Isolation:
         for db in self.dbs:
             for s in range(self.k.subscribers):
                 db.seen.append([])
-                db.subs.append(await self.ctx.timed("subscribe", db.client.subscribe(
-                    self.coll, QuerySpec(), lambda n, db=db, s=s: self.on_notify(db, s, n))))
+                db.subs.append(
+                    await self.ctx.timed(
+                        "subscribe",
+                        db.client.subscribe(self.coll, QuerySpec(), lambda n, db=db, s=s: self.on_notify(db, s, n)),
+                    )
+                )
 
     async def update(self) -> None:
         """`ops` updates of its own entities on every database, the databases taking turns."""
@@ -151,21 +158,25 @@ class Isolation:
             got = await ctx.timed("fetch", db.client.fetch(coll, QuerySpec()))
             got_props = {d.id: dict(d.props) for d in got}
             if set(got_props) != set(db.props):
-                crossed.append(f"{db.name}: fetch returned {len(got_props)} entities, expected its {len(db.props)} "
-                               f"({len(set(got_props) - set(db.props))} not its own)")
+                crossed.append(
+                    f"{db.name}: fetch returned {len(got_props)} entities, expected its {len(db.props)} "
+                    f"({len(set(got_props) - set(db.props))} not its own)"
+                )
             else:
                 wrong = [i for i, p in got_props.items() if p != db.props[i]]
                 if wrong:
                     crossed.append(f"{db.name}: {len(wrong)} entities with other values, e.g. {wrong[0]}")
-            others = [i for o in self.dbs if o is not db for i in list(o.props)[:k.foreign_gets]][:k.foreign_gets]
+            others = [i for o in self.dbs if o is not db for i in list(o.props)[: k.foreign_gets]][: k.foreign_gets]
             for i in others:
                 doc = await ctx.timed("get", db.client.get(coll, i))
                 if doc is not None:
                     crossed.append(f"{db.name}: get of another database's id {i} found it")
                     break
             if db.foreign:
-                crossed.append(f"{db.name}: notifications carried {len(db.foreign)} other databases' entities, "
-                               f"e.g. {db.foreign[0]}")
+                crossed.append(
+                    f"{db.name}: notifications carried {len(db.foreign)} other databases' entities, "
+                    f"e.g. {db.foreign[0]}"
+                )
         return crossed
 
     def deliveries(self) -> list[str]:
@@ -178,12 +189,16 @@ class Isolation:
             for s, seen in enumerate(db.seen):
                 missing, extra = rt.missing_and_extra(seen, db.values)
                 if missing or extra:
-                    missed.append(f"{db.name} subscriber {s}: {len(missing)} of {len(db.values)} missing, "
-                                  f"{len(extra)} not its own or twice")
+                    missed.append(
+                        f"{db.name} subscriber {s}: {len(missing)} of {len(db.values)} missing, "
+                        f"{len(extra)} not its own or twice"
+                    )
             rec.merge_lag("notify", db.lag)
             rec.merge_lag(f"notify@{db.name}", db.lag)
-            per_db[db.name] = {"updates_per_s": round(self.k.ops / (db.update_ns / 1e9), 1) if db.update_ns else None,
-                               "lag": rt.lag_summary(db.lag)}
+            per_db[db.name] = {
+                "updates_per_s": round(self.k.ops / (db.update_ns / 1e9), 1) if db.update_ns else None,
+                "lag": rt.lag_summary(db.lag),
+            }
         rec.count("databases", len(self.dbs))
         rec.count("updates", sum(len(db.values) for db in self.dbs))
         rec.count("notifications", sum(db.lag.count for db in self.dbs))
@@ -225,13 +240,24 @@ async def run(ctx: PhaseContext, k: IsolationKnobs) -> None:
         await iso.close()
 
 
-register_phase(PhaseSpec(
-    name="isolation",
-    summary="the same workload on D databases in parallel; per-database and aggregate figures; no crossing",
-    run=run,
-    knobs=IsolationKnobs,
-    needs=("create", "get", "fetch", "update", "subscribe"),
-    targets=("durable",),
-    metrics=("open_database", "create", "subscribe", "update", "update@*", "fetch", "get", "lag.notify",
-             "lag.notify@*"),
-))
+register_phase(
+    PhaseSpec(
+        name="isolation",
+        summary="the same workload on D databases in parallel; per-database and aggregate figures; no crossing",
+        run=run,
+        knobs=IsolationKnobs,
+        needs=("create", "get", "fetch", "update", "subscribe"),
+        targets=("durable",),
+        metrics=(
+            "open_database",
+            "create",
+            "subscribe",
+            "update",
+            "update@*",
+            "fetch",
+            "get",
+            "lag.notify",
+            "lag.notify@*",
+        ),
+    )
+)

@@ -62,7 +62,8 @@ class _Commit:
 
 async def run(ctx: PhaseContext, k: TriggerKnobs) -> None:
     add, event_of, stats_of, drain, remove = hooks.require(
-        ctx, "add_trigger", "webhook_event", "trigger_stats", "drain_triggers", "remove_trigger")
+        ctx, "add_trigger", "webhook_event", "trigger_stats", "drain_triggers", "remove_trigger"
+    )
     node = ctx.targets[0]
     coll = k.collection
     field = rt.COUNTER_FIELD[coll]
@@ -84,8 +85,18 @@ async def run(ctx: PhaseContext, k: TriggerKnobs) -> None:
     commits: list[_Commit] = []
     counter = {"v": rt.COUNTER_BASE}
     try:
-        await add(node.index, TriggerSpec(name, coll, Cond(field, ">", 0), receiver.url, timeout_s=k.timeout_s,
-                                          retries=k.retries, backoff_s=k.backoff_s))
+        await add(
+            node.index,
+            TriggerSpec(
+                name,
+                coll,
+                Cond(field, ">", 0),
+                receiver.url,
+                timeout_s=k.timeout_s,
+                retries=k.retries,
+                backoff_s=k.backoff_s,
+            ),
+        )
         model = ctx.model(node)
         plan = [ctx.rng.random() < k.match_fraction for _ in range(k.commits)]
         targets = [hot.ids[ctx.rng.randrange(len(hot.ids))] for _ in range(k.commits)]
@@ -140,20 +151,30 @@ async def run(ctx: PhaseContext, k: TriggerKnobs) -> None:
             rec.count(key, st[key])
     rec.extra["trigger_stats"] = st
     rec.extra["delivery_success"] = round(len(delivered) / len(matching), 4) if matching else None
-    ctx.check("the trigger's deliveries settled", bool(drained), f"deliveries still pending after "
-              f"{ctx.check_timeout_s:g} s: {st.get('pending')} queued, {st.get('in_flight')} in flight")
-    ctx.check("every matching commit delivered exactly once", not lost and not twice and receiver.duplicates == 0,
-              f"{len(lost)} of {len(matching)} lost (e.g. {lost[0].entity} {field}={lost[0].value})" if lost else
-              f"{len(twice) + receiver.duplicates} delivered more than once (stack stats: {st})")
+    ctx.check(
+        "the trigger's deliveries settled",
+        bool(drained),
+        f"deliveries still pending after "
+        f"{ctx.check_timeout_s:g} s: {st.get('pending')} queued, {st.get('in_flight')} in flight",
+    )
+    ctx.check(
+        "every matching commit delivered exactly once",
+        not lost and not twice and receiver.duplicates == 0,
+        f"{len(lost)} of {len(matching)} lost (e.g. {lost[0].entity} {field}={lost[0].value})"
+        if lost
+        else f"{len(twice) + receiver.duplicates} delivered more than once (stack stats: {st})",
+    )
     ctx.check_none("no non-matching change delivered", strays)
 
 
-register_phase(PhaseSpec(
-    name="trigger",
-    summary="server-side trigger -> local webhook: commit -> evaluated -> received latency, exactly-once delivery",
-    run=run,
-    knobs=TriggerKnobs,
-    needs=("update",),
-    targets=("durable",),
-    metrics=("create_hot", "update", "lag.evaluated", "lag.delivered", "lag.webhook"),
-))
+register_phase(
+    PhaseSpec(
+        name="trigger",
+        summary="server-side trigger -> local webhook: commit -> evaluated -> received latency, exactly-once delivery",
+        run=run,
+        knobs=TriggerKnobs,
+        needs=("update",),
+        targets=("durable",),
+        metrics=("create_hot", "update", "lag.evaluated", "lag.delivered", "lag.webhook"),
+    )
+)

@@ -55,8 +55,15 @@ class PgSubscription:
 class PgClient:
     """One pgnotify durable node: tables in `schema_name`, a pool, a listener."""
 
-    def __init__(self, index: int, pool: Any, listener: Listener, commits: Commits, schema_name: str,
-                 indexes: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        pool: Any,
+        listener: Listener,
+        commits: Commits,
+        schema_name: str,
+        indexes: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.index = index
         self.pool = pool
         self.listener = listener
@@ -119,8 +126,10 @@ class PgClient:
         ids = [self.ids.next() for _ in props]
         if not ids:
             return WriteAck(commit_ns=time.perf_counter_ns())
-        sql = (f"WITH ins AS (INSERT INTO {t} (id, props) SELECT * FROM unnest(%s::text[], %s::jsonb[]) RETURNING 1) "
-               "SELECT txid_current() FROM (SELECT count(*) FROM ins) n")
+        sql = (
+            f"WITH ins AS (INSERT INTO {t} (id, props) SELECT * FROM unnest(%s::text[], %s::jsonb[]) RETURNING 1) "
+            "SELECT txid_current() FROM (SELECT count(*) FROM ins) n"
+        )
         _, ack = await self._write(sql, [ids, [Jsonb(dict(p)) for p in props]], f"create in {collection}")
         return WriteAck(commit_ns=ack.commit_ns, ids=tuple(ids), commit_id=ack.commit_id)
 
@@ -162,8 +171,12 @@ class PgClient:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        return {"schema": self.schema, "collections": sorted(self._tables),
-                "notifications_received": self.listener.notifications, "listener_errors": self.listener.errors[:5]}
+        return {
+            "schema": self.schema,
+            "collections": sorted(self._tables),
+            "notifications_received": self.listener.notifications,
+            "listener_errors": self.listener.errors[:5],
+        }
 
     async def close(self) -> None:
         if self._closed:

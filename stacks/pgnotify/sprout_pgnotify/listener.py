@@ -156,8 +156,10 @@ class Listener:
     async def start(self) -> None:
         self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         await self._conn.execute(f"LISTEN {queries.ident(schema.channel(self.schema))}")
-        self._tasks = [asyncio.create_task(self._receive(), name=f"pgnotify-listen-{self.schema}"),
-                       asyncio.create_task(self._process(), name=f"pgnotify-eval-{self.schema}")]
+        self._tasks = [
+            asyncio.create_task(self._receive(), name=f"pgnotify-listen-{self.schema}"),
+            asyncio.create_task(self._process(), name=f"pgnotify-eval-{self.schema}"),
+        ]
 
     async def close(self) -> None:
         for t in self._tasks:
@@ -281,8 +283,19 @@ class Listener:
                 continue
             commit_ns, txid = min((stamps[c.txid], c.txid) for i in lq_ids if i in note[2] for c in mine[i])
             added, updated, removed = note[0], note[1], note[3]
-            out.append((lq, Notification(commit_ns=commit_ns, added=added, updated=updated, removed=removed,
-                                         commit_id=str(txid), received_ns=time.perf_counter_ns())))
+            out.append(
+                (
+                    lq,
+                    Notification(
+                        commit_ns=commit_ns,
+                        added=added,
+                        updated=updated,
+                        removed=removed,
+                        commit_id=str(txid),
+                        received_ns=time.perf_counter_ns(),
+                    ),
+                )
+            )
         for lq, n in out:
             if not lq.closed:
                 await _call(lq.callback, n)

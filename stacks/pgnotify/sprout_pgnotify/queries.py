@@ -48,8 +48,10 @@ def _json(name: str) -> str:
 def rank(name: str) -> str:
     if name == "id":
         return str(RANK_STRING)
-    return (f"(CASE jsonb_typeof({_json(name)}) WHEN 'boolean' THEN {RANK_BOOL} WHEN 'number' THEN {RANK_NUMBER} "
-            f"WHEN 'string' THEN {RANK_STRING} WHEN 'object' THEN 4 WHEN 'array' THEN 4 ELSE {RANK_NULL} END)")
+    return (
+        f"(CASE jsonb_typeof({_json(name)}) WHEN 'boolean' THEN {RANK_BOOL} WHEN 'number' THEN {RANK_NUMBER} "
+        f"WHEN 'string' THEN {RANK_STRING} WHEN 'object' THEN 4 WHEN 'array' THEN 4 ELSE {RANK_NULL} END)"
+    )
 
 
 def txt(name: str) -> str:
@@ -120,8 +122,9 @@ def _cond(c: Cond, p: Params) -> str:
     r = _value_rank(c.value)
     rk = rank(c.field)
     if c.value is None:
-        return {"=": f"{rk} = 0", "<=": f"{rk} = 0", "!=": f"{rk} <> 0", ">": f"{rk} <> 0",
-                "<": "FALSE", ">=": "TRUE"}[c.op]
+        return {"=": f"{rk} = 0", "<=": f"{rk} = 0", "!=": f"{rk} <> 0", ">": f"{rk} <> 0", "<": "FALSE", ">=": "TRUE"}[
+            c.op
+        ]
     typed = _typed(c.field, r)
     ph = p.add(c.value)
     if c.op == "=":

@@ -22,8 +22,10 @@ _COLLECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,50}$")
 
 def check_collection(name: str) -> str:
     if not isinstance(name, str) or not _COLLECTION.match(name):
-        raise ValueError(f"collection name {name!r} is not usable as a pgnotify table: use letters, digits and "
-                         "underscores (1-51 characters, not starting with a digit)")
+        raise ValueError(
+            f"collection name {name!r} is not usable as a pgnotify table: use letters, digits and "
+            "underscores (1-51 characters, not starting with a digit)"
+        )
     return name
 
 
@@ -60,7 +62,7 @@ def collection_ddl(schema: str, collection: str, indexed: list[str] | tuple[str,
     """Create one collection's table, its change trigger and optional expression indexes."""
     t = table(schema, collection)
     out = [
-        f"CREATE TABLE IF NOT EXISTS {t} (id text COLLATE \"C\" PRIMARY KEY, props jsonb NOT NULL)",
+        f'CREATE TABLE IF NOT EXISTS {t} (id text COLLATE "C" PRIMARY KEY, props jsonb NOT NULL)',
         f"DROP TRIGGER IF EXISTS pgnotify_change ON {t}",
         f"CREATE TRIGGER pgnotify_change AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW "
         f"EXECUTE FUNCTION {ident(schema)}.{TRIGGER_FUNCTION}({literal(channel(schema))}, {literal(collection)})",
@@ -76,8 +78,9 @@ def check_indexes(value: Any, path: str) -> dict[str, list[str]]:
     """`{collection: [property, ...]}` from a config value, or ValueError naming `path`."""
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(v, list) and all(isinstance(p, str) for p in v)
-                                              for v in value.values()):
+    if not isinstance(value, dict) or not all(
+        isinstance(v, list) and all(isinstance(p, str) for p in v) for v in value.values()
+    ):
         raise ValueError(f"{path}: expected {{collection: [property, ...]}}, got {value!r}")
     for c in value:
         check_collection(c)

@@ -30,8 +30,10 @@ from sprout_pgnotify.listener import Commits, Listener
 _STACK_PARAMS = {"schema"}
 _STORAGE_KEYS = {"engine", "dsn", "pool_size", "indexes", "path"}  # `path` is the config's default, unused
 _SCHEMA_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
-NO_EPHEMERAL = ("pgnotify is plain PostgreSQL: it has durable nodes only (no ephemeral nodes, no connectors); "
-                "target durable nodes, or use a stack with ephemeral nodes such as loam")
+NO_EPHEMERAL = (
+    "pgnotify is plain PostgreSQL: it has durable nodes only (no ephemeral nodes, no connectors); "
+    "target durable nodes, or use a stack with ephemeral nodes such as loam"
+)
 
 
 class PgNotifyStack:
@@ -43,19 +45,28 @@ class PgNotifyStack:
     def benchmark_variants(cls, query_fields: QueryFields) -> Sequence[BenchVariant]:
         """One variant, durable only; expression indexes take single properties."""
         indexes = {c: [f for f in fields if isinstance(f, str)] for c, fields in query_fields.items()}
-        return [BenchVariant("pgnotify", {"engine": "postgres", "pool_size": 4, "params": {"indexes": indexes}},
-                             needs=("postgres",), policy={"id": "permissive"})]
+        return [
+            BenchVariant(
+                "pgnotify",
+                {"engine": "postgres", "pool_size": 4, "params": {"indexes": indexes}},
+                needs=("postgres",),
+                policy={"id": "permissive"},
+            )
+        ]
 
     @classmethod
     def validate(cls, settings: StackSettings) -> None:
         engine = settings.storage.get("engine", "postgres")
         if engine != "postgres":
-            raise ConfigError(f"got {engine!r}; pgnotify stores entities in PostgreSQL only: set it to postgres",
-                              "storage.engine")
+            raise ConfigError(
+                f"got {engine!r}; pgnotify stores entities in PostgreSQL only: set it to postgres", "storage.engine"
+            )
         for key in settings.storage:
             if key not in _STORAGE_KEYS:
-                raise ConfigError(f"unknown pgnotify storage parameter; allowed: {', '.join(sorted(_STORAGE_KEYS - {'engine', 'path'}))}",
-                                  f"storage.params.{key}")
+                raise ConfigError(
+                    f"unknown pgnotify storage parameter; allowed: {', '.join(sorted(_STORAGE_KEYS - {'engine', 'path'}))}",
+                    f"storage.params.{key}",
+                )
         try:
             schema.check_indexes(settings.storage.get("indexes"), "storage.params.indexes")
         except ValueError as exc:
@@ -65,12 +76,15 @@ class PgNotifyStack:
             raise ConfigError(f"got {policy!r}; pgnotify has no policy agents: use permissive", "policy.id")
         for key in settings.params:
             if key not in _STACK_PARAMS:
-                raise ConfigError(f"unknown pgnotify stack parameter; allowed: {', '.join(sorted(_STACK_PARAMS))}",
-                                  f"stack.params.{key}")
+                raise ConfigError(
+                    f"unknown pgnotify stack parameter; allowed: {', '.join(sorted(_STACK_PARAMS))}",
+                    f"stack.params.{key}",
+                )
         prefix = settings.params.get("schema", "pgnotify")
         if not isinstance(prefix, str) or not _SCHEMA_PREFIX.match(prefix):
-            raise ConfigError(f"got {prefix!r}; use lower-case letters, digits, underscores (max 41)",
-                              "stack.params.schema")
+            raise ConfigError(
+                f"got {prefix!r}; use lower-case letters, digits, underscores (max 41)", "stack.params.schema"
+            )
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -83,8 +97,14 @@ class PgNotifyStack:
         self.clients: dict[int, PgClient] = {}
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(subscribe=True, live_limit=True, order_by=True, ephemeral=False, connectors=(),
-                            extra={"live_queries": "triggers + LISTEN/NOTIFY, windows refilled by SQL"})
+        return Capabilities(
+            subscribe=True,
+            live_limit=True,
+            order_by=True,
+            ephemeral=False,
+            connectors=(),
+            extra={"live_queries": "triggers + LISTEN/NOTIFY, windows refilled by SQL"},
+        )
 
     async def start(self) -> None:
         if self.dsn:
@@ -111,14 +131,21 @@ class PgNotifyStack:
         if not self.dsn:
             raise StackError("pgnotify: durable() before start(): no PostgreSQL DSN")
         name = self._schema_name(index)
-        pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_size, open=False,
-                                   kwargs={"autocommit": True}, name=f"pgnotify-{name}")
+        pool = AsyncConnectionPool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+            name=f"pgnotify-{name}",
+        )
         try:
             await pool.open(wait=True, timeout=30)
         except Exception as exc:
             await pool.close()
-            raise StackError(f"pgnotify durable-{index}: cannot connect to PostgreSQL: {exc}; "
-                             "check storage.dsn / SPROUT_PG_DSN") from None
+            raise StackError(
+                f"pgnotify durable-{index}: cannot connect to PostgreSQL: {exc}; check storage.dsn / SPROUT_PG_DSN"
+            ) from None
         try:
             async with pool.connection() as conn:
                 for stmt in schema.schema_ddl(name):
@@ -149,14 +176,23 @@ class PgNotifyStack:
         return {f"durable-{i}": c.describe() for i, c in self.clients.items()}
 
     def describe(self) -> dict[str, Any]:
-        storage: dict[str, Any] = {"engine": "postgres", "pool_size": self.pool_size, "indexes": self.indexes,
-                                   "layout": "one schema per durable node, one JSONB table per collection"}
+        storage: dict[str, Any] = {
+            "engine": "postgres",
+            "pool_size": self.pool_size,
+            "indexes": self.indexes,
+            "layout": "one schema per durable node, one JSONB table per collection",
+        }
         if self.clients:
             storage["nodes"] = self.storage_details()
         if self.pg is not None:
             storage["server"] = self.pg.describe()
-        return {"stack": "pgnotify", "version": __version__, "storage": storage, "policy": {"id": "permissive"},
-                "connectors": []}
+        return {
+            "stack": "pgnotify",
+            "version": __version__,
+            "storage": storage,
+            "policy": {"id": "permissive"},
+            "connectors": [],
+        }
 
 
 def _drop_schema(dsn: str, name: str) -> None:

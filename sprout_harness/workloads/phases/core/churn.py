@@ -33,8 +33,9 @@ class ChurnKnobs:
     hold_notifications: int = knob(3, "changes a subscription sees before it unsubscribes", min=0)
     writers: int = knob(1, "concurrent writers", min=1)
     write_interval_ms: float = knob(1.0, "pause between two commits of one writer (0: as fast as possible)", min=0)
-    write_via: str = knob("durable", "who writes: the group's durable node, or the target nodes",
-                          choices=("durable", "target"))
+    write_via: str = knob(
+        "durable", "who writes: the group's durable node, or the target nodes", choices=("durable", "target")
+    )
 
 
 @dataclass
@@ -71,10 +72,14 @@ class Churn:
         watched = sorted(set(self.shelters))
         self.hot: dict[int, list[tuple[str, str]]] = {}  # group -> (id, shelter) of its watched pets
         for g, model in ctx.models.items():
-            self.hot[g] = sorted((id_, p["shelter"]) for id_, p in model.data.get(self.COLLECTION, {}).items()
-                                 if p["shelter"] in watched)
-            ctx.require("dataset present", bool(self.hot[g]),
-                        f"no pets in shelters {watched} on durable-{g}: raise datasets.pets")
+            self.hot[g] = sorted(
+                (id_, p["shelter"]) for id_, p in model.data.get(self.COLLECTION, {}).items() if p["shelter"] in watched
+            )
+            ctx.require(
+                "dataset present",
+                bool(self.hot[g]),
+                f"no pets in shelters {watched} on durable-{g}: raise datasets.pets",
+            )
         self.commits: dict[int, list[Commit]] = {}  # group -> commits in commit order
         self.last_ack: dict[int, int] = {}  # writer -> commit_ns of its last acked commit
         self.mood = 10_000_000  # above the dataset's moods and other phases' counters
@@ -143,8 +148,11 @@ class Churn:
 
     def missing(self, group: int, live: Live) -> list[Commit]:
         # Commits acked before the subscription was ready have commit_ns < ready_ns: skip them.
-        return [c for c in self.commits.get(group, [])[live.first_commit:]
-                if self.while_live(live, c) and live.seen.get(c.id, -1) < c.mood]
+        return [
+            c
+            for c in self.commits.get(group, [])[live.first_commit :]
+            if self.while_live(live, c) and live.seen.get(c.id, -1) < c.mood
+        ]
 
     def writers_stopped(self) -> bool:
         return self.writers_done.is_set()
@@ -172,8 +180,9 @@ class Churn:
         if got_ids != expected_ids:
             self.wrong_initial.append(f"{node.name} `{q.text}`: {len(got_ids)} results, expected {len(expected_ids)}")
         try:
-            await ctx.wait_for(lambda: live.changes >= self.k.hold_notifications or self.writers_stopped(),
-                               event=live.event)
+            await ctx.wait_for(
+                lambda: live.changes >= self.k.hold_notifications or self.writers_stopped(), event=live.event
+            )
             live.end_ns = time.perf_counter_ns()
             end_ns = live.end_ns
             # Drain: wait for commits in flight at end_ns to be acked, then for their delivery.
@@ -181,8 +190,9 @@ class Churn:
             ok = await ctx.wait_for(lambda: not self.missing(node.group, live), event=live.event)
             if not ok:
                 lost = self.missing(node.group, live)
-                self.misses.append(f"{node.name} `{q.text}` missed {len(lost)} commits, "
-                                   f"e.g. {lost[0].id} mood={lost[0].mood}")
+                self.misses.append(
+                    f"{node.name} `{q.text}` missed {len(lost)} commits, e.g. {lost[0].id} mood={lost[0].mood}"
+                )
         finally:
             await ctx.timed("unsubscribe", sub.close())
         return live
@@ -192,11 +202,15 @@ class Churn:
         ctx.recorder.count("commits", sum(len(v) for v in self.commits.values()))
         ctx.check_none("initial results hold the watched entities", self.wrong_initial)
         ctx.check_none("no live subscriber missed a notification", self.misses)
-        covered = sum(1 for node, live in self.lives for c in self.commits.get(node.group, [])
-                      if self.while_live(live, c))
+        covered = sum(
+            1 for node, live in self.lives for c in self.commits.get(node.group, []) if self.while_live(live, c)
+        )
         ctx.recorder.extra["commits_checked_against_live_subscriptions"] = covered
-        ctx.check("writes flowed during live subscriptions", covered > 0 or self.k.hold_notifications == 0,
-                  "no commit happened while a subscription was live")
+        ctx.check(
+            "writes flowed during live subscriptions",
+            covered > 0 or self.k.hold_notifications == 0,
+            "no commit happened while a subscription was live",
+        )
 
 
 async def run(ctx: PhaseContext, k: ChurnKnobs) -> None:
@@ -205,11 +219,13 @@ async def run(ctx: PhaseContext, k: ChurnKnobs) -> None:
     churn.check()
 
 
-register_phase(PhaseSpec(
-    name="churn",
-    summary="subscribers subscribe/unsubscribe while writes flow; time to initial result, lag; no missed notification",
-    run=run,
-    knobs=ChurnKnobs,
-    needs=("subscribe", "update"),
-    metrics=("subscribe", "unsubscribe", "update", "lag.notify"),
-))
+register_phase(
+    PhaseSpec(
+        name="churn",
+        summary="subscribers subscribe/unsubscribe while writes flow; time to initial result, lag; no missed notification",
+        run=run,
+        knobs=ChurnKnobs,
+        needs=("subscribe", "update"),
+        metrics=("subscribe", "unsubscribe", "update", "lag.notify"),
+    )
+)

@@ -87,16 +87,22 @@ async def run(ctx: PhaseContext, k: CreateKnobs) -> None:
             return not missing
 
         ok = await ctx.retry(all_visible)
-        ctx.require(f"{node.name} reads its writes", ok, f"{len(missing)} of {len(sample)} sampled ids missing or different, e.g. {missing[:2]}")
+        ctx.require(
+            f"{node.name} reads its writes",
+            ok,
+            f"{len(missing)} of {len(sample)} sampled ids missing or different, e.g. {missing[:2]}",
+        )
 
 
-register_phase(PhaseSpec(
-    name="create",
-    summary="batched creates (batch size knob); checks every write landed",
-    run=run,
-    knobs=CreateKnobs,
-    needs=("create", "fetch", "get"),
-    metrics=("create_batch", "verify_fetch"),
-))
+register_phase(
+    PhaseSpec(
+        name="create",
+        summary="batched creates (batch size knob); checks every write landed",
+        run=run,
+        knobs=CreateKnobs,
+        needs=("create", "fetch", "get"),
+        metrics=("create_batch", "verify_fetch"),
+    )
+)
 
 __all__ = ["CreateKnobs", "run", "seq_range"]

@@ -37,7 +37,9 @@ async def run(ctx: PhaseContext, k: FetchKnobs) -> None:
     docs_by_group = {g: m.docs(coll) for g, m in ctx.models.items()}
     ids_by_group = {g: [d.id for d in docs] for g, docs in docs_by_group.items()}
     if not any(ids_by_group.values()) and k.get_ops:
-        ctx.require("dataset present", False, f"collection {coll!r} is empty: set datasets.{coll} > 0 or run create first")
+        ctx.require(
+            "dataset present", False, f"collection {coll!r} is empty: set datasets.{coll} > 0 or run create first"
+        )
 
     async def one_get(i: int) -> None:
         node = targets[i % len(targets)]
@@ -65,18 +67,25 @@ async def run(ctx: PhaseContext, k: FetchKnobs) -> None:
 
     ctx.set_total(k.get_ops + len(queries))
     await asyncio.gather(*(one_get(i) for i in range(k.get_ops)))
-    ctx.check("every get returned the expected entity", not any(w.startswith("get") for w in wrong),
-              "; ".join(w for w in wrong if w.startswith("get"))[:500])
+    ctx.check(
+        "every get returned the expected entity",
+        not any(w.startswith("get") for w in wrong),
+        "; ".join(w for w in wrong if w.startswith("get"))[:500],
+    )
     await asyncio.gather(*(one_fetch(i) for i in range(len(queries))))
     bad = [w for w in wrong if w.startswith("fetch")]
-    ctx.check("every fetch equals the expected answer", not bad, f"{len(bad)} wrong, first: {bad[0][:400]}" if bad else "")
+    ctx.check(
+        "every fetch equals the expected answer", not bad, f"{len(bad)} wrong, first: {bad[0][:400]}" if bad else ""
+    )
 
 
-register_phase(PhaseSpec(
-    name="fetch",
-    summary="get-by-id and fetch rounds over a predicate mix; each result checked against the expected answer",
-    run=run,
-    knobs=FetchKnobs,
-    needs=("get", "fetch"),
-    metrics=("get", "fetch:*"),
-))
+register_phase(
+    PhaseSpec(
+        name="fetch",
+        summary="get-by-id and fetch rounds over a predicate mix; each result checked against the expected answer",
+        run=run,
+        knobs=FetchKnobs,
+        needs=("get", "fetch"),
+        metrics=("get", "fetch:*"),
+    )
+)

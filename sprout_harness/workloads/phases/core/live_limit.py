@@ -30,13 +30,15 @@ class LiveLimitKnobs:
     live_limit: int = knob(10, "LIMIT of each live query (the window size)", min=1)
     ops: int = knob(100, "writes that push a member out of a window", min=1)
     delete_every: int = knob(5, "every n-th push is a delete instead of an update (0: never)", min=0)
-    write_via: str = knob("durable", "who writes: the durable node of the group, or the target node itself",
-                          choices=("durable", "target"))
+    write_via: str = knob(
+        "durable", "who writes: the durable node of the group, or the target node itself", choices=("durable", "target")
+    )
 
 
 def window_query(genre: str, limit: int) -> QuerySpec:
-    return QuerySpec(Cond("genre", "=", genre), order_by=(Order("rating", descending=True),), limit=limit,
-                     kind="order_limit")
+    return QuerySpec(
+        Cond("genre", "=", genre), order_by=(Order("rating", descending=True),), limit=limit, kind="order_limit"
+    )
 
 
 def window_diff(got: list[Doc] | tuple[Doc, ...], expected: list[Doc]) -> str:
@@ -45,6 +47,7 @@ def window_diff(got: list[Doc] | tuple[Doc, ...], expected: list[Doc]) -> str:
         g = got[i] if i < len(got) else None
         e = expected[i] if i < len(expected) else None
         if g is None or e is None or g.id != e.id or not reference.same_props(g.props, e.props):
+
             def show(d: Doc | None) -> str:
                 return "nothing" if d is None else f"{d.id} (rating {d.props.get('rating')})"
 
@@ -90,6 +93,7 @@ async def _refilled(guard: StallGuard, w: Watcher) -> bool:
     comparing windows here first would put the harness's own work inside the measured
     refill time. A window that is right without having said so (no notification) is
     accepted when the guard gives up, stamped then."""
+
     def refilled() -> bool:
         if w.matched_ns is not None:
             return True
@@ -108,16 +112,21 @@ async def _refilled(guard: StallGuard, w: Watcher) -> bool:
 async def run(ctx: PhaseContext, k: LiveLimitKnobs) -> None:
     coll = "albums"
     for g, m in ctx.models.items():
-        ctx.require("dataset present", m.size(coll) > k.live_limit,
-                    f"durable-{g} holds {m.size(coll)} albums; live-limit needs more than live_limit={k.live_limit}: "
-                    "raise datasets.albums")
+        ctx.require(
+            "dataset present",
+            m.size(coll) > k.live_limit,
+            f"durable-{g} holds {m.size(coll)} albums; live-limit needs more than live_limit={k.live_limit}: "
+            "raise datasets.albums",
+        )
     watchers: list[Watcher] = []
     for node in ctx.targets:
         for i in range(k.subscribers):
             genre = datasets.GENRES[i % len(datasets.GENRES)]
             w = Watcher(node, genre, window_query(genre, k.live_limit))
             t0 = time.perf_counter_ns()
-            w.sub = await ctx.timed("subscribe", node.client.subscribe(coll, w.query, lambda n, w=w: w.on_notify(ctx, n)))
+            w.sub = await ctx.timed(
+                "subscribe", node.client.subscribe(coll, w.query, lambda n, w=w: w.on_notify(ctx, n))
+            )
             ctx.recorder.record("initial_result", time.perf_counter_ns() - t0)
             watchers.append(w)
     wrong_initial = []
@@ -174,8 +183,10 @@ async def run(ctx: PhaseContext, k: LiveLimitKnobs) -> None:
                 w.commit_ns = commit
                 ok = await _refilled(guard, w)
                 if not ok:
-                    failures.append(f"step {step} on {w.node.name}: window of `{w.query.text}` differs at "
-                                    + window_diff(list(w.sub.results), w.expected))
+                    failures.append(
+                        f"step {step} on {w.node.name}: window of `{w.query.text}` differs at "
+                        + window_diff(list(w.sub.results), w.expected)
+                    )
                     break
                 if w.matched_ns is None:
                     w.matched_ns = time.perf_counter_ns()
@@ -192,8 +203,10 @@ async def run(ctx: PhaseContext, k: LiveLimitKnobs) -> None:
             fresh = await ctx.timed("verify_fetch", w.node.client.fetch(coll, w.query))
             expected = reference.evaluate(w.query, ctx.model(w.node).docs(coll))
             if not same_window(list(w.sub.results), fresh) or not same_window(fresh, expected):
-                stale.append(f"{w.node.name} `{w.query.text}`: window vs fetch: "
-                             f"{window_diff(list(w.sub.results), fresh)}; fetch vs expected: {window_diff(fresh, expected)}")
+                stale.append(
+                    f"{w.node.name} `{w.query.text}`: window vs fetch: "
+                    f"{window_diff(list(w.sub.results), fresh)}; fetch vs expected: {window_diff(fresh, expected)}"
+                )
         ctx.check_none("windows equal a fresh fetch", stale)
     finally:
         await guard.close()
@@ -201,12 +214,22 @@ async def run(ctx: PhaseContext, k: LiveLimitKnobs) -> None:
             await ctx.timed("unsubscribe", w.sub.close())
 
 
-register_phase(PhaseSpec(
-    name="live-limit",
-    summary="ORDER BY + LIMIT live queries; writes push members out; commit -> window-refilled latency",
-    run=run,
-    knobs=LiveLimitKnobs,
-    needs=("subscribe", "live_limit", "update", "delete", "order_by"),
-    metrics=("subscribe", "initial_result", "update", "delete", "verify_fetch", "unsubscribe",
-             "lag.notify", "lag.window_refill"),
-))
+register_phase(
+    PhaseSpec(
+        name="live-limit",
+        summary="ORDER BY + LIMIT live queries; writes push members out; commit -> window-refilled latency",
+        run=run,
+        knobs=LiveLimitKnobs,
+        needs=("subscribe", "live_limit", "update", "delete", "order_by"),
+        metrics=(
+            "subscribe",
+            "initial_result",
+            "update",
+            "delete",
+            "verify_fetch",
+            "unsubscribe",
+            "lag.notify",
+            "lag.window_refill",
+        ),
+    )
+)

@@ -43,14 +43,16 @@ async def run(ctx: PhaseContext, k: WritersKnobs) -> None:
     if deadline is None:
         ctx.set_total(k.ops)
     for g, m in ctx.models.items():
-        ctx.require("dataset present", m.size(coll) > 0, f"collection {coll!r} is empty on durable-{g}: set datasets.{coll} > 0")
+        ctx.require(
+            "dataset present", m.size(coll) > 0, f"collection {coll!r} is empty on durable-{g}: set datasets.{coll} > 0"
+        )
 
     async def writer(w: int) -> None:
         node = targets[w % len(targets)]
         model = ctx.model(node)
         ids = sorted(model.ids(coll))
         same_group = [x for x in range(k.writers) if targets[x % len(targets)].group == node.group]
-        mine = ids if k.overlap else ids[same_group.index(w)::len(same_group)]
+        mine = ids if k.overlap else ids[same_group.index(w) :: len(same_group)]
         if not mine:
             return
         rng = ctx.rng.__class__(f"{ctx.seed}:writer:{w}")
@@ -104,11 +106,13 @@ async def run(ctx: PhaseContext, k: WritersKnobs) -> None:
             ctx.check(f"{node.name} converged", ok, detail["d"])
 
 
-register_phase(PhaseSpec(
-    name="writers",
-    summary="W concurrent writers mutating existing entities; commit latency, throughput; all nodes converge",
-    run=run,
-    knobs=WritersKnobs,
-    needs=("update", "fetch", "get"),
-    metrics=("update",),
-))
+register_phase(
+    PhaseSpec(
+        name="writers",
+        summary="W concurrent writers mutating existing entities; commit latency, throughput; all nodes converge",
+        run=run,
+        knobs=WritersKnobs,
+        needs=("update", "fetch", "get"),
+        metrics=("update",),
+    )
+)

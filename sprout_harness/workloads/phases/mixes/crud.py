@@ -59,8 +59,9 @@ UPDATES: dict[str, tuple[str, Any]] = {
 @dataclass
 class CrudKnobs(LoadKnobs):
     collection: str = knob("pets", "dataset kind (and collection) the mix runs on", choices=datasets.kinds())
-    preset: str = knob("balanced", "operation weights: a preset, or custom (then `weights`)",
-                       choices=(*PRESETS, "custom"))
+    preset: str = knob(
+        "balanced", "operation weights: a preset, or custom (then `weights`)", choices=(*PRESETS, "custom")
+    )
     weights: dict[str, float] = knob({}, "with preset custom: weight per operation (create, read, update, delete)")
     key_distribution: str = knob("uniform", "which live ids operations pick", choices=("uniform", "zipfian"))
 
@@ -68,8 +69,9 @@ class CrudKnobs(LoadKnobs):
         super().validate(path)
         if self.preset == "custom":
             if not self.weights:
-                raise ConfigError("preset custom needs weights, e.g. {create: 1, read: 8, update: 1, delete: 0}",
-                                  f"{path}.weights")
+                raise ConfigError(
+                    "preset custom needs weights, e.g. {create: 1, read: 8, update: 1, delete: 0}", f"{path}.weights"
+                )
             for name, w in self.weights.items():
                 if name not in KINDS:
                     raise ConfigError(f"unknown operation; allowed: {', '.join(KINDS)}", f"{path}.weights.{name}")
@@ -78,7 +80,9 @@ class CrudKnobs(LoadKnobs):
             if not any(w > 0 for w in self.weights.values()):
                 raise ConfigError(f"got {self.weights}; at least one weight must be > 0", f"{path}.weights")
         elif self.weights:
-            raise ConfigError(f"weights are only used with preset custom (preset is {self.preset!r})", f"{path}.weights")
+            raise ConfigError(
+                f"weights are only used with preset custom (preset is {self.preset!r})", f"{path}.weights"
+            )
 
 
 class _Lane:
@@ -91,13 +95,20 @@ class _Lane:
         self.clients, self.next_client = lane_clients(ctx, group)
         self.model = ctx.models[group]
         self.initial_ids = sorted(self.model.ids(coll))
-        ctx.require("dataset present", bool(self.initial_ids),
-                    f"collection {coll!r} is empty in group {group}: set datasets.{coll} > 0")
+        ctx.require(
+            "dataset present",
+            bool(self.initial_ids),
+            f"collection {coll!r} is empty in group {group}: set datasets.{coll} > 0",
+        )
         self.pool = KeyPool(self.initial_ids)
         # group 0 draws exactly the stream a one-group run draws
         seed = ctx.seed if group == 0 else ctx.seed * 1_000_003 + group
-        self.workload = CrudWorkload(crud_mix(k.weights if k.preset == "custom" else k.preset), self.pool, seed=seed,
-                                     key_distribution=k.key_distribution)  # type: ignore[arg-type]
+        self.workload = CrudWorkload(
+            crud_mix(k.weights if k.preset == "custom" else k.preset),
+            self.pool,
+            seed=seed,
+            key_distribution=k.key_distribution,
+        )  # type: ignore[arg-type]
         self.update_field, self.draw = UPDATES[coll]
         self.values = random.Random(f"{ctx.seed}:{ctx.title}:values" + (f":{group}" if group else ""))
         self.rows: list[dict[str, Any]] = []
@@ -110,7 +121,9 @@ class _Lane:
             rows = self.rows
             if not rows:  # rows are built in chunks: building one costs more than a fast create
                 ctx = self.ctx
-                rows.extend(reversed(datasets.build(self.coll, _ROW_CHUNK, ctx.seed, ctx.allocate(self.coll, _ROW_CHUNK))))
+                rows.extend(
+                    reversed(datasets.build(self.coll, _ROW_CHUNK, ctx.seed, ctx.allocate(self.coll, _ROW_CHUNK)))
+                )
             return CrudOperation("create", None, rows.pop())
         if op.op == "update":
             return CrudOperation("update", op.key, {self.update_field: self.draw(self.values)})
@@ -162,9 +175,14 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
     lanes = [_Lane(ctx, k, g, reads, counts) for g in groups]
     next_op, execute = lane_turns(lanes, _Lane.next_op)
     mix = lanes[0].workload.mix
-    ctx.recorder.extra["crud"] = {"preset": mix.name, "weights": mix.weights(), "collection": k.collection,
-                                  "initial_entities": sum(len(lane.initial_ids) for lane in lanes),
-                                  "groups": len(lanes), "clients": sum(len(lane.clients) for lane in lanes)}
+    ctx.recorder.extra["crud"] = {
+        "preset": mix.name,
+        "weights": mix.weights(),
+        "collection": k.collection,
+        "initial_entities": sum(len(lane.initial_ids) for lane in lanes),
+        "groups": len(lanes),
+        "clients": sum(len(lane.clients) for lane in lanes),
+    }
     await drive(ctx, k, execute, next_op, ctx.seed)
     await asyncio.sleep(0)  # let deferred read verdicts run
     ctx.recorder.count("updates_after_delete", counts["updates_after_delete"])
@@ -172,15 +190,17 @@ async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
     await verify_final_states(ctx, lanes, k.collection)
 
 
-register_phase(PhaseSpec(
-    name="crud",
-    summary="weighted create/read/update/delete mix (presets write-heavy, read-heavy, balanced); "
-            "closed or open loop; reads and final state checked",
-    run=run,
-    knobs=CrudKnobs,
-    needs=("create", "get", "update", "delete", "fetch"),
-    targets=("durable", "ephemeral"),
-    metrics=KINDS,
-))
+register_phase(
+    PhaseSpec(
+        name="crud",
+        summary="weighted create/read/update/delete mix (presets write-heavy, read-heavy, balanced); "
+        "closed or open loop; reads and final state checked",
+        run=run,
+        knobs=CrudKnobs,
+        needs=("create", "get", "update", "delete", "fetch"),
+        targets=("durable", "ephemeral"),
+        metrics=KINDS,
+    )
+)
 
 __all__ = ["CrudKnobs", "run"]

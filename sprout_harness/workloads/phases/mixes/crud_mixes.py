@@ -125,12 +125,20 @@ class CrudWorkload:
     draw onto the pool (a few keys are hot; positions shift as keys are deleted). An
     operation needing a key while the pool is empty becomes a create."""
 
-    def __init__(self, mix: str | Mapping[str, float] | CrudMix, pool: KeyPool, *, seed: int = 0,
-                 key_distribution: Literal["uniform", "zipfian"] = "uniform", field_count: int = 4) -> None:
+    def __init__(
+        self,
+        mix: str | Mapping[str, float] | CrudMix,
+        pool: KeyPool,
+        *,
+        seed: int = 0,
+        key_distribution: Literal["uniform", "zipfian"] = "uniform",
+        field_count: int = 4,
+    ) -> None:
         self.mix = crud_mix(mix)
         self.pool = pool
         self._ops: DiscreteGenerator[CrudKind] = DiscreteGenerator(
-            list(self.mix.weights().items()), rng_for(seed, "crud-op"))  # type: ignore[arg-type]
+            list(self.mix.weights().items()), rng_for(seed, "crud-op")
+        )  # type: ignore[arg-type]
         self._rng = rng_for(seed, "crud-key")
         self._vals = rng_for(seed, "crud-value")
         if key_distribution == "zipfian":

@@ -56,15 +56,18 @@ class YcsbKnobs(LoadKnobs):
     field_count: int = knob(10, "fields per record", min=1)
     field_length: int = knob(100, "characters per field value", min=1)
     max_scan_length: int = knob(100, "ycsb-e: scan lengths are uniform in 1..max_scan_length", min=1)
-    request_distribution: str = knob("default", "override the workload's request distribution",
-                                     choices=("default", "zipfian", "uniform", "latest"))
+    request_distribution: str = knob(
+        "default", "override the workload's request distribution", choices=("default", "zipfian", "uniform", "latest")
+    )
     load_batch_size: int = knob(500, "records per create call while loading (not measured)", min=1)
 
     def validate(self, path: str) -> None:
         super().validate(path)
         if self.collection in datasets.kinds():
-            raise ConfigError(f"got {self.collection!r}, a dataset kind; the YCSB table needs its own collection "
-                              "(e.g. usertable)", f"{path}.collection")
+            raise ConfigError(
+                f"got {self.collection!r}, a dataset kind; the YCSB table needs its own collection (e.g. usertable)",
+                f"{path}.collection",
+            )
 
 
 class _Table:
@@ -103,9 +106,13 @@ class _Lane:
         self.model = ctx.models[group]
         self.existing = self.model.docs(self.coll)
         record_count = len(self.existing) or k.record_count
-        opts: dict[str, Any] = dict(record_count=record_count, field_count=k.field_count,
-                                    field_length=k.field_length, max_scan_length=k.max_scan_length,
-                                    operation_count=k.operations or max(1000, int(k.duration_s * 2000)))
+        opts: dict[str, Any] = dict(
+            record_count=record_count,
+            field_count=k.field_count,
+            field_length=k.field_length,
+            max_scan_length=k.max_scan_length,
+            operation_count=k.operations or max(1000, int(k.duration_s * 2000)),
+        )
         if k.request_distribution != "default":
             opts["request_distribution"] = k.request_distribution
         self.spec = workload_spec(letter, **opts)
@@ -125,10 +132,12 @@ class _Lane:
         if self.existing:
             by_key = {d.props.get(KEY_FIELD): d.id for d in self.existing}
             missing = [workload.key_name(i) for i in range(record_count) if workload.key_name(i) not in by_key]
-            ctx.require("the YCSB table left by earlier phases is intact",
-                        not missing and len(by_key) == len(self.existing),
-                        f"group {self.group}: {len(missing)} of keys user(0..{record_count - 1}) missing, "
-                        f"e.g. {missing[:2]}; {len(self.existing) - len(by_key)} duplicate keys")
+            ctx.require(
+                "the YCSB table left by earlier phases is intact",
+                not missing and len(by_key) == len(self.existing),
+                f"group {self.group}: {len(missing)} of keys user(0..{record_count - 1}) missing, "
+                f"e.g. {missing[:2]}; {len(self.existing) - len(by_key)} duplicate keys",
+            )
         else:
             await self._load()
             by_key = {row[KEY_FIELD]: id_ for id_, row in self.model.data[coll].items()}
@@ -144,8 +153,11 @@ class _Lane:
             rows = [{KEY_FIELD: key, **fields} for key, fields in batch]
             ack = await client.create(k.collection, rows)
             if len(ack.ids) != len(rows):
-                self.ctx.require("every record load acknowledged", False,
-                                 f"group {self.group}: {len(ack.ids)} ids for {len(rows)} records")
+                self.ctx.require(
+                    "every record load acknowledged",
+                    False,
+                    f"group {self.group}: {len(ack.ids)} ids for {len(rows)} records",
+                )
             for id_, row in zip(ack.ids, rows):
                 self.model.put(k.collection, id_, row)
             n += len(rows)
@@ -156,8 +168,9 @@ class _Lane:
         self.checks.reads.add(*self.history.judge(id_, props, rs, re))
         self.history.forget(token)
 
-    def judge_scan(self, token: int, start_id: str, limit: int, docs: list[Any], rs: int, re: int,
-                   final: bool = False) -> None:
+    def judge_scan(
+        self, token: int, start_id: str, limit: int, docs: list[Any], rs: int, re: int, final: bool = False
+    ) -> None:
         table, history = self.table, self.history
         ids = [d.id for d in docs]
         unknown = [i for i in ids if i not in table.inserted]
@@ -261,11 +274,17 @@ async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
     if checks.records_loaded:
         ctx.recorder.extra["ycsb_load_s"] = round(checks.load_s, 3)
     ctx.recorder.count("records_loaded", checks.records_loaded)
-    ctx.recorder.extra["ycsb"] = {"workload": spec.name, "proportions": spec.proportions,
-                                  "request_distribution": spec.request_distribution,
-                                  "record_count": spec.record_count, "field_count": spec.field_count,
-                                  "field_length": spec.field_length, "collection": k.collection,
-                                  "groups": len(lanes), "clients": sum(len(lane.clients) for lane in lanes)}
+    ctx.recorder.extra["ycsb"] = {
+        "workload": spec.name,
+        "proportions": spec.proportions,
+        "request_distribution": spec.request_distribution,
+        "record_count": spec.record_count,
+        "field_count": spec.field_count,
+        "field_length": spec.field_length,
+        "collection": k.collection,
+        "groups": len(lanes),
+        "clients": sum(len(lane.clients) for lane in lanes),
+    }
     next_op, execute = lane_turns(lanes, lambda lane: lane.workload.next_operation())
     await drive(ctx, k, execute, next_op, ctx.seed)
     await asyncio.sleep(0)  # let deferred verdicts run
@@ -292,16 +311,18 @@ def _phase(letter: str) -> PhaseSpec:
         needs.append("update")
     if "scan" in spec.proportions:
         needs.append("order_by")
-    return register_phase(PhaseSpec(
-        name=spec.name,
-        summary=f"YCSB workload {letter.upper()} ({spec.description}): {ops}, {spec.request_distribution}; "
-                f"{'scans' if 'scan' in spec.proportions else 'reads'} and final state checked",
-        run=run,
-        knobs=YcsbKnobs,
-        needs=tuple(needs),
-        targets=("durable", "ephemeral"),
-        metrics=tuple(spec.proportions),  # one latency per operation kind
-    ))
+    return register_phase(
+        PhaseSpec(
+            name=spec.name,
+            summary=f"YCSB workload {letter.upper()} ({spec.description}): {ops}, {spec.request_distribution}; "
+            f"{'scans' if 'scan' in spec.proportions else 'reads'} and final state checked",
+            run=run,
+            knobs=YcsbKnobs,
+            needs=tuple(needs),
+            targets=("durable", "ephemeral"),
+            metrics=tuple(spec.proportions),  # one latency per operation kind
+        )
+    )
 
 
 PHASES = {letter: _phase(letter) for letter in "abcdef"}

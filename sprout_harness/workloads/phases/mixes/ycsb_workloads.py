@@ -67,17 +67,21 @@ class YcsbSpec:
 
 
 WORKLOADS: dict[str, YcsbSpec] = {
-    "a": YcsbSpec("ycsb-a", {"read": 0.5, "update": 0.5}, "zipfian",
-                  description="update heavy: session store recording recent actions"),
-    "b": YcsbSpec("ycsb-b", {"read": 0.95, "update": 0.05}, "zipfian",
-                  description="read mostly: photo tagging"),
+    "a": YcsbSpec(
+        "ycsb-a",
+        {"read": 0.5, "update": 0.5},
+        "zipfian",
+        description="update heavy: session store recording recent actions",
+    ),
+    "b": YcsbSpec("ycsb-b", {"read": 0.95, "update": 0.05}, "zipfian", description="read mostly: photo tagging"),
     "c": YcsbSpec("ycsb-c", {"read": 1.0}, "zipfian", description="read only: user profile cache"),
-    "d": YcsbSpec("ycsb-d", {"read": 0.95, "insert": 0.05}, "latest",
-                  description="read latest: user status updates"),
-    "e": YcsbSpec("ycsb-e", {"scan": 0.95, "insert": 0.05}, "zipfian",
-                  description="short ranges: threaded conversations"),
-    "f": YcsbSpec("ycsb-f", {"read": 0.5, "readmodifywrite": 0.5}, "zipfian",
-                  description="read-modify-write: user database"),
+    "d": YcsbSpec("ycsb-d", {"read": 0.95, "insert": 0.05}, "latest", description="read latest: user status updates"),
+    "e": YcsbSpec(
+        "ycsb-e", {"scan": 0.95, "insert": 0.05}, "zipfian", description="short ranges: threaded conversations"
+    ),
+    "f": YcsbSpec(
+        "ycsb-f", {"read": 0.5, "readmodifywrite": 0.5}, "zipfian", description="read-modify-write: user database"
+    ),
 }
 
 
@@ -137,9 +141,11 @@ class YcsbWorkload:
         else:
             raise ValueError(f"{s.name}: unknown request distribution {s.request_distribution!r}")
         srng = rng_for(self.seed, "scan")
-        self._scan = (UniformGenerator(s.min_scan_length, s.max_scan_length, srng)
-                      if s.scan_length_distribution == "uniform"
-                      else ZipfianGenerator(s.min_scan_length, s.max_scan_length, srng))
+        self._scan = (
+            UniformGenerator(s.min_scan_length, s.max_scan_length, srng)
+            if s.scan_length_distribution == "uniform"
+            else ZipfianGenerator(s.min_scan_length, s.max_scan_length, srng)
+        )
         self._field = UniformGenerator(0, s.field_count - 1, rng_for(self.seed, "field"))
         self._value_rng = rng_for(self.seed, "value")
         self.field_names = tuple(f"field{i}" for i in range(s.field_count))
@@ -186,8 +192,9 @@ class YcsbWorkload:
         if op == "update":
             return YcsbOperation("update", key, k, fields={self.field_names[self._field.next_value()]: self._value()})
         if op == "readmodifywrite":
-            return YcsbOperation("readmodifywrite", key, k,
-                                 fields={self.field_names[self._field.next_value()]: self._value()})
+            return YcsbOperation(
+                "readmodifywrite", key, k, fields={self.field_names[self._field.next_value()]: self._value()}
+            )
         if op == "scan":
             return YcsbOperation("scan", key, k, scan_length=self._scan.next_value())
         raise ValueError(f"{self.spec.name}: unknown operation {op!r}")

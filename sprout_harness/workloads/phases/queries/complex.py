@@ -64,15 +64,19 @@ def nested(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
     name, values = pick_cat(rng, kind)
     a, b = rng.sample(values, 2)
     num = pick_num(rng, kind)
-    return QuerySpec(AllOf((AnyOf((Cond(name, "=", a), Cond(name, "=", b))),
-                            Not(Cond(num, "<", value_of(rng, docs, num))))))
+    return QuerySpec(
+        AllOf((AnyOf((Cond(name, "=", a), Cond(name, "=", b))), Not(Cond(num, "<", value_of(rng, docs, num)))))
+    )
 
 
 FAMILIES = {"and": and_, "or": or_, "in": in_, "not": not_, "nested": nested}
 
 
 SPEC = register_query_phase(
-    "query-complex", "boolean combinations (and, or, in, not, nested); each result checked against the expected answer",
-    QueryComplexKnobs, lambda k: FAMILIES)
+    "query-complex",
+    "boolean combinations (and, or, in, not, nested); each result checked against the expected answer",
+    QueryComplexKnobs,
+    lambda k: FAMILIES,
+)
 
 __all__ = ["FAMILIES", "SPEC", "QueryComplexKnobs"]

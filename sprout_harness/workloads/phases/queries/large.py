@@ -53,8 +53,10 @@ def families(min_rows: int) -> dict[str, Family]:
 
     def sorted_(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
         name = pick_num(rng, kind)
-        return QuerySpec(Cond(name, ">=", _threshold(rng, docs, name, min_rows)),
-                         order_by=(Order(pick_num(rng, kind), descending=True),))
+        return QuerySpec(
+            Cond(name, ">=", _threshold(rng, docs, name, min_rows)),
+            order_by=(Order(pick_num(rng, kind), descending=True),),
+        )
 
     def all_(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
         return QuerySpec()
@@ -63,12 +65,20 @@ def families(min_rows: int) -> dict[str, Family]:
 
 
 def _holds_min_rows(ctx: PhaseContext, k: QueryLargeKnobs, docs: list[Doc]) -> None:
-    ctx.require(f"the collection holds at least min_rows ({k.min_rows}) entities", len(docs) >= k.min_rows,
-                f"{k.collection!r} holds {len(docs)}: raise datasets.{k.collection} or lower min_rows")
+    ctx.require(
+        f"the collection holds at least min_rows ({k.min_rows}) entities",
+        len(docs) >= k.min_rows,
+        f"{k.collection!r} holds {len(docs)}: raise datasets.{k.collection} or lower min_rows",
+    )
 
 
 SPEC = register_query_phase(
-    "query-large", "queries returning thousands of rows (range, in, sorted, all); each result checked",
-    QueryLargeKnobs, lambda k: families(k.min_rows), needs=("fetch", "order_by"), precheck=_holds_min_rows)
+    "query-large",
+    "queries returning thousands of rows (range, in, sorted, all); each result checked",
+    QueryLargeKnobs,
+    lambda k: families(k.min_rows),
+    needs=("fetch", "order_by"),
+    precheck=_holds_min_rows,
+)
 
 __all__ = ["SPEC", "QueryLargeKnobs"]

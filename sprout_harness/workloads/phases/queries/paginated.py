@@ -56,8 +56,12 @@ class Walk:
                 cursor = Cond("id", ">", after.id)
             else:
                 f, v = self.order.field, after.props[self.order.field]
-                cursor = AnyOf((Cond(f, "<" if self.order.descending else ">", v),
-                                AllOf((Cond(f, "=", v), Cond("id", ">", after.id)))))
+                cursor = AnyOf(
+                    (
+                        Cond(f, "<" if self.order.descending else ">", v),
+                        AllOf((Cond(f, "=", v), Cond("id", ">", after.id))),
+                    )
+                )
         parts = tuple(p for p in (self.base, cursor) if p is not None)
         where = None if not parts else parts[0] if len(parts) == 1 else AllOf(parts)
         return QuerySpec(where, order_by=order_by, limit=size, kind=kind)
@@ -104,8 +108,10 @@ async def run(ctx: PhaseContext, k: QueryPaginatedKnobs) -> None:
                 break
             after = page[-1]
         else:
-            return (f"walk `{full.text}` page {k.page_size} on {node.name}: still full pages after "
-                    f"{max_pages + 1} pages for {len(expected)} expected rows")
+            return (
+                f"walk `{full.text}` page {k.page_size} on {node.name}: still full pages after "
+                f"{max_pages + 1} pages for {len(expected)} expected rows"
+            )
         ids = [d.id for d in got]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
@@ -118,16 +124,24 @@ async def run(ctx: PhaseContext, k: QueryPaginatedKnobs) -> None:
     ctx.recorder.count("walks", len(walks))
     ctx.recorder.count("pages", totals["pages"])
     ctx.recorder.count("rows_returned", totals["rows"])
-    check_answers(ctx, "every walk's pages concatenate to the full expected answer (no duplicates, no gaps)",
-                  wrong, len(walks), "walks")
+    check_answers(
+        ctx,
+        "every walk's pages concatenate to the full expected answer (no duplicates, no gaps)",
+        wrong,
+        len(walks),
+        "walks",
+    )
 
-register_phase(PhaseSpec(
-    name="query-paginated",
-    summary="LIMIT pages with a start-after (keyset) cursor; every walk's pages must equal the full answer",
-    run=run,
-    knobs=QueryPaginatedKnobs,
-    needs=("fetch", "order_by"),
-    metrics=("query:page_by_id", "query:page_by_field"),
-))
+
+register_phase(
+    PhaseSpec(
+        name="query-paginated",
+        summary="LIMIT pages with a start-after (keyset) cursor; every walk's pages must equal the full answer",
+        run=run,
+        knobs=QueryPaginatedKnobs,
+        needs=("fetch", "order_by"),
+        metrics=("query:page_by_id", "query:page_by_field"),
+    )
+)
 
 __all__ = ["QueryPaginatedKnobs", "Walk", "run"]

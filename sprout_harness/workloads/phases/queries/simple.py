@@ -50,7 +50,10 @@ FAMILIES = {"eq": eq, "gt": gt, "lt": lt}
 
 
 SPEC = register_query_phase(
-    "query-simple", "single comparisons (eq, gt, lt); each result checked against the expected answer",
-    QuerySimpleKnobs, lambda k: FAMILIES)
+    "query-simple",
+    "single comparisons (eq, gt, lt); each result checked against the expected answer",
+    QuerySimpleKnobs,
+    lambda k: FAMILIES,
+)
 
 __all__ = ["FAMILIES", "SPEC", "QuerySimpleKnobs"]

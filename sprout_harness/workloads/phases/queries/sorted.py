@@ -43,8 +43,9 @@ def desc(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
 
 def string(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
     name, values = pick_cat(rng, kind)
-    return QuerySpec(Cond(name, "=", rng.choice(values)),
-                     order_by=(Order(rng.choice(STRINGS[kind]), descending=rng.random() < 0.5),))
+    return QuerySpec(
+        Cond(name, "=", rng.choice(values)), order_by=(Order(rng.choice(STRINGS[kind]), descending=rng.random() < 0.5),)
+    )
 
 
 def multi(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
@@ -57,8 +58,10 @@ def multi(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
 def top_k_family(k: int):
     def top_k(rng: random.Random, kind: str, docs: list[Doc]) -> QuerySpec:
         name, values = pick_cat(rng, kind)
-        return QuerySpec(Cond(name, "=", rng.choice(values)),
-                         order_by=(Order(pick_num(rng, kind), descending=True),), limit=k)
+        return QuerySpec(
+            Cond(name, "=", rng.choice(values)), order_by=(Order(pick_num(rng, kind), descending=True),), limit=k
+        )
+
     return top_k
 
 
@@ -67,7 +70,11 @@ def families(k: QuerySortedKnobs) -> dict[str, Family]:
 
 
 SPEC = register_query_phase(
-    "query-sorted", "ORDER BY (asc, desc, string keys, multi-key, top-k); each result checked in order",
-    QuerySortedKnobs, families, needs=("fetch", "order_by"))
+    "query-sorted",
+    "ORDER BY (asc, desc, string keys, multi-key, top-k); each result checked in order",
+    QuerySortedKnobs,
+    families,
+    needs=("fetch", "order_by"),
+)
 
 __all__ = ["SPEC", "QuerySortedKnobs"]

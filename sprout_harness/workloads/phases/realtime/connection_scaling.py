@@ -48,16 +48,20 @@ class ConnectionScalingKnobs:
 
     def validate(self, path: str) -> None:
         if self.steps > self.connections:
-            raise ConfigError(f"steps={self.steps} is more than connections={self.connections}; "
-                              "lower steps", f"{path}.steps")
+            raise ConfigError(
+                f"steps={self.steps} is more than connections={self.connections}; lower steps", f"{path}.steps"
+            )
 
 
 async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
     node = ctx.targets[0]
     coll = k.collection
     seeded = ctx.datasets.get(coll, 0)
-    ctx.require("dataset present", k.watch == 0 or seeded > 0,
-                f"watch={k.watch} needs seeded {coll}: raise datasets.{coll} (or set watch: 0)")
+    ctx.require(
+        "dataset present",
+        k.watch == 0 or seeded > 0,
+        f"watch={k.watch} needs seeded {coll}: raise datasets.{coll} (or set watch: 0)",
+    )
     seqs = rt.seq_index(ctx, node, coll)
     beacon = await rt.create_hot(ctx, node, coll, 1)
     stream = rt.CommitStream(ctx, node, coll)
@@ -81,8 +85,9 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
             live.failures += res["failures"]
             live.errors += res["errors"]
             new = list(range(opened, res["open"]))
-            specs = [(c, coll, rt.watch_query([beacon.seqs[0], *rt.dataset_seqs(seqs, seeded, k.watch, c)]))
-                     for c in new]
+            specs = [
+                (c, coll, rt.watch_query([beacon.seqs[0], *rt.dataset_seqs(seqs, seeded, k.watch, c)])) for c in new
+            ]
             sres = await fleet.subscribe(specs, k.connect_concurrency)
             connect_wall = time.perf_counter_ns() - t0
             live.subscribed(specs, sres)
@@ -94,7 +99,9 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
             col = await live.delivered(opened)
             added = max(1, len(new))
             row = {
-                "connections": opened, "opened": len(new), "failures": res["failures"] + sres["failures"],
+                "connections": opened,
+                "opened": len(new),
+                "failures": res["failures"] + sres["failures"],
                 "connect_wall_s": round(connect_wall / 1e9, 3),
                 "connect_p50_ms": rt.lag_summary(res["connect"])["p50_ms"],
                 "connect_p99_ms": rt.lag_summary(res["connect"])["p99_ms"],
@@ -110,12 +117,16 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
                 row["server_rss_per_connection_bytes"] = (st1["rss_bytes"] - st0["rss_bytes"]) // added
             if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
                 row["server_live_query_bytes_per_connection"] = (
-                    (st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]) // added)
+                    st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]
+                ) // added
             steps.append(row)
             ctx.advance(len(new))
 
-        lost = [f"subscription {s} missed {len(missing)} of {owed} commits (first: value {missing[0]})"
-                for s, (missing, _, owed) in enumerate(await live.deliveries()) if missing]
+        lost = [
+            f"subscription {s} missed {len(missing)} of {owed} commits (first: value {missing[0]})"
+            for s, (missing, _, owed) in enumerate(await live.deliveries())
+            if missing
+        ]
         rec.count("connections", opened)
         rec.count("connect_failures", live.failures)
         rec.count("subscriptions", len(live.since))
@@ -134,13 +145,23 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
         ctx.check_none("every connection received every commit", lost, "subscriptions")
 
 
-register_phase(PhaseSpec(
-    name="connection-scaling",
-    summary="open C connections in steps, each with a live query; connect time, memory per connection, lag",
-    run=run,
-    knobs=ConnectionScalingKnobs,
-    needs=("subscribe", "update"),
-    targets=("durable",),
-    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*",
-             "lag.send_to_notify", "lag.send_to_notify@*"),
-))
+register_phase(
+    PhaseSpec(
+        name="connection-scaling",
+        summary="open C connections in steps, each with a live query; connect time, memory per connection, lag",
+        run=run,
+        knobs=ConnectionScalingKnobs,
+        needs=("subscribe", "update"),
+        targets=("durable",),
+        metrics=(
+            "connect",
+            "subscribe",
+            "create_hot",
+            "update",
+            "lag.notify",
+            "lag.notify@*",
+            "lag.send_to_notify",
+            "lag.send_to_notify@*",
+        ),
+    )
+)

@@ -61,8 +61,10 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
         total = 0
         for step in range(k.steps):
             target = round(k.subscribers * (step + 1) / k.steps)
-            specs = [(s % conns, coll, rt.watch_query([*hot.seqs, *rt.dataset_seqs(seqs, seeded, 1, s)]))
-                     for s in range(total, target)]
+            specs = [
+                (s % conns, coll, rt.watch_query([*hot.seqs, *rt.dataset_seqs(seqs, seeded, 1, s)]))
+                for s in range(total, target)
+            ]
             await live.subscribe(specs, k.concurrency)
             total = target
             await live.fleet.collect()  # start the step's counts from zero
@@ -82,14 +84,24 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
             rate = round(col["notifications"] / (span / 1e9)) if span > 0 else 0
             rec.count(f"notifications_per_s@{target}", rate)
             rec.count("notifications", col["notifications"])
-            steps.append({"subscribers": target, "commits": k.commits_per_step,
-                          "commits_per_s": round(k.commits_per_step / (commit_wall / 1e9), 1) if commit_wall else None,
-                          "notifications": col["notifications"], "notifications_per_s": rate,
-                          "delivery_span_s": round(span / 1e9, 3), "lag": rt.lag_summary(col["lag"])})
+            steps.append(
+                {
+                    "subscribers": target,
+                    "commits": k.commits_per_step,
+                    "commits_per_s": round(k.commits_per_step / (commit_wall / 1e9), 1) if commit_wall else None,
+                    "notifications": col["notifications"],
+                    "notifications_per_s": rate,
+                    "delivery_span_s": round(span / 1e9, 3),
+                    "lag": rt.lag_summary(col["lag"]),
+                }
+            )
             ctx.advance(1)
 
-        bad = [f"subscriber {s}: {len(missing)} of {owed} missing, {len(extra)} unexpected/duplicate"
-               for s, (missing, extra, owed) in enumerate(await live.deliveries()) if missing or extra]
+        bad = [
+            f"subscriber {s}: {len(missing)} of {owed} missing, {len(extra)} unexpected/duplicate"
+            for s, (missing, extra, owed) in enumerate(await live.deliveries())
+            if missing or extra
+        ]
         if bad:
             slow = rt.server_stats(ctx, node).get("slow_connections_closed")
             if slow:  # the likely cause, first: the server's backpressure dropped slow readers
@@ -101,13 +113,23 @@ async def run(ctx: PhaseContext, k: EventThroughputKnobs) -> None:
         ctx.check_none("every notification arrived, once", bad, "subscribers")
 
 
-register_phase(PhaseSpec(
-    name="event-throughput",
-    summary="sustained commits fanned out to a growing number of subscribers; notifications/s and lag per fan-out",
-    run=run,
-    knobs=EventThroughputKnobs,
-    needs=("subscribe", "update"),
-    targets=("durable",),
-    metrics=("connect", "subscribe", "create_hot", "update", "lag.notify", "lag.notify@*",
-             "lag.send_to_notify", "lag.send_to_notify@*"),
-))
+register_phase(
+    PhaseSpec(
+        name="event-throughput",
+        summary="sustained commits fanned out to a growing number of subscribers; notifications/s and lag per fan-out",
+        run=run,
+        knobs=EventThroughputKnobs,
+        needs=("subscribe", "update"),
+        targets=("durable",),
+        metrics=(
+            "connect",
+            "subscribe",
+            "create_hot",
+            "update",
+            "lag.notify",
+            "lag.notify@*",
+            "lag.send_to_notify",
+            "lag.send_to_notify@*",
+        ),
+    )
+)

@@ -34,8 +34,11 @@ from sprout_harness.workloads.knobs import knob
 class FilteredSubscriptionsKnobs:
     subscriptions: int = knob(100, "live queries", min=1)
     match_fraction: float = knob(0.1, "fraction of the live queries each matching write matches", min=0.001, max=1)
-    predicate: str = knob("equality", "how a live query names its group: equality (seq in (a, b)) or range "
-                          "(seq >= a and seq < a+2)", choices=("equality", "range"))
+    predicate: str = knob(
+        "equality",
+        "how a live query names its group: equality (seq in (a, b)) or range (seq >= a and seq < a+2)",
+        choices=("equality", "range"),
+    )
     connections: int = knob(10, "connections the live queries are spread over", min=1)
     processes: int = rt.fleet_knob_processes()
     connector: str = rt.fleet_knob_connector()
@@ -69,8 +72,11 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
         specs = [(s % conns, coll, query(group_of[s])) for s in range(k.subscriptions)]
         sres = await fleet.subscribe(specs, k.concurrency)
         rec.latency("subscribe").merge(sres["initial"])
-        ctx.require("every subscription started", sres["failures"] == 0,
-                    f"{sres['failures']} failed: {'; '.join(sres['errors'][:2])}")
+        ctx.require(
+            "every subscription started",
+            sres["failures"] == 0,
+            f"{sres['failures']} failed: {'; '.join(sres['errors'][:2])}",
+        )
         wrong = rt.initial_mismatches(sres["results"], [{hot.ids[2 * g], hot.ids[2 * g + 1]} for g in group_of])
         ctx.check_none("initial results are the group's entities", wrong)
         ctx.advance(1)
@@ -86,8 +92,10 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
                 await asyncio.sleep(k.commit_interval_ms / 1000)
         ctx.advance(1)
         entity_group = {hot.ids[i]: i // 2 for i in range(2 * groups)}
-        expected = [[c.value for c in stream.commits[first_matching:] if entity_group.get(c.entity) == group_of[s]]
-                    for s in range(k.subscriptions)]
+        expected = [
+            [c.value for c in stream.commits[first_matching:] if entity_group.get(c.entity) == group_of[s]]
+            for s in range(k.subscriptions)
+        ]
         await rt.wait_counts(ctx, fleet, [len(e) for e in expected])
         # Nothing more is owed; a short grace lets a stray (wrong) delivery show up before we look.
         await asyncio.sleep(min(0.2, ctx.check_timeout_s))
@@ -100,10 +108,14 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
         for s in range(k.subscriptions):
             missing, extra = rt.missing_and_extra(col["seen"][s], expected[s])
             if missing:
-                missing_subs.append(f"subscription {s} (group {group_of[s]}) missed {len(missing)} of {len(expected[s])}")
+                missing_subs.append(
+                    f"subscription {s} (group {group_of[s]}) missed {len(missing)} of {len(expected[s])}"
+                )
             if extra:
-                extra_subs.append(f"subscription {s} (group {group_of[s]}) got {len(extra)} it does not match "
-                                  f"or twice (e.g. value {extra[0]})")
+                extra_subs.append(
+                    f"subscription {s} (group {group_of[s]}) got {len(extra)} it does not match "
+                    f"or twice (e.g. value {extra[0]})"
+                )
         base = rec.latency("commit@0_subs")
         non = rec.latency("commit@nonmatching")
         if base.count and non.count:
@@ -115,13 +127,23 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
         ctx.check_none("non-matching subscribers got none", extra_subs)
 
 
-register_phase(PhaseSpec(
-    name="filtered-subscriptions",
-    summary="many live queries, each write matching a fraction; lag of matching, cost of non-matching writes",
-    run=run,
-    knobs=FilteredSubscriptionsKnobs,
-    needs=("subscribe", "update"),
-    targets=("durable",),
-    metrics=("connect", "subscribe", "create_hot", "commit@0_subs", "commit@nonmatching",
-             "commit@matching", "lag.notify", "lag.send_to_notify"),
-))
+register_phase(
+    PhaseSpec(
+        name="filtered-subscriptions",
+        summary="many live queries, each write matching a fraction; lag of matching, cost of non-matching writes",
+        run=run,
+        knobs=FilteredSubscriptionsKnobs,
+        needs=("subscribe", "update"),
+        targets=("durable",),
+        metrics=(
+            "connect",
+            "subscribe",
+            "create_hot",
+            "commit@0_subs",
+            "commit@nonmatching",
+            "commit@matching",
+            "lag.notify",
+            "lag.send_to_notify",
+        ),
+    )
+)

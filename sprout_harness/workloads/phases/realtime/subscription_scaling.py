@@ -48,8 +48,11 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
     node = ctx.targets[0]
     coll = k.collection
     seeded = ctx.datasets.get(coll, 0)
-    ctx.require("dataset present", k.result_size == 0 or seeded > 0,
-                f"result_size={k.result_size} needs seeded {coll}: raise datasets.{coll}")
+    ctx.require(
+        "dataset present",
+        k.result_size == 0 or seeded > 0,
+        f"result_size={k.result_size} needs seeded {coll}: raise datasets.{coll}",
+    )
     seqs = rt.seq_index(ctx, node, coll)
     beacon = await rt.create_hot(ctx, node, coll, 1)
     stream = rt.CommitStream(ctx, node, coll)
@@ -63,8 +66,10 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
         total = 0
         for step in range(k.steps):
             target = round(k.subscriptions * (step + 1) / k.steps)
-            specs = [(s % conns, coll, rt.watch_query([beacon.seqs[0], *rt.dataset_seqs(seqs, seeded, k.result_size, s)]))
-                     for s in range(total, target)]
+            specs = [
+                (s % conns, coll, rt.watch_query([beacon.seqs[0], *rt.dataset_seqs(seqs, seeded, k.result_size, s)]))
+                for s in range(total, target)
+            ]
             rss0, st0 = rt.rss(), rt.server_stats(ctx, node)
             t0 = time.perf_counter_ns()
             sres = await live.fleet.subscribe(specs, k.concurrency)
@@ -77,18 +82,27 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
             await stream.run(beacon.ids, k.commits_per_step, k.commit_interval_ms)
             col = await live.delivered(target)
             added = max(1, len(specs))
-            row = {"subscriptions": target, "added": len(specs), "subscribe_wall_s": round(wall / 1e9, 3),
-                   "initial_result": rt.lag_summary(sres["initial"]),
-                   "rss_per_subscription_bytes": (rss1 - rss0) // added,
-                   "server_live_queries": st1.get("live_queries"), "lag": rt.lag_summary(col["lag"])}
+            row = {
+                "subscriptions": target,
+                "added": len(specs),
+                "subscribe_wall_s": round(wall / 1e9, 3),
+                "initial_result": rt.lag_summary(sres["initial"]),
+                "rss_per_subscription_bytes": (rss1 - rss0) // added,
+                "server_live_queries": st1.get("live_queries"),
+                "lag": rt.lag_summary(col["lag"]),
+            }
             if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
                 row["server_live_query_bytes_per_subscription"] = (
-                    (st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]) // added)
+                    st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]
+                ) // added
             steps.append(row)
             ctx.advance(len(specs))
 
-        lost = [f"subscription {s} missed {len(missing)} of {owed} commits"
-                for s, (missing, _, owed) in enumerate(await live.deliveries()) if missing]
+        lost = [
+            f"subscription {s} missed {len(missing)} of {owed} commits"
+            for s, (missing, _, owed) in enumerate(await live.deliveries())
+            if missing
+        ]
         rec.count("subscriptions", total)
         rec.count("subscribe_failures", live.failures)
         rec.count("rss_per_subscription_bytes", max(0, (rt.rss() - base_rss) // max(1, total)))
@@ -100,14 +114,24 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
         ctx.check_none("every live query received every commit", lost)
 
 
-register_phase(PhaseSpec(
-    name="subscription-scaling",
-    summary="S live queries over the connections in steps; time to initial result, server memory per subscription",
-    run=run,
-    knobs=SubscriptionScalingKnobs,
-    needs=("subscribe", "update"),
-    targets=("durable",),
-    metrics=("connect", "subscribe", "subscribe@*", "create_hot", "update", "lag.notify",
-             "lag.notify@*",
-             "lag.send_to_notify", "lag.send_to_notify@*"),
-))
+register_phase(
+    PhaseSpec(
+        name="subscription-scaling",
+        summary="S live queries over the connections in steps; time to initial result, server memory per subscription",
+        run=run,
+        knobs=SubscriptionScalingKnobs,
+        needs=("subscribe", "update"),
+        targets=("durable",),
+        metrics=(
+            "connect",
+            "subscribe",
+            "subscribe@*",
+            "create_hot",
+            "update",
+            "lag.notify",
+            "lag.notify@*",
+            "lag.send_to_notify",
+            "lag.send_to_notify@*",
+        ),
+    )
+)
