@@ -210,6 +210,7 @@ async def test_a_sprout_run_places_its_clients_on_the_ray_cluster(
         assert ph.extra["ray_actors_on_other_hosts"] == 0 and ph.extra["clock_offset_bound_us"] == 0
         assert all(c.ok for c in ph.checks), [(c.name, c.detail) for c in ph.checks if not c.ok]
     cs = result.phases[0]
+    assert cs.extra["mode"] == "4 Ray actors"
     assert cs.counters["connections"] == 40 and cs.lags["notify"].count == 20 * 3 + 40 * 3
     assert any(f"at ws://{ray_cluster_2.root_ip}:" in n for n in result.metadata.notes), result.metadata.notes
 

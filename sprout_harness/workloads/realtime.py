@@ -91,6 +91,15 @@ async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collecti
     return fleet
 
 
+def fleet_mode(ctx: PhaseContext, processes: int) -> str:
+    """Where a fleet of `processes` workers keeps its connections, as the report says it."""
+    if not processes:
+        return "in this process"
+    if ctx.placement.get("engine") == "ray":
+        return f"{ctx.placement.get('workers') or processes} Ray actors"
+    return f"{processes} worker processes"
+
+
 def _record_clocks(ctx: PhaseContext, clocks: list[dict[str, Any]]) -> None:
     """Where the Ray actors ran and how well their clocks are known: lags recorded on another
     host are corrected by the actor's offset estimate and carry its bound."""

@@ -68,7 +68,7 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
     live = await rt.LiveQueries.start(ctx, stream, k.processes, k.connector, {**seqs, beacon.seqs[0]: beacon.ids[0]})
     fleet = live.fleet
     rec = ctx.recorder
-    rec.extra["mode"] = f"{k.processes} worker processes" if k.processes else "in this process"
+    rec.extra["mode"] = rt.fleet_mode(ctx, k.processes)
     steps = []
     async with live:
         base_rss, base_client = rt.rss(), await fleet.client_rss()
