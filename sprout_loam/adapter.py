@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from loam.model import Entity
 from loam.node.api import Context
@@ -833,6 +835,16 @@ def _check_placement(settings: StackSettings) -> str | None:
             f"{len(urls)} address(es) for {durable} durable node(s): give one per durable node",
             "stack.params.durable_urls",
         )
+    for i, url in enumerate(urls):  # a server that is not there is a config error, not a failed run
+        parts = urlsplit(url)
+        try:
+            socket.create_connection((parts.hostname or "", parts.port or 80), timeout=3).close()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"nothing answers at {url} ({getattr(exc, 'strerror', None) or exc}); start the server or fix "
+                "the address",
+                f"stack.params.durable_urls[{i}]",
+            ) from None
     return "durable_urls"
 
 

@@ -226,3 +226,31 @@ async def test_the_5k_config_runs_at_a_small_size_with_its_server_apart() -> Non
     assert "server_rss_per_connection_bytes" in ph.counters, ph.counters
     assert all("server_rss_per_connection_bytes" in step for step in ph.extra["steps"])
     assert any("own process (pid " in n for n in result.metadata.notes), result.metadata.notes
+
+
+def test_a_durable_url_where_nothing_listens_is_a_config_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sprout_harness",
+            "run",
+            "leveldb-local",
+            "--set",
+            f'stack.params.durable_urls=["ws://127.0.0.1:{port}"]',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.strip() == (
+        f"error: stack.params.durable_urls[0]: nothing answers at ws://127.0.0.1:{port} "
+        "(Connection refused); start the server or fix the address"
+    )
