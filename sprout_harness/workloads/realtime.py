@@ -30,6 +30,12 @@ from sprout_harness.workloads.knobs import knob
 COUNTER_FIELD = {"pets": "mood", "albums": "tracks"}
 COUNTER_BASE = 50_000_000  # above dataset values and other phases' counters
 
+# the metrics every realtime phase records (`PhaseSpec.metrics`): the fleet's, both lags, and
+# both lags per step where the phase has steps
+FLEET_METRICS = ("connect", "subscribe", "create_hot")
+LAG_METRICS = ("lag.notify", "lag.send_to_notify")
+STEP_LAG_METRICS = (*LAG_METRICS, "lag.notify@*", "lag.send_to_notify@*")
+
 
 def fleet_knob_processes() -> Any:
     return knob(0, "worker processes holding the connections (0: all in this process)", min=0, max=64)

@@ -153,15 +153,6 @@ register_phase(
         knobs=ConnectionScalingKnobs,
         needs=("subscribe", "update"),
         targets=("durable",),
-        metrics=(
-            "connect",
-            "subscribe",
-            "create_hot",
-            "update",
-            "lag.notify",
-            "lag.notify@*",
-            "lag.send_to_notify",
-            "lag.send_to_notify@*",
-        ),
+        metrics=(*rt.FLEET_METRICS, "update", *rt.STEP_LAG_METRICS),
     )
 )

@@ -135,15 +135,6 @@ register_phase(
         knobs=FilteredSubscriptionsKnobs,
         needs=("subscribe", "update"),
         targets=("durable",),
-        metrics=(
-            "connect",
-            "subscribe",
-            "create_hot",
-            "commit@0_subs",
-            "commit@nonmatching",
-            "commit@matching",
-            "lag.notify",
-            "lag.send_to_notify",
-        ),
+        metrics=(*rt.FLEET_METRICS, "commit@0_subs", "commit@nonmatching", "commit@matching", *rt.LAG_METRICS),
     )
 )

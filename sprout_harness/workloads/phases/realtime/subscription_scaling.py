@@ -122,16 +122,6 @@ register_phase(
         knobs=SubscriptionScalingKnobs,
         needs=("subscribe", "update"),
         targets=("durable",),
-        metrics=(
-            "connect",
-            "subscribe",
-            "subscribe@*",
-            "create_hot",
-            "update",
-            "lag.notify",
-            "lag.notify@*",
-            "lag.send_to_notify",
-            "lag.send_to_notify@*",
-        ),
+        metrics=(*rt.FLEET_METRICS, "subscribe@*", "update", *rt.STEP_LAG_METRICS),
     )
 )
