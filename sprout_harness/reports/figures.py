@@ -473,41 +473,48 @@ def side_rows(run: RunResult, role: str) -> dict[str, Any]:
     }
 
 
-def _bars(c: Comparison, stat: str) -> dict[str, Any] | None:
-    ds: list[MetricDelta] = [d for d in c.deltas if d.name.endswith(" " + stat)]
-    if not ds:
-        return None
-    names = [d.name[: -len(stat) - 1] for d in ds]
-    colors = ["#c0392b" if d.regressed else "#1e8449" if d.improved else "#2e86c1" for d in ds]
+def _paired_bars(
+    c: Comparison,
+    names: list[str],
+    base_x: list[Any],
+    new_x: list[Any],
+    new_color: Any,
+    title: str,
+    xaxis: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Base and new side by side, one horizontal bar pair per name."""
+
+    def side(label: str, x: list[Any], color: Any) -> dict[str, Any]:
+        return {"type": "bar", "orientation": "h", "name": label, "y": names, "x": x, "marker": {"color": color}}
+
     return {
-        "data": [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "name": f"base ({c.base_label})",
-                "y": names,
-                "x": [_ms(d.base_ns) for d in ds],
-                "marker": {"color": "#aab7b8"},
-            },
-            {
-                "type": "bar",
-                "orientation": "h",
-                "name": f"new ({c.new_label})",
-                "y": names,
-                "x": [_ms(d.new_ns) for d in ds],
-                "marker": {"color": colors},
-            },
-        ],
+        "data": [side(f"base ({c.base_label})", base_x, "#aab7b8"), side(f"new ({c.new_label})", new_x, new_color)],
         "layout": {
-            "title": _title(f"{stat} latency, base vs new (ms, lower is better; red = regressed)"),
+            "title": _title(title),
             "barmode": "group",
-            "xaxis": {"title": {"text": "ms"}, "type": "log"},
+            **({"xaxis": xaxis} if xaxis else {}),
             "yaxis": {"autorange": "reversed", "automargin": True},
-            "height": 160 + 36 * len(ds),
+            "height": 160 + 36 * len(names),
             "margin": {"l": 20, "r": 20, "t": 40, "b": 40},
             "legend": {"orientation": "h"},
         },
     }
+
+
+def _bars(c: Comparison, stat: str) -> dict[str, Any] | None:
+    ds: list[MetricDelta] = [d for d in c.deltas if d.name.endswith(" " + stat)]
+    if not ds:
+        return None
+    colors = ["#c0392b" if d.regressed else "#1e8449" if d.improved else "#2e86c1" for d in ds]
+    return _paired_bars(
+        c,
+        [d.name[: -len(stat) - 1] for d in ds],
+        [_ms(d.base_ns) for d in ds],
+        [_ms(d.new_ns) for d in ds],
+        colors,
+        f"{stat} latency, base vs new (ms, lower is better; red = regressed)",
+        {"title": {"text": "ms"}, "type": "log"},
+    )
 
 
 def _throughput_bars(base: RunResult, new: RunResult, c: Comparison) -> dict[str, Any] | None:
@@ -518,34 +525,14 @@ def _throughput_bars(base: RunResult, new: RunResult, c: Comparison) -> dict[str
     names = [k for k in b if k in n]
     if not names:
         return None
-    return {
-        "data": [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "name": f"base ({c.base_label})",
-                "y": names,
-                "x": [b[k] for k in names],
-                "marker": {"color": "#aab7b8"},
-            },
-            {
-                "type": "bar",
-                "orientation": "h",
-                "name": f"new ({c.new_label})",
-                "y": names,
-                "x": [n[k] for k in names],
-                "marker": {"color": "#2e86c1"},
-            },
-        ],
-        "layout": {
-            "title": _title("throughput, base vs new (ops/s, higher is better)"),
-            "barmode": "group",
-            "yaxis": {"autorange": "reversed", "automargin": True},
-            "height": 160 + 36 * len(names),
-            "margin": {"l": 20, "r": 20, "t": 40, "b": 40},
-            "legend": {"orientation": "h"},
-        },
-    }
+    return _paired_bars(
+        c,
+        names,
+        [b[k] for k in names],
+        [n[k] for k in names],
+        "#2e86c1",
+        "throughput, base vs new (ops/s, higher is better)",
+    )
 
 
 def compare_figures(comparison: Comparison, base: RunResult, new: RunResult) -> dict[str, Any]:
