@@ -25,6 +25,8 @@ VALIDATE = ["validate", "leveldb-local"]
         ("datasets.albums=1000000000000000", "datasets.albums"),
         ("datasets.pets=9000000", "datasets"),  # within the per-kind bound, beyond the memory estimate
         ("phases.0.params.count=1e30", "phases[0].params.count"),
+        # within the generic knob bound, beyond what the created entities would take of the memory
+        ("phases.0.params.count=90000000", "phases[0].params: create@durable would hold about"),
         ("phases.0.params.count=1000000000000000000000000000000", "phases[0].params.count"),
         ("storage.pool_size=100000", "storage.pool_size"),
         ("runner.seed_batch_size=100000000", "runner.seed_batch_size"),
@@ -113,3 +115,23 @@ def test_a_closed_pipe_ends_sprout_quietly() -> None:
 def test_valid_configs_still_pass() -> None:
     for name in ("leveldb-local", "leveldb-ephemeral", "realtime-1k", "postgres-pool"):
         assert invoke("validate", name).exit_code == 0, name
+
+
+def test_the_ycsb_table_is_counted_once_against_the_memory() -> None:
+    """Six YCSB phases share one loaded table: its estimate counts once (a table that fits
+    passes though six copies would not), and one that does not fit names the first phase."""
+    from sprout_harness.config.validate import memory_bytes
+
+    fits = int(memory_bytes() * 0.5 / 2048 / 2)  # a quarter of the machine, six times over a half
+    assert (
+        invoke(
+            "validate", "ycsb-leveldb", "--set", f"workload.record_count={fits}", "--set", "workload.field_length=1"
+        ).exit_code
+        == 0
+    )
+    line = one_error_line(
+        invoke(
+            "validate", "ycsb-leveldb", "--set", f"workload.record_count={fits * 4}", "--set", "workload.field_length=1"
+        )
+    )
+    assert line.startswith("error: phases[0].params: ycsb-a@durable would hold about"), line

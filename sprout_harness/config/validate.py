@@ -22,6 +22,7 @@ from sprout_harness.contracts.errors import ConfigError, StackError, did_you_mea
 from sprout_harness.metrics.threshold_rules import check_patterns, parse_thresholds
 from sprout_harness.workloads import catalog, datasets
 from sprout_harness.workloads.catalog import PhaseSpec
+from sprout_harness.workloads.knobs import ENTITY_BYTES
 
 _NONE = type(None)
 MAX_REPEAT = 100
@@ -35,9 +36,7 @@ MAX_POOL_SIZE = 1000
 MAX_SEED_BATCH = 100_000
 MAX_TIMEOUT_S = 86_400.0
 MAX_SEED = 2**63 - 1
-SEEDED_ROW_BYTES = 2048
-"""Estimated memory one seeded entity costs while a run holds it (the row, the runner's
-model of it, the storage engine's share); measured at about 800 bytes plus the engine's."""
+SEEDED_ROW_BYTES = ENTITY_BYTES
 MEMORY_SHARE = 0.5
 """Share of the machine's memory the seeded datasets may be estimated to take."""
 
@@ -221,6 +220,26 @@ def _check_placement(pl: PlacementConfig) -> None:
         ) from None
 
 
+def _check_phase_memory(phases: list[tuple[int, str, str, str]], seeded: int) -> None:
+    """The entities the phases add, with the seeded ones, within the datasets' budget (what
+    several phases share, such as the YCSB table, counted once: their largest estimate)."""
+    held: dict[str, tuple[int, str, str]] = {}
+    for size, path, title, key in phases:
+        if key not in held or size > held[key][0]:  # ties: the first phase that holds it
+            held[key] = (size, path, title)
+    total = seeded + sum(b for b, _, _ in held.values())
+    budget = memory_bytes() * MEMORY_SHARE
+    if not held or total <= budget:
+        return
+    biggest, path, title = max(held.values())
+    raise ConfigError(
+        f"{title} would hold about {biggest / 2**30:.1f} GiB of entities ({total / 2**30:.1f} GiB with the "
+        f"datasets and other phases), more than half this machine's {memory_bytes() / 2**30:.1f} GiB; "
+        "create or load fewer",
+        f"{path}.params",
+    )
+
+
 def _require(ok: bool, path: str, message: str) -> None:
     if not ok:
         raise ConfigError(message, path)
@@ -348,6 +367,7 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
             f"{', '.join(sorted(all_knobs))}",
         )
     labels: set[str] = set()
+    phase_memory: list[tuple[int, str, str, str]] = []  # (bytes, path, title, what it holds) per estimate
     for i, ph in enumerate(cfg.phases):
         p = f"phases[{i}]"
         _require(
@@ -374,7 +394,11 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
         labels.add(ph.title)
         shared = {k: v for k, v in cfg.workload.items() if k in catalog.knob_names(spec)}
         build_knobs(spec, shared, "workload")
-        build_knobs(spec, {**shared, **ph.params}, f"{p}.params")
+        knobs = build_knobs(spec, {**shared, **ph.params}, f"{p}.params")
+        estimate, key = getattr(knobs, "memory_bytes", None), getattr(knobs, "memory_key", None)
+        if callable(estimate):
+            phase_memory.append((int(estimate()), p, ph.title, key() if callable(key) else p))
+    _check_phase_memory(phase_memory, rows * SEEDED_ROW_BYTES)
 
     if cfg.thresholds:
         # a pattern that can match nothing would let a gate pass silently; refuse it before the run

@@ -9,6 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+ENTITY_BYTES = 2048
+"""Estimated memory one entity costs while a run holds it (the row, the runner's model of it,
+the storage engine's share; measured at about 800 bytes plus the engine's). Validation checks
+the seeded datasets and every phase's `memory_bytes()` estimate against the machine with it."""
+
 
 def knob(
     default: Any, help: str, *, min: float | None = None, max: float | None = None, choices: Sequence[Any] | None = None

@@ -15,7 +15,7 @@ from sprout_harness.contracts.query import AllOf, Cond, QuerySpec
 from sprout_harness.workloads import datasets, reference
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext, chunks
-from sprout_harness.workloads.knobs import knob
+from sprout_harness.workloads.knobs import ENTITY_BYTES, knob
 
 
 @dataclass
@@ -25,6 +25,10 @@ class CreateKnobs:
     batch_size: int = knob(100, "entities per create call (one transaction)", min=1)
     concurrency: int = knob(4, "create calls in flight at once", min=1)
     readback_sample: int = knob(50, "ids read back on every target node", min=0)
+
+    def memory_bytes(self) -> int:
+        """What the created entities cost the run (validation checks it against the machine)."""
+        return self.count * ENTITY_BYTES
 
 
 def seq_range(start: int, end: int) -> QuerySpec:

@@ -33,7 +33,7 @@ from sprout_harness.contracts.query import Cond, Order, QuerySpec
 from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext, chunks
-from sprout_harness.workloads.knobs import knob
+from sprout_harness.workloads.knobs import ENTITY_BYTES, knob
 from sprout_harness.workloads.loadphase import (
     History,
     LoadKnobs,
@@ -60,6 +60,14 @@ class YcsbKnobs(LoadKnobs):
         "default", "override the workload's request distribution", choices=("default", "zipfian", "uniform", "latest")
     )
     load_batch_size: int = knob(500, "records per create call while loading (not measured)", min=1)
+
+    def memory_bytes(self) -> int:
+        """What the loaded table costs the run: each record's fields on top of an entity."""
+        return self.record_count * (ENTITY_BYTES + self.field_count * (self.field_length + 64))
+
+    def memory_key(self) -> str:
+        """Every YCSB phase of a run shares one table: validation counts it once."""
+        return f"ycsb table {self.collection}"
 
     def validate(self, path: str) -> None:
         super().validate(path)
