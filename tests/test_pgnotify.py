@@ -148,6 +148,7 @@ def test_registered_through_the_entry_point():
         ({"params": {"user": "x"}}, "stack.params.user"),
         ({"params": {"schema": "Bad-Name"}}, "stack.params.schema"),
         ({"storage": {"engine": "postgres", "shards": 2}}, "storage.params.shards"),
+        ({"storage": {"engine": "postgres", "dsn": "host=x port"}}, "storage.dsn"),
     ],
 )
 def test_validate_names_the_bad_field(change, path):

@@ -20,6 +20,8 @@ import re
 import uuid
 from typing import Any, Sequence
 
+from psycopg.conninfo import conninfo_to_dict
+
 from sprout_harness.contracts import Capabilities, ConfigError, Link, StackError, StackSettings, Unsupported
 from sprout_harness.contracts.variants import BenchVariant, QueryFields
 from sprout_harness.services.postgres import PostgresUnavailable, ensure_postgres
@@ -71,6 +73,12 @@ class PgNotifyStack:
             schema.check_indexes(settings.storage.get("indexes"), "storage.params.indexes")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        dsn = settings.storage.get("dsn")
+        if dsn is not None:
+            try:  # libpq's own parser: a DSN it cannot read fails here, not at the first connect
+                conninfo_to_dict(dsn)
+            except Exception as exc:
+                raise ConfigError(f"libpq cannot parse it: {str(exc).strip()[:200]}", "storage.dsn") from None
         policy = settings.policy.get("id", "permissive")
         if policy != "permissive":
             raise ConfigError(f"got {policy!r}; pgnotify has no policy agents: use permissive", "policy.id")
