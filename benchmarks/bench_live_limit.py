@@ -95,6 +95,15 @@ class NotifyLag(FamilyBenchmark):
         keeps costs by itself."""
         return self.extra("paired_codec_floor_us") if self.has_extra("paired_codec_floor_us") else math.nan
 
+    def track_paired_raw_codec_floor(self, cache: Any, *p: Any) -> float:
+        """us, median commit stamp -> received through a notify encoded and decoded with msgspec
+        alone and one loop turn (`raw_notify_codec` + `codec_hop_p50_us` of
+        sprout_harness.workloads.anchors; no stack's code in it), measured inside this phase:
+        the in-process target's anchor. n/a on commits whose harness predates it."""
+        if not self.has_extra("paired_raw_codec_floor_us"):
+            raise NotImplementedError("this commit's asv-notify-lag phase does not measure the raw codec floor")
+        return self.extra("paired_raw_codec_floor_us")
+
     def track_paired_ws_one_way_p50(self, cache: Any, *p: Any) -> float:
         """us, the raw websockets one-way latency (`ws_one_way_latencies_us`, the function
         AnchorWebsockets runs) measured inside this phase, before and after its samples: the WebSocket target's anchor."""

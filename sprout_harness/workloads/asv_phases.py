@@ -33,6 +33,7 @@ from sprout_harness.workloads.anchors import (
     codec_hop_p50_us,
     no_gc,
     queue_hop_us,
+    raw_notify_codec,
     ws_one_way_latencies_us,
 )
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
@@ -189,8 +190,9 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
     """One plain live query on every target; one update at a time through the durable
     node, each waited for on every target before the next: commit -> notification lag
     without queueing (with 4 ephemerals, a fan-out to 4 subscribers). Extras
-    `paired_queue_hop_us`, `paired_ws_one_way_p50_us` and, with the `notify_codec` hook,
-    `paired_codec_floor_us`."""
+    `paired_queue_hop_us`, `paired_ws_one_way_p50_us`, `paired_raw_codec_floor_us` (a
+    notify encoded and decoded with msgspec alone, plus one loop turn) and, with the
+    `notify_codec` hook, `paired_codec_floor_us` (the stack's own codec)."""
     coll = "asv_lag"
     docs = album_props(8)
     for d in docs:
@@ -220,6 +222,9 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
     codec = codec_hook() if codec_hook is not None else None
     floor_docs = [dict(d, tracks=1000 + i) for i, d in enumerate(docs)]
     floors = [await codec_hop_p50_us(codec[0], codec[1], 2000, floor_docs)] if codec else []
+    # the same with msgspec alone: a floor no stack's code is in (the in-process lag's anchor)
+    raw_codec = raw_notify_codec()
+    raw_floors = [await codec_hop_p50_us(raw_codec[0], raw_codec[1], 2000, floor_docs)]
     hops = [await queue_hop_us(2000, raw)]
     one_way = await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
     try:
@@ -255,6 +260,8 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
         for v in lags:
             ctx.recorder.lag("notify_single", max(0, v))
         hops.append(await queue_hop_us(2000, raw))
+        raw_floors.append(await codec_hop_p50_us(raw_codec[0], raw_codec[1], 2000, floor_docs))
+        ctx.recorder.extra["paired_raw_codec_floor_us"] = sum(raw_floors) / len(raw_floors)
         if codec:
             floors.append(await codec_hop_p50_us(codec[0], codec[1], 2000, floor_docs))
             ctx.recorder.extra["paired_codec_floor_us"] = sum(floors) / len(floors)
