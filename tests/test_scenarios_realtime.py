@@ -305,3 +305,37 @@ async def test_lag_from_the_writers_send_is_reported_beside_the_stores_stamp():
     for q in (0.0, 50.0, 99.0, 100.0):
         assert send.percentile(q) >= notify.percentile(q), q
     assert ph.lags["send_to_notify@8"].count == 8 * 4
+
+
+async def test_the_fan_out_floor_is_measured_beside_each_step():
+    """`raw_floor`: each step also broadcasts with bare websockets to as many connections in a
+    worker process; every message reaches every connection, and the step gets both figures."""
+    cfg = config_from_dict(
+        {
+            "name": "rt-floor",
+            "stack": {"name": "loam"},
+            "storage": {"engine": "memory"},
+            "datasets": {"pets": 200, "albums": 0},
+            "phases": [
+                {
+                    "name": "connection-scaling",
+                    "params": {
+                        "connections": 20,
+                        "steps": 2,
+                        "processes": 1,
+                        "connector": "websocket",
+                        "commits_per_step": 5,
+                        "commit_interval_ms": 2,
+                        "raw_floor": True,
+                    },
+                }
+            ],
+        }
+    )
+    result = await run(cfg)
+    assert_ok(result)
+    ph = result.phases[0]
+    assert ph.lags["floor@10"].count == 10 * 5 and ph.lags["floor@20"].count == 20 * 5
+    for step in ph.extra["steps"]:
+        assert step["floor"]["count"] == step["connections"] * 5
+        assert step["lag_over_floor_p50"] > 0 and step["lag_over_floor_p99"] > 0

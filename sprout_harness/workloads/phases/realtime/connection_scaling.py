@@ -17,7 +17,10 @@ connection: the server and, with processes=0, the clients too),
 `client_rss_per_connection_bytes` (worker processes), `server_live_query_bytes_per_connection`
 (the stack's own estimate, `server_stats`), `server_rss_per_connection_bytes` (when the
 server runs in a process of its own and `server_stats` reports its `rss_bytes`); `extra.steps`
-has each step's figures.
+has each step's figures. With `raw_floor`, each step also measures the fan-out floor at the same
+connection count (`workloads.broadcast_floor`: bare websockets, one pre-encoded message
+broadcast to as many connections in a worker process), as `lag.floor@<C>`, with the step's
+`lag_over_floor_p50` / `_p99`.
 Checks: every connection opened, every initial result is exactly the watched rows,
 every connection received every commit made after it subscribed.
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 from sprout_harness.contracts.errors import ConfigError
 from sprout_harness.workloads import realtime as rt
+from sprout_harness.workloads.broadcast_floor import broadcast_floor
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
 from sprout_harness.workloads.context import PhaseContext
 from sprout_harness.workloads.knobs import knob
@@ -45,6 +49,12 @@ class ConnectionScalingKnobs:
     watch: int = knob(2, "seeded rows each connection's live query holds besides the beacon", min=0)
     commits_per_step: int = knob(20, "beacon commits after each step (observed by every connection)", min=1)
     commit_interval_ms: float = knob(20.0, "pause between two beacon commits", min=0)
+    raw_floor: bool = knob(
+        False,
+        "after each step, the fan-out floor at the same connection count: "
+        "bare websockets broadcast to a worker process (lag.floor@<C>)",
+    )
+    raw_floor_bytes: int = knob(300, "size of the floor's broadcast message", min=24, max=1 << 20)
 
     def validate(self, path: str) -> None:
         if self.steps > self.connections:
@@ -113,6 +123,19 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
                 "notifications": col["notifications"],
                 "lag": rt.lag_summary(col["lag"]),
             }
+            if k.raw_floor:  # the same count of connections, bare websockets, no store: the floor
+                floor = await broadcast_floor(
+                    opened,
+                    k.commits_per_step,
+                    k.raw_floor_bytes,
+                    k.commit_interval_ms / 1000,
+                    max(120.0, ctx.check_timeout_s),
+                )
+                rec.merge_lag(f"floor@{opened}", floor)
+                row["floor"] = rt.lag_summary(floor)
+                for stat in ("p50_ms", "p99_ms"):
+                    if row["floor"][stat] and row["lag"][stat] is not None:
+                        row[f"lag_over_floor_{stat[:3]}"] = round(row["lag"][stat] / row["floor"][stat], 3)
             if st0.get("rss_bytes") is not None and st1.get("rss_bytes") is not None:
                 row["server_rss_per_connection_bytes"] = (st1["rss_bytes"] - st0["rss_bytes"]) // added
             if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
@@ -153,6 +176,6 @@ register_phase(
         knobs=ConnectionScalingKnobs,
         needs=("subscribe", "update"),
         targets=("durable",),
-        metrics=(*rt.FLEET_METRICS, "update", *rt.STEP_LAG_METRICS),
+        metrics=(*rt.FLEET_METRICS, "update", *rt.STEP_LAG_METRICS, "lag.floor@*"),
     )
 )
