@@ -73,6 +73,7 @@ class Scale:
     lag_samples: int
     idle_queries: int
     fanout_commits: int  # commits per fan-out measurement (bench_fanout)
+    wire_connections: int  # WebSocket connections at the last step of bench_realtime
     # the gate (gate.py): samples per gated figure, and loam ops per paired measurement
     gate_repeats: int
     gate_records: int
@@ -100,6 +101,7 @@ SCALES: dict[str, Scale] = {
         lag_samples=30,
         idle_queries=20,
         fanout_commits=30,
+        wire_connections=20,
         gate_repeats=3,
         gate_records=200,
         gate_gets=100,
@@ -124,6 +126,7 @@ SCALES: dict[str, Scale] = {
         lag_samples=100,
         idle_queries=40,
         fanout_commits=100,
+        wire_connections=200,
         gate_repeats=9,
         gate_records=1000,
         gate_gets=1000,
@@ -148,6 +151,7 @@ SCALES: dict[str, Scale] = {
         lag_samples=1000,
         idle_queries=200,
         fanout_commits=300,
+        wire_connections=1000,
         gate_repeats=15,
         gate_records=2000,
         gate_gets=1000,

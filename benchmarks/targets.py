@@ -112,6 +112,22 @@ TARGETS: dict[str, dict] = {
         "anchor_params": [1000, "range"],
         "max_ratio": 0.25,
     },
+    "wire-fanout-p50": {
+        "title": "commit -> notification p50 to 1,000 WebSocket clients (<= 2x bare websockets broadcast)",
+        "figure": "bench_realtime.RealtimeFanOut.track_lag_p50",
+        "params": [4],
+        "anchor": "bench_realtime.RealtimeFanOut.track_floor_p50",
+        "anchor_params": [4],
+        "max_ratio": 2.0,
+    },
+    "wire-fanout-p99": {
+        "title": "commit -> notification p99 to 1,000 WebSocket clients (<= 2x bare websockets broadcast)",
+        "figure": "bench_realtime.RealtimeFanOut.track_lag_p99",
+        "params": [4],
+        "anchor": "bench_realtime.RealtimeFanOut.track_floor_p99",
+        "anchor_params": [4],
+        "max_ratio": 2.0,
+    },
     "memory-idle-query-durable": {
         "title": "memory per idle live query, durable node (window of 10 + a constant: report)",
         "figure": "bench_live_limit.LiveQueryMemory.track_bytes_per_idle_query",

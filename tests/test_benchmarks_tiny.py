@@ -379,3 +379,25 @@ def test_a_ratio_just_over_its_bound_never_reads_missed_by_0_percent() -> None:
     assert targets._missed_by(1.03) == "MISSED by 3%"
     assert targets._missed_by(1.5) == "MISSED by 50%"
     assert targets._missed_by(2.5) == "MISSED by 2.5x"
+
+
+def test_wire_fanout_beside_its_floor(tiny: None) -> None:
+    """bench_realtime: WebSocket clients in a worker process at each of 4 steps, and the
+    bare-websockets floor at the same counts; every figure a positive latency."""
+    from benchmarks import bench_realtime
+
+    bench = bench_realtime.RealtimeFanOut()
+    cache = bench.setup_cache()
+    assert not isinstance(cache, _common.Skipped), cache
+    for step in bench.params[0]:
+        n = bench_realtime.connections(step)
+        assert cache[f"notify@{n}"]["count"] == n * bench_realtime.COMMITS  # every client got every commit
+        assert cache[f"floor@{n}"]["count"] == n * bench_realtime.COMMITS
+        bench.setup(cache, step)
+        values = [
+            bench.track_lag_p50(cache, step),
+            bench.track_lag_p99(cache, step),
+            bench.track_floor_p50(cache, step),
+            bench.track_floor_p99(cache, step),
+        ]
+        assert all(v > 0 and math.isfinite(v) for v in values), (step, values)
