@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sprout_harness.config import config_from_dict
 from sprout_harness.contracts import Capabilities
 from sprout_harness.topology.runner import run
@@ -212,3 +214,32 @@ async def test_unsupported_from_open_connection_is_an_unsupported_phase_not_fail
     (ph,) = result.phases
     assert (ph.status, ph.reason) == ("unsupported", "no extra connections on this stack"), (ph.status, ph.reason)
     assert result.status == "ok"
+
+
+class _RaisingValidate(DictStack):
+    @classmethod
+    def validate(cls, settings):
+        raise ValueError("boom")
+
+
+class _WrongCapabilities(DictStack):
+    def capabilities(self):
+        return "not capabilities"
+
+
+def test_a_validate_that_raises_anything_but_config_error_names_the_stack():
+    from sprout_harness.config.validate import run_stack_validate
+    from sprout_harness.contracts import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_stack_validate(_RaisingValidate, None, "pkg.mod:Stack")
+    assert str(err.value) == (
+        "stack.name: stack 'pkg.mod:Stack': validate raised ValueError: boom; a stack's "
+        "validate must raise ConfigError for a setting it refuses"
+    )
+
+
+async def test_capabilities_of_the_wrong_type_end_the_run_with_one_line():
+    result = await run(config_from_dict({**TINY, "phases": TINY["phases"][:1]}), factory=_WrongCapabilities)
+    assert result.status == "error"
+    assert result.reason == "stack 'dict': capabilities() returned str, not sprout_harness.contracts.Capabilities"

@@ -240,6 +240,24 @@ def _check_phase_memory(phases: list[tuple[int, str, str, str]], seeded: int) ->
     )
 
 
+def run_stack_validate(factory: Any, settings: Any, name: str) -> None:
+    """The factory's optional `validate(settings)`: its ConfigError as it is; anything else it
+    raises is a broken contract, one line naming the stack and the hook."""
+    check = getattr(factory, "validate", None)
+    if not callable(check):
+        return
+    try:
+        check(settings)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"stack {name!r}: validate raised {type(exc).__name__}: {exc}; a stack's validate must raise "
+            "ConfigError for a setting it refuses",
+            "stack.name",
+        ) from None
+
+
 def _require(ok: bool, path: str, message: str) -> None:
     if not ok:
         raise ConfigError(message, path)
@@ -413,9 +431,7 @@ def validate_config(cfg: SproutConfig, check_stack: bool = False) -> None:
             factory = plugins.resolve_stack(cfg.stack.name)
         except StackError as exc:
             raise ConfigError(str(exc), "stack.name") from None
-        check = getattr(factory, "validate", None)
-        if callable(check):
-            check(stack_settings(cfg))
+        run_stack_validate(factory, stack_settings(cfg), cfg.stack.name)
 
 
 def phase_knobs(cfg: SproutConfig) -> list[tuple[PhaseConfig, dict[str, Any], dict[str, Any]]]:

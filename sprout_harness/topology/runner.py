@@ -35,7 +35,7 @@ from typing import Any, Callable, ContextManager
 from sprout_harness import plugins
 from sprout_harness.config.schema import PhaseConfig, SproutConfig
 from sprout_harness.config.settings import stack_settings
-from sprout_harness.config.validate import build_knobs, resolve_stack_name
+from sprout_harness.config.validate import build_knobs, resolve_stack_name, run_stack_validate
 from sprout_harness.contracts.client import Capabilities, Doc
 from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError, Unsupported
 from sprout_harness.contracts.stack import Link, StackSettings
@@ -318,9 +318,7 @@ class Runner:
             resolve_stack_name(cfg)  # the one installed stack, or a ConfigError naming them
             self.result.metadata.stack = cfg.stack.name
         factory = self.factory or plugins.resolve_stack(cfg.stack.name)
-        check = getattr(factory, "validate", None)
-        if callable(check):
-            check(self.settings)
+        run_stack_validate(factory, self.settings, cfg.stack.name)
         try:
             self.stack = factory(self.settings)
         except SproutError:
@@ -330,6 +328,11 @@ class Runner:
         self.log(f"starting stack {cfg.stack.name}")
         await self._call("start", self.stack.start())
         self.caps = self.stack.capabilities()
+        if not isinstance(self.caps, Capabilities):
+            raise StackError(
+                f"stack {cfg.stack.name!r}: capabilities() returned {type(self.caps).__name__}, "
+                "not sprout_harness.contracts.Capabilities"
+            )
         sink = getattr(self.stack, "set_delay_sink", None)
         if callable(sink):
             sink(self._delay)
