@@ -97,6 +97,17 @@ async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collecti
     return fleet
 
 
+def record_lags(ctx: PhaseContext, col: dict[str, Any], label: Any = None) -> None:
+    """A fleet collection's lags into the phase: `lag.notify` from the store's stamp and
+    `lag.send_to_notify` from the writer's send (when the collection had send times), and
+    the same per step as `<name>@<label>`."""
+    for name, hist in (("notify", col["lag"]), ("send_to_notify", col["lag_send"])):
+        if name == "notify" or hist.count:
+            ctx.recorder.merge_lag(name, hist)
+            if label is not None:
+                ctx.recorder.merge_lag(f"{name}@{label}", hist)
+
+
 def fleet_mode(ctx: PhaseContext, processes: int) -> str:
     """Where a fleet of `processes` workers keeps its connections, as the report says it."""
     if not processes:
@@ -372,20 +383,14 @@ class LiveQueries:
         `lag.notify` and `lag.notify@<label>`."""
         await wait_counts(self.ctx, self.fleet, [len(self.stream.commits) - s for s in self.since])
         col = await self.fleet.collect(self.stream.sent())
-        self.ctx.recorder.merge_lag("notify", col["lag"])
-        self.ctx.recorder.merge_lag(f"notify@{label}", col["lag"])
-        if col["lag_send"].count:
-            self.ctx.recorder.merge_lag("send_to_notify", col["lag_send"])
-            self.ctx.recorder.merge_lag(f"send_to_notify@{label}", col["lag_send"])
+        record_lags(self.ctx, col, label)
         return col
 
     async def deliveries(self) -> list[tuple[list[int], list[int], int]]:
         """After the last commit (late arrivals collected too), per live query: the commit
         values it missed, those it got unexpectedly or twice, and how many it was owed."""
         final = await self.fleet.collect(self.stream.sent())
-        self.ctx.recorder.merge_lag("notify", final["lag"])
-        if final["lag_send"].count:
-            self.ctx.recorder.merge_lag("send_to_notify", final["lag_send"])
+        record_lags(self.ctx, final)
         out = []
         for s, since in enumerate(self.since):
             expect = [c.value for c in self.stream.commits[since:]]

@@ -100,9 +100,7 @@ async def run(ctx: PhaseContext, k: FilteredSubscriptionsKnobs) -> None:
         # Nothing more is owed; a short grace lets a stray (wrong) delivery show up before we look.
         await asyncio.sleep(min(0.2, ctx.check_timeout_s))
         col = await fleet.collect(stream.sent())
-        rec.merge_lag("notify", col["lag"])
-        if col["lag_send"].count:
-            rec.merge_lag("send_to_notify", col["lag_send"])
+        rt.record_lags(ctx, col)
         rec.count("matching_notifications", col["notifications"])
         missing_subs, extra_subs = [], []
         for s in range(k.subscriptions):
