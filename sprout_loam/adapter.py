@@ -313,6 +313,7 @@ class LoamStack:
         self.durable_process = bool(settings.params.get("durable_process", False))
         self.server_host = str(settings.params.get("server_host") or "127.0.0.1")
         self.durable_urls: list[str] = list(settings.params.get("durable_urls") or [])
+        self.out_of_process = self.durable_process or bool(self.durable_urls)  # durable nodes elsewhere
         self.remote: dict[int, ServerProcess] = {}  # durable index -> its server, when out of process
         self.pg: Any = None
         self.engines: dict[int, Any] = {}
@@ -328,13 +329,12 @@ class LoamStack:
         self._server_lock: Any = None
 
     def capabilities(self) -> Capabilities:
-        out_of_process = self.durable_process or bool(self.durable_urls)
         return Capabilities(
             subscribe=True,
             live_limit=True,
             order_by=True,
             ephemeral=True,
-            connectors=("websocket",) if out_of_process else self.connector_names,
+            connectors=("websocket",) if self.out_of_process else self.connector_names,
             connector_delays=True,
         )
 
@@ -377,7 +377,7 @@ class LoamStack:
         from loam.policy import create_policy
         from loam.storage import create_engine
 
-        if self.durable_process or self.durable_urls:
+        if self.out_of_process:
             return await self._remote_durable(index, context)
         policy_cfg = dict(self.policy)
         policy = create_policy(policy_cfg.pop("id"), **policy_cfg)
@@ -418,9 +418,10 @@ class LoamStack:
         try:
             await node.start()
         except Exception as exc:
+            log = server.log_tail()
             raise StackError(
                 f"{name}: cannot connect to {server.url}: {type(exc).__name__}: {exc}"
-                + (f"; server log: {server.log_tail()}" if server.log_tail() else "")
+                + (f"; server log: {log}" if log else "")
             ) from None
         return LoamClient(node, context, on_close=lambda i=index: self._close_servers(i))
 
