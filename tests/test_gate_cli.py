@@ -25,6 +25,7 @@ from sprout_harness.metrics import load_run
 from sprout_harness.reports import json_report
 from sprout_harness.topology.repeat import run_repeated
 from support.cli import SMALL, invoke, one_error_line, sets
+from support.procs import pids_mentioning
 from support.runs import slowed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,24 +247,10 @@ def test_bad_repeat_or_warmup_is_one_line_and_writes_nothing(
 # -- Ctrl+C and SIGTERM during repeated runs --------------------------------------------------
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def _child_started(tmp: Path, proc: subprocess.Popen[str]) -> Iterator[int]:
     """Yields once a `sprout run` child of a repeat in ``tmp`` is alive."""
     while proc.poll() is None:
-        found = _processes_mentioning(f"{tmp}/sprout-repeat-")
+        found = pids_mentioning(f"{tmp}/sprout-repeat-")
         if found:
             yield found[0]
             return
@@ -299,7 +286,7 @@ def test_ctrl_c_during_repeat_keeps_finished_runs_and_leaves_nothing(tmp_path: P
     report = load_run(out)
     assert report.status == "cancelled" and "interrupted after" in (report.reason or "")
     assert 1 <= len(report.runs) <= 2 and report.runs[0].status == "ok"
-    assert _processes_mentioning(f"{tmp}/sprout-repeat-") == []  # no child left running
+    assert pids_mentioning(f"{tmp}/sprout-repeat-") == []  # no child left running
     assert [p.name for p in tmp.iterdir() if p.name.startswith("sprout-repeat-")] == []
 
 

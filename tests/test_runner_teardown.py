@@ -21,6 +21,7 @@ import pytest
 from sprout_harness.config import config_from_dict, load_config
 from sprout_harness.contracts import StackError
 from sprout_harness.topology.runner import Runner, run
+from support.procs import mentioning
 from support.stacks import TINY, DictClient, DictStack, Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,19 +198,6 @@ async def test_real_loam_on_websocket_is_torn_down_after_cancellation(own_tmp, t
     assert list(own_tmp.iterdir()) == []
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmd:
-                out.append(cmd)
-    return out
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("config", ["leveldb-local", "postgres-pool"])
 def test_ctrl_c_on_the_cli_stops_everything_and_writes_the_partial_report(tmp_path, own_tmp, config):
@@ -265,7 +253,7 @@ def test_ctrl_c_on_the_cli_stops_everything_and_writes_the_partial_report(tmp_pa
     assert data["status"] == "cancelled"
     assert [p["status"] for p in data["phases"]] == ["ok", "cancelled"]
     assert list(own_tmp.iterdir()) == [], "temp dirs left behind"
-    assert _processes_mentioning(str(own_tmp)) == [], "processes left behind"
+    assert mentioning(str(own_tmp)) == [], "processes left behind"
 
 
 def test_sigterm_on_the_cli_is_a_graceful_stop(tmp_path, own_tmp):

@@ -56,15 +56,21 @@ def alive(procs: set[tuple[int, int]]) -> list[str]:
     return left
 
 
+def pids_mentioning(text: str) -> list[int]:
+    """Every live, non-zombie process (but this one) whose command line contains `text`."""
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and int(p.name) != os.getpid()
+        and text in cmdline(int(p.name))
+        and stat(int(p.name)) is not None
+    ]
+
+
 def mentioning(text: str) -> list[str]:
     """`pid: cmdline` of every live process (but this one) whose command line contains `text`."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit() and int(p.name) != os.getpid():
-            cmd = cmdline(int(p.name))
-            if text in cmd and stat(int(p.name)) is not None:
-                out.append(f"{p.name}: {cmd}")
-    return out
+    return [f"{pid}: {cmdline(pid)}" for pid in pids_mentioning(text)]
 
 
 class StderrWatch:
