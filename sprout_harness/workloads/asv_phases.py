@@ -217,14 +217,14 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
     raw = [v for _, v in album_payloads(200)]
     # The stack's own codec plus one loop turn, no node work: how much of the in-process
     # lag the codec that the connector keeps costs by itself (when the stack says how
-    # it encodes a notify)
+    # it encodes a notify); and the same with msgspec alone, a floor no stack's code is in
+    # (the in-process lag's anchor)
     codec_hook = hooks.find(ctx.stack, "notify_codec")
-    codec = codec_hook() if codec_hook is not None else None
+    codecs = {"paired_raw_codec_floor_us": raw_notify_codec()}
+    if codec_hook is not None:
+        codecs["paired_codec_floor_us"] = codec_hook()
     floor_docs = [dict(d, tracks=1000 + i) for i, d in enumerate(docs)]
-    floors = [await codec_hop_p50_us(codec[0], codec[1], 2000, floor_docs)] if codec else []
-    # the same with msgspec alone: a floor no stack's code is in (the in-process lag's anchor)
-    raw_codec = raw_notify_codec()
-    raw_floors = [await codec_hop_p50_us(raw_codec[0], raw_codec[1], 2000, floor_docs)]
+    floors = {name: [await codec_hop_p50_us(enc, dec, 2000, floor_docs)] for name, (enc, dec) in codecs.items()}
     hops = [await queue_hop_us(2000, raw)]
     one_way = await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
     try:
@@ -260,11 +260,9 @@ async def notify_lag(ctx: PhaseContext, k: LagKnobs) -> None:
         for v in lags:
             ctx.recorder.lag("notify_single", max(0, v))
         hops.append(await queue_hop_us(2000, raw))
-        raw_floors.append(await codec_hop_p50_us(raw_codec[0], raw_codec[1], 2000, floor_docs))
-        ctx.recorder.extra["paired_raw_codec_floor_us"] = sum(raw_floors) / len(raw_floors)
-        if codec:
-            floors.append(await codec_hop_p50_us(codec[0], codec[1], 2000, floor_docs))
-            ctx.recorder.extra["paired_codec_floor_us"] = sum(floors) / len(floors)
+        for name, (enc, dec) in codecs.items():
+            floors[name].append(await codec_hop_p50_us(enc, dec, 2000, floor_docs))
+            ctx.recorder.extra[name] = sum(floors[name]) / len(floors[name])
         one_way += await ws_one_way_latencies_us(max(50, k.samples // 2), raw)
         ctx.recorder.extra["paired_queue_hop_us"] = sum(hops) / len(hops)
         ctx.recorder.extra["paired_ws_one_way_p50_us"] = sorted(one_way)[len(one_way) // 2]
