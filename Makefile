@@ -10,9 +10,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
-$(STAMP): $(PY) pyproject.toml stacks/pgnotify/pyproject.toml
-	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q -e stacks/pgnotify --no-deps
+# Every distribution of the monorepo, editable: the harness (with its test tools), the store,
+# and the two stacks registered under the `sprout_harness.stacks` entry point.
+DISTS := stores/loam stacks/loam stacks/pgnotify
+
+$(STAMP): $(PY) pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
+	$(PY) -m pip uninstall -q -y sprout 2>/dev/null || true
+	$(PY) -m pip install -q -e '.[test]' $(addprefix -e ,$(DISTS))
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -11,6 +11,20 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Where each distribution's import packages live in the monorepo (the harness at the root).
+SOURCE_ROOTS = (ROOT / "stores" / "loam", ROOT / "stacks" / "loam", ROOT / "stacks" / "pgnotify", ROOT)
+LOAM = ROOT / "stores" / "loam" / "loam"
+ADAPTER = ROOT / "stacks" / "loam" / "sprout_loam"
+
+
+def source_root(path: Path) -> Path:
+    """The source root a file's import name is relative to."""
+    return next(r for r in SOURCE_ROOTS if path.is_relative_to(r))
+
+
+def module_file_exists(module: str) -> bool:
+    rel = module.replace(".", "/")
+    return any((r / rel).with_suffix(".py").exists() or (r / rel).is_dir() for r in SOURCE_ROOTS)
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -27,7 +41,7 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     return out
 
 
-def offenders(package: str, forbidden: str) -> list[str]:
+def offenders(package: str | Path, forbidden: str) -> list[str]:
     bad = []
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"no Python files under {package}/"
@@ -43,13 +57,13 @@ def test_harness_does_not_import_loam():
 
 
 def test_loam_does_not_import_the_harness():
-    assert offenders("loam", "sprout_harness") == []
+    assert offenders(LOAM, "sprout_harness") == []
 
 
 def test_the_adapter_is_the_bridge_and_is_registered():
-    mods = {m for _, m in imported_modules(ROOT / "sprout_loam" / "adapter.py")}
+    mods = {m for _, m in imported_modules(ADAPTER / "adapter.py")}
     assert any(m.startswith("loam") for m in mods) and any(m.startswith("sprout_harness") for m in mods)
-    text = (ROOT / "pyproject.toml").read_text()
+    text = (ADAPTER.parent / "pyproject.toml").read_text()
     assert '[project.entry-points."sprout_harness.stacks"]' in text
     assert 'loam = "sprout_loam.adapter:stack"' in text
 
@@ -82,7 +96,7 @@ LOCAL_IMPORTS_ALLOWED = {
 def _module_name(path: Path) -> str:
     if not path.is_relative_to(ROOT):
         return path.stem
-    rel = path.relative_to(ROOT).with_suffix("")
+    rel = path.relative_to(source_root(path)).with_suffix("")
     parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
     return ".".join(parts)
 
@@ -110,10 +124,7 @@ def project_imports(path: Path, top: str) -> list[tuple[int, str, bool]]:
                 base = ".".join([*anchor, *([base] if base else [])])
             for a in node.names:
                 sub = f"{base}.{a.name}"
-                is_module = (ROOT / sub.replace(".", "/")).with_suffix(".py").exists() or (
-                    ROOT / sub.replace(".", "/")
-                ).is_dir()
-                names.append(sub if is_module else base)
+                names.append(sub if module_file_exists(sub) else base)
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 names = [node.args[0].value]
@@ -193,7 +204,7 @@ def test_no_function_local_harness_imports():
     """In the harness and in the stacks' adapters (the benchmarks import the project inside
     functions on purpose: see benchmarks/_common.py)."""
     found = []
-    for f in sorted(p for d in ("sprout_harness", "sprout_loam", "stacks") for p in (ROOT / d).rglob("*.py")):
+    for f in sorted(p for d in ("sprout_harness", "stacks") for p in (ROOT / d).rglob("*.py")):
         rel = str(f.relative_to(ROOT))
         for line, mod, inside in harness_imports(f):
             if inside and not _allowed(rel, mod):
@@ -203,14 +214,12 @@ def test_no_function_local_harness_imports():
 
 # --- inside loam: an acyclic package graph, a sans-I/O protocol ------------------------------
 
-LOAM = ROOT / "loam"
-
 # Function-local imports of loam modules that stay, each with why (see LOCAL_IMPORTS_ALLOWED).
 LOAM_LOCAL_IMPORTS_ALLOWED = {
     # `python -m loam --help` and a usage error answer without importing the server (storage
     # engines, websockets); `serve` imports what it runs when it runs
-    ("loam/__main__.py", "loam.cli_serve"),
-    ("loam/cli_serve.py", "*"),
+    ("stores/loam/loam/__main__.py", "loam.cli_serve"),
+    ("stores/loam/loam/cli_serve.py", "*"),
 }
 
 
@@ -286,3 +295,17 @@ def test_the_sans_io_check_catches_a_function_local_asyncio(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    import asyncio.events\n    from socket import socket\n")
     assert [mod for _, mod in imported_modules(f)] == ["asyncio.events", "socket"]
+
+
+def test_the_harness_never_names_a_stack() -> None:
+    """Not even in a comment, a string or a template: what the harness says about stacks holds
+    for every stack (the stacks' names come from their entry points)."""
+    named = [
+        f"{f.relative_to(ROOT)}:{n}"
+        for f in sorted(
+            p for p in HARNESS.rglob("*") if p.is_file() and p.suffix in (".py", ".html", ".j2", ".css", ".js")
+        )
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if any(stack in line.lower() for stack in ("loam", "pgnotify", "memstack"))
+    ]
+    assert named == []

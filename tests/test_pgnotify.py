@@ -123,7 +123,7 @@ def _offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize(
     "folder, forbidden",
     [
-        ("stacks", ("loam", "sprout_loam")),
+        ("stacks/pgnotify", ("loam", "sprout_loam")),
         ("sprout_harness", ("sprout_pgnotify", "loam", "sprout_loam")),
     ],
 )

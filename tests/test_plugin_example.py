@@ -1,7 +1,8 @@
-"""The worked example of docs/plugins.md, for real: the doc shows every file of
-examples/memstack verbatim; the package, pip-installed into a throwaway virtualenv, is listed
-by `sprout list` under its entry point and runs every suite through the CLI, each phase `ok`
-or, where memstack lacks the hooks, `unsupported`."""
+"""The worked example of docs/plugins.md, for real, and the harness on its own: the doc shows
+every file of examples/memstack verbatim; the package, pip-installed into a fresh virtualenv
+that holds only `sprout-harness` besides it (no store, no other stack: `import loam` fails
+there), is listed by `sprout list` under its entry point and runs every suite through the CLI,
+each phase `ok` or, where memstack lacks the hooks, `unsupported`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -75,49 +75,71 @@ def test_the_doc_shows_every_file_of_the_example_verbatim() -> None:
     assert shown_in_doc() == on_disk
 
 
+HARNESS_FILES = ("pyproject.toml", "README.md", "sprout_harness")  # the sprout-harness distribution
+OTHER_DISTRIBUTIONS = ("loam", "sprout-loam", "sprout-pgnotify", "plyvel", "psycopg", "psycopg-pool", "httpx")
+
+
+def _pip(*args: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
+    subprocess.run(cmd, check=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The python of a throwaway virtualenv that sees the project venv's packages (sprout) and
-    has memstack pip-installed: nothing leaks into the project venv or the source tree."""
+    """The python of a fresh virtualenv holding only `sprout-harness` (built from this tree,
+    its dependencies from the package index) and memstack: no other stack, no store, and
+    nothing leaks into the project venv or the source tree."""
     tmp = tmp_path_factory.mktemp("memstack")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
-    site_dir = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # `--system-site-packages` would reach the base interpreter's, not the project venv's: add those
-    project = sysconfig.get_path("purelib")
-    Path(site_dir, "sprout-project.pth").write_text(f"import site; site.addsitedir({project!r})\n")
-    source = tmp / "src"  # a copy: the in-tree build's build/ and *.egg-info stay out of the repository
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
-    subprocess.run(
-        [
-            str(py),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--disable-pip-version-check",
-            str(source),
-        ],
-        check=True,
-    )
+    # copies: the builds' build/ and *.egg-info stay out of the repository
+    harness = tmp / "harness"
+    harness.mkdir()
+    for name in HARNESS_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, harness / name, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
+        else:
+            shutil.copy2(src, harness / name)
+    example = tmp / "memstack"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
+    wheels = tmp / "wheels"
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(harness), str(example))
+    _pip("--python", str(py), "install", *map(str, sorted(wheels.glob("*.whl"))))
     where = subprocess.run(
-        [str(py), "-c", "import memstack; print(memstack.__file__)"],
+        [str(py), "-c", "import memstack, sprout_harness; print(memstack.__file__); print(sprout_harness.__file__)"],
         check=True,
         capture_output=True,
         text=True,
         cwd=tmp,
-    ).stdout.strip()
-    assert Path(where).is_relative_to(venv), where
+    ).stdout.split()
+    assert all(Path(w).is_relative_to(venv) for w in where), where
     return py
+
+
+def test_the_harness_installs_alone(python: Path, tmp_path: Path) -> None:
+    """sprout-harness pulls in no store and no other stack: `import loam` fails there, and
+    the only stack the CLI lists is the one installed beside it."""
+    probe = "import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if u.find_spec(m)])"
+    modules = ("loam", "sprout_loam", "sprout_pgnotify", "plyvel", "psycopg", "sprout_harness", "memstack")
+    found = subprocess.run(
+        [str(python), "-c", probe, *modules], check=True, capture_output=True, text=True, cwd=tmp_path
+    ).stdout.split()
+    assert found == ["sprout_harness", "memstack"]
+    out = subprocess.run([str(python), "-c", "import loam"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1 and "No module named 'loam'" in out.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "list", "--format=freeze"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.lower()
+    names = {line.split("==")[0] for line in listed.split()}
+    assert {"sprout-harness", "sprout-memstack"} <= names
+    assert not names & set(OTHER_DISTRIBUTIONS), names & set(OTHER_DISTRIBUTIONS)
+    stacks = sprout(python, "list", cwd=tmp_path).stdout.split("phases:")[0]
+    assert re.findall(r"^  (\S+) +\S+:\S+$", stacks, re.M) == ["memstack"]
 
 
 def sprout(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -46,8 +46,8 @@ GIT_ID = {
     "GIT_COMMITTER_NAME": "asv false alarms",
     "GIT_COMMITTER_EMAIL": "asv-fa@sprout.invalid",
 }
-SLOW_TARGET = "loam/node/durable.py"
-# appended to loam/node/durable.py in commit C: DurableNode.get spins for FACTOR x its own time
+SLOW_TARGET = "stores/loam/loam/node/durable.py"
+# appended to stores/loam/loam/node/durable.py in commit C: DurableNode.get spins for FACTOR x its own time
 SLOWDOWN = """
 
 # --- deliberate slowdown (tools/asv_false_alarms.py, throwaway clone only) ---

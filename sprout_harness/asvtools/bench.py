@@ -7,7 +7,7 @@ n/a); `asv run` for HEAD (or `--range`, e.g. `HEAD~5..HEAD`, which excludes HEAD
 view it; the performance targets table (`targets`, from benchmarks/targets.py). Exits
 non-zero when asv or a benchmark failed (after still publishing what ran).
 
-Harness-level: must not import loam. CLI: `python -m sprout_harness.asvtools.bench --help`.
+Stack-neutral. CLI: `python -m sprout_harness.asvtools.bench --help`.
 """
 
 from __future__ import annotations

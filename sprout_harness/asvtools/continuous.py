@@ -20,7 +20,7 @@ asv's exit status: 0 no significant regression, 1 a benchmark got slower than `-
 compare` always exits 0, so it cannot gate a pull request; this wrapper can.
 
 Exports SPROUT_PG_DSN (or a throwaway cluster) like `bench` so PostgreSQL benchmarks compare too.
-Harness-level: must not import loam. CLI: `python -m sprout_harness.asvtools.continuous --help`.
+Stack-neutral. CLI: `python -m sprout_harness.asvtools.continuous --help`.
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ def _check_placement(pl: PlacementConfig) -> None:
         _require(pl.address is None, f"{p}.address", "only the ray engine takes an address")
         return
     if importlib.util.find_spec("ray") is None:
-        raise ConfigError("ray needs the 'ray' extra: pip install 'sprout[ray]'", f"{p}.engine")
+        raise ConfigError("ray needs the 'ray' extra: pip install 'sprout-harness[ray]'", f"{p}.engine")
     _require(bool(pl.address), f"{p}.address", "the Ray cluster's head, HOST:PORT (e.g. 10.0.0.5:6379)")
     host, _, port = str(pl.address).removeprefix("ray://").rpartition(":")
     _require(

@@ -1,6 +1,6 @@
 """The harness's own small query description, handed to a stack's `fetch` / `subscribe`.
 
-Workloads generate `QuerySpec`s; a stack either translates the structure (the loam adapter
+Workloads generate `QuerySpec`s; a stack either translates the structure (an adapter over a query AST
 does) or parses `QuerySpec.text`, a neutral SQL-like rendering:
 
     where genre = 'rock' and (year >= 1990 or label in ('a', 'b')) order by year desc limit 10

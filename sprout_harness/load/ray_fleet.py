@@ -32,7 +32,7 @@ from typing import Any
 from sprout_harness.contracts import ConfigError
 from sprout_harness.load.fleet import ShardedFleet, WorkerError, WorkerState, boot_id, checked_reply, init_message
 
-MISSING_RAY = "ray needs the 'ray' extra: pip install 'sprout[ray]'"
+MISSING_RAY = "ray needs the 'ray' extra: pip install 'sprout-harness[ray]'"
 PINGS = 20
 
 

@@ -7,7 +7,7 @@ not crash-safe; `describe()` says so). The server is stopped and its dir removed
 `handle.stop()`, at exit, on SIGTERM and on KeyboardInterrupt (via `throwaway_postgres()`).
 
 PostgreSQL refuses to run as root, so as root the server binaries run as the `postgres`
-user. This module is harness-level: it must not import loam.
+user. Stack-neutral: stacks ask for a cluster through it.
 
 CLI: `python -m sprout_harness.services.postgres` starts one, prints its DSN, waits for Ctrl+C.
 """
