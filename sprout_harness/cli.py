@@ -429,8 +429,11 @@ def list_() -> None:
     from sprout_harness.workloads import catalog, datasets
 
     click.echo("stacks (entry point group sprout_harness.stacks):")
-    for e in plugins.stack_entries():
+    entries = plugins.stack_entries()
+    for e in entries:
         click.echo(f"  {e.name:<22} {e.target}")
+    if not entries:
+        click.echo("  (none installed: install a stack's package, see docs/plugins.md)")
     click.echo("phases:")
     for name, spec in sorted(catalog.phases().items()):
         click.echo(f"  {name:<22} {spec.summary}")
@@ -440,9 +443,11 @@ def list_() -> None:
     for name, suite in sorted(catalog.suites().items()):
         click.echo(f"  {name:<22} {' -> '.join(s.name for s in suite.phases)}")
     click.echo(f"datasets: {', '.join(datasets.kinds())}")
-    click.echo(f"configs ({CONFIG_DIR}):")
-    for p in sorted(CONFIG_DIR.glob("*.yaml")):
-        click.echo(f"  {p.stem}")
+    # the reference configs sit beside the harness in a source checkout, not in a wheel
+    if CONFIG_DIR.is_dir():
+        click.echo(f"configs ({CONFIG_DIR}):")
+        for p in sorted(CONFIG_DIR.glob("*.yaml")):
+            click.echo(f"  {p.stem}")
 
 
 @cli.command()
