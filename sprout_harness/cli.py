@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -125,6 +126,26 @@ def _fail(message: str, code: int) -> None:
     # one inert line: a config value quoted in it may be huge or carry escape sequences
     click.echo(f"error: {one_line(message, 500)}", err=True)
     sys.exit(code)
+
+
+def _report_interrupted_load(config: str, json_path: str | None, gab_path: str | None) -> None:
+    """Ctrl+C before the config was loaded: the reports asked for still say what happened."""
+    from sprout_harness.metrics.results import RunMetadata, RunResult
+    from sprout_harness.reports import gab, json_report
+
+    now = time.time()
+    meta = RunMetadata(
+        run_id=time.strftime("%Y%m%dT%H%M%S") + "-interrupted",
+        config_name=Path(config).stem,
+        started_at=now,
+        ended_at=now,
+        sprout_version=_version(),
+    )
+    result = RunResult(meta, status="cancelled", reason="interrupted (Ctrl+C) while loading the config; no phase ran")
+    for path, writer in ((json_path, json_report.write), (gab_path, gab.write)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            writer(result, path)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -270,7 +291,11 @@ def run(
         sets += (f"runner.repeat={_count(repeat, '--repeat', 1, MAX_REPEAT)}",)
     if warmup is not None:
         sets += (f"runner.warmup={_count(warmup, '--warmup', 0, MAX_WARMUP)}",)
-    cfg = load_config(config, sets, check_stack=True)
+    try:
+        cfg = load_config(config, sets, check_stack=True)
+    except KeyboardInterrupt:  # a stack's validate may take a while (probing addresses, DSNs)
+        _report_interrupted_load(config, json_path, gab_path)
+        raise
     repeated = cfg.runner.repeat > 1 or cfg.runner.warmup > 0
     out = Console()
     err = Console(stderr=True)

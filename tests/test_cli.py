@@ -166,3 +166,44 @@ def test_sprout_run_leveldb_local_end_to_end_in_a_subprocess(tmp_path):
     assert len(names) == len(set(names))
     assert all(isinstance(e["value"], (int, float)) and math.isfinite(e["value"]) for e in entries)
     assert any("window_refill" in n for n in names) and any("notify" in n for n in names)
+
+
+SLOW_VALIDATE = """
+import sys
+import time
+
+from sprout_loam.adapter import stack
+
+
+class SlowToValidate(stack):
+    @classmethod
+    def validate(cls, settings):
+        print("VALIDATING", file=sys.stderr, flush=True)
+        time.sleep(60)
+"""
+
+
+def test_ctrl_c_while_loading_the_config_still_writes_the_reports(tmp_path):
+    """A stack's validate runs while the config loads; Ctrl+C there exits 130 and the JSON and
+    gab reports asked for say the run was interrupted before any phase."""
+    import signal
+
+    (tmp_path / "slowcheck.py").write_text(SLOW_VALIDATE)
+    report, gab_report = tmp_path / "out" / "run.json", tmp_path / "out" / "run.gab.json"
+    cmd = [sys.executable, "-m", "sprout_harness", "run", str(ROOT / "configs" / "leveldb-local.yaml")]
+    cmd += ["--set", "stack.name=slowcheck:SlowToValidate", "--json", str(report), "--gab", str(gab_report)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().strip() == "VALIDATING"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["error: interrupted"]
+    data = json.loads(report.read_text())
+    assert (data["status"], data["phases"]) == ("cancelled", [])
+    assert "while loading the config" in data["reason"]
+    assert data["metadata"]["config_name"] == "leveldb-local"
+    assert json.loads(gab_report.read_text()) == []
