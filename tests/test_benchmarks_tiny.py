@@ -34,10 +34,13 @@ def tiny(monkeypatch: pytest.MonkeyPatch, pg_dsn: str) -> None:
 
 
 def _classes(module) -> list[type]:
+    """The benchmark classes asv finds in `module`: its own and those it re-exports from the
+    harness's family of the same name (`bench_create` -> `sprout_harness.asvsuite.create`)."""
+    family = "sprout_harness.asvsuite." + module.__name__.rpartition(".")[2].removeprefix("bench_")
     return [
         c
         for _, c in inspect.getmembers(module, inspect.isclass)
-        if c.__module__ == module.__name__ and any(m.startswith("track_") for m in dir(c))
+        if c.__module__ in (module.__name__, family) and any(m.startswith("track_") for m in dir(c))
     ]
 
 
@@ -385,14 +388,15 @@ def test_wire_fanout_beside_its_floor(tiny: None) -> None:
     """bench_realtime: WebSocket clients in a worker process at each of 4 steps, and the
     bare-websockets floor at the same counts; every figure a positive latency."""
     from benchmarks import bench_realtime
+    from sprout_harness.asvsuite import realtime
 
     bench = bench_realtime.RealtimeFanOut()
     cache = bench.setup_cache()
     assert not isinstance(cache, _common.Skipped), cache
     for step in bench.params[0]:
-        n = bench_realtime.connections(step)
-        assert cache[f"notify@{n}"]["count"] == n * bench_realtime.COMMITS  # every client got every commit
-        assert cache[f"floor@{n}"]["count"] == n * bench_realtime.COMMITS
+        n = realtime.connections(step)
+        assert cache[f"notify@{n}"]["count"] == n * realtime.COMMITS  # every client got every commit
+        assert cache[f"floor@{n}"]["count"] == n * realtime.COMMITS
         bench.setup(cache, step)
         values = [
             bench.track_lag_p50(cache, step),

@@ -3,7 +3,9 @@
 Each installed stack contributes the variants its factory declares (`benchmark_variants`,
 see `contracts.variants`), or one durable-only variant on its defaults. `SPROUT_ASV_STACKS`
 (comma-separated variant or stack names) restricts the axis, e.g. for a gate that covers one
-stack. A stack that cannot be loaded, or declares variants the suite cannot use, becomes a
+stack; the asv suite (`sprout_harness.asvsuite`) also reads the names from a project's
+`sprout-asv.json`. A name that selects nothing is a row that says so. A stack that cannot
+be loaded, or declares variants the suite cannot use, becomes a
 variant whose rows are n/a with the reason: one broken plugin must not hide the others.
 """
 
@@ -90,6 +92,12 @@ def installed(query_fields: QueryFields, only: Sequence[str] | None = None) -> l
         else:
             found = _declared(entry.name, factory, query_fields)
         out += [v for v in found if only is None or v.name in only or v.stack in only]
+    if only is not None:  # a name that selects nothing: a row that says so, not a silently smaller axis
+        out += [
+            Variant(name, name, broken=f"no installed stack or variant is named {name!r}")
+            for name in only
+            if not any(v.name == name or v.stack == name for v in out)
+        ]
     seen: dict[str, str] = {}
     unique: list[Variant] = []
     for v in out:
