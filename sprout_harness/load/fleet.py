@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import json
 import os
 import sys
@@ -412,6 +413,14 @@ class ShardedFleet:
     async def client_rss(self) -> int:
         return sum(r["rss"] for r in await self._all({"op": "rss"}))
 
+    # -- jobs: a client-side program each worker runs (see `WorkerState`, op "job") ----------
+
+    async def job(self, step: str, per_worker: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Step `step` of every worker's job at once (a barrier: returns when all replied);
+        `per_worker` gives each worker its own message fields (the job's params at "prepare")."""
+        msgs = [{"op": "job", "step": step, **(per_worker[i] if per_worker else {})} for i in range(self.processes)]
+        return await asyncio.gather(*(w.call(m, self.timeout_s) for w, m in zip(self.workers, msgs)))
+
 
 class _ProcessWorker:
     def __init__(self, proc: asyncio.subprocess.Process, index: int) -> None:
@@ -518,6 +527,9 @@ class WorkerState:
     def __init__(self) -> None:
         self.cs: ConnectionSet | None = None
         self.closed = False
+        self.connect: Callable[[Any, int], Awaitable[Client]] | None = None
+        self.job: Any = None
+        self.job_task: asyncio.Task[Any] | None = None
 
     def _set(self) -> ConnectionSet:
         if self.cs is None:
@@ -544,7 +556,10 @@ class WorkerState:
                 return connect(address, i)  # type: ignore[no-any-return]
 
             self.cs = ConnectionSet(open_client, msg["field"], msg["first_index"])
+            self.connect = connect
             return {"ok": True, "pid": os.getpid(), "boot_id": boot_id()}
+        if op == "job":
+            return await self._job(msg)
         if op == "open":
             return _jsonable(await self._set().open(msg["n"], msg["concurrency"]))
         if op == "subscribe":
@@ -563,11 +578,59 @@ class WorkerState:
             self._set().clock_offset_ns = int(msg["offset_ns"])
             return {"ok": True}
         if op == "close":
+            await self._close_job()
             if self.cs is not None:
                 await self.cs.close()
             self.closed = True
             return {"ok": True}
         return {"error": f"unknown op {op!r}"}
+
+    async def _job(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A client-side program run in steps: "prepare" builds it (`msg["runner"]`, a
+        `module:attr` import path, called with the stack's `connect_address` and
+        `msg["params"]`) and awaits its `prepare()`; "start" runs its `run()` in a task; "poll"
+        answers its `progress()` (and the error that ended the task, if one did); "stop" calls
+        its `stop()`; "finish" awaits the task and then its `finish()`, whose reply goes back."""
+        step = msg["step"]
+        if step == "prepare":
+            if self.connect is None:
+                raise RuntimeError("no 'init' yet")
+            await self._close_job()
+            module, _, attr = str(msg["runner"]).partition(":")
+            self.job = getattr(importlib.import_module(module), attr)(self.connect, msg["params"])
+            return dict(await self.job.prepare() or {"ok": True})
+        if self.job is None:
+            raise RuntimeError(f"job step {step!r} before 'prepare'")
+        if step == "start":
+            self.job_task = asyncio.ensure_future(self.job.run())
+            return {"ok": True}
+        task = self.job_task
+        if step == "poll":
+            out = dict(self.job.progress())
+            out["finished"] = task is not None and task.done()
+            if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                raise RuntimeError(f"{type(exc).__name__}: {exc}")
+            return out
+        if step == "stop":
+            self.job.stop()
+            return {"ok": True}
+        if step == "finish":
+            if task is not None:
+                await task
+            return dict(await self.job.finish())
+        raise RuntimeError(f"unknown job step {step!r}")
+
+    async def _close_job(self) -> None:
+        if self.job_task is not None and not self.job_task.done():
+            self.job_task.cancel()
+            await asyncio.gather(self.job_task, return_exceptions=True)
+        if self.job is not None:
+            try:
+                await self.job.close()
+            except Exception:
+                pass
+        self.job, self.job_task = None, None
 
 
 async def _worker_main() -> None:

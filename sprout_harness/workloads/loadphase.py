@@ -44,6 +44,13 @@ class LoadKnobs:
     """Worker knobs shared by the operation-mix phases (docs/load-generation.md)."""
 
     workers: int = knob(4, "concurrent clients; in open loop the bound on operations running at once", min=1)
+    processes: int = knob(
+        0,
+        "client workers the mix is split over, each with its own connections, key share and seeded "
+        "stream (worker processes, or Ray actors per runner.placement); 0: in this process",
+        min=0,
+        max=64,
+    )
     operations: int = knob(2000, "measured operations (0: no count limit, then duration_s must be > 0)", min=0)
     duration_s: float = knob(0.0, "length of the measured window in seconds (0: no time limit)", min=0)
     warmup_s: float = knob(0.0, "seconds run after ramp-up but left out of the figures", min=0)
@@ -276,6 +283,10 @@ class History:
             if w in reg:
                 reg.remove(w)
 
+    def known_ids(self) -> set[str]:
+        """Every entity this history has a write of (or a create it was told about)."""
+        return set(self.regs) | set(self._created)
+
     def record_create(self, id_: str, values: Mapping[str, Any], start: int, end: int) -> None:
         """An entity created by the phase (its id known only from the ack); registers come lazily."""
         self._created[id_] = (values, start, end)
@@ -395,15 +406,26 @@ def defer(fn: Callable[..., None], *args: Any) -> None:
     asyncio.get_running_loop().call_soon(fn, *args)
 
 
-async def verify_final_states(ctx: PhaseContext, lanes: Sequence[Lane], collection: str) -> None:
+async def verify_final_states(
+    ctx: PhaseContext, lanes: Sequence[Lane], collection: str, *, own_only: bool = False
+) -> list[list[str]]:
     """Fetch the whole collection of each lane's group, check it against the lane's history,
     and make it the group's expected state. Read from the durable node, the authority:
-    through an ephemeral the whole collection can be more than one protocol message carries."""
+    through an ephemeral the whole collection can be more than one protocol message carries.
+
+    `own_only` (a worker with a share of the keys): judge only the entities the lane started
+    from or wrote; the ids judged are returned per lane, for the driver to check that every
+    entity of the store is some worker's."""
+    owned: list[list[str]] = []
     for lane in lanes:
         where = f"group {lane.group}: " if len(lanes) > 1 else ""
         docs = await ctx.durables[lane.group].client.fetch(collection, QuerySpec(kind="all"))
         state = {d.id: dict(d.props) for d in docs}
         dupes = len(docs) - len(state)
+        if own_only:
+            mine = lane.history.known_ids() | set(lane.initial_ids)
+            state = {i: p for i, p in state.items() if i in mine}
+            owned.append(list(state))
         compared, problems = lane.history.judge_final(state, lane.initial_ids)
         ctx.recorder.count("final_entities", len(state))
         ctx.check(
@@ -414,6 +436,7 @@ async def verify_final_states(ctx: PhaseContext, lanes: Sequence[Lane], collecti
             + f"{len(problems)} of {compared} entities wrong, e.g. {problems[:2]}",
         )
         lane.model.data[collection] = state
+    return owned
 
 
 __all__ = [

@@ -78,20 +78,34 @@ async def make_fleet(ctx: PhaseContext, processes: int, connector: str, collecti
         connect = getattr(type(ctx.stack), "connect_address", None)
         if not callable(connect):
             hooks.require(ctx, "connect_address")
-        address = await _worker_address(ctx, address_of, node.index, connector)
-        timeout = max(120.0, ctx.check_timeout_s * 4)
-        if ctx.placement.get("engine") == "ray":
-            fleet = RayFleet(
-                ctx.placement["address"],
-                ctx.placement.get("workers") or processes,
-                stack_import_path(ctx.stack),
-                address,
-                field,
-                timeout_s=timeout,
-            )
-        else:
-            fleet = WorkerFleet(processes, stack_import_path(ctx.stack), address, field, timeout_s=timeout)
+        address = await worker_address(ctx, address_of, node.index, connector)
+        return await start_worker_fleet(ctx, processes, address, field)
     await fleet.start()
+    return fleet
+
+
+async def start_worker_fleet(ctx: PhaseContext, processes: int, address: Any, field: str) -> Any:
+    """A started fleet of `processes` workers (worker processes, or Ray actors as
+    `runner.placement` says) whose clients reach `address`; Ray actors' whereabouts and clocks
+    go into the phase's report. The caller closes it."""
+    timeout = max(120.0, ctx.check_timeout_s * 4)
+    fleet: Any
+    if ctx.placement.get("engine") == "ray":
+        fleet = RayFleet(
+            ctx.placement["address"],
+            ctx.placement.get("workers") or processes,
+            stack_import_path(ctx.stack),
+            address,
+            field,
+            timeout_s=timeout,
+        )
+    else:
+        fleet = WorkerFleet(processes, stack_import_path(ctx.stack), address, field, timeout_s=timeout)
+    try:
+        await fleet.start()
+    except BaseException:
+        await fleet.close()
+        raise
     if isinstance(fleet, RayFleet):
         _record_clocks(ctx, fleet.clocks())
     return fleet
@@ -137,7 +151,7 @@ def _record_clocks(ctx: PhaseContext, clocks: list[dict[str, Any]]) -> None:
     )
 
 
-async def _worker_address(ctx: PhaseContext, address_of: Any, durable: int, connector: str) -> Any:
+async def worker_address(ctx: PhaseContext, address_of: Any, durable: int, connector: str) -> Any:
     """The address worker processes connect to: over `connector`, or when it is empty over the
     first of the stack's connectors whose `connection_address` is not Unsupported (a stack's
     in-process connector cannot be reached from another process)."""

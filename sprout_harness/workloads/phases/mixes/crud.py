@@ -39,6 +39,7 @@ from sprout_harness.workloads.loadphase import (
     lane_turns,
     verify_final_states,
 )
+from sprout_harness.workloads.phases.mixes import remote
 from sprout_harness.workloads.phases.mixes.crud_mixes import (
     KINDS,
     PRESETS,
@@ -46,6 +47,7 @@ from sprout_harness.workloads.phases.mixes.crud_mixes import (
     CrudWorkload,
     KeyPool,
     crud_mix,
+    drawn_kinds,
 )
 
 _ROW_CHUNK = 256
@@ -102,7 +104,7 @@ class _Lane:
         )
         self.pool = KeyPool(self.initial_ids)
         # group 0 draws exactly the stream a one-group run draws
-        seed = ctx.seed if group == 0 else ctx.seed * 1_000_003 + group
+        seed = self.workload_seed = ctx.seed if group == 0 else ctx.seed * 1_000_003 + group
         self.workload = CrudWorkload(
             crud_mix(k.weights if k.preset == "custom" else k.preset),
             self.pool,
@@ -168,26 +170,71 @@ class _Lane:
             history.end_write(h)
 
 
+class CrudRun:
+    """The mix over every durable group of `ctx` (a lane each): built, driven, then judged.
+    A client worker (`remote.py`) runs one on its own share of every group's keys."""
+
+    def __init__(self, ctx: PhaseContext, k: CrudKnobs) -> None:
+        self.ctx, self.k = ctx, k
+        self.reads = ReadStats()
+        self.counts = {"updates_after_delete": 0}
+        groups = sorted({n.group for n in ctx.targets})
+        self.lanes = [_Lane(ctx, k, g, self.reads, self.counts) for g in groups]
+
+    def describe(self) -> dict[str, Any]:
+        mix = self.lanes[0].workload.mix
+        return {
+            "preset": mix.name,
+            "weights": mix.weights(),
+            "collection": self.k.collection,
+            "initial_entities": sum(len(lane.initial_ids) for lane in self.lanes),
+            "groups": len(self.lanes),
+            "clients": sum(len(lane.clients) for lane in self.lanes),
+        }
+
+    async def drive(self) -> None:
+        next_op, execute = lane_turns(self.lanes, _Lane.next_op)
+        await drive(self.ctx, self.k, execute, next_op, self.ctx.seed)
+        await asyncio.sleep(0)  # let deferred read verdicts run
+
+    def record(self) -> None:
+        self.ctx.recorder.count("updates_after_delete", self.counts["updates_after_delete"])
+        self.reads.record(self.ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
+
+    async def prepare(self) -> None:
+        pass
+
+    def drawn(self) -> list[tuple[int, dict[str, int]]]:
+        """Per lane: its stream's seed and the operation kinds it drew."""
+        return [(lane.workload_seed, dict(lane.workload.drawn)) for lane in self.lanes]
+
+    def expected_drawn(self, seed: int, n: int) -> dict[str, int]:
+        """The kinds the first `n` draws of a stream of `seed` give."""
+        return dict(drawn_kinds(self.lanes[0].workload.mix, seed, n))
+
+    def shares(self, group: int, workers: int) -> list[list[Any]]:
+        """Group `group`'s entities split over `workers` (every `workers`-th id), as `[id, props]`."""
+        data = self.ctx.models[group].data.get(self.k.collection, {})
+        out: list[list[Any]] = [[] for _ in range(workers)]
+        for i, id_ in enumerate(sorted(data)):
+            out[i % workers].append([id_, data[id_]])
+        return out
+
+
+def worker_mix(ctx: PhaseContext, knobs: dict[str, Any], share: tuple[int, int]) -> CrudRun:
+    """A client worker's share of the mix (`remote.MixJob`): its ids are those in its models."""
+    return CrudRun(ctx, CrudKnobs(**knobs))
+
+
 async def run(ctx: PhaseContext, k: CrudKnobs) -> None:
-    reads = ReadStats()
-    counts = {"updates_after_delete": 0}
-    groups = sorted({n.group for n in ctx.targets})
-    lanes = [_Lane(ctx, k, g, reads, counts) for g in groups]
-    next_op, execute = lane_turns(lanes, _Lane.next_op)
-    mix = lanes[0].workload.mix
-    ctx.recorder.extra["crud"] = {
-        "preset": mix.name,
-        "weights": mix.weights(),
-        "collection": k.collection,
-        "initial_entities": sum(len(lane.initial_ids) for lane in lanes),
-        "groups": len(lanes),
-        "clients": sum(len(lane.clients) for lane in lanes),
-    }
-    await drive(ctx, k, execute, next_op, ctx.seed)
-    await asyncio.sleep(0)  # let deferred read verdicts run
-    ctx.recorder.count("updates_after_delete", counts["updates_after_delete"])
-    reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
-    await verify_final_states(ctx, lanes, k.collection)
+    mix = CrudRun(ctx, k)
+    ctx.recorder.extra["crud"] = mix.describe()
+    if k.processes:
+        await remote.run_on_workers(ctx, k, mix, f"{__name__}:worker_mix")
+        return
+    await mix.drive()
+    mix.record()
+    await verify_final_states(ctx, mix.lanes, k.collection)
 
 
 register_phase(
@@ -203,4 +250,4 @@ register_phase(
     )
 )
 
-__all__ = ["CrudKnobs", "run"]
+__all__ = ["CrudKnobs", "CrudRun", "run"]

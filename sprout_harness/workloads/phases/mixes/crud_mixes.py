@@ -18,6 +18,7 @@ key out of the pool when the operation is generated, so no later operation targe
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -149,6 +150,8 @@ class CrudWorkload:
             raise ValueError(f"crud key distribution {key_distribution!r}: use uniform or zipfian")
         self.field_count = field_count
         self._seq = 0
+        self.drawn: Counter[str] = Counter()  # operation kinds as the weighted draw gave them
+        self.converted = 0  # draws that needed a key while the pool was empty: run as creates
 
     def _index(self) -> int:
         n = len(self.pool)
@@ -165,7 +168,9 @@ class CrudWorkload:
 
     def next_operation(self) -> CrudOperation:
         op = self._ops.next_value()
+        self.drawn[op] += 1
         if op == "create" or not len(self.pool):
+            self.converted += op != "create"
             return CrudOperation("create", None, self.props())
         key = self.pool.at(self._index())
         if op == "read":
@@ -176,4 +181,11 @@ class CrudWorkload:
         return CrudOperation("delete", key)
 
 
-__all__ = ["CrudMix", "CrudOperation", "CrudWorkload", "KINDS", "KeyPool", "PRESETS", "crud_mix"]
+def drawn_kinds(mix: str | Mapping[str, float] | CrudMix, seed: int, n: int) -> Counter[str]:
+    """The kinds of the first `n` operations a `CrudWorkload` of `seed` draws (before an empty
+    pool turns a draw into a create): what a worker that drew `n` must report."""
+    ops: DiscreteGenerator[str] = DiscreteGenerator(list(crud_mix(mix).weights().items()), rng_for(seed, "crud-op"))
+    return Counter(ops.next_value() for _ in range(n))
+
+
+__all__ = ["CrudMix", "CrudOperation", "CrudWorkload", "KINDS", "KeyPool", "PRESETS", "crud_mix", "drawn_kinds"]

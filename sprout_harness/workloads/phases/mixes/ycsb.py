@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sprout_harness.contracts.errors import ConfigError
+from sprout_harness.contracts.errors import ConfigError, Unsupported
 from sprout_harness.contracts.query import Cond, Order, QuerySpec
 from sprout_harness.workloads import datasets
 from sprout_harness.workloads.catalog import PhaseSpec, register_phase
@@ -44,7 +44,14 @@ from sprout_harness.workloads.loadphase import (
     lane_turns,
     verify_final_states,
 )
-from sprout_harness.workloads.phases.mixes.ycsb_workloads import WORKLOADS, YcsbOperation, YcsbWorkload, workload_spec
+from sprout_harness.workloads.phases.mixes import remote
+from sprout_harness.workloads.phases.mixes.ycsb_workloads import (
+    WORKLOADS,
+    YcsbOperation,
+    YcsbWorkload,
+    drawn_kinds,
+    workload_spec,
+)
 
 KEY_FIELD = "key"
 
@@ -107,7 +114,9 @@ class _Lane:
     its ephemerals in turn; the unmeasured load goes through the first), its own table,
     operation stream and the history that judges it."""
 
-    def __init__(self, ctx: PhaseContext, k: YcsbKnobs, letter: str, group: int, checks: _Checks) -> None:
+    def __init__(
+        self, ctx: PhaseContext, k: YcsbKnobs, letter: str, group: int, checks: _Checks, share: tuple[int, int] = (0, 1)
+    ) -> None:
         self.ctx, self.k, self.group, self.checks = ctx, k, group, checks
         self.coll = k.collection
         self.clients, self.next_client = lane_clients(ctx, group)
@@ -125,8 +134,14 @@ class _Lane:
             opts["request_distribution"] = k.request_distribution
         self.spec = workload_spec(letter, **opts)
         # group 0 draws exactly the stream a one-group run draws
-        seed = f"{ctx.seed}:{ctx.title}" + (f":{group}" if group else "")
-        self.workload = YcsbWorkload(self.spec, seed=seed, acknowledge_mode="on-ack")  # type: ignore[arg-type]
+        seed = self.workload_seed = f"{ctx.seed}:{ctx.title}" + (f":{group}" if group else "")
+        self.workload = YcsbWorkload(
+            self.spec,
+            seed=seed,  # type: ignore[arg-type]
+            acknowledge_mode="on-ack",
+            key_stride=share[1],
+            key_offset=share[0],
+        )
         self.table = _Table()
         self.late_scans: list[tuple[Any, ...]] = []
         self.initial_ids: list[str] = []
@@ -272,39 +287,114 @@ class _Lane:
             raise ValueError(f"unknown YCSB operation {kind!r}")
 
 
+class YcsbRun:
+    """The workload over every durable group of `ctx` (a lane each): prepared (the table
+    loaded or checked), driven, then judged. A client worker (`remote.py`) runs one on its
+    share of the table: key numbers `share[0]` modulo `share[1]`."""
+
+    def __init__(self, ctx: PhaseContext, k: YcsbKnobs, letter: str, share: tuple[int, int] = (0, 1)) -> None:
+        self.ctx, self.k = ctx, k
+        self.checks = _Checks()
+        groups = sorted({n.group for n in ctx.targets})
+        self.lanes = [_Lane(ctx, k, letter, g, self.checks, share) for g in groups]
+        self.spec = self.lanes[0].spec
+
+    async def prepare(self) -> None:
+        for lane in self.lanes:
+            await lane.prepare()
+
+    def describe(self) -> dict[str, Any]:
+        spec, k = self.spec, self.k
+        return {
+            "workload": spec.name,
+            "proportions": spec.proportions,
+            "request_distribution": spec.request_distribution,
+            "record_count": spec.record_count,
+            "field_count": spec.field_count,
+            "field_length": spec.field_length,
+            "collection": k.collection,
+            "groups": len(self.lanes),
+            "clients": sum(len(lane.clients) for lane in self.lanes),
+        }
+
+    async def drive(self) -> None:
+        next_op, execute = lane_turns(self.lanes, lambda lane: lane.workload.next_operation())
+        await drive(self.ctx, self.k, execute, next_op, self.ctx.seed)
+        await asyncio.sleep(0)  # let deferred verdicts run
+        for lane in self.lanes:
+            for args in lane.late_scans:
+                lane.judge_scan(*args, final=True)
+
+    def record(self) -> None:
+        ctx, spec, checks = self.ctx, self.spec, self.checks
+        if "read" in spec.proportions or "readmodifywrite" in spec.proportions:
+            checks.reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
+        if "scan" in spec.proportions:
+            ctx.recorder.count("rows_scanned", checks.rows_scanned)
+            checks.scans.record(ctx, "scans", "every scan returned the ordered slice from its start key")
+
+    def drawn(self) -> list[tuple[str, dict[str, int]]]:
+        """Per lane: its stream's seed and the operation kinds it drew."""
+        return [(lane.workload_seed, dict(lane.workload.drawn)) for lane in self.lanes]
+
+    def expected_drawn(self, seed: str, n: int) -> dict[str, int]:
+        """The kinds the first `n` draws of a stream of `seed` give."""
+        return dict(drawn_kinds(self.spec, seed, n))
+
+    def shares(self, group: int, workers: int) -> list[list[Any]]:
+        """Group `group`'s table split over `workers` by key number (`k % workers`), as `[id,
+        props]`; a worker's inserts continue its own numbers, so one may have run ahead."""
+        data = self.ctx.models[group].data.get(self.k.collection, {})
+        workload = self.lanes[0].workload
+        out: list[list[Any]] = [[] for _ in range(workers)]
+        keys: dict[Any, str] = {props.get(KEY_FIELD): id_ for id_, props in data.items()}
+        limit, keynum = workers * (len(keys) + 1), 0
+        while keys and keynum < limit:
+            found = keys.pop(workload.key_name(keynum), None)
+            if found is not None:
+                out[keynum % workers].append([found, data[found]])
+            keynum += 1
+        self.ctx.require(
+            "every record of the YCSB table has a key number",
+            not keys,
+            f"group {group}: {len(keys)} records whose key is none of user(0..{limit - 1}), e.g. {list(keys)[:2]}",
+        )
+        return out
+
+
+def _worker_mix(letter: str) -> Any:
+    def build(ctx: PhaseContext, knobs: dict[str, Any], share: tuple[int, int]) -> YcsbRun:
+        """A client worker's share of the workload (`remote.MixJob`): key numbers `share[0]`
+        modulo `share[1]`, its records those in its models."""
+        return YcsbRun(ctx, YcsbKnobs(**knobs), letter, share)
+
+    return build
+
+
+WORKER_MIXES = {letter: _worker_mix(letter) for letter in "abcdf"}
+
+
 async def run_ycsb(ctx: PhaseContext, k: YcsbKnobs, letter: str) -> None:
-    checks = _Checks()
-    groups = sorted({n.group for n in ctx.targets})
-    lanes = [_Lane(ctx, k, letter, g, checks) for g in groups]
-    for lane in lanes:
-        await lane.prepare()
-    spec = lanes[0].spec
+    if k.processes and letter not in WORKER_MIXES:
+        raise Unsupported(f"ycsb-{letter} on workers (processes > 0): a scan's slice crosses the workers' key shares")
+    mix = YcsbRun(ctx, k, letter)
+    if k.processes:
+        for lane in mix.lanes:  # load the table (unmeasured) unless an earlier phase did; a
+            if not lane.existing:  # table left by workers is checked by each on its share
+                await lane.prepare()
+    else:
+        await mix.prepare()
+    checks = mix.checks
     if checks.records_loaded:
         ctx.recorder.extra["ycsb_load_s"] = round(checks.load_s, 3)
     ctx.recorder.count("records_loaded", checks.records_loaded)
-    ctx.recorder.extra["ycsb"] = {
-        "workload": spec.name,
-        "proportions": spec.proportions,
-        "request_distribution": spec.request_distribution,
-        "record_count": spec.record_count,
-        "field_count": spec.field_count,
-        "field_length": spec.field_length,
-        "collection": k.collection,
-        "groups": len(lanes),
-        "clients": sum(len(lane.clients) for lane in lanes),
-    }
-    next_op, execute = lane_turns(lanes, lambda lane: lane.workload.next_operation())
-    await drive(ctx, k, execute, next_op, ctx.seed)
-    await asyncio.sleep(0)  # let deferred verdicts run
-    for lane in lanes:
-        for args in lane.late_scans:
-            lane.judge_scan(*args, final=True)
-    if "read" in spec.proportions or "readmodifywrite" in spec.proportions:
-        checks.reads.record(ctx, "reads", "every read returned the value of an acknowledged (or concurrent) write")
-    if "scan" in spec.proportions:
-        ctx.recorder.count("rows_scanned", checks.rows_scanned)
-        checks.scans.record(ctx, "scans", "every scan returned the ordered slice from its start key")
-    await verify_final_states(ctx, lanes, k.collection)
+    ctx.recorder.extra["ycsb"] = mix.describe()
+    if k.processes:
+        await remote.run_on_workers(ctx, k, mix, f"{__name__}:WORKER_MIXES.{letter}")
+        return
+    await mix.drive()
+    mix.record()
+    await verify_final_states(ctx, mix.lanes, k.collection)
 
 
 def _phase(letter: str) -> PhaseSpec:
@@ -335,4 +425,4 @@ def _phase(letter: str) -> PhaseSpec:
 
 PHASES = {letter: _phase(letter) for letter in "abcdef"}
 
-__all__ = ["PHASES", "YcsbKnobs", "run_ycsb"]
+__all__ = ["KEY_FIELD", "PHASES", "YcsbKnobs", "YcsbRun", "run_ycsb"]

@@ -22,6 +22,7 @@ inserted is drawn again, as in `CoreWorkload.nextKeynum`.
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Literal
 
@@ -118,7 +119,12 @@ class YcsbWorkload:
     spec: YcsbSpec
     seed: int = 0
     acknowledge_mode: Literal["immediate", "on-ack"] = "immediate"
+    # a share of a table that several clients split: key number k of this stream is the
+    # table's key number k * key_stride + key_offset (1, 0: the whole table)
+    key_stride: int = 1
+    key_offset: int = 0
     _ops: DiscreteGenerator[str] = field(init=False, repr=False)
+    drawn: Counter[str] = field(init=False, repr=False, default_factory=Counter)
 
     def __post_init__(self) -> None:
         s = self.spec
@@ -153,7 +159,9 @@ class YcsbWorkload:
     # --- keys and values -----------------------------------------------------------
 
     def key_name(self, keynum: int) -> str:
-        """YCSB's `buildKeyName`: "user" + the number, hashed unless inserts are ordered."""
+        """YCSB's `buildKeyName`: "user" + the number, hashed unless inserts are ordered (the
+        table's key number, when this stream has a share of it)."""
+        keynum = keynum * self.key_stride + self.key_offset
         return "user" + str(keynum if self.spec.ordered_inserts else fnvhash64(keynum))
 
     def _value(self) -> str:
@@ -180,6 +188,7 @@ class YcsbWorkload:
     def next_operation(self) -> YcsbOperation:
         """The next operation of the stream (deterministic for a seed in "immediate" mode)."""
         op = self._ops.next_value()
+        self.drawn[op] += 1
         if op == "insert":
             k = self.insert_sequence.next_value()
             if self.acknowledge_mode == "immediate":
@@ -205,4 +214,10 @@ class YcsbWorkload:
             self.insert_sequence.acknowledge(op.keynum)
 
 
-__all__ = ["WORKLOADS", "YcsbOperation", "YcsbSpec", "YcsbWorkload", "workload_spec"]
+def drawn_kinds(spec: YcsbSpec, seed: int | str, n: int) -> Counter[str]:
+    """The kinds of the first `n` operations a `YcsbWorkload` of `spec` and `seed` draws."""
+    ops: DiscreteGenerator[str] = DiscreteGenerator(sorted(spec.proportions.items()), rng_for(seed, "operation"))
+    return Counter(ops.next_value() for _ in range(n))
+
+
+__all__ = ["drawn_kinds", "WORKLOADS", "YcsbOperation", "YcsbSpec", "YcsbWorkload", "workload_spec"]
