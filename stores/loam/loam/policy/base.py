@@ -9,9 +9,11 @@ A node calls, in this order:
   visible entity the op applies to (None when absent or deleted). Raising
   `PolicyDenied` aborts the whole transaction; nothing is written.
 
-`filters_reads = False` promises that `can_read` is always True and `checks_writes =
-False` that `check_write` never raises, so nodes can skip those per-entity calls on hot
-paths (batched creates, live-query fan-out).
+`filters_reads = False` promises that `can_read` is always True, `checks_reads = False`
+that `check_read` never raises and `checks_writes = False` that `check_write` never
+raises, so nodes can skip those calls on hot paths (batched creates, live-query fan-out,
+get by id). A node reads the flags once, when it is built; an agent without one is
+assumed to check.
 """
 
 from __future__ import annotations

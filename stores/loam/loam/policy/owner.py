@@ -24,6 +24,7 @@ from loam.policy.base import BasePolicy, op_kind
 
 class OwnerPolicy(BasePolicy):
     name: ClassVar[str] = "owner"
+    checks_reads = False  # whole collections are never refused; read="owner" filters per entity
 
     def __init__(self, read: str = "all", field: str = "owner") -> None:
         if read not in ("all", "owner"):

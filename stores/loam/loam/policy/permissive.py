@@ -10,4 +10,5 @@ from loam.policy.base import BasePolicy
 class PermissivePolicy(BasePolicy):
     name: ClassVar[str] = "permissive"
     filters_reads = False
+    checks_reads = False
     checks_writes = False

@@ -381,6 +381,24 @@ class LevelDBEngine:
             return Entity(id, d[0])
         return None
 
+    def reader(self, collection: str) -> Callable[[str], Entity | None]:
+        """`get` bound to one collection: `reader(c)(id) == get(c, id)`. The key prefix is
+        computed once; the reader goes through the engine's current handle, so it stays
+        valid across close and reopen (the node's per-collection read fast path)."""
+        sp = self._sp.get(collection) or _S + collection.encode() + SEP
+        engine, loads, entity = self, _loads, Entity
+
+        def get(id: str) -> Entity | None:
+            raw = engine._get(sp + id.encode())
+            if raw is None:
+                return None
+            d = loads(raw)
+            if len(d) == 3 or d[3] is None:
+                return entity(id, d[0])
+            return None
+
+        return get
+
     def _lazy_get(self, key: bytes) -> bytes | None:
         self.open()  # first use (or use after close) opens the database
         return self._get(key)
