@@ -1,4 +1,4 @@
-"""The `sprout` command line: run, validate, list, compare, gate, merge, noise, report.
+"""The `sprout` command line: run, validate, list, compare, gate, merge, noise, report, asv init.
 
 Every error a user can cause (bad config, unreachable server, a stack that cannot be
 loaded, unreadable report) prints one line `error: ...` and exits non-zero; set
@@ -705,6 +705,46 @@ def report(run_json: str, html_path: str | None, verbose: bool) -> None:
 
         html_report.write_html(result, html_path)
         click.echo(f"html report: {html_path}", err=True)
+
+
+@cli.group()
+def asv() -> None:
+    """asv tooling: track the harness's benchmark families over a store's own commits."""
+
+
+@asv.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option(
+    "--stack",
+    "stacks",
+    multiple=True,
+    metavar="NAME",
+    help="a stack to benchmark (repeatable; default: the installed stacks the project registers)",
+)
+@click.option(
+    "--harness-wheel",
+    type=click.Path(dir_okay=False),
+    help="a wheel of the installed sprout-harness: copied into .asv/wheels/ for asv's environments",
+)
+@click.option(
+    "--find-links", type=click.Path(file_okay=False), help="a directory of wheels that holds the pinned sprout-harness"
+)
+@click.option("--force", is_flag=True, help="overwrite an existing asv.conf.json")
+@friendly_errors
+def asv_init(
+    directory: str, stacks: tuple[str, ...], harness_wheel: str | None, find_links: str | None, force: bool
+) -> None:
+    """Scaffold asv tracking in DIRECTORY (a git repository, default .): asv.conf.json,
+    benchmarks/, sprout-asv.json and a README section."""
+    from sprout_harness.asvtools.init import init
+
+    got = init(directory, stacks=stacks, harness_wheel=harness_wheel, find_links=find_links, force=force)
+    for f in got.files:
+        click.echo(f"wrote {f.relative_to(got.directory)}")
+    click.echo(f"stacks: {', '.join(got.stacks)}; sprout-harness {got.harness_version} pinned")
+    if got.find_links is None:
+        click.echo("note: sprout-harness is not on a package index: pass --harness-wheel or --find-links", err=True)
+    click.echo(f"next: cd {got.directory} && asv machine --yes && asv run ALL && asv publish")
 
 
 def _quiet_broken_pipe() -> None:
