@@ -159,9 +159,11 @@ class WindowedLiveQuery(NotificationStream):
             return
         if not self._blocking:
             self._apply(changes)
-            missing = self._window.missing()
-            if missing:
-                self._refill_sync(missing)
+            w = self._window
+            if w.limit is not None and not w.complete:  # Window.missing() can be > 0
+                missing = w.missing()
+                if missing:
+                    self._refill_sync(missing)
             self._emit(record)
             return
         if self._pending is None:
@@ -185,9 +187,12 @@ class WindowedLiveQuery(NotificationStream):
 
     def _apply(self, changes: list[Change]) -> None:
         w = self._window
-        m = self.matches
+        pred, readable = self._predicate, self._readable
         for ch in changes:
-            w.apply(ch.id, m(ch.after))
+            e = ch.after  # self.matches(ch.after), inline (once per change per query)
+            if e is not None and ((pred is not None and not pred(e)) or (readable is not None and not readable(e))):
+                e = None
+            w.apply(ch.id, e)
 
     def _refill_sync(self, missing: int) -> None:
         w = self._window

@@ -145,15 +145,26 @@ class SubscriptionRegistry:
             if not ci.by_field:
                 continue
             hit: dict[Any, None] = {}
+            b, a = ch.before, ch.after
             for f, table in ci.by_field.items():
-                if ch.before is not None:
-                    s = table.get(value_key(ch.before.get(f)))
+                # Entity.get inline; an update that keeps the field's value looks it up once
+                if b is not None:
+                    vb = b.id if f == "id" else b.props.get(f)
+                    s = table.get(value_key(vb))
                     if s:
                         hit.update(s)
-                if ch.after is not None:
-                    s = table.get(value_key(ch.after.get(f)))
-                    if s:
-                        hit.update(s)
+                    if a is None:
+                        continue
+                    va = a.id if f == "id" else a.props.get(f)
+                    if type(va) is type(vb) and va == vb:
+                        continue
+                elif a is not None:
+                    va = a.id if f == "id" else a.props.get(f)
+                else:
+                    continue
+                s = table.get(value_key(va))
+                if s:
+                    hit.update(s)
             for sub in hit:
                 lst = out.get(sub)
                 if lst is None:

@@ -95,7 +95,8 @@ class Window:
         old = self._key_of.get(id, _ABSENT)
         if old is not _ABSENT:
             i = bisect_left(self._keys, old)
-            self._touch(id, self._ents[i])
+            if id not in self._before:  # self._touch(id, self._ents[i]), inline
+                self._before[id] = self._ents[i]
             if entity is None:
                 self._pop(i)
                 return

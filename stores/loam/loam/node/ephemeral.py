@@ -447,13 +447,14 @@ class EphemeralNode:
         if msg.kind == "closed":
             lq._shutdown(msg.reason or "closed by the durable node")
             return
-        if msg.clock:
-            self.clock.observe(msg.clock)
+        clock = self.clock
+        if msg.clock > clock.value:  # clock.observe(msg.clock), inline
+            clock.value = msg.clock
         # Window membership before the change, for the ids it names only (not a copy of
-        # the whole window per notification).
+        # the whole window per notification; most notifies add or remove nothing).
         window = lq._key_of
-        entering = [e.id for e in msg.added if e.id not in window]
-        leaving = [i for i in msg.removed if i in window]
+        entering = [e.id for e in msg.added if e.id not in window] if msg.added else ()
+        leaving = [i for i in msg.removed if i in window] if msg.removed else ()
         n = lq._apply(msg)
         # Listeners first, then the cache: the live query's result is what they are told
         # about, and no cache read can run in between (reads are coroutines; sync listeners

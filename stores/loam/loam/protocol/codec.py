@@ -92,8 +92,8 @@ def encode_change_notify(
         "query_id": query_id,
         "commit_id": commit_id,
         "commit_ns": commit_ns,
-        "added": [[e.id, e.props] for e in added],
-        "updated": [[e.id, e.props] for e in updated],
+        "added": [[e.id, e.props] for e in added] if added else [],
+        "updated": [[e.id, e.props] for e in updated] if updated else [],
         "removed": list(removed),
         "gap_filled": gap_filled,
         "clock": clock,
@@ -101,7 +101,13 @@ def encode_change_notify(
         "reason": None,
         "sent_ns": sent_ns,
     }
-    return _checked_dumps("notify", d, max_size)
+    try:  # _checked_dumps, inline (once per live query per commit)
+        data = _dumps(d)
+    except TypeError as exc:
+        raise _unencodable("notify", exc) from None
+    if len(data) > max_size:
+        raise _too_large("notify", len(data), max_size)
+    return data
 
 
 def _checked_dumps(t: str, d: dict[str, Any], max_size: int) -> bytes:
@@ -241,7 +247,16 @@ def _commit_error(msg: m.Commit) -> str | None:
 
 
 def _notify_error(n: m.Notify) -> str | None:
-    return _names_error(n.added, "added") or _names_error(n.updated, "updated")
+    # once per notification received: the loops inline, the messages from _names_error
+    for e in n.added:
+        p = e.props
+        if "id" in p or "" in p:
+            return _names_error(n.added, "added")
+    for e in n.updated:
+        p = e.props
+        if "id" in p or "" in p:
+            return _names_error(n.updated, "updated")
+    return None
 
 
 _CHECKS: dict[type, Callable[[Any], str | None]] = {

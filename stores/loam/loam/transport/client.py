@@ -9,6 +9,7 @@ so the owner can resubscribe. Subclasses only say how to open a `Channel`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any, Awaitable, Callable
@@ -99,7 +100,7 @@ class Connector:
         # takes one path, so their order holds).
         set_receiver = getattr(channel, "set_receiver", None)
         if set_receiver is not None:
-            set_receiver(lambda data, ch=channel: self._pushed(ch, data))
+            set_receiver(functools.partial(self._pushed, channel))  # C: no frame of its own
         self._reader = asyncio.create_task(self._read(channel))
         try:
             welcome = await self._request(channel, m.Hello(0, self.token, self.node_id, database=self.database))

@@ -132,7 +132,11 @@ class InProcessChannel:
         """Send without suspending: the message is in the peer's inbox (or the delay pump) on return."""
         if self.closed is not None:
             raise ChannelClosed(self.closed.reason, self.closed.code)
-        self._deliver(data)
+        peer = self.peer
+        if self.delay_s <= 0 and peer is not None:
+            peer._arrive(data)  # _deliver without delay, inline (once per message)
+        else:
+            self._deliver(data)
         return True
 
     async def send(self, data: bytes) -> None:

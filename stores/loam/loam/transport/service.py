@@ -124,7 +124,13 @@ class NodeService:
         self.peers: set[_Peer] = set()
         self._clock = 0
         add = getattr(node, "add_commit_listener", None)
-        if add is not None and self.host is None:
+        # A node whose clock `clock` reads directly (a loam node) needs no listener: its
+        # clock is never behind a commit it published, and a commit need not call one more.
+        if (
+            add is not None
+            and self.host is None
+            and not isinstance(getattr(getattr(node, "clock", None), "value", None), int)
+        ):
             add(self._on_commit)
 
     def _on_commit(self, record: Any) -> None:
@@ -145,10 +151,14 @@ class NodeService:
     @property
     def clock(self) -> int:
         """The durable node's Lamport clock as far as this service knows."""
-        c = getattr(self.node, "clock", None)
-        v = getattr(c, "value", c)
-        if isinstance(v, int) and v > self._clock:
-            self._clock = v
+        try:
+            v = self.node.clock.value  # a loam node (once per notification: no getattr chain)
+        except AttributeError:
+            c = getattr(self.node, "clock", None)
+            v = getattr(c, "value", c)
+        if type(v) is int or isinstance(v, int):
+            if v > self._clock:
+                self._clock = v
         return self._clock
 
     async def serve(self, channel: Channel, *, label: str = "peer") -> None:
@@ -424,6 +434,7 @@ class _Peer:
             return
         # Encoded straight from the notification (the hot path), then sent inline when
         # nothing is ahead of it (_enqueue), else queued with its size counted.
+        service = self.service
         try:
             data = codec.encode_change_notify(
                 qid,
@@ -433,9 +444,9 @@ class _Peer:
                 n.updated,
                 n.removed,
                 n.gap_filled,
-                self._clock(),
+                service.clock if service.host is None else self._clock(),
                 _perf_ns(),
-                self.service.max_size,
+                service.max_size,
             )
         except ProtocolError:  # over the limit: the message path ends the query with the reason
             self._enqueue(
@@ -454,10 +465,15 @@ class _Peer:
                 )
             )
             return
-        if self._inline():
-            self._send_inline(data)
-        else:
-            self._queue(data)
+        # _inline() and _send_inline(), inline
+        send = self._send_nowait
+        if send is not None and not self._writing and self.out.empty():
+            try:
+                if send(data):
+                    return
+            except ChannelClosed:
+                return  # the reader sees the close and ends the connection
+        self._queue(data)
 
     async def _release(self, qid: str) -> None:
         self.session.remove_query(qid)
