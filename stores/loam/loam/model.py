@@ -13,7 +13,7 @@ import math
 import os
 import re
 import time
-from typing import Annotated, Any, Awaitable, Callable, Literal, Union
+from typing import Annotated, Any, Awaitable, Callable, Literal, Sequence, Union
 
 import msgspec
 
@@ -173,6 +173,28 @@ def check_props(props: dict[str, object]) -> dict[str, Scalar]:
         else:
             return props  # type: ignore[return-value]
     return _check_props_slow(props)
+
+
+def checked_copies(batch: Sequence[object]) -> list[dict[str, Scalar]]:
+    """`[dict(check_props(p)) for p in batch]` in one call (a batched create's hot loop):
+    the same checks, the same ValidationError for the first property dict refused."""
+    out: list[dict[str, Scalar]] = []
+    append = out.append
+    isfinite = math.isfinite
+    for props in batch:
+        if type(props) is dict and "" not in props and "id" not in props:
+            for k, v in props.items():
+                t = type(v)
+                if type(k) is not str:
+                    break
+                if t is str or t is int or t is bool or v is None or (t is float and isfinite(v)):
+                    continue
+                break
+            else:
+                append(dict(props))
+                continue
+        append(dict(_check_props_slow(props)))  # type: ignore[arg-type]
+    return out
 
 
 def _check_props_slow(props: dict[str, object]) -> dict[str, Scalar]:

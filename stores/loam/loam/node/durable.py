@@ -61,6 +61,7 @@ from loam.model import (
     Transaction,
     Update,
     check_props,
+    checked_copies,
     new_node_id,
 )
 from loam.node.clock import DEFAULT_MAX_DRIFT, LamportClock
@@ -246,12 +247,15 @@ class DurableNode:
     def _build_create(
         self, collection: str, props: Sequence[dict[str, Scalar]], ctx: Context
     ) -> tuple[WriteBatch, list[str], int]:
-        copies: list[dict[str, Scalar]] = []
-        for k, p in enumerate(props):
-            try:
-                copies.append(dict(check_props(p)))
-            except ValidationError as exc:
-                raise ValidationError(f"{collection}: entity #{k} of the batch: {exc}") from None
+        try:
+            copies = checked_copies(props)
+        except ValidationError:
+            for k, p in enumerate(props):  # which one: the error path checks them again
+                try:
+                    check_props(p)
+                except ValidationError as exc:
+                    raise ValidationError(f"{collection}: entity #{k} of the batch: {exc}") from None
+            raise
         ids = self.ids.new_many(len(copies))
         if getattr(self.policy, "checks_writes", True):
             check = self.policy.check_write

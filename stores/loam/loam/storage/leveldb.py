@@ -43,6 +43,7 @@ from loam.storage.codec import (
     encode_state,
     encode_value,
     encode_values,
+    unstorable,
 )
 
 _loads = orjson.loads
@@ -296,10 +297,18 @@ class LevelDBEngine:
                 idb = sid.encode()
                 key = c.sp + idb
                 if sid in new_ids and not c.bases:
-                    # Hot path: blind insert, no read-before-write, no index work.
-                    put(key, encode_state(st))
-                    if st.deleted is None:
+                    # Hot path: blind insert, no read-before-write, no index work; a new
+                    # state (one stamp, not deleted) encoded inline as encode_state does.
+                    if st.deleted is None and not st.stamps:
+                        try:
+                            put(key, _dumps((st.values, st.stamp[0], st.stamp[1])))
+                        except TypeError as exc:
+                            raise unstorable(sid, st.values, exc) from None
                         c.delta += 1
+                    else:
+                        put(key, encode_state(st))
+                        if st.deleted is None:
+                            c.delta += 1
                     continue
                 if sid in new_ids:
                     old = None
