@@ -40,6 +40,7 @@ from loam.query.ast import Expr, Query
 from loam.query.paging import fetch_filtered
 
 log = logging.getLogger(__name__)
+_perf_ns = time.perf_counter_ns
 
 
 class Source(Protocol):
@@ -239,18 +240,22 @@ class WindowedLiveQuery(NotificationStream):
             return
         if filled:
             self.gap_fills += 1
-        self._deliver(
-            Notification(
-                query_id=self.id,
-                commit_id=record.commit_id if record is not None else None,
-                commit_ns=record.durable_ns if record is not None else None,
-                received_ns=time.perf_counter_ns(),
-                added=added,
-                updated=updated,
-                removed=removed,
-                gap_filled=filled,
+        if record is not None:  # positional: query_id, commit_id, commit_ns, received_ns, ...
+            n = Notification(
+                self.id,
+                record.commit_id,
+                record.durable_ns,
+                _perf_ns(),
+                added,
+                updated,
+                removed,
+                "change",
+                None,
+                filled,
             )
-        )
+        else:
+            n = Notification(self.id, None, None, _perf_ns(), added, updated, removed, "change", None, filled)
+        self._deliver(n)
 
     def _deliver(self, n: Notification) -> None:
         self.notifications += 1

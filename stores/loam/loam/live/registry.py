@@ -144,7 +144,9 @@ class SubscriptionRegistry:
                     lst.append(ch)
             if not ci.by_field:
                 continue
-            hit: dict[Any, None] = {}
+            # `hit` is the first matching table entry itself until a second one must be
+            # merged in (then a copy): the common change hits one entry of one field
+            hit: dict[Any, None] | None = None
             b, a = ch.before, ch.after
             for f, table in ci.by_field.items():
                 # Entity.get inline; an update that keeps the field's value looks it up once
@@ -152,7 +154,7 @@ class SubscriptionRegistry:
                     vb = b.id if f == "id" else b.props.get(f)
                     s = table.get(value_key(vb))
                     if s:
-                        hit.update(s)
+                        hit = s if hit is None else {**hit, **s}
                     if a is None:
                         continue
                     va = a.id if f == "id" else a.props.get(f)
@@ -164,7 +166,9 @@ class SubscriptionRegistry:
                     continue
                 s = table.get(value_key(va))
                 if s:
-                    hit.update(s)
+                    hit = s if hit is None else {**hit, **s}
+            if hit is None:
+                continue
             for sub in hit:
                 lst = out.get(sub)
                 if lst is None:

@@ -279,10 +279,14 @@ class DurableNode:
         return self._record(rec)
 
     async def update(self, collection: str, id: str, props: dict[str, Scalar], ctx: Context) -> CommitRecord:
-        return await self.commit((Update(collection, id, dict(props) if isinstance(props, dict) else props),), ctx)
+        # commit() inline: one coroutine less between the commit and its caller
+        self._check_open()
+        op = Update(collection, id, dict(props) if isinstance(props, dict) else props)
+        return await self._apply(self._stamp((op,)), ctx, True)
 
     async def delete(self, collection: str, id: str, ctx: Context) -> CommitRecord:
-        return await self.commit((Delete(collection, id),), ctx)
+        self._check_open()
+        return await self._apply(self._stamp((Delete(collection, id),)), ctx, True)
 
     async def _apply(
         self, tx: Transaction, ctx: Context, require_existing: bool, require_fresh: bool = False
