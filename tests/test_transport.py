@@ -322,11 +322,11 @@ async def test_inline_sends_queue_behind_a_queued_reply() -> None:
         assert type(sub) is m.Subscribed
         # A reply waits in the writer's queue (the writer task has not run yet) when a
         # commit's notify is made: the notify must not overtake it.
-        peer.out.put_nowait(m.Pong(7))
+        peer._queue(m.Pong(7))
         peer._queue_notify(sub.query_id, _change(sub.query_id, "first"))
-        assert peer.out.qsize() == 2, "the notify was queued behind the reply, not sent inline"
+        assert len(peer.out) == 2, "the notify was queued behind the reply, not sent inline"
         # Whether or not the writer ran before the commit's listener, the pong comes first.
-        peer.out.put_nowait(m.Pong(8))
+        peer._queue(m.Pong(8))
         await durable.create("c", [{"n": 1}], CTX)
         got = await _received(client_end, 4)
         assert [(type(x).__name__, getattr(x, "rid", None), getattr(x, "commit_id", None)) for x in got[:3]] == [
@@ -336,7 +336,7 @@ async def test_inline_sends_queue_behind_a_queued_reply() -> None:
         ]
         assert type(got[3]) is m.Notify and got[3].added[0].props == {"n": 1}
         # The queue is drained: the next message is sent inline, in the channel on return.
-        assert peer.out.empty()
+        assert not peer.out
         peer._enqueue(m.Pong(9))
         assert client_end.inbox.qsize() == 1
         assert [x.rid for x in await _received(client_end, 1)] == [9]
@@ -350,9 +350,9 @@ async def test_no_inline_send_while_the_writer_holds_a_message() -> None:
     client_end.peer, server_end.peer = server_end, client_end
     durable, _, peer = await _served(server_end, client_end)
     try:
-        peer.out.put_nowait(m.Pong(1))
+        peer._queue(m.Pong(1))
         await asyncio.sleep(0)  # the writer takes the pong and waits inside `send`
-        assert peer.out.empty() and peer._writing
+        assert not peer.out and peer._writing
         peer._enqueue(m.Pong(2))  # must wait for the pong the writer holds
         peer._enqueue(m.Pong(3))
         assert [x.rid for x in await _received(client_end, 3)] == [1, 2, 3]
