@@ -184,6 +184,24 @@ async def test_crud_open_loop_on_postgres_with_concurrent_writes(pg_database):
 # --- the in-test minimal stack -----------------------------------------------------------------
 
 
+async def test_a_collection_larger_than_one_message_is_verified_in_pages():
+    """8,000 pets are ~1.3 MB as one fetch reply, over the WebSocket limit of 1 MiB: the final
+    state is read in pages of id order, by the workers (their share) and by the driver."""
+    cfg = config_from_dict(
+        {
+            "stack": {"name": "loam", "params": {"durable_process": True}},
+            "name": "crud-pages",
+            "datasets": {"albums": 0, "pets": 8000},
+            "phases": [{"name": "crud", "params": {"operations": 300, "workers": 4, "processes": 2}}],
+        }
+    )
+    result = await run(cfg)
+    assert_ok(result)
+    (phase,) = result.phases
+    assert phase.counters["final_entities"] >= 8000 - 300
+    assert phase.extra["placement"] == "local: 2 worker processes"
+
+
 def _dict_cfg(phases, **extra):
     return config_from_dict(
         {

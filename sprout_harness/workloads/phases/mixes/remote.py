@@ -36,11 +36,10 @@ from typing import Any, Awaitable, Callable
 
 from sprout_harness.contracts import Unsupported, hooks
 from sprout_harness.contracts.client import Capabilities, Client
-from sprout_harness.contracts.query import QuerySpec
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.recorder import PhaseRecorder
 from sprout_harness.workloads.context import Model, NodeRef, PhaseContext
-from sprout_harness.workloads.loadphase import LoadKnobs, verify_final_states
+from sprout_harness.workloads.loadphase import LoadKnobs, fetch_collection, verify_final_states
 from sprout_harness.workloads.realtime import fleet_mode, start_worker_fleet, worker_address
 
 RUNNER = f"{__name__}:MixJob"
@@ -221,9 +220,9 @@ async def _merge(
     rec.extra["workers"] = per_worker
     # the store as a whole: every entity is exactly one worker's (each judged it against its history)
     for j, g in enumerate(groups):
-        docs = await ctx.durables[g].client.fetch(coll, QuerySpec(kind="all"))
-        state = {d.id: dict(d.props) for d in docs}
         owned = [i for r in results for i in r["owned"][j]]
+        docs = await fetch_collection(ctx.durables[g].client, coll, len(owned))
+        state = {d.id: dict(d.props) for d in docs}
         strays = sorted(set(state) - set(owned))
         ctx.check(
             "every entity in the store is exactly one worker's",
