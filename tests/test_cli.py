@@ -16,8 +16,10 @@ from support.cli import ROOT, SMALL, invoke, one_error_line, sets
 
 
 def test_version_and_help():
+    from importlib.metadata import version
+
     r = invoke("--version")
-    assert r.exit_code == 0 and r.stdout.startswith("sprout ")
+    assert r.exit_code == 0 and r.stdout.strip() == f"sprout {version('sprout-harness')}"
     r = invoke("--help")
     assert r.exit_code == 0 and all(c in r.stdout for c in ("run", "validate", "list", "compare"))
 

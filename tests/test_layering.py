@@ -309,3 +309,14 @@ def test_the_harness_never_names_a_stack() -> None:
         if any(stack in line.lower() for stack in ("loam", "pgnotify", "memstack"))
     ]
     assert named == []
+
+
+def test_each_package_reports_its_distribution_version() -> None:
+    """Reports name the store's and the stacks' versions: they are the distributions'."""
+    from importlib.metadata import version
+
+    import loam
+    import sprout_pgnotify
+
+    assert loam.__version__ == version("loam")
+    assert sprout_pgnotify.__version__ == version("sprout-pgnotify")

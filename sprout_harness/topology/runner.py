@@ -125,7 +125,7 @@ def sprout_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("sprout")
+        return version("sprout-harness")
     except PackageNotFoundError:
         return "0+unknown"
 

@@ -6,4 +6,4 @@ Modules: schema (DDL + triggers), queries (QuerySpec -> SQL), listener (live que
 client (the harness's Client surface), stack (the factory).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -4,4 +4,4 @@ Entities live in collections; every write is an event merged last-writer-wins pe
 property; durable nodes own a storage engine, ephemeral nodes cache and subscribe.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
