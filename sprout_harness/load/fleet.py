@@ -36,6 +36,9 @@ from sprout_harness.metrics.histogram import Histogram
 
 OpenClient = Callable[[int], Awaitable[Client]]
 
+#: characters of job params per call when they are sent in parts (`ShardedFleet.job`)
+JOB_PART_CHARS = 60_000
+
 
 def current_rss_bytes() -> int:
     """Resident set size of this process now (Linux /proc; 0 where unknown)."""
@@ -418,8 +421,21 @@ class ShardedFleet:
     async def job(self, step: str, per_worker: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Step `step` of every worker's job at once (a barrier: returns when all replied);
         `per_worker` gives each worker its own message fields (the job's params at "prepare")."""
+        if step == "prepare" and per_worker:
+            per_worker = list(await asyncio.gather(*(self._in_parts(w, f) for w, f in zip(self.workers, per_worker))))
         msgs = [{"op": "job", "step": step, **(per_worker[i] if per_worker else {})} for i in range(self.processes)]
         return await asyncio.gather(*(w.call(m, self.timeout_s) for w, m in zip(self.workers, msgs)))
+
+    async def _in_parts(self, worker: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        """Large job params (a worker's share of a big dataset) go ahead in parts of
+        `JOB_PART_CHARS`: a Ray actor call whose arguments pass 100 KiB travels through the
+        object store instead of inline, and between nodes that transfer may never arrive."""
+        text = json.dumps(fields.get("params"))
+        if len(text) <= JOB_PART_CHARS:
+            return fields
+        for k in range(0, len(text), JOB_PART_CHARS):
+            await worker.call({"op": "job", "step": "part", "data": text[k : k + JOB_PART_CHARS]}, self.timeout_s)
+        return {**{k: v for k, v in fields.items() if k != "params"}, "params_in_parts": True}
 
 
 class _ProcessWorker:
@@ -530,6 +546,7 @@ class WorkerState:
         self.connect: Callable[[Any, int], Awaitable[Client]] | None = None
         self.job: Any = None
         self.job_task: asyncio.Task[Any] | None = None
+        self.job_parts: list[str] = []  # a job's params sent in parts (see `ShardedFleet.job`)
 
     def _set(self) -> ConnectionSet:
         if self.cs is None:
@@ -592,12 +609,17 @@ class WorkerState:
         answers its `progress()` (and the error that ended the task, if one did); "stop" calls
         its `stop()`; "finish" awaits the task and then its `finish()`, whose reply goes back."""
         step = msg["step"]
+        if step == "part":
+            self.job_parts.append(str(msg["data"]))
+            return {"ok": True}
         if step == "prepare":
             if self.connect is None:
                 raise RuntimeError("no 'init' yet")
             await self._close_job()
+            params = json.loads("".join(self.job_parts)) if msg.get("params_in_parts") else msg["params"]
+            self.job_parts = []
             module, _, attr = str(msg["runner"]).partition(":")
-            self.job = getattr(importlib.import_module(module), attr)(self.connect, msg["params"])
+            self.job = getattr(importlib.import_module(module), attr)(self.connect, params)
             return dict(await self.job.prepare() or {"ok": True})
         if self.job is None:
             raise RuntimeError(f"job step {step!r} before 'prepare'")
