@@ -255,13 +255,7 @@ class ConnectionSet:
                     await sub.close()
                 except Exception:
                     pass
-        for c in self.clients:
-            fn = getattr(c, "close", None)
-            if fn is not None:
-                try:
-                    await fn()
-                except Exception:
-                    pass
+        await close_clients(self.clients)
         self.subs, self.clients = [], []
 
 
@@ -303,6 +297,18 @@ class LocalFleet:
 
 class WorkerError(RuntimeError):
     pass
+
+
+async def close_clients(clients: list[Client]) -> None:
+    """Close every client that has a `close` (an optional hook), whatever one of them raises:
+    a worker tearing down must reach all of them."""
+    for c in clients:
+        fn = getattr(c, "close", None)
+        if fn is not None:
+            try:
+                await fn()
+            except Exception:
+                pass
 
 
 def checked_reply(reply: dict[str, Any], worker: str, op: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from typing import Any, Awaitable, Callable
 
 from sprout_harness.contracts import Unsupported, hooks
 from sprout_harness.contracts.client import Capabilities, Client
+from sprout_harness.load.fleet import close_clients
 from sprout_harness.metrics.histogram import Histogram
 from sprout_harness.metrics.recorder import PhaseRecorder
 from sprout_harness.workloads.context import Model, NodeRef, PhaseContext
@@ -357,13 +358,7 @@ class MixJob:
         }
 
     async def close(self) -> None:
-        for c in self.clients:
-            fn = getattr(c, "close", None)
-            if fn is not None:
-                try:
-                    await fn()
-                except Exception:
-                    pass
+        await close_clients(self.clients)
         self.clients = []
 
 
