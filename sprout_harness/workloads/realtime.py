@@ -180,6 +180,14 @@ def server_stats(ctx: PhaseContext, node: NodeRef) -> dict[str, Any]:
         return {}
 
 
+def stats_growth(before: dict[str, Any], after: dict[str, Any], key: str, per: int) -> int | None:
+    """How much `server_stats` figure `key` grew per unit (connection, subscription) between two
+    readings, or None when the stack does not report it."""
+    if before.get(key) is None or after.get(key) is None:
+        return None
+    return int((after[key] - before[key]) // per)
+
+
 def rss() -> int:
     return measured_rss_bytes()
 

@@ -136,12 +136,13 @@ async def run(ctx: PhaseContext, k: ConnectionScalingKnobs) -> None:
                 for stat in ("p50_ms", "p99_ms"):
                     if row["floor"][stat] and row["lag"][stat] is not None:
                         row[f"lag_over_floor_{stat[:3]}"] = round(row["lag"][stat] / row["floor"][stat], 3)
-            if st0.get("rss_bytes") is not None and st1.get("rss_bytes") is not None:
-                row["server_rss_per_connection_bytes"] = (st1["rss_bytes"] - st0["rss_bytes"]) // added
-            if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
-                row["server_live_query_bytes_per_connection"] = (
-                    st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]
-                ) // added
+            for key, name in (
+                ("rss_bytes", "server_rss_per_connection_bytes"),
+                ("live_query_memory_bytes", "server_live_query_bytes_per_connection"),
+            ):
+                grown = rt.stats_growth(st0, st1, key, added)
+                if grown is not None:
+                    row[name] = grown
             steps.append(row)
             ctx.advance(len(new))
 

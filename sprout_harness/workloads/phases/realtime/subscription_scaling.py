@@ -91,10 +91,9 @@ async def run(ctx: PhaseContext, k: SubscriptionScalingKnobs) -> None:
                 "server_live_queries": st1.get("live_queries"),
                 "lag": rt.lag_summary(col["lag"]),
             }
-            if st0.get("live_query_memory_bytes") is not None and st1.get("live_query_memory_bytes") is not None:
-                row["server_live_query_bytes_per_subscription"] = (
-                    st1["live_query_memory_bytes"] - st0["live_query_memory_bytes"]
-                ) // added
+            grown = rt.stats_growth(st0, st1, "live_query_memory_bytes", added)
+            if grown is not None:
+                row["server_live_query_bytes_per_subscription"] = grown
             steps.append(row)
             ctx.advance(len(specs))
 
