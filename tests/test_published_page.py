@@ -24,6 +24,7 @@ import pytest
 
 from sprout_harness.asvtools import offline
 from support.asv import asv, clone_under_test, commit_all, explain
+from support.browser import FLAGS
 from support.system import require_tool
 
 pytestmark = pytest.mark.slow
@@ -83,14 +84,7 @@ def _chromium(binary: str, *args: str) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="sprout-chromium-") as profile:
         cmd = [
             binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *FLAGS,
             f"--user-data-dir={profile}",
             "--virtual-time-budget=8000",
             "--window-size=1280,900",
