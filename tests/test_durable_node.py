@@ -166,7 +166,8 @@ async def test_lenient_collections():
 
 async def test_close_behaviour(engine_factory):
     node = await started(engine_factory())
-    await node.create("t", [{"x": 1}], CTX)
+    (id_,), _ = await node.create("t", [{"x": 1}], CTX)
+    assert (await node.get("t", id_, CTX)).props == {"x": 1}  # a direct reader where the engine has one
     lq = await node.subscribe("t", "", CTX)
     await node.close("maintenance")
     n = await lq.next(timeout=5)
@@ -174,7 +175,7 @@ async def test_close_behaviour(engine_factory):
     assert lq.closed_reason == "maintenance"
     with pytest.raises(NodeClosedError):
         await lq.next(timeout=1)
-    for call in (node.fetch("t", "", CTX), node.create("t", [{}], CTX), node.get("t", "x", CTX)):
+    for call in (node.fetch("t", "", CTX), node.create("t", [{}], CTX), node.get("t", id_, CTX)):
         with pytest.raises(NodeClosedError, match="maintenance"):
             await call
     with pytest.raises(NodeClosedError):

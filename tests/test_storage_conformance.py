@@ -408,6 +408,30 @@ def ldb(tmp_leveldb_path: Path) -> Iterator[StorageEngine]:
     e.close()
 
 
+def test_leveldb_reader_is_get_bound_to_a_collection(tmp_leveldb_path: Path) -> None:
+    """The durable node's direct-read path: `reader(c)(id) == get(c, id)` for live, partly
+    stamped, deleted and missing ids, and through a close and reopen."""
+    e = create_engine("leveldb", path=str(tmp_leveldb_path))
+    e.open()
+    write(e, "items", SAMPLE)
+    st = e.read_states("items", ["a1"])["a1"]
+    st.merge_delete((2, "n1"))
+    write(e, "items", [st], new=False, clock=2)
+    st = e.read_states("items", ["a2"])["a2"]
+    st.merge_write({"n": 11}, (3, "n2"))
+    write(e, "items", [st], new=False, clock=3)
+    read, other = e.reader("items"), e.reader("other")  # type: ignore[attr-defined]
+    probes = ["a1", "a2", "a3", "a5", "nope"]
+    expected = [None, Entity("a2", {"status": "done", "n": 11, "tag": "y"})]
+    assert [read(i) for i in probes] == [e.get("items", i) for i in probes]
+    assert [read(i) for i in probes[:2]] == expected
+    assert other("a3") is None
+    e.close()
+    e.open()
+    assert [read(i) for i in probes] == [e.get("items", i) for i in probes]
+    e.close()
+
+
 @pytest.mark.parametrize(
     "query, words",
     [
