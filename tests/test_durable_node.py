@@ -64,6 +64,21 @@ async def test_update_delete_and_commit_records(engine_factory):
     await node.close()
 
 
+async def test_a_batched_create_names_the_refused_entity_and_writes_nothing(engine_factory):
+    node = await started(engine_factory())
+    batch = [{"n": 1}, {"n": 2.5, "s": "x"}, {"n": float("nan")}, {"n": [1]}]
+    with pytest.raises(ValidationError) as info:
+        await node.create("tasks", batch, CTX)
+    assert str(info.value) == (
+        "tasks: entity #2 of the batch: property 'n': nan is not a finite number (JSON has no NaN/Infinity)"
+    )
+    with pytest.raises(ValidationError, match=r"^tasks: entity #0 of the batch: property names must be"):
+        await node.create("tasks", [{"": 1}], CTX)
+    with pytest.raises(ValidationError, match="unknown collection 'tasks'"):  # nothing was written
+        await node.fetch("tasks", "", CTX)
+    await node.close()
+
+
 async def test_transaction_is_atomic_on_invalid_prop(engine_factory):
     node = await started(engine_factory())
     (i,), _ = await node.create("tasks", [{"n": 1}], CTX)

@@ -177,7 +177,8 @@ def check_props(props: dict[str, object]) -> dict[str, Scalar]:
 
 def checked_copies(batch: Sequence[object]) -> list[dict[str, Scalar]]:
     """`[dict(check_props(p)) for p in batch]` in one call (a batched create's hot loop):
-    the same checks, the same ValidationError for the first property dict refused."""
+    the same checks; the first property dict refused raises check_props' ValidationError,
+    prefixed with its index in the batch ("entity #k of the batch: ...")."""
     out: list[dict[str, Scalar]] = []
     append = out.append
     isfinite = math.isfinite
@@ -193,7 +194,10 @@ def checked_copies(batch: Sequence[object]) -> list[dict[str, Scalar]]:
             else:
                 append(dict(props))
                 continue
-        append(dict(_check_props_slow(props)))  # type: ignore[arg-type]
+        try:
+            append(dict(_check_props_slow(props)))  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise ValidationError(f"entity #{len(out)} of the batch: {exc}") from None
     return out
 
 

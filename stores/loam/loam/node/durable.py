@@ -249,13 +249,8 @@ class DurableNode:
     ) -> tuple[WriteBatch, list[str], int]:
         try:
             copies = checked_copies(props)
-        except ValidationError:
-            for k, p in enumerate(props):  # which one: the error path checks them again
-                try:
-                    check_props(p)
-                except ValidationError as exc:
-                    raise ValidationError(f"{collection}: entity #{k} of the batch: {exc}") from None
-            raise
+        except ValidationError as exc:
+            raise ValidationError(f"{collection}: {exc}") from None
         ids = self.ids.new_many(len(copies))
         if getattr(self.policy, "checks_writes", True):
             check = self.policy.check_write
