@@ -112,16 +112,20 @@ def _project_name(directory: Path) -> tuple[str, list[str]]:
     return name, dists or [directory.name]
 
 
+def _requirement_name(spec: str) -> str | None:
+    """The distribution name a requirement string starts with (`numpy>=1.26` -> `numpy`)."""
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+    return m.group(1) if m else None
+
+
 def _requirement_names(dist: str) -> list[str]:
     """The unconditional requirements of an installed distribution (extras left out)."""
     out = []
     for req in metadata.requires(dist) or []:
         spec, _, marker = req.partition(";")
-        if "extra" in marker:
-            continue
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
-        if m:
-            out.append(m.group(1))
+        name = _requirement_name(spec)
+        if name and "extra" not in marker:
+            out.append(name)
     return out
 
 
@@ -138,9 +142,9 @@ def matrix_requirements(directory: Path) -> dict[str, str]:
     names = ["setuptools", "wheel"]
     for data in _pyprojects(directory)[:1]:
         for req in data.get("build-system", {}).get("requires", []):
-            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-            if m and _norm(m.group(1)) not in map(_norm, names):
-                names.append(m.group(1))
+            name = _requirement_name(req)
+            if name and _norm(name) not in map(_norm, names):
+                names.append(name)
     names += [n for n in _requirement_names(HARNESS) if _norm(n) not in map(_norm, names)]
     return {n: _version(n) or "" for n in names}
 
