@@ -1,9 +1,9 @@
 """The asv suite's `stack` axis, from the stacks installed under the entry point group.
 
 Each installed stack contributes the variants its factory declares (`benchmark_variants`,
-see `contracts.variants`), or one durable-only variant on its defaults. `SPROUT_ASV_STACKS`
-(comma-separated variant or stack names) restricts the axis, e.g. for a gate that covers one
-stack; the asv suite (`sprout_harness.asvsuite`) also reads the names from a project's
+see `contracts.variants`), or one durable-only variant on its defaults. A list of variant or
+stack names restricts the axis: the asv suite (`sprout_harness.asvsuite.selected_stacks`) takes
+it from `SPROUT_ASV_STACKS`, e.g. for a gate that covers one stack, else from a project's
 `sprout-asv.json`. A name that selects nothing is a row that says so. A stack that cannot
 be loaded, or declares variants the suite cannot use, becomes a
 variant whose rows are n/a with the reason: one broken plugin must not hide the others.
@@ -11,15 +11,12 @@ variant whose rows are n/a with the reason: one broken plugin must not hide the 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from sprout_harness import plugins
 from sprout_harness.contracts import SproutError
 from sprout_harness.contracts.variants import SERVICES, BenchVariant, QueryFields
-
-ENV_STACKS = "SPROUT_ASV_STACKS"
 
 
 @dataclass(frozen=True)
@@ -78,11 +75,8 @@ def _declared(entry: str, factory: Any, query_fields: QueryFields) -> list[Varia
 
 def installed(query_fields: QueryFields, only: Sequence[str] | None = None) -> list[Variant]:
     """Every installed stack's variants, in entry point order, restricted to `only` (variant
-    or stack names; default: `SPROUT_ASV_STACKS` if set). Never raises: what cannot run is
-    a variant with `broken` set."""
-    if only is None:
-        env = os.environ.get(ENV_STACKS, "").strip()
-        only = [s.strip() for s in env.split(",") if s.strip()] if env else None
+    or stack names; None: every one). Never raises: what cannot run is a variant with
+    `broken` set."""
     out: list[Variant] = []
     for entry in plugins.stack_entries():
         try:
