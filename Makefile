@@ -15,6 +15,7 @@ $(PY):
 DISTS := stores/loam stacks/loam stacks/pgnotify
 
 $(STAMP): $(PY) pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
+	@# a venv made when all of it was one distribution (`sprout`) would keep a second copy
 	$(PY) -m pip uninstall -q -y sprout 2>/dev/null || true
 	$(PY) -m pip install -q -e '.[test]' $(addprefix -e ,$(DISTS))
 	touch $(STAMP)
