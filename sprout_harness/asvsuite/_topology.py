@@ -103,6 +103,15 @@ PARAMS = [list(STACKS), list(CONNECTORS), list(EPHEMERALS)]
 # --- the matrix ------------------------------------------------------------------------------
 
 
+def first_variant_over(connector: str) -> str:
+    """The variant a one-row family measures: the first of the axis (not broken) that is
+    benchmarked over `connector` connections; none is n/a."""
+    for name, v in VARIANTS.items():
+        if connector in v.connectors and v.broken is None:
+            return name
+    raise NotImplementedError(f"no variant of the selected stacks is benchmarked over {connector!r} connections")
+
+
 def not_applicable(stack: str, connector: str, ephemerals: int) -> str | None:
     """Why a combination makes no sense (n/a), or None."""
     v = VARIANTS[stack]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import cache_or_skip, scale, skip_if_skipped
-from ._topology import CACHE_TIMEOUT, CONNECTORS, ERROR, NA, VARIANTS, entry
+from ._topology import CACHE_TIMEOUT, CONNECTORS, ERROR, NA, entry, first_variant_over
 
 __all__ = ["CommitFanOut"]
 
@@ -31,16 +31,8 @@ PREDICATES = ("equality", "range")
 CONNECTOR = "inprocess"
 
 
-def variant() -> str:
-    """The variant measured: the first of the axis benchmarked over in-process connections."""
-    for name, v in VARIANTS.items():
-        if CONNECTOR in v.connectors and v.broken is None:
-            return name
-    raise NotImplementedError(f"no variant of the selected stacks is benchmarked over {CONNECTOR!r} connections")
-
-
 def _run() -> dict[tuple[int, str], Any]:
-    key = (variant(), CONNECTORS[0], 0)
+    key = (first_variant_over(CONNECTOR), CONNECTORS[0], 0)
     out = {}
     for s in SUBSCRIPTIONS:
         for pred in PREDICATES:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import cache_or_skip, scale, skip_if_skipped
-from ._topology import CACHE_TIMEOUT, ERROR, NA, VARIANTS, entry
+from ._topology import CACHE_TIMEOUT, ERROR, NA, VARIANTS, entry, first_variant_over
 
 __all__ = ["RealtimeFanOut"]
 
@@ -23,21 +23,13 @@ COMMITS = 20
 CONNECTOR = "websocket"
 
 
-def variant() -> str:
-    """The variant measured: the first of the axis benchmarked over WebSocket connections."""
-    for name, v in VARIANTS.items():
-        if CONNECTOR in v.connectors and v.broken is None:
-            return name
-    raise NotImplementedError(f"no variant of the selected stacks is benchmarked over {CONNECTOR!r} connections")
-
-
 def connections(step: int) -> int:
     return round(scale().wire_connections * step / STEPS)
 
 
 def _run() -> Any:
     sz = scale()
-    name = variant()
+    name = first_variant_over(CONNECTOR)
     knobs = {
         "connections": sz.wire_connections,
         "steps": STEPS,
