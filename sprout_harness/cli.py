@@ -130,12 +130,12 @@ def _fail(message: str, code: int) -> None:
 
 def _report_interrupted_load(config: str, json_path: str | None, gab_path: str | None) -> None:
     """Ctrl+C before the config was loaded: the reports asked for still say what happened."""
-    from sprout_harness.metrics.results import RunMetadata, RunResult
+    from sprout_harness.metrics.results import RunMetadata, RunResult, new_run_id
     from sprout_harness.reports import gab, json_report
 
     now = time.time()
     meta = RunMetadata(
-        run_id=time.strftime("%Y%m%dT%H%M%S") + "-interrupted",
+        run_id=new_run_id(),
         config_name=Path(config).stem,
         started_at=now,
         ended_at=now,

@@ -9,8 +9,6 @@ the median over the runs; its timeline and `extra` the first run's.
 from __future__ import annotations
 
 import statistics
-import time
-import uuid
 from typing import Sequence
 
 from sprout_harness.metrics.histogram import Histogram
@@ -20,6 +18,7 @@ from sprout_harness.metrics.results import (
     PhaseResult,
     RunFigures,
     RunResult,
+    new_run_id,
     overall_status,
 )
 
@@ -81,7 +80,7 @@ def merge_runs(results: Sequence[RunResult], warmup_runs: int = 0) -> RunResult:
     first, last = results[0], results[-1]
     meta = first.metadata
     merged_meta = type(meta).from_dict(meta.to_dict())
-    merged_meta.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    merged_meta.run_id = new_run_id()
     merged_meta.started_at, merged_meta.ended_at = meta.started_at, last.metadata.ended_at
     for r in results[1:]:
         merged_meta.notes += [n for n in r.metadata.notes if n not in merged_meta.notes]

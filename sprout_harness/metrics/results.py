@@ -7,6 +7,8 @@ documented in docs/report-schema.md; bump ``SCHEMA_VERSION`` on any incompatible
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -166,6 +168,11 @@ class PhaseResult:
             peak_rss_bytes=int(d.get("peak_rss_bytes", 0)),
             extra=dict(d.get("extra") or {}),
         )
+
+
+def new_run_id() -> str:
+    """A run's id: its start time (to the second) and six random hex digits."""
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
 @dataclass

@@ -27,7 +27,6 @@ import signal
 import threading
 import time
 import traceback
-import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, ContextManager
@@ -40,7 +39,7 @@ from sprout_harness.contracts.client import Capabilities, Doc
 from sprout_harness.contracts.errors import CheckFailed, SproutError, StackError, Unsupported
 from sprout_harness.contracts.stack import Link, StackSettings
 from sprout_harness.metrics import PhaseRecorder, PhaseResult, RunMetadata, RunResult, overall_status
-from sprout_harness.metrics.results import RunFigures
+from sprout_harness.metrics.results import RunFigures, new_run_id
 from sprout_harness.metrics.system import OtherCpu, git_info, host_info, python_info
 from sprout_harness.metrics.thresholds import evaluate as evaluate_thresholds
 from sprout_harness.services.postgres import mask_dsn
@@ -101,7 +100,7 @@ def build_metadata(cfg: SproutConfig) -> RunMetadata:
     links = cfg.topology.resolved_links()
     connectors = sorted({l["connector"] for l in links}, key=lambda c: c or "")
     return RunMetadata(
-        run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
+        run_id=new_run_id(),
         suite=cfg.suite,
         config_name=cfg.name,
         config=mask_secrets(cfg.to_dict()),
